@@ -1,0 +1,146 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrLocked is returned by TryLock when another invocation is syncing the library.
+var ErrLocked = errors.New("another seafbak is syncing this library")
+
+// Lock is a held library lock. The kernel drops it when the process dies, so a kill -9
+// never leaves a library locked.
+type Lock struct {
+	f *os.File
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() {
+	if l != nil && l.f != nil {
+		l.f.Close() // closing the only descriptor releases the flock
+		l.f = nil
+	}
+}
+
+func (d *Dir) lockFile(repoID string) (*os.File, error) {
+	if _, err := d.recordPath(repoID); err != nil { // checks the id
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(d.root, "locks", repoID+".lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
+	}
+	return f, nil
+}
+
+// TryLock takes the library's lock or returns ErrLocked at once.
+func (d *Dir) TryLock(repoID string) (*Lock, error) {
+	f, err := d.lockFile(repoID)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("library %s: %w", repoID, ErrLocked)
+		}
+		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Lock waits for the library's lock until ctx ends. The primary's hook blocks here while
+// a cron scan syncs the same library, then finds little or nothing left to do.
+func (d *Dir) Lock(ctx context.Context, repoID string) (*Lock, error) {
+	delay := 10 * time.Millisecond
+	for {
+		l, err := d.TryLock(repoID)
+		if !errors.Is(err, ErrLocked) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("library %s: waiting for another seafbak: %w", repoID, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 500*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Busy reports whether some invocation holds the library's lock right now.
+func (d *Dir) Busy(repoID string) bool {
+	l, err := d.TryLock(repoID)
+	if err != nil {
+		return errors.Is(err, ErrLocked)
+	}
+	l.Unlock()
+	return false
+}
+
+// Dirty markers make batched durability safe. Before a sync writes objects without
+// fsync, it leaves a durable marker naming the store and itself; it removes the marker
+// once a syncfs has made those objects durable. A marker whose writer no longer holds its
+// library lock belongs to an attempt that died, maybe with the machine: objects in that
+// store may be present but empty, so presence cannot be trusted until re-checked.
+
+func (d *Dir) dirtyPath(storeID, repoID string) (string, error) {
+	if _, err := d.recordPath(storeID); err != nil {
+		return "", err
+	}
+	if _, err := d.recordPath(repoID); err != nil {
+		return "", err
+	}
+	return filepath.Join(d.root, "dirty", storeID+"."+repoID), nil
+}
+
+// MarkDirty records, durably, that repoID is about to write unsynced objects to storeID.
+func (d *Dir) MarkDirty(storeID, repoID string) error {
+	p, err := d.dirtyPath(storeID, repoID)
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640); err != nil {
+		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
+	}
+	return nil
+}
+
+// ClearDirty removes repoID's marker on storeID after its objects were made durable.
+func (d *Dir) ClearDirty(storeID, repoID string) error {
+	p, err := d.dirtyPath(storeID, repoID)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("state: clear dirty %s: %w", repoID, err)
+	}
+	return nil
+}
+
+// DeadDirty reports whether storeID has a marker left by an attempt that died. The
+// caller holds self's lock, so a marker of its own is always from a dead attempt.
+func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
+	entries, err := os.ReadDir(filepath.Join(d.root, "dirty"))
+	if err != nil {
+		return false, fmt.Errorf("state: %w", err)
+	}
+	for _, e := range entries {
+		writer, ok := strings.CutPrefix(e.Name(), storeID+".")
+		if !ok {
+			continue
+		}
+		if writer == self || !d.Busy(writer) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,198 @@
+// Package state is seafbak's local record of what has been backed up: per library, the
+// last synced head and how the last attempts went. Each library has its own small file,
+// replaced atomically, so recording one library costs the same in a state of 100 000
+// libraries as in a state of ten, and a per-library lock keeps concurrent invocations
+// (primary hook, cron scan, an admin) from losing each other's updates.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"seafbak/sync/object"
+)
+
+// Library is everything seafbak remembers about one library.
+type Library struct {
+	ID      string `json:"id"`
+	StoreID string `json:"store_id,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Owner   string `json:"owner,omitempty"`
+	// Head is the last head whose every object is durable in the backup store.
+	Head        string    `json:"head,omitempty"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	// LastError is the error of the last attempt; empty when it succeeded.
+	LastError string `json:"last_error,omitempty"`
+	// Holes are objects the primary could not give (missing or corrupt), skipped under
+	// --force. Every later sync asks for them again.
+	Holes []Hole `json:"holes,omitempty"`
+	// Truncated lists commits whose trees the primary's GC removed under a history
+	// limit: expected, not errors, and never retried.
+	Truncated []string `json:"truncated,omitempty"`
+	// Deleted is when seafbak first saw the library gone from the primary. Its objects
+	// stay in the backup.
+	Deleted *time.Time `json:"deleted,omitempty"`
+	// OldHeads are heads the primary moved away from without keeping them in history
+	// (a revert, a seaf-fsck repair); their objects stay restorable.
+	OldHeads []OldHead `json:"old_heads,omitempty"`
+}
+
+// Failed reports whether the last attempt failed.
+func (l *Library) Failed() bool { return l.LastError != "" }
+
+// Hole is an object of a library's history the backup lacks because the primary did.
+type Hole struct {
+	Kind      string    `json:"kind"`
+	ID        string    `json:"id"`
+	Path      string    `json:"path,omitempty"`
+	Commit    string    `json:"commit"`
+	Error     string    `json:"error"`
+	FirstSeen time.Time `json:"first_seen"`
+}
+
+// OldHead is a former head that is no longer in the primary's history.
+type OldHead struct {
+	Head     string    `json:"head"`
+	Replaced time.Time `json:"replaced"`
+}
+
+// Dir is a state directory:
+//
+//	libraries/<repo id>.json   one record per library
+//	locks/<repo id>.lock       held (flock) while a library syncs
+//	dirty/<store id>.<repo id> a sync of repo id is writing unsynced objects into store id
+type Dir struct {
+	root string
+}
+
+// Open opens (creating if needed) the state directory at root.
+func Open(root string) (*Dir, error) {
+	if root == "" {
+		return nil, errors.New("state: no state directory configured")
+	}
+	for _, sub := range []string{"libraries", "locks", "dirty"} {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o750); err != nil {
+			return nil, fmt.Errorf("state %s: %w", root, err)
+		}
+	}
+	return &Dir{root: root}, nil
+}
+
+// Root is the state directory.
+func (d *Dir) Root() string { return d.root }
+
+func (d *Dir) recordPath(repoID string) (string, error) {
+	if err := object.CheckRepoID(repoID); err != nil {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	return filepath.Join(d.root, "libraries", repoID+".json"), nil
+}
+
+// Load reads one library's record; ok is false if seafbak has never recorded it.
+func (d *Dir) Load(repoID string) (rec Library, ok bool, err error) {
+	p, err := d.recordPath(repoID)
+	if err != nil {
+		return rec, false, err
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Library{ID: repoID}, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("state: %w", err)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, false, fmt.Errorf("state: %s is damaged (%v); move it away and run sync again to rebuild it", p, err)
+	}
+	if rec.ID != repoID {
+		return rec, false, fmt.Errorf("state: %s records library %q", p, rec.ID)
+	}
+	return rec, true, nil
+}
+
+// Save replaces one library's record durably and atomically. The caller holds the
+// library's lock, so no concurrent update is lost.
+func (d *Dir) Save(rec Library) error {
+	p, err := d.recordPath(rec.ID)
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := WriteFileAtomic(p, append(data, '\n'), 0o640); err != nil {
+		return fmt.Errorf("state: save %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// All reads every library's record, sorted by id.
+func (d *Dir) All() ([]Library, error) {
+	dir := filepath.Join(d.root, "libraries")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	recs := make([]Library, 0, len(entries))
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !object.ValidRepoID(id) {
+			continue // temp files and strays
+		}
+		rec, found, err := d.Load(id)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			recs = append(recs, rec)
+		}
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	return recs, nil
+}
+
+// WriteFileAtomic writes data to path through a temp file in the same directory: fsync,
+// rename, fsync the directory. Readers see the old or the new file, never a mix, and
+// the new one survives a crash once this returns.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

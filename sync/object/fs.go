@@ -1,0 +1,210 @@
+package object
+
+import (
+	"bytes"
+	"compress/zlib"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// MaxFSObjectSize bounds the inflated size of one fs object. A dir of 100 000 entries is
+// about 20 MB of JSON; 64 MiB leaves room while stopping a zlib bomb.
+const MaxFSObjectSize = 64 << 20
+
+// Seafile's fs object types.
+const (
+	TypeFile = 1
+	TypeDir  = 3
+)
+
+const (
+	modeTypeMask = 0o170000
+	modeDir      = 0o040000
+	modeRegular  = 0o100000
+)
+
+// FS is a decoded fs object: a dir (Dirents) or a file (BlockIDs, Size).
+type FS struct {
+	ID       string
+	Type     int
+	Dirents  []Dirent // dir only
+	BlockIDs []string // file only
+	Size     int64    // file only
+}
+
+// IsDir reports whether the object is a directory.
+func (f *FS) IsDir() bool { return f.Type == TypeDir }
+
+// Dirent is one entry of a dir object.
+type Dirent struct {
+	ID       string `json:"id"`
+	Mode     uint32 `json:"mode"`
+	Modifier string `json:"modifier"`
+	Mtime    int64  `json:"mtime"`
+	Name     string `json:"name"`
+	Size     int64  `json:"size"`
+}
+
+// IsDir reports whether the entry is a subdirectory (S_ISDIR of its mode).
+func (d *Dirent) IsDir() bool { return d.Mode&modeTypeMask == modeDir }
+
+// IsFile reports whether the entry is a regular file (S_ISREG of its mode).
+func (d *Dirent) IsFile() bool { return d.Mode&modeTypeMask == modeRegular }
+
+type fsJSON struct {
+	Type     *int     `json:"type"`
+	Version  *int     `json:"version"`
+	Dirents  []Dirent `json:"dirents"`
+	BlockIDs []string `json:"block_ids"`
+	Size     *int64   `json:"size"`
+}
+
+// Inflate decompresses a zlib stream, refusing to produce more than limit bytes, so a
+// zlib bomb costs at most limit bytes of memory.
+func Inflate(compressed []byte, limit int64) ([]byte, error) {
+	zr, err := zlib.NewReader(bytes.NewReader(compressed))
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a zlib stream: %v", ErrInvalid, err)
+	}
+	defer zr.Close()
+	out, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: broken zlib stream: %v", ErrInvalid, err)
+	}
+	if int64(len(out)) > limit {
+		return nil, fmt.Errorf("%w: inflates to more than %d bytes", ErrInvalid, limit)
+	}
+	return out, nil
+}
+
+// ParseFS checks that compressed is the fs object id (SHA-1 of its inflated bytes) and
+// decodes it. The caller stores compressed as it is.
+func ParseFS(id string, compressed []byte) (*FS, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	if id == EmptyID {
+		return nil, fmt.Errorf("%w: the empty id %s is never a stored fs object", ErrInvalid, id)
+	}
+	plain, err := Inflate(compressed, MaxFSObjectSize)
+	if err != nil {
+		return nil, fmt.Errorf("fs object %s: %w", id, err)
+	}
+	sum := sha1.Sum(plain)
+	if got := hex.EncodeToString(sum[:]); got != id {
+		return nil, fmt.Errorf("%w: fs object %s: content hashes to %s", ErrInvalid, id, got)
+	}
+	var j fsJSON
+	if err := json.Unmarshal(plain, &j); err != nil {
+		return nil, fmt.Errorf("%w: fs object %s is not valid JSON: %v", ErrInvalid, id, err)
+	}
+	if j.Version == nil {
+		return nil, fmt.Errorf("%w: fs object %s has no version", ErrInvalid, id)
+	}
+	if *j.Version < 1 {
+		return nil, fmt.Errorf("fs object %s: %w", id, ErrVersion0)
+	}
+	if j.Type == nil {
+		return nil, fmt.Errorf("%w: fs object %s has no type", ErrInvalid, id)
+	}
+	f := &FS{ID: id, Type: *j.Type}
+	switch f.Type {
+	case TypeDir:
+		if err := checkDirents(j.Dirents); err != nil {
+			return nil, fmt.Errorf("%w: dir %s: %v", ErrInvalid, id, err)
+		}
+		f.Dirents = j.Dirents
+	case TypeFile:
+		if j.Size == nil || *j.Size < 0 {
+			return nil, fmt.Errorf("%w: file %s has a missing or negative size", ErrInvalid, id)
+		}
+		for _, b := range j.BlockIDs {
+			if !ValidID(b) || b == EmptyID {
+				return nil, fmt.Errorf("%w: file %s lists a bad block id %q", ErrInvalid, id, truncate(b))
+			}
+		}
+		if *j.Size > 0 && len(j.BlockIDs) == 0 {
+			return nil, fmt.Errorf("%w: file %s has size %d but no blocks", ErrInvalid, id, *j.Size)
+		}
+		f.BlockIDs = j.BlockIDs
+		f.Size = *j.Size
+	default:
+		return nil, fmt.Errorf("%w: fs object %s has unknown type %d", ErrInvalid, id, f.Type)
+	}
+	return f, nil
+}
+
+func checkDirents(ds []Dirent) error {
+	seen := make(map[string]struct{}, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		if err := CheckName(d.Name); err != nil {
+			return err
+		}
+		if _, dup := seen[d.Name]; dup {
+			return fmt.Errorf("entry %q appears twice", d.Name)
+		}
+		seen[d.Name] = struct{}{}
+		if !ValidID(d.ID) {
+			return fmt.Errorf("entry %q has a bad id %q", d.Name, truncate(d.ID))
+		}
+		if !d.IsDir() && !d.IsFile() {
+			return fmt.Errorf("entry %q has mode %o, neither dir nor regular file", d.Name, d.Mode)
+		}
+		if d.Size < 0 {
+			return fmt.Errorf("entry %q has negative size %d", d.Name, d.Size)
+		}
+	}
+	return nil
+}
+
+// CheckName refuses entry names that could escape a directory when a path is built from
+// them. Seafile itself never writes such names, so one means a broken or hostile store.
+func CheckName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("entry name %q is not allowed", name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("entry name %q contains '/' or NUL", truncate(name))
+	}
+	return nil
+}
+
+// BlockHasher verifies a block while it streams: write the bytes through it, then Check.
+type BlockHasher struct {
+	id string
+	h  interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+	n int64
+}
+
+// NewBlockHasher starts verifying the block id.
+func NewBlockHasher(id string) *BlockHasher {
+	return &BlockHasher{id: id, h: sha1.New()}
+}
+
+func (b *BlockHasher) Write(p []byte) (int, error) {
+	b.n += int64(len(p))
+	return b.h.Write(p)
+}
+
+// Size is the number of bytes seen so far.
+func (b *BlockHasher) Size() int64 { return b.n }
+
+// Check reports whether the bytes seen hash to the block id.
+func (b *BlockHasher) Check() error {
+	if got := hex.EncodeToString(b.h.Sum(nil)); got != b.id {
+		return fmt.Errorf("%w: block %s: content (%d bytes) hashes to %s", ErrInvalid, b.id, b.n, got)
+	}
+	return nil
+}
+
+// IsInvalid reports whether err says an object failed validation (as opposed to I/O).
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) }

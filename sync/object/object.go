@@ -1,0 +1,96 @@
+// Package object is Seafile's object model as seafbak needs it: ids, commits, fs objects
+// (dirs and files) and blocks. Decoding validates everything that came from outside and
+// keeps the raw bytes: seafbak stores what it received and never re-encodes an object,
+// because Seafile's writers disagree on JSON details and a re-encoded fs object would get
+// a different id.
+package object
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind names the three object stores of a Seafile library.
+type Kind string
+
+const (
+	KindCommit Kind = "commits"
+	KindFS     Kind = "fs"
+	KindBlock  Kind = "blocks"
+)
+
+// Valid reports whether k is one of Seafile's object kinds; store paths are built from it.
+func (k Kind) Valid() bool {
+	return k == KindCommit || k == KindFS || k == KindBlock
+}
+
+// EmptyID stands for an empty file or an empty dir. It is never stored nor fetched.
+const EmptyID = "0000000000000000000000000000000000000000"
+
+// ErrInvalid is wrapped by every validation failure, so callers can tell "the primary sent
+// something wrong" from I/O errors.
+var ErrInvalid = errors.New("invalid object")
+
+// ErrVersion0 is returned for objects of version-0 libraries (Seafile before 3.0), whose
+// binary object format seafbak does not read.
+var ErrVersion0 = errors.New("version-0 library (created before Seafile 3.0) is not supported; upgrade it with Seafile's own tools first")
+
+// ValidID reports whether s is a 40-char lowercase hex object id. Object paths are built
+// from ids, so nothing else may pass.
+func ValidID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckID returns an error naming what is wrong with id.
+func CheckID(id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: bad object id %q (want 40 lowercase hex characters)", ErrInvalid, truncate(id))
+	}
+	return nil
+}
+
+// ValidRepoID reports whether s is a library id: a lowercase 8-4-4-4-12 hex UUID.
+// Store paths are built from it, so nothing else may pass.
+func ValidRepoID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// CheckRepoID returns an error naming what is wrong with id.
+func CheckRepoID(id string) error {
+	if !ValidRepoID(id) {
+		return fmt.Errorf("%w: bad library id %q (want a lowercase UUID like 7b89d49b-5c5c-4f42-8ded-940c84a3e206)", ErrInvalid, truncate(id))
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}

@@ -1,0 +1,100 @@
+package primary
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"seafbak/sync/object"
+)
+
+// DB is a Catalog reading the primary's seafile database. It only reads.
+type DB struct {
+	db *sql.DB
+}
+
+var _ Catalog = (*DB)(nil)
+
+// NewDB reads libraries through db, a connection to the primary's seafile database.
+func NewDB(db *sql.DB) *DB { return &DB{db: db} }
+
+// libraryQuery joins what a library is made of on the primary. A virtual library takes
+// its store and, when it has no owner row of its own, its owner from its origin.
+const libraryQuery = `SELECT r.repo_id, b.commit_id,
+	COALESCE(v.origin_repo, ''),
+	COALESCE(i.name, ''),
+	COALESCE(o.owner_id, org.user, vo.owner_id, ''),
+	COALESCE(vs.timestamp, 0),
+	COALESCE(i.is_encrypted, 0),
+	COALESCE(i.version, 1)
+FROM Repo r
+JOIN Branch b ON b.repo_id = r.repo_id AND b.name = 'master'
+LEFT JOIN VirtualRepo v ON v.repo_id = r.repo_id
+LEFT JOIN RepoInfo i ON i.repo_id = r.repo_id
+LEFT JOIN RepoOwner o ON o.repo_id = r.repo_id
+LEFT JOIN OrgRepo org ON org.repo_id = r.repo_id
+LEFT JOIN RepoOwner vo ON vo.repo_id = v.origin_repo
+LEFT JOIN RepoValidSince vs ON vs.repo_id = r.repo_id`
+
+func (d *DB) Libraries(ctx context.Context) ([]Library, error) {
+	rows, err := d.db.QueryContext(ctx, libraryQuery)
+	if err != nil {
+		return nil, fmt.Errorf("primary db: list libraries: %w", err)
+	}
+	defer rows.Close()
+	var libs []Library
+	for rows.Next() {
+		lib, err := scanLibrary(rows)
+		if err != nil {
+			return nil, err
+		}
+		libs = append(libs, lib)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("primary db: list libraries: %w", err)
+	}
+	return libs, nil
+}
+
+func (d *DB) Library(ctx context.Context, id string) (Library, error) {
+	if err := object.CheckRepoID(id); err != nil {
+		return Library{}, err
+	}
+	row := d.db.QueryRowContext(ctx, libraryQuery+" WHERE r.repo_id = ?", id)
+	lib, err := scanLibrary(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Library{}, fmt.Errorf("library %s: %w", id, ErrLibraryGone)
+	}
+	return lib, err
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanLibrary reads one row and checks the ids in it: store paths are built from them.
+func scanLibrary(s scanner) (Library, error) {
+	var lib Library
+	var origin string
+	var encrypted int
+	if err := s.Scan(&lib.ID, &lib.Head, &origin, &lib.Name, &lib.Owner, &lib.ValidSince, &encrypted, &lib.Version); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return lib, err
+		}
+		return lib, fmt.Errorf("primary db: read library: %w", err)
+	}
+	lib.Encrypted = encrypted != 0
+	lib.StoreID = lib.ID
+	if origin != "" {
+		lib.StoreID = origin
+	}
+	if err := object.CheckRepoID(lib.ID); err != nil {
+		return lib, fmt.Errorf("primary db: Repo row: %w", err)
+	}
+	if err := object.CheckRepoID(lib.StoreID); err != nil {
+		return lib, fmt.Errorf("primary db: VirtualRepo row of %s: %w", lib.ID, err)
+	}
+	if err := object.CheckID(lib.Head); err != nil {
+		return lib, fmt.Errorf("primary db: Branch row of %s: %w", lib.ID, err)
+	}
+	return lib, nil
+}

@@ -1,0 +1,109 @@
+package primary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"seafbak/sync/object"
+)
+
+// Dir reads objects from a primary's seafile-data directory (a local path or a read-only
+// mount). It never writes there.
+type Dir struct {
+	root string
+}
+
+var _ Objects = (*Dir)(nil)
+
+// NewDir reads objects under root, the primary's seafile-data directory.
+func NewDir(root string) (*Dir, error) {
+	fi, err := os.Stat(filepath.Join(root, "storage"))
+	if err != nil {
+		return nil, fmt.Errorf("primary data dir %s: %w (expected a seafile-data directory with storage/ inside)", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("primary data dir %s: storage is not a directory", root)
+	}
+	return &Dir{root: root}, nil
+}
+
+func (d *Dir) path(kind object.Kind, storeID, id string) (string, error) {
+	if err := object.CheckRepoID(storeID); err != nil {
+		return "", err
+	}
+	if err := object.CheckID(id); err != nil {
+		return "", err
+	}
+	return filepath.Join(d.root, "storage", string(kind), storeID, id[:2], id[2:]), nil
+}
+
+func (d *Dir) open(kind object.Kind, storeID, id string) (*os.File, error) {
+	p, err := d.path(kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &NotFoundError{Kind: kindName(kind), ID: id}
+	}
+	return f, err
+}
+
+// readLimited reads a small object, refusing more than limit bytes.
+func (d *Dir) readLimited(kind object.Kind, storeID, id string, limit int64) ([]byte, error) {
+	f, err := d.open(kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s %s: %w: larger than %d bytes", kindName(kind), id, object.ErrInvalid, limit)
+	}
+	return data, nil
+}
+
+func (d *Dir) Commit(_ context.Context, lib Library, id string) ([]byte, error) {
+	return d.readLimited(object.KindCommit, lib.ID, id, object.MaxCommitSize)
+}
+
+// maxCompressedFS bounds a stored fs object; zlib rarely expands, so the inflated bound
+// is a fair bound on the stored size too.
+const maxCompressedFS = object.MaxFSObjectSize
+
+func (d *Dir) FSObjects(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error) error {
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := d.readLimited(object.KindFS, lib.StoreID, id, maxCompressedFS)
+		if err := fn(id, data, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Dir) Block(_ context.Context, lib Library, id string) (io.ReadCloser, error) {
+	return d.open(object.KindBlock, lib.StoreID, id)
+}
+
+func kindName(k object.Kind) string {
+	switch k {
+	case object.KindCommit:
+		return "commit"
+	case object.KindFS:
+		return "fs object"
+	case object.KindBlock:
+		return "block"
+	}
+	return string(k)
+}

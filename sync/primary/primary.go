@@ -1,0 +1,77 @@
+// Package primary is the read-only side of a backup: the Seafile server being backed up.
+// A Source tells which libraries exist and where their heads are (from the primary's
+// database) and hands out their objects (from its data dir now, over Seafile's HTTP sync
+// protocol later). Everything a Source returns is untrusted: the engine verifies it.
+package primary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrNotFound is wrapped when the primary does not have an object.
+var ErrNotFound = errors.New("not found on the primary")
+
+// ErrLibraryGone is wrapped when the primary has no such library (never had it, or it
+// was deleted).
+var ErrLibraryGone = errors.New("library does not exist on the primary")
+
+// Library is one library as the primary describes it.
+type Library struct {
+	ID         string
+	StoreID    string // where fs objects and blocks live: the origin's id for a virtual library
+	Name       string
+	Owner      string
+	Head       string // master branch head commit
+	ValidSince int64  // unix seconds; history older than this may have been GC'd (0: keeps all)
+	Encrypted  bool
+	Version    int
+}
+
+// Virtual reports whether the library is a sub-folder of another one.
+func (l Library) Virtual() bool { return l.StoreID != l.ID }
+
+// Catalog lists libraries and their heads.
+type Catalog interface {
+	// Libraries lists every library that has a master branch, in one query.
+	Libraries(ctx context.Context) ([]Library, error)
+	// Library describes one library; ErrLibraryGone if the primary has none by that id.
+	Library(ctx context.Context, id string) (Library, error)
+}
+
+// Objects reads a library's objects.
+type Objects interface {
+	// Commit reads a commit object (under the library's own id).
+	Commit(ctx context.Context, lib Library, id string) ([]byte, error)
+	// FSObjects reads fs objects (under the store id) in a batch, calling fn once per id
+	// with the zlib bytes or with the error for that id (wrapping ErrNotFound when
+	// missing). An error returned by fn stops the batch and is returned.
+	FSObjects(ctx context.Context, lib Library, ids []string, fn func(id string, data []byte, err error) error) error
+	// Block streams a block (under the store id); the caller closes it.
+	Block(ctx context.Context, lib Library, id string) (io.ReadCloser, error)
+}
+
+// Source is a whole primary.
+type Source interface {
+	Catalog
+	Objects
+}
+
+// Combine joins a catalog and an object reader into a Source.
+func Combine(c Catalog, o Objects) Source {
+	return struct {
+		Catalog
+		Objects
+	}{c, o}
+}
+
+// NotFoundError names the object the primary lacks.
+type NotFoundError struct {
+	Kind string
+	ID   string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s %v", e.Kind, e.ID, ErrNotFound) }
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }

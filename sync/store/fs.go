@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	gosync "sync"
+
+	"golang.org/x/sys/unix"
+
+	"seafbak/sync/object"
+)
+
+// Durability chooses how FS makes objects durable.
+type Durability int
+
+const (
+	// Batch writes objects without fsync and makes them durable together with one
+	// syncfs(2) in Sync. A crash can leave renamed-but-empty objects, so the engine marks
+	// a library dirty before writing and re-checks a dirty library's objects.
+	Batch Durability = iota
+	// PerObject fsyncs every object and its directory as it is written.
+	PerObject
+)
+
+// FS is a Store in Seafile's filesystem layout:
+// <root>/storage/<commits|fs|blocks>/<store id>/<id[0:2]>/<id[2:40]>.
+// A Seafile server started on root serves it as it is.
+type FS struct {
+	root       string
+	tmp        string
+	durability Durability
+	madeDirs   gosync.Map // directories known to exist, to skip MkdirAll per object
+}
+
+var _ Store = (*FS)(nil)
+
+// TempDirName is where FS writes objects before renaming them into place. It sits beside
+// storage/ (same filesystem, so rename is atomic) where Seafile never looks.
+const TempDirName = "seafbak-tmp"
+
+// NewFS opens (creating if needed) a backup store rooted at a seafile-data directory.
+func NewFS(root string, d Durability) (*FS, error) {
+	s := &FS{root: root, tmp: filepath.Join(root, TempDirName), durability: d}
+	for _, dir := range []string{filepath.Join(root, "storage"), s.tmp} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("backup store %s: %w", root, err)
+		}
+	}
+	return s, nil
+}
+
+// Root is the seafile-data directory the store lives in.
+func (s *FS) Root() string { return s.root }
+
+// objectPath builds a path only from a checked kind, library id and object id.
+func (s *FS) objectPath(kind object.Kind, storeID, id string) (dir, file string, err error) {
+	if !kind.Valid() {
+		return "", "", fmt.Errorf("backup store: unknown object kind %q", kind)
+	}
+	if err := object.CheckRepoID(storeID); err != nil {
+		return "", "", fmt.Errorf("backup store: %w", err)
+	}
+	if err := object.CheckID(id); err != nil {
+		return "", "", fmt.Errorf("backup store: %w", err)
+	}
+	dir = filepath.Join(s.root, "storage", string(kind), storeID, id[:2])
+	return dir, filepath.Join(dir, id[2:]), nil
+}
+
+func (s *FS) Has(ctx context.Context, kind object.Kind, storeID, id string) (bool, error) {
+	_, err := s.Size(ctx, kind, storeID, id)
+	if errors.Is(err, ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (s *FS) Size(_ context.Context, kind object.Kind, storeID, id string) (int64, error) {
+	_, p, err := s.objectPath(kind, storeID, id)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("backup store: %w", err)
+	}
+	return fi.Size(), nil
+}
+
+func (s *FS) Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error) {
+	r, err := s.Open(ctx, kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+func (s *FS) Open(_ context.Context, kind object.Kind, storeID, id string) (io.ReadCloser, error) {
+	_, p, err := s.objectPath(kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup store: %w", err)
+	}
+	return f, nil
+}
+
+func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Writer, error) {
+	dir, p, err := s.objectPath(kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(s.tmp, id+".*")
+	if err != nil {
+		return nil, fmt.Errorf("backup store: %w", err)
+	}
+	return &fsWriter{s: s, f: f, dir: dir, path: p}, nil
+}
+
+// Sync makes all writes to the store's filesystem durable with one syncfs(2): it covers
+// objects written by other seafbak processes too, which matters when a sync skips an
+// object another running sync has just written.
+func (s *FS) Sync(context.Context) error {
+	d, err := os.Open(s.root)
+	if err != nil {
+		return fmt.Errorf("backup store: sync: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("backup store: syncfs %s: %w", s.root, err)
+	}
+	return nil
+}
+
+func (s *FS) ensureDir(dir string) error {
+	if _, ok := s.madeDirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if s.durability == PerObject {
+		// The new directory entries must survive a crash as well as the object.
+		for d := dir; len(d) > len(s.root); d = filepath.Dir(d) {
+			if err := syncDir(filepath.Dir(d)); err != nil {
+				return err
+			}
+		}
+	}
+	s.madeDirs.Store(dir, struct{}{})
+	return nil
+}
+
+type fsWriter struct {
+	s    *FS
+	f    *os.File
+	dir  string
+	path string
+	done bool
+}
+
+func (w *fsWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+func (w *fsWriter) Commit() (err error) {
+	if w.done {
+		return errors.New("backup store: object committed twice")
+	}
+	w.done = true
+	tmp := w.f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+			err = fmt.Errorf("backup store: write %s: %w", w.path, err)
+		}
+	}()
+	if w.s.durability == PerObject {
+		if err := w.f.Sync(); err != nil {
+			w.f.Close()
+			return err
+		}
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	if err := w.s.ensureDir(w.dir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, w.path); err != nil {
+		return err
+	}
+	if w.s.durability == PerObject {
+		return syncDir(w.dir)
+	}
+	return nil
+}
+
+func (w *fsWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Rows keeps the backup database's Repo, Branch and RepoHead rows: the three tables that
+// tell a Seafile server which libraries exist and where their heads are. Everything else
+// in the database travels by dump.
+type Rows struct {
+	db *sql.DB
+}
+
+// NewRows uses db, a connection to the backup's seafile database.
+func NewRows(db *sql.DB) *Rows { return &Rows{db: db} }
+
+// SetHead points the library's master branch at head, creating its rows if needed, in
+// one transaction so a Seafile server never sees a library without its branch.
+func (r *Rows) SetHead(ctx context.Context, repoID, head string) error {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("backup db: set head of %s: %w", repoID, err)
+	}
+	defer tx.Rollback()
+	stmts := []struct {
+		q    string
+		args []any
+	}{
+		{"INSERT INTO Repo (repo_id) VALUES (?) ON DUPLICATE KEY UPDATE repo_id = VALUES(repo_id)", []any{repoID}},
+		{"INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?) ON DUPLICATE KEY UPDATE commit_id = VALUES(commit_id)", []any{repoID, head}},
+		{"INSERT INTO RepoHead (repo_id, branch_name) VALUES (?, 'master') ON DUPLICATE KEY UPDATE branch_name = VALUES(branch_name)", []any{repoID}},
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s.q, s.args...); err != nil {
+			return fmt.Errorf("backup db: set head of %s: %w", repoID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("backup db: set head of %s: commit: %w", repoID, err)
+	}
+	return nil
+}
+
+// Delete removes a library's rows, mirroring a deletion on the primary. Its objects stay
+// in the store.
+func (r *Rows) Delete(ctx context.Context, repoID string) error {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("backup db: delete %s: %w", repoID, err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{
+		"DELETE FROM RepoHead WHERE repo_id = ?",
+		"DELETE FROM Branch WHERE repo_id = ?",
+		"DELETE FROM Repo WHERE repo_id = ?",
+	} {
+		if _, err := tx.ExecContext(ctx, q, repoID); err != nil {
+			return fmt.Errorf("backup db: delete %s: %w", repoID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("backup db: delete %s: commit: %w", repoID, err)
+	}
+	return nil
+}
+
+// Heads lists every library's master head in the backup database.
+func (r *Rows) Heads(ctx context.Context) (map[string]string, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT r.repo_id, b.commit_id FROM Repo r
+		JOIN Branch b ON b.repo_id = r.repo_id AND b.name = 'master'`)
+	if err != nil {
+		return nil, fmt.Errorf("backup db: list heads: %w", err)
+	}
+	defer rows.Close()
+	heads := map[string]string{}
+	for rows.Next() {
+		var id, head string
+		if err := rows.Scan(&id, &head); err != nil {
+			return nil, fmt.Errorf("backup db: list heads: %w", err)
+		}
+		heads[id] = head
+	}
+	return heads, rows.Err()
+}

@@ -1,0 +1,53 @@
+// Package store is the backup side: where objects are written (Store) and the backup
+// database rows that name each library's head (Rows). Nothing above it assumes local
+// files, so an object-storage Store can take the filesystem's place.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"seafbak/sync/object"
+)
+
+// ErrNotExist is returned for an object that is not in the store.
+var ErrNotExist = errors.New("object not in backup store")
+
+// Store holds Seafile objects keyed by kind, store id and object id. Writes are atomic:
+// an object is either absent or complete, never partial, even after kill -9.
+type Store interface {
+	// Has reports whether the object is present.
+	Has(ctx context.Context, kind object.Kind, storeID, id string) (bool, error)
+	// Size is the stored object's length; ErrNotExist if absent.
+	Size(ctx context.Context, kind object.Kind, storeID, id string) (int64, error)
+	// Get reads a small object (commit or fs object) whole.
+	Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error)
+	// Open streams an object (a block); the caller closes it.
+	Open(ctx context.Context, kind object.Kind, storeID, id string) (io.ReadCloser, error)
+	// Create starts writing an object. Nothing is visible until Commit; Abort discards it.
+	Create(ctx context.Context, kind object.Kind, storeID, id string) (Writer, error)
+	// Sync makes every object written so far durable. The engine calls it before moving
+	// any metadata (invariant 2).
+	Sync(ctx context.Context) error
+}
+
+// Writer receives one object's bytes. Exactly one of Commit or Abort must be called.
+type Writer interface {
+	io.Writer
+	Commit() error
+	Abort()
+}
+
+// Put writes a whole small object.
+func Put(ctx context.Context, s Store, kind object.Kind, storeID, id string, data []byte) error {
+	w, err := s.Create(ctx, kind, storeID, id)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit()
+}
