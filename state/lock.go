@@ -78,12 +78,22 @@ func (d *Dir) Lock(ctx context.Context, repoID string) (*Lock, error) {
 
 // Busy reports whether some invocation holds the library's lock right now.
 func (d *Dir) Busy(repoID string) bool {
-	l, err := d.TryLock(repoID)
-	if err != nil {
-		return errors.Is(err, ErrLocked)
+	if _, err := d.recordPath(repoID); err != nil {
+		return false
 	}
-	l.Unlock()
-	return false
+	// No lock file: nobody ever synced it here, so nobody is syncing it. Not creating
+	// one keeps status free of side effects.
+	f, err := os.Open(filepath.Join(d.root, "locks", repoID+".lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return false
+	}
+	return errors.Is(err, unix.EWOULDBLOCK)
 }
 
 // Dirty markers make batched durability safe. Before a sync writes objects without

@@ -26,6 +26,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -346,6 +347,10 @@ func DBName(t testing.TB) string {
 // the server and exits with the tests' code. When the server cannot start it
 // prints why and exits 1: a missing MariaDB must fail CI, not skip tests.
 func Main(m *testing.M, srv **Server) {
+	// testing.Verbose needs the flags; m.Run does not parse them twice.
+	if !flag.Parsed() {
+		flag.Parse()
+	}
 	t0 := time.Now()
 	s, err := Start()
 	if err != nil {
@@ -598,9 +603,22 @@ func readPID(path string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
+// alive reports whether pid is a live process. A zombie counts as dead: in
+// containers whose init does not reap, a killed mariadbd stays one forever.
 func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// The state follows the parenthesised command name, which may itself
+	// contain ") ".
+	if i := bytes.LastIndex(stat, []byte(") ")); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
 
 func quoteIdent(name string) string {

@@ -1,0 +1,238 @@
+// Package config reads seafbak's YAML configuration. Every key is known: a typo, a
+// missing key or a bad value is an error naming the key, the file and the line, because
+// a backup tool that silently ignores "primray:" backs up nothing.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPath is used when neither --config nor SEAFBAK_CONFIG names a file.
+const DefaultPath = "/etc/seafbak/seafbak.yml"
+
+// Environment variables that carry database passwords, so they need not sit in the file.
+const (
+	EnvPrimaryPassword = "SEAFBAK_PRIMARY_DB_PASSWORD"
+	EnvBackupPassword  = "SEAFBAK_BACKUP_DB_PASSWORD"
+)
+
+// Config is a loaded, checked configuration.
+type Config struct {
+	Path    string
+	Primary Primary
+	Backup  Backup
+	// State is the directory of seafbak's own records.
+	State string
+	// Parallel is how many blocks are copied at once within a library, and how many
+	// libraries a scan syncs at once.
+	Parallel int
+}
+
+// Primary is the Seafile server being backed up.
+type Primary struct {
+	DB      *mysql.Config // the primary's seafile database (read only)
+	DataDir string        // the primary's seafile-data directory
+}
+
+// Backup is where the backup goes.
+type Backup struct {
+	DataDir string
+	DB      *mysql.Config // optional: the backup's seafile database, kept live
+	// PerObjectFsync fsyncs each object as it is written instead of one syncfs per sync.
+	PerObjectFsync bool
+}
+
+// Resolve picks the config file: the flag, then SEAFBAK_CONFIG, then DefaultPath.
+func Resolve(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if env := os.Getenv("SEAFBAK_CONFIG"); env != "" {
+		return env
+	}
+	return DefaultPath
+}
+
+// Error is a problem with one key of the file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("config %s: %s", loc, e.Msg)
+	}
+	return fmt.Sprintf("config %s: %s: %s", loc, e.Key, e.Msg)
+}
+
+// field is one known key: how to store its value.
+type field struct {
+	required bool
+	set      func(n *yaml.Node) error
+}
+
+// Load reads and checks the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w (give one with --config or SEAFBAK_CONFIG)", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks a configuration's text; path is used in messages.
+func Parse(path string, data []byte) (*Config, error) {
+	cfg := &Config{Path: path, Parallel: 4}
+	var primaryDSN, backupDSN string
+	var durability string
+	str := func(dst *string) func(*yaml.Node) error {
+		return func(n *yaml.Node) error {
+			if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+				return errors.New("must be a string")
+			}
+			*dst = n.Value
+			return nil
+		}
+	}
+	fields := map[string]field{
+		"primary.db":        {required: true, set: str(&primaryDSN)},
+		"primary.data_dir":  {required: true, set: str(&cfg.Primary.DataDir)},
+		"backup.data_dir":   {required: true, set: str(&cfg.Backup.DataDir)},
+		"backup.db":         {set: str(&backupDSN)},
+		"backup.durability": {set: str(&durability)},
+		"state":             {required: true, set: str(&cfg.State)},
+		"parallel": {set: func(n *yaml.Node) error {
+			v, err := strconv.Atoi(n.Value)
+			if n.Kind != yaml.ScalarNode || err != nil || v < 1 || v > 64 {
+				return errors.New("must be a whole number from 1 to 64")
+			}
+			cfg.Parallel = v
+			return nil
+		}},
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &Error{File: path, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if len(doc.Content) == 0 {
+		return nil, &Error{File: path, Msg: "the file is empty"}
+	}
+	seen := map[string]int{} // key -> line of its value
+	if err := walk(path, "", doc.Content[0], fields, seen); err != nil {
+		return nil, err
+	}
+	for _, key := range sortedKeys(fields) {
+		if _, ok := seen[key]; fields[key].required && !ok {
+			return nil, &Error{File: path, Key: key, Msg: "missing; it is required"}
+		}
+	}
+	var err error
+	if cfg.Primary.DB, err = parseDSN(primaryDSN, EnvPrimaryPassword); err != nil {
+		return nil, &Error{File: path, Line: seen["primary.db"], Key: "primary.db", Msg: err.Error()}
+	}
+	if backupDSN != "" {
+		if cfg.Backup.DB, err = parseDSN(backupDSN, EnvBackupPassword); err != nil {
+			return nil, &Error{File: path, Line: seen["backup.db"], Key: "backup.db", Msg: err.Error()}
+		}
+	}
+	switch durability {
+	case "", "batch":
+	case "per-object":
+		cfg.Backup.PerObjectFsync = true
+	default:
+		return nil, &Error{File: path, Line: seen["backup.durability"], Key: "backup.durability", Msg: fmt.Sprintf("%q is not one of batch, per-object", durability)}
+	}
+	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State} {
+		if !strings.HasPrefix(v, "/") {
+			return nil, &Error{File: path, Line: seen[key], Key: key, Msg: fmt.Sprintf("%q must be an absolute path", v)}
+		}
+	}
+	if cfg.Primary.DataDir == cfg.Backup.DataDir {
+		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir", Msg: "is the same directory as primary.data_dir"}
+	}
+	return cfg, nil
+}
+
+// walk checks a mapping's keys against the known ones, recursing into sections.
+func walk(path, prefix string, n *yaml.Node, fields map[string]field, seen map[string]int) error {
+	if n.Kind != yaml.MappingNode {
+		where := "the file"
+		if prefix != "" {
+			where = strings.TrimSuffix(prefix, ".")
+		}
+		return &Error{File: path, Line: n.Line, Key: strings.TrimSuffix(prefix, "."), Msg: where + " must be a mapping of keys to values"}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := prefix + k.Value
+		if _, dup := seen[key]; dup {
+			return &Error{File: path, Line: k.Line, Key: key, Msg: "given twice"}
+		}
+		seen[key] = v.Line
+		if f, ok := fields[key]; ok {
+			if err := f.set(v); err != nil {
+				return &Error{File: path, Line: v.Line, Key: key, Msg: err.Error()}
+			}
+			continue
+		}
+		if isSection(key, fields) {
+			if err := walk(path, key+".", v, fields, seen); err != nil {
+				return err
+			}
+			continue
+		}
+		return &Error{File: path, Line: k.Line, Key: key, Msg: "unknown key (known: " + strings.Join(sortedKeys(fields), ", ") + ")"}
+	}
+	return nil
+}
+
+func isSection(key string, fields map[string]field) bool {
+	for k := range fields {
+		if strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// parseDSN reads a go-sql-driver DSN. Its messages never repeat the DSN, which may hold
+// a password; a password from env replaces the one in the DSN.
+func parseDSN(dsn, env string) (*mysql.Config, error) {
+	c, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, errors.New(`is not a valid database address; write it like "user@tcp(host:3306)/seafile_db" or "user@unix(/run/mysqld/mysqld.sock)/seafile_db"`)
+	}
+	if c.DBName == "" {
+		return nil, errors.New("names no database; end it with /seafile_db (your seafile database's name)")
+	}
+	if pw, ok := os.LookupEnv(env); ok {
+		c.Passwd = pw
+	}
+	c.ParseTime = false
+	c.InterpolateParams = false
+	return c, nil
+}
+
+func sortedKeys(m map[string]field) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,150 @@
+// Package scan compares the primary's libraries with what the backup has and brings the
+// backup up to date: the cron job's work. It also answers status, which is the same
+// comparison without the syncing.
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"time"
+
+	"seafbak/state"
+	seafsync "seafbak/sync"
+	"seafbak/sync/primary"
+)
+
+// Summary is what one scan did.
+type Summary struct {
+	Checked  int           `json:"checked"`  // libraries on the primary
+	Synced   int           `json:"synced"`   // libraries brought up to date
+	Failed   int           `json:"failed"`   // libraries whose sync failed
+	Busy     int           `json:"busy"`     // libraries another seafbak was already syncing
+	Deleted  int           `json:"deleted"`  // libraries newly seen deleted on the primary
+	Bytes    int64         `json:"bytes"`    // bytes of objects copied
+	Elapsed  time.Duration `json:"elapsed"`  //
+	Failures []Failure     `json:"failures"` //
+}
+
+// Failure names a library that failed and why.
+type Failure struct {
+	RepoID string `json:"repo_id"`
+	Name   string `json:"name"`
+	Error  string `json:"error"`
+}
+
+// String is the one-line summary cron mails.
+func (s Summary) String() string {
+	return fmt.Sprintf("seafbak scan: %d libraries checked, %d synced, %d failed, %d busy, %d deleted on the primary, %s copied in %.1fs",
+		s.Checked, s.Synced, s.Failed, s.Busy, s.Deleted, HumanBytes(s.Bytes), s.Elapsed.Seconds())
+}
+
+// Scanner runs scans.
+type Scanner struct {
+	Engine  *seafsync.Engine
+	Catalog primary.Catalog
+	State   *state.Dir
+	Log     *slog.Logger
+	// Parallel is how many libraries sync at once.
+	Parallel int
+}
+
+// Run lists the primary's libraries in one query, diffs them against the state, and
+// syncs the new and changed ones. A failed library does not stop the others.
+func (s *Scanner) Run(ctx context.Context) (Summary, error) {
+	start := time.Now()
+	var sum Summary
+	libs, err := s.Catalog.Libraries(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("scan: %w", err)
+	}
+	recs, err := s.State.All()
+	if err != nil {
+		return sum, fmt.Errorf("scan: %w", err)
+	}
+	sum.Checked = len(libs)
+	known := make(map[string]*state.Library, len(recs))
+	for i := range recs {
+		known[recs[i].ID] = &recs[i]
+	}
+	var todo []primary.Library
+	onPrimary := make(map[string]bool, len(libs))
+	for _, lib := range libs {
+		onPrimary[lib.ID] = true
+		if rec := known[lib.ID]; rec == nil || NeedsSync(rec, lib.Head) {
+			todo = append(todo, lib)
+		}
+	}
+	var mu gosync.Mutex
+	record := func(res seafsync.Result, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, state.ErrLocked):
+			sum.Busy++
+		case err != nil:
+			sum.Failed++
+			sum.Failures = append(sum.Failures, Failure{RepoID: res.RepoID, Name: res.Name, Error: err.Error()})
+			s.log().Error("library failed to sync", "repo", res.RepoID, "name", res.Name, "err", err)
+		case res.Deleted:
+			sum.Deleted++
+		case !res.UpToDate:
+			sum.Synced++
+		}
+		sum.Bytes += res.Bytes
+	}
+	for _, rec := range recs {
+		if !onPrimary[rec.ID] && rec.Deleted == nil {
+			record(s.Engine.MarkDeleted(ctx, rec.ID))
+		}
+	}
+	parallel := max(s.Parallel, 1)
+	sem := make(chan struct{}, parallel)
+	var wg gosync.WaitGroup
+	for _, lib := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			record(s.Engine.SyncListed(ctx, lib))
+		}()
+	}
+	wg.Wait()
+	sum.Elapsed = time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return sum, fmt.Errorf("scan: %w", err)
+	}
+	return sum, nil
+}
+
+func (s *Scanner) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// NeedsSync reports whether a library with this record must be synced to reach head.
+func NeedsSync(rec *state.Library, head string) bool {
+	return rec.Head != head || rec.Failed() || len(rec.Holes) > 0 || rec.Deleted != nil
+}
+
+// HumanBytes formats a byte count for people.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

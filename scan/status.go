@@ -1,0 +1,135 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"seafbak/state"
+	"seafbak/sync/primary"
+)
+
+// Report is where every library stands, in the terms of Seafile's own backup server.
+type Report struct {
+	Total        int  `json:"total"`
+	Synchronized int  `json:"synchronized"`
+	Waiting      int  `json:"waiting"`
+	Syncing      int  `json:"syncing_libraries"`
+	FailedCount  int  `json:"failed_count"`
+	Offline      bool `json:"offline"` // from state alone: waiting means never synced
+
+	SyncingList []Entry `json:"syncing_libraries"`
+	FailedList  []Entry `json:"failed_libraries"`
+	Holes       []Entry `json:"holes"`
+	Truncated   []Entry `json:"truncated"`
+	Deleted     []Entry `json:"deleted"`
+}
+
+// Entry is one library in a list of the report.
+type Entry struct {
+	RepoID      string       `json:"repo_id"`
+	Name        string       `json:"name"`
+	LastAttempt *time.Time   `json:"last_attempt,omitempty"`
+	Error       string       `json:"error,omitempty"`
+	Holes       []state.Hole `json:"holes,omitempty"`
+	Truncated   int          `json:"truncated_commits,omitempty"`
+	DeletedAt   *time.Time   `json:"deleted_at,omitempty"`
+}
+
+// Healthy reports whether no library failed.
+func (r *Report) Healthy() bool { return r.FailedCount == 0 }
+
+// Status compares the primary's heads (one query) with the state. With cat nil it works
+// from the state alone.
+func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, error) {
+	recs, err := st.All()
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Offline: cat == nil}
+	known := make(map[string]*state.Library, len(recs))
+	for i := range recs {
+		known[recs[i].ID] = &recs[i]
+	}
+	type lib struct{ id, name, head string }
+	var libs []lib
+	if cat != nil {
+		listed, err := cat.Libraries(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		for _, l := range listed {
+			libs = append(libs, lib{l.ID, l.Name, l.Head})
+		}
+	} else {
+		for _, rec := range recs {
+			if rec.Deleted == nil {
+				libs = append(libs, lib{rec.ID, rec.Name, rec.Head})
+			}
+		}
+	}
+	sort.Slice(libs, func(i, j int) bool { return libs[i].id < libs[j].id })
+	r.Total = len(libs)
+	for _, l := range libs {
+		rec := known[l.id]
+		name := l.name
+		if name == "" && rec != nil {
+			name = rec.Name
+		}
+		switch {
+		case rec != nil && rec.Head != "" && !NeedsSync(rec, l.head):
+			r.Synchronized++
+		case st.Busy(l.id):
+			r.Syncing++
+			r.SyncingList = append(r.SyncingList, Entry{RepoID: l.id, Name: name})
+		case rec != nil && rec.Failed():
+			r.FailedCount++
+			t := rec.LastAttempt
+			r.FailedList = append(r.FailedList, Entry{RepoID: l.id, Name: name, LastAttempt: &t, Error: rec.LastError})
+		default:
+			r.Waiting++
+		}
+	}
+	for _, rec := range recs {
+		if len(rec.Holes) > 0 {
+			r.Holes = append(r.Holes, Entry{RepoID: rec.ID, Name: rec.Name, Holes: rec.Holes})
+		}
+		if len(rec.Truncated) > 0 {
+			r.Truncated = append(r.Truncated, Entry{RepoID: rec.ID, Name: rec.Name, Truncated: len(rec.Truncated)})
+		}
+		if rec.Deleted != nil {
+			r.Deleted = append(r.Deleted, Entry{RepoID: rec.ID, Name: rec.Name, DeletedAt: rec.Deleted})
+		}
+	}
+	return r, nil
+}
+
+// WriteText prints the report in the lines and order of Seafile's backup server.
+func (r *Report) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "Total number of libraries: %d\nNumber of synchronized libraries: %d\nNumber of libraries waiting for sync: %d\nNumber of libraries syncing: %d\nNumber of libraries failed to sync: %d\nList of syncing libraries:\n",
+		r.Total, r.Synchronized, r.Waiting, r.Syncing, r.FailedCount)
+	if err != nil {
+		return err
+	}
+	for _, e := range r.SyncingList {
+		fmt.Fprintf(w, "%s %s\n", e.RepoID, e.Name)
+	}
+	fmt.Fprintln(w, "List of libraries failed to sync:")
+	for _, e := range r.FailedList {
+		fmt.Fprintf(w, "%s %s %s %s\n", e.RepoID, e.Name, e.LastAttempt.Format(time.RFC3339), oneLine(e.Error))
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	out := []rune{}
+	for _, c := range s {
+		if c == '\n' || c == '\r' {
+			c = ' '
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}

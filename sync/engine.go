@@ -1,0 +1,256 @@
+// Package sync is seafbak's engine: it brings one library of the backup up to the
+// primary's head, with Seafile's own sync algorithm. It walks the commit DAG from the
+// primary's head back to what the backup already has, fetches only the fs objects and
+// blocks the backup lacks, verifies each, writes them bottom-up (blocks, files, dirs,
+// commits oldest first) so that a present object always has its whole subtree, makes
+// them durable, and only then moves the backup's metadata (database rows, state).
+//
+// The engine knows nothing of the command line: it is given a source, a store, the
+// state directory and a logger.
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"seafbak/state"
+	"seafbak/sync/object"
+	"seafbak/sync/primary"
+	"seafbak/sync/store"
+)
+
+// Engine syncs libraries from one primary into one backup.
+type Engine struct {
+	Source primary.Source
+	Store  store.Store
+	// Rows keeps the backup database's Repo/Branch/RepoHead rows; nil when the backup
+	// keeps no live database (the state then holds the heads).
+	Rows  *store.Rows
+	State *state.Dir
+	Log   *slog.Logger
+	// Parallel is how many blocks are copied at once (default 4).
+	Parallel int
+	// Force skips objects that are missing or corrupt on the primary, recording them as
+	// holes, instead of failing the library.
+	Force bool
+	// Observer, if set, hears about progress (a progress bar on a terminal).
+	Observer Observer
+	// Now is the clock (tests set it).
+	Now func() time.Time
+}
+
+// Observer follows a sync's copying.
+type Observer interface {
+	// Planned is called once the walk knows how many blocks must be copied.
+	Planned(repoID string, blocks int)
+	// Copied is called after each block is written.
+	Copied(bytes int64)
+}
+
+// Result says what a sync did.
+type Result struct {
+	RepoID      string
+	Name        string
+	OldHead     string // head in the backup before
+	Head        string // head in the backup after
+	UpToDate    bool   // nothing had to be copied
+	Deleted     bool   // the library is gone from the primary
+	Commits     int    // commit objects written
+	FSObjects   int    // fs objects written
+	Blocks      int    // blocks written
+	Bytes       int64  // bytes of objects written
+	Holes       []state.Hole
+	Truncated   int  // commits whose trees the primary's GC removed
+	Rechecked   bool // presence was not trusted (a previous attempt died)
+	OldHeadKept bool // the old head left the primary's history and was recorded
+}
+
+// ErrLibraryUnknown is returned for a library that neither the primary nor the backup
+// knows.
+var ErrLibraryUnknown = errors.New("library does not exist on the primary and was never backed up")
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Sync backs up the library repoID, waiting for any other invocation syncing it.
+func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
+	if err := object.CheckRepoID(repoID); err != nil {
+		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
+	}
+	lock, err := e.State.Lock(ctx, repoID)
+	if err != nil {
+		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
+	}
+	defer lock.Unlock()
+	lib, err := e.Source.Library(ctx, repoID)
+	if errors.Is(err, primary.ErrLibraryGone) {
+		return e.markDeletedLocked(ctx, repoID)
+	}
+	if err != nil {
+		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
+	}
+	return e.syncLocked(ctx, lib)
+}
+
+// SyncListed backs up a library the caller has just listed from the primary. If another
+// invocation is syncing it, it returns state.ErrLocked at once: that one will finish it.
+func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, error) {
+	lock, err := e.State.TryLock(lib.ID)
+	if err != nil {
+		return Result{RepoID: lib.ID, Name: lib.Name}, err
+	}
+	defer lock.Unlock()
+	return e.syncLocked(ctx, lib)
+}
+
+// MarkDeleted records that the primary no longer has repoID. Its objects and history
+// stay in the backup; its backup database rows go, so a failover server shows what the
+// primary showed.
+func (e *Engine) MarkDeleted(ctx context.Context, repoID string) (Result, error) {
+	lock, err := e.State.TryLock(repoID)
+	if err != nil {
+		return Result{RepoID: repoID}, err
+	}
+	defer lock.Unlock()
+	return e.markDeletedLocked(ctx, repoID)
+}
+
+func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, error) {
+	res := Result{RepoID: repoID, Deleted: true}
+	rec, found, err := e.State.Load(repoID)
+	if err != nil {
+		return res, fmt.Errorf("sync %s: %w", repoID, err)
+	}
+	if !found {
+		return res, fmt.Errorf("sync %s: %w", repoID, ErrLibraryUnknown)
+	}
+	res.Name, res.OldHead, res.Head = rec.Name, rec.Head, rec.Head
+	if rec.Deleted != nil {
+		return res, nil
+	}
+	if e.Rows != nil {
+		if err := e.Rows.Delete(ctx, repoID); err != nil {
+			return res, fmt.Errorf("sync %s: %w", repoID, err)
+		}
+	}
+	now := e.now()
+	rec.Deleted = &now
+	rec.LastAttempt = now
+	if err := e.State.Save(rec); err != nil {
+		return res, fmt.Errorf("sync %s: %w", repoID, err)
+	}
+	e.log().Info("library deleted on the primary; its backup is kept", "repo", repoID, "name", rec.Name, "head", rec.Head)
+	return res, nil
+}
+
+// syncLocked runs one sync of lib; the caller holds lib's lock.
+func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, error) {
+	res := Result{RepoID: lib.ID, Name: lib.Name}
+	rec, _, err := e.State.Load(lib.ID)
+	if err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	res.OldHead, res.Head = rec.Head, rec.Head
+	if lib.Version == 0 {
+		return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, object.ErrVersion0))
+	}
+	recheck, err := e.State.DeadDirty(lib.StoreID, lib.ID)
+	if err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	if !recheck && rec.Head == lib.Head && len(rec.Holes) == 0 && rec.Deleted == nil && rec.LastError == "" {
+		res.UpToDate = true
+		return res, nil
+	}
+	log := e.log().With("repo", lib.ID)
+	if recheck {
+		log.Warn("a previous sync into this store died; re-checking objects before trusting them", "store", lib.StoreID)
+	}
+	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	r := newRun(e, lib, rec, recheck, log)
+	runErr := r.transfer(ctx)
+	// Whatever happened, make what was written durable so the marker can go: the objects
+	// written are complete (each was renamed into place only when whole).
+	if err := e.Store.Sync(ctx); err != nil {
+		return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, errors.Join(runErr, err)))
+	}
+	res.Commits, res.FSObjects, res.Blocks, res.Bytes = r.stats.commits, r.stats.fs, r.stats.blocks, r.stats.bytes
+	res.Rechecked = recheck
+	if runErr != nil {
+		err := e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, runErr))
+		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return res, err
+	}
+	// Every object of the new head is durable: now the metadata may move (invariant 2).
+	if e.Rows != nil {
+		if err := e.Rows.SetHead(ctx, lib.ID, lib.Head); err != nil {
+			return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+		}
+	}
+	now := e.now()
+	if rec.Head != "" && rec.Head != lib.Head {
+		kept, err := r.keepOldHead(ctx, rec.Head)
+		if err != nil {
+			return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+		}
+		if kept {
+			rec.OldHeads = append(rec.OldHeads, state.OldHead{Head: rec.Head, Replaced: now})
+			res.OldHeadKept = true
+			log.Warn("the primary's head left the backed-up history (revert or repair); the old head stays restorable",
+				"old_head", rec.Head, "new_head", lib.Head)
+		}
+	}
+	if rec.Deleted != nil {
+		log.Info("library is back on the primary", "deleted_since", rec.Deleted)
+		rec.Deleted = nil
+	}
+	rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
+	rec.Head = lib.Head
+	rec.LastAttempt, rec.LastSuccess, rec.LastError = now, now, ""
+	rec.Holes = r.holesFor(rec.Holes, now)
+	rec.Truncated = mergeSorted(rec.Truncated, r.truncatedList())
+	if err := e.State.Save(rec); err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	if err := e.State.ClearDirty(lib.StoreID, lib.ID); err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	res.Head = lib.Head
+	res.Holes = rec.Holes
+	res.Truncated = len(r.truncated)
+	if len(rec.Holes) > 0 {
+		log.Warn("library synced with holes: objects missing or corrupt on the primary were skipped", "holes", len(rec.Holes))
+	}
+	return res, nil
+}
+
+// fail records a failed attempt in the library's state and returns err.
+func (e *Engine) fail(rec state.Library, lib primary.Library, err error) error {
+	rec.LastAttempt = e.now()
+	rec.LastError = err.Error()
+	if rec.StoreID == "" {
+		rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
+	}
+	if serr := e.State.Save(rec); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
