@@ -16,8 +16,8 @@ type Report struct {
 	Total        int  `json:"total"`
 	Synchronized int  `json:"synchronized"`
 	Waiting      int  `json:"waiting"`
-	Syncing      int  `json:"syncing_libraries"`
-	FailedCount  int  `json:"failed_count"`
+	Syncing      int  `json:"syncing"`
+	FailedCount  int  `json:"failed"`
 	Offline      bool `json:"offline"` // from state alone: waiting means never synced
 
 	SyncingList []Entry `json:"syncing_libraries"`
