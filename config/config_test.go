@@ -1,0 +1,101 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const good = `primary:
+  db: "seafbak:secret@tcp(primary-db:3306)/seafile_db"
+  data_dir: /mnt/primary/seafile-data
+backup:
+  data_dir: /srv/seafile-backup/seafile-data
+  db: "seafbak@unix(/run/mysqld/mysqld.sock)/seafile_db"
+state: /var/lib/seafbak/state
+`
+
+func TestGood(t *testing.T) {
+	c, err := Parse("seafbak.yml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.DB.DBName != "seafile_db" || c.Primary.DB.Passwd != "secret" || c.Backup.DB.Addr != "/run/mysqld/mysqld.sock" ||
+		c.Primary.DataDir != "/mnt/primary/seafile-data" || c.State != "/var/lib/seafbak/state" || c.Parallel != 4 || c.Backup.PerObjectFsync {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestPasswordFromEnvironment(t *testing.T) {
+	t.Setenv(EnvPrimaryPassword, "from-env")
+	c, err := Parse("seafbak.yml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.DB.Passwd != "from-env" {
+		t.Fatalf("password %q", c.Primary.DB.Passwd)
+	}
+}
+
+func TestErrorsNameKeyFileAndLine(t *testing.T) {
+	cases := []struct {
+		name, text, want string
+	}{
+		{"unknown key", strings.Replace(good, "state:", "stat:", 1), `seafbak.yml:7: stat: unknown key`},
+		{"typo in section", strings.Replace(good, "  data_dir: /mnt", "  datadir: /mnt", 1), `seafbak.yml:3: primary.datadir: unknown key`},
+		{"missing", strings.Replace(good, "state: /var/lib/seafbak/state\n", "", 1), `seafbak.yml: state: missing`},
+		{"bad parallel", good + "parallel: lots\n", `seafbak.yml:8: parallel: must be a whole number`},
+		{"relative", strings.Replace(good, "state: /var", "state: var", 1), `seafbak.yml:7: state: "var/lib/seafbak/state" must be an absolute path`},
+		{"bad durability", good + "backup2: 1\n", `backup2: unknown key`},
+		{"not a mapping", "- a\n- b\n", `must be a mapping`},
+		{"bad yaml", "primary: [\n", `not valid YAML`},
+		{"empty", "", `the file is empty`},
+		{"section scalar", "primary: 3\n", `primary must be a mapping`},
+		{"twice", good + "state: /x\n", `state: given twice`},
+	}
+	for _, c := range cases {
+		_, err := Parse("seafbak.yml", []byte(c.text))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want it to contain %q", c.name, err, c.want)
+		}
+	}
+}
+
+// A password never shows up in an error about the DSN.
+func TestBadDSNHidesPassword(t *testing.T) {
+	text := strings.Replace(good, `"seafbak:secret@tcp(primary-db:3306)/seafile_db"`, `"seafbak:secret@tcp(primary-db:3306"`, 1)
+	_, err := Parse("seafbak.yml", []byte(text))
+	var cerr *Error
+	if !errors.As(err, &cerr) || cerr.Key != "primary.db" || cerr.Line != 2 || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("got %v", err)
+	}
+	text = strings.Replace(good, `/seafile_db"`, `/"`, 1)
+	if _, err := Parse("seafbak.yml", []byte(text)); err == nil || !strings.Contains(err.Error(), "names no database") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"))
+	if err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Fatalf("got %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "c.yml")
+	os.WriteFile(p, []byte(good), 0o600)
+	if _, err := Load(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Setenv("SEAFBAK_CONFIG", "/env.yml")
+	if Resolve("/flag.yml") != "/flag.yml" || Resolve("") != "/env.yml" {
+		t.Fatal("flag or env not preferred")
+	}
+	t.Setenv("SEAFBAK_CONFIG", "")
+	if Resolve("") != DefaultPath {
+		t.Fatal("default not used")
+	}
+}
