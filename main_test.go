@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"seafbak/internal/mariadbtest"
+	"seafbak/internal/testenv"
+)
+
+var srv *mariadbtest.Server
+
+func TestMain(m *testing.M) { mariadbtest.Main(m, &srv) }
+
+// writeConfig writes a config for env and returns its path.
+func writeConfig(t *testing.T, env *testenv.Env) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "seafbak.yml")
+	text := fmt.Sprintf(`primary:
+  db: "root@unix(%[1]s)/%[2]s"
+  data_dir: %[3]s
+backup:
+  data_dir: %[4]s
+  db: "root@unix(%[1]s)/%[5]s"
+state: %[6]s
+`, srv.Socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, env.BackupDBName, env.StateDir)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// seafbak runs the CLI in-process and returns exit code, stdout, stderr.
+func seafbak(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLIEndToEnd(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	id := testenv.RealLibraryID
+
+	code, out, errs := seafbak("--config", cfg, "status")
+	if code != 0 || !strings.Contains(out, "Number of libraries waiting for sync: 1\n") {
+		t.Fatalf("status before sync: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = seafbak("--config", cfg, "sync", id)
+	if code != 0 || !strings.Contains(out, id+" Shared: synced to 5715208e10e33de4ac89cd441c52d948df77125b: 7 commits, 19 fs objects, 12 blocks") {
+		t.Fatalf("sync: %d\n%s%s", code, out, errs)
+	}
+	if errs != "" {
+		t.Fatalf("sync wrote to stderr (cron would mail it): %q", errs)
+	}
+	code, out, _ = seafbak("--config", cfg, "sync", id)
+	if code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("second sync: %d %s", code, out)
+	}
+	code, out, _ = seafbak("--config", cfg, "status")
+	want := `Total number of libraries: 1
+Number of synchronized libraries: 1
+Number of libraries waiting for sync: 0
+Number of libraries syncing: 0
+Number of libraries failed to sync: 0
+List of syncing libraries:
+List of libraries failed to sync:
+`
+	if code != 0 || out != want {
+		t.Fatalf("status after sync: %d\n%s", code, out)
+	}
+	code, out, _ = seafbak("--config", cfg, "status", "--json", "--offline")
+	var rep struct {
+		Total, Synchronized int
+		Offline             bool
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Total != 1 || rep.Synchronized != 1 || !rep.Offline {
+		t.Fatalf("status --json --offline: %d %v %s", code, err, out)
+	}
+	code, out, errs = seafbak("--config", cfg, "scan")
+	if code != 0 || !strings.HasPrefix(out, "seafbak scan: 1 libraries checked, 0 synced, 0 failed") {
+		t.Fatalf("scan: %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestCLIFailures(t *testing.T) {
+	env := testenv.New(t, srv)
+	cfg := writeConfig(t, env)
+
+	// A library nobody knows fails with exit 1 and says which.
+	unknown := "11111111-2222-4333-8444-555555555555"
+	code, _, errs := seafbak("--config", cfg, "sync", unknown)
+	if code != 1 || !strings.Contains(errs, unknown) || !strings.Contains(errs, "never backed up") {
+		t.Fatalf("unknown library: %d %s", code, errs)
+	}
+	// A malformed id is refused before anything is touched.
+	code, _, errs = seafbak("--config", cfg, "sync", "../../etc")
+	if code != 1 || !strings.Contains(errs, "bad library id") {
+		t.Fatalf("bad id: %d %s", code, errs)
+	}
+	// Config problems exit 2 and name the key.
+	bad := filepath.Join(t.TempDir(), "bad.yml")
+	os.WriteFile(bad, []byte("primary:\n  dbx: x\n"), 0o600)
+	code, _, errs = seafbak("--config", bad, "scan")
+	if code != 2 || !strings.Contains(errs, "bad.yml:2: primary.dbx: unknown key") {
+		t.Fatalf("bad config: %d %s", code, errs)
+	}
+	code, _, errs = seafbak("--config", filepath.Join(t.TempDir(), "none.yml"), "status")
+	if code != 2 || !strings.Contains(errs, "no such file") {
+		t.Fatalf("missing config: %d %s", code, errs)
+	}
+	// An unreachable primary: status cannot tell (2) unless --offline.
+	os.WriteFile(bad, []byte(strings.Replace(mustRead(t, cfg), srv.Socket, "/nonexistent/mysqld.sock", 2)), 0o600)
+	code, _, errs = seafbak("--config", bad, "status")
+	if code != 2 || !strings.Contains(errs, "--offline") {
+		t.Fatalf("unreachable primary: %d %s", code, errs)
+	}
+	code, out, _ := seafbak("--config", bad, "status", "--offline")
+	if code != 0 || !strings.Contains(out, "Total number of libraries: 0") {
+		t.Fatalf("offline: %d %s", code, out)
+	}
+	// Usage errors exit 2.
+	if code, _, _ := seafbak("frobnicate"); code != 2 {
+		t.Fatalf("unknown command: %d", code)
+	}
+	if code, out, _ := seafbak("--help"); code != 0 || !strings.Contains(out, "seafbak") {
+		t.Fatalf("--help: %d %s", code, out)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// buildBinary builds seafbak for tests that need a real process (kill -9, concurrency).
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "seafbak")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
