@@ -588,7 +588,12 @@ func (r *run) fileComplete(ctx context.Context, id string, n *node) (bool, error
 		}
 		total += size
 	}
-	if total != n.fs.Size {
+	ok := total == n.fs.Size
+	if r.lib.Encrypted || n.commit.Encrypted {
+		// Blocks hold AES ciphertext: each block's plaintext padded by 1 to 16 bytes.
+		ok = total >= n.fs.Size+int64(len(n.fs.BlockIDs)) && total <= n.fs.Size+16*int64(len(n.fs.BlockIDs))
+	}
+	if !ok {
 		err := fmt.Errorf("%w: file %s says %d bytes but its blocks hold %d", object.ErrInvalid, id, n.fs.Size, total)
 		if herr := r.badObject("fs object", id, n.path, n.commit, err); herr != nil {
 			return false, herr

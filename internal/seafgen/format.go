@@ -352,6 +352,13 @@ type parsedCommit struct {
 	Ctime          int64   `json:"ctime"`
 	ParentID       *string `json:"parent_id"`
 	SecondParentID *string `json:"second_parent_id"`
+	CreatorName    string  `json:"creator_name"`
+	RepoName       string  `json:"repo_name"`
+	RepoDesc       string  `json:"repo_desc"`
+	Encrypted      string  `json:"encrypted"`
+	EncVersion     int     `json:"enc_version"`
+	Magic          string  `json:"magic"`
+	RandomKey      string  `json:"key"`
 	Version        int     `json:"version"`
 }
 
@@ -428,6 +435,18 @@ func isUUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkText rejects strings that are not valid UTF-8: jansson refuses them
+// and encoding/json would store U+FFFD instead of the bytes that were hashed
+// into the commit id.
+func checkText(ss ...string) error {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("seafgen: %q is not valid UTF-8", s)
+		}
+	}
+	return nil
 }
 
 // checkName validates one path component.

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Object kinds, which are also the directory names under <DataDir>/storage.
@@ -42,13 +43,13 @@ func (g *Generator) writeObject(kind, store, id string, data []byte) error {
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := g.mkdirAll(dir); err != nil {
 		return err
 	}
 	tmpDir := dir
 	if kind == kindBlocks {
 		tmpDir = filepath.Join(g.DataDir, "tmpfiles")
-		if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+		if err := g.mkdirAll(tmpDir); err != nil {
 			return err
 		}
 	}
@@ -75,6 +76,23 @@ func (g *Generator) writeObject(kind, store, id string, data []byte) error {
 	ok = true
 	return nil
 }
+
+// mkdirAll is os.MkdirAll remembering the directories it made, which saves
+// most of the system calls when many objects are written.
+func (g *Generator) mkdirAll(dir string) error {
+	if _, ok := g.dirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	g.dirs.Store(dir, struct{}{})
+	return nil
+}
+
+// zlibWriters recycles zlib writers: a new one allocates about a megabyte
+// of compressor state, which dominated the cost of small fs objects.
+var zlibWriters = sync.Pool{New: func() any { return zlib.NewWriter(io.Discard) }}
 
 // writeCommit stores a commit object. Commit ids do not cover the parents,
 // so two different commits can get the same id (same root, creator,
@@ -103,13 +121,16 @@ func (g *Generator) writeFS(store string, js []byte) (string, error) {
 		return id, nil
 	}
 	var buf bytes.Buffer
-	zw := zlib.NewWriter(&buf)
+	zw := zlibWriters.Get().(*zlib.Writer)
+	zw.Reset(&buf)
 	if _, err := zw.Write(js); err != nil {
 		return "", err
 	}
 	if err := zw.Close(); err != nil {
 		return "", err
 	}
+	zw.Reset(io.Discard)
+	zlibWriters.Put(zw)
 	return id, g.writeObject(kindFS, store, id, buf.Bytes())
 }
 

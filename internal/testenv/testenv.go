@@ -240,6 +240,9 @@ func (e *Env) TreeText(repoID, storeID, commit string) string {
 	})
 	must(e.T, err)
 	sort.Slice(lines, func(i, j int) bool { return treePath(lines[i]) < treePath(lines[j]) })
+	if len(lines) == 0 {
+		return ""
+	}
 	return strings.Join(lines, "\n") + "\n"
 }
 
