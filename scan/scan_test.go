@@ -1,0 +1,174 @@
+package scan_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	gosync "sync"
+	"testing"
+
+	"seafbak/internal/mariadbtest"
+	"seafbak/internal/seafgen"
+	"seafbak/internal/testenv"
+	"seafbak/scan"
+	"seafbak/sync/object"
+)
+
+var srv *mariadbtest.Server
+
+func TestMain(m *testing.M) { mariadbtest.Main(m, &srv) }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type fixture struct {
+	env  *testenv.Env
+	gen  *seafgen.Generator
+	libs []*seafgen.Library
+}
+
+func newFixture(t *testing.T, n int) *fixture {
+	f := &fixture{env: testenv.New(t, srv)}
+	f.gen = seafgen.New(f.env.PrimaryDir)
+	f.gen.BlockSize = 4096
+	for i := 0; i < n; i++ {
+		l, err := f.gen.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprintf("lib%d", i), Owner: "u@example.com"})
+		must(t, err)
+		_, err = l.Commit("files", seafgen.Put("a.txt", []byte(fmt.Sprint("a", i))), seafgen.Put("d/b.bin", bytes.Repeat([]byte{byte(i)}, 9000)))
+		must(t, err)
+		must(t, l.InsertRows(context.Background(), f.env.PrimaryDB))
+		f.libs = append(f.libs, l)
+	}
+	return f
+}
+
+func (f *fixture) scanner(force bool) *scan.Scanner {
+	return &scan.Scanner{Engine: f.env.Engine(force), Catalog: f.env.Catalog, State: f.env.State, Parallel: 3}
+}
+
+func (f *fixture) status(t *testing.T) (*scan.Report, string) {
+	rep, err := scan.Status(context.Background(), f.env.Catalog, f.env.State)
+	must(t, err)
+	var buf bytes.Buffer
+	must(t, rep.WriteText(&buf))
+	return rep, buf.String()
+}
+
+func TestScanSyncsNewChangedAndDeleted(t *testing.T) {
+	f := newFixture(t, 5)
+	ctx := context.Background()
+	rep, _ := f.status(t)
+	if rep.Total != 5 || rep.Waiting != 5 {
+		t.Fatalf("before: %+v", rep)
+	}
+	sum, err := f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Checked != 5 || sum.Synced != 5 || sum.Failed != 0 || sum.Bytes == 0 {
+		t.Fatalf("first scan: %+v", sum)
+	}
+	if !strings.HasPrefix(sum.String(), "seafbak scan: 5 libraries checked, 5 synced, 0 failed, 0 busy, 0 deleted") {
+		t.Fatalf("summary line %q", sum.String())
+	}
+	for _, l := range f.libs {
+		f.env.CompareWithPrimary(l.ID, l.StoreID, l.Head)
+	}
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Synced != 0 || sum.Bytes != 0 {
+		t.Fatalf("unchanged scan: %+v", sum)
+	}
+
+	// One changed, one added, one deleted.
+	_, err = f.libs[0].Commit("edit", seafgen.Put("a.txt", []byte("changed")))
+	must(t, err)
+	must(t, f.libs[0].InsertRows(ctx, f.env.PrimaryDB))
+	added, err := f.gen.NewLibrary(seafgen.LibraryOptions{Name: "added"})
+	must(t, err)
+	must(t, added.InsertRows(ctx, f.env.PrimaryDB))
+	must(t, seafgen.DeleteRows(ctx, f.env.PrimaryDB, f.libs[1].ID))
+	rep, _ = f.status(t)
+	if rep.Total != 5 || rep.Waiting != 2 || rep.Synchronized != 3 {
+		t.Fatalf("status before second scan: %+v", rep)
+	}
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Checked != 5 || sum.Synced != 2 || sum.Deleted != 1 || sum.Failed != 0 {
+		t.Fatalf("second scan: %+v", sum)
+	}
+	f.env.CompareWithPrimary(f.libs[0].ID, f.libs[0].StoreID, f.libs[0].Head)
+	f.env.CompareWithPrimary(f.libs[1].ID, f.libs[1].StoreID, f.libs[1].Head) // kept
+	rep, _ = f.status(t)
+	if rep.Synchronized != 5 || len(rep.Deleted) != 1 || rep.Deleted[0].RepoID != f.libs[1].ID {
+		t.Fatalf("status after: %+v", rep)
+	}
+}
+
+// One broken library fails alone; the others are backed up; status lists it.
+func TestScanGoesOnPastFailures(t *testing.T) {
+	f := newFixture(t, 3)
+	bad := f.libs[1]
+	root, err := bad.RootID(bad.Head)
+	must(t, err)
+	must(t, removeObject(f.env.PrimaryDir, object.KindFS, bad.StoreID, root))
+
+	sum, err := f.scanner(false).Run(context.Background())
+	must(t, err)
+	if sum.Synced != 2 || sum.Failed != 1 || sum.Failures[0].RepoID != bad.ID || !strings.Contains(sum.Failures[0].Error, root) {
+		t.Fatalf("scan: %+v", sum)
+	}
+	rep, text := f.status(t)
+	if rep.FailedCount != 1 || rep.Synchronized != 2 || rep.Healthy() {
+		t.Fatalf("status: %+v", rep)
+	}
+	lines := strings.Split(text, "\n")
+	if lines[4] != "Number of libraries failed to sync: 1" || lines[6] != "List of libraries failed to sync:" ||
+		!strings.HasPrefix(lines[7], bad.ID+" lib1 ") || !strings.Contains(lines[7], "missing or corrupt") {
+		t.Fatalf("status text:\n%s", text)
+	}
+}
+
+// Scans and syncs of the same libraries at once: nothing is lost or half-recorded.
+func TestConcurrentScansAndSyncs(t *testing.T) {
+	f := newFixture(t, 6)
+	ctx := context.Background()
+	var wg gosync.WaitGroup
+	errs := make(chan error, 32)
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.scanner(false).Run(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	for _, l := range f.libs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.env.Engine(false).Sync(ctx, l.ID); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	rep, _ := f.status(t)
+	if rep.Synchronized != 6 {
+		t.Fatalf("%+v", rep)
+	}
+	for _, l := range f.libs {
+		f.env.CompareWithPrimary(l.ID, l.StoreID, l.Head)
+		if f.env.BackupHead(l.ID) != l.Head {
+			t.Fatalf("backup db head of %s", l.ID)
+		}
+	}
+}
