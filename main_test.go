@@ -21,6 +21,20 @@ func TestMain(m *testing.M) { mariadbtest.Main(m, &srv) }
 // writeConfig writes a config for env and returns its path.
 func writeConfig(t *testing.T, env *testenv.Env) string {
 	t.Helper()
+	return writeConfigFor(t, env, srv.Socket)
+}
+
+// startOwnServer starts a MariaDB server for one test that kills or stops it.
+func startOwnServer(t *testing.T) (*mariadbtest.Server, error) {
+	s, err := mariadbtest.Start()
+	if err == nil {
+		t.Cleanup(func() { s.Stop() })
+	}
+	return s, err
+}
+
+func writeConfigFor(t *testing.T, env *testenv.Env, socket string) string {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "seafbak.yml")
 	text := fmt.Sprintf(`primary:
   db: "root@unix(%[1]s)/%[2]s"
@@ -29,7 +43,7 @@ backup:
   data_dir: %[4]s
   db: "root@unix(%[1]s)/%[5]s"
 state: %[6]s
-`, srv.Socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, env.BackupDBName, env.StateDir)
+`, socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, env.BackupDBName, env.StateDir)
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
