@@ -19,9 +19,11 @@ import (
 type Durability int
 
 const (
-	// Batch writes objects without fsync and makes them durable together with one
-	// syncfs(2) in Sync. A crash can leave renamed-but-empty objects, so the engine marks
-	// a library dirty before writing and re-checks a dirty library's objects.
+	// Batch writes objects without fsync and makes them durable together in Sync: one
+	// fsync per object and directory when few were written (a one-file change), one
+	// syncfs(2) when many were (a first backup). A crash before Sync can leave
+	// renamed-but-empty objects, so the engine marks a library dirty before writing and
+	// re-checks a dirty library's objects.
 	Batch Durability = iota
 	// PerObject fsyncs every object and its directory as it is written.
 	PerObject
@@ -35,7 +37,19 @@ type FS struct {
 	tmp        string
 	durability Durability
 	madeDirs   gosync.Map // directories known to exist, to skip MkdirAll per object
+
+	// syncMu is held for a whole Sync: a Sync that finds nothing pending because another
+	// is flushing its objects must not return before that flush is done.
+	syncMu       gosync.Mutex
+	mu           gosync.Mutex
+	pendingFiles []string            // objects renamed into place since the last Sync
+	pendingDirs  map[string]struct{} // directories whose entries changed since then
 }
+
+// syncfsAbove is how many pending objects make one syncfs(2) cheaper than fsyncing each.
+// syncfs also flushes whatever else is dirty on the filesystem, so for a handful of
+// objects fsync keeps a one-file change's cost independent of other writers.
+const syncfsAbove = 128
 
 var _ Store = (*FS)(nil)
 
@@ -45,7 +59,7 @@ const TempDirName = "seafbak-tmp"
 
 // NewFS opens (creating if needed) a backup store rooted at a seafile-data directory.
 func NewFS(root string, d Durability) (*FS, error) {
-	s := &FS{root: root, tmp: filepath.Join(root, TempDirName), durability: d}
+	s := &FS{root: root, tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{}}
 	for _, dir := range []string{filepath.Join(root, "storage"), s.tmp} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("backup store %s: %w", root, err)
@@ -131,10 +145,35 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 	return &fsWriter{s: s, f: f, dir: dir, path: p}, nil
 }
 
-// Sync makes all writes to the store's filesystem durable with one syncfs(2): it covers
-// objects written by other seafbak processes too, which matters when a sync skips an
-// object another running sync has just written.
+// Sync makes every object written since the last Sync durable, with their directory
+// entries.
 func (s *FS) Sync(context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	files, dirs := s.pendingFiles, s.pendingDirs
+	s.pendingFiles, s.pendingDirs = nil, map[string]struct{}{}
+	s.mu.Unlock()
+	if len(files) == 0 && len(dirs) == 0 {
+		return nil
+	}
+	if len(files) > syncfsAbove {
+		return s.syncfs()
+	}
+	for _, f := range files {
+		if err := syncPath(f); err != nil {
+			return fmt.Errorf("backup store: fsync %s: %w", f, err)
+		}
+	}
+	for d := range dirs {
+		if err := syncPath(d); err != nil {
+			return fmt.Errorf("backup store: fsync %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func (s *FS) syncfs() error {
 	d, err := os.Open(s.root)
 	if err != nil {
 		return fmt.Errorf("backup store: sync: %w", err)
@@ -150,14 +189,21 @@ func (s *FS) ensureDir(dir string) error {
 	if _, ok := s.madeDirs.Load(dir); ok {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if s.durability == PerObject {
-		// The new directory entries must survive a crash as well as the object.
+	_, statErr := os.Stat(dir)
+	if statErr != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// New directories: their entries in their parents must survive a crash too.
 		for d := dir; len(d) > len(s.root); d = filepath.Dir(d) {
-			if err := syncDir(filepath.Dir(d)); err != nil {
-				return err
+			if s.durability == PerObject {
+				if err := syncPath(filepath.Dir(d)); err != nil {
+					return err
+				}
+			} else {
+				s.mu.Lock()
+				s.pendingDirs[filepath.Dir(d)] = struct{}{}
+				s.mu.Unlock()
 			}
 		}
 	}
@@ -203,8 +249,12 @@ func (w *fsWriter) Commit() (err error) {
 		return err
 	}
 	if w.s.durability == PerObject {
-		return syncDir(w.dir)
+		return syncPath(w.dir)
 	}
+	w.s.mu.Lock()
+	w.s.pendingFiles = append(w.s.pendingFiles, w.path)
+	w.s.pendingDirs[w.dir] = struct{}{}
+	w.s.mu.Unlock()
 	return nil
 }
 
@@ -217,8 +267,9 @@ func (w *fsWriter) Abort() {
 	os.Remove(w.f.Name())
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncPath fsyncs a file or directory by name.
+func syncPath(p string) error {
+	d, err := os.Open(p)
 	if err != nil {
 		return err
 	}

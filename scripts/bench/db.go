@@ -1,0 +1,5 @@
+package main
+
+import "database/sql"
+
+type sqlDB = sql.DB

@@ -1,0 +1,244 @@
+// Command bench measures seafbak against the tools admins use today, on generated
+// Seafile data, and prints the figures. Run it with scripts/bench.sh.
+//
+// Every seafbak figure is a whole process (start, config, queries, copy, fsync,
+// metadata), timed from outside with its peak RSS from getrusage. Each measurement is
+// repeated -runs times and reported as median [min..max]. The page cache is warm: the
+// primary's files were just written by the generator.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"seafbak/internal/mariadbtest"
+	"seafbak/internal/seafgen"
+)
+
+var (
+	seafbakBin = flag.String("seafbak", "", "seafbak binary")
+	workDir    = flag.String("dir", "", "work directory (default: a temp dir, removed at the end)")
+	runs       = flag.Int("runs", 3, "repetitions of each measurement")
+	firstFiles = flag.Int("first-files", 10_000, "files in the first-backup library")
+	firstBytes = flag.Int64("first-bytes", 1<<30, "bytes in the first-backup library")
+	bigFiles   = flag.Int("big-files", 100_000, "files in the large library of the one-file-change test")
+	smallFiles = flag.Int("small-files", 1_000, "files in the small library of the one-file-change test")
+	libraries  = flag.Int("libraries", 10_000, "libraries in the scan/status test")
+	only       = flag.String("only", "first,change,scan", "which parts to run")
+)
+
+type sample struct {
+	wall time.Duration
+	rss  int64 // KiB
+}
+
+type figure struct {
+	name    string
+	samples []sample
+}
+
+func (f figure) String() string {
+	s := append([]sample(nil), f.samples...)
+	sort.Slice(s, func(i, j int) bool { return s[i].wall < s[j].wall })
+	var maxRSS int64
+	for _, x := range s {
+		maxRSS = max(maxRSS, x.rss)
+	}
+	rss := ""
+	if maxRSS > 0 {
+		rss = fmt.Sprintf("  peak RSS %5.1f MiB", float64(maxRSS)/1024)
+	}
+	return fmt.Sprintf("%-58s %8.3fs [%.3f..%.3f] n=%d%s", f.name, s[len(s)/2].wall.Seconds(), s[0].wall.Seconds(), s[len(s)-1].wall.Seconds(), len(s), rss)
+}
+
+var figures []figure
+
+func record(name string, s sample) {
+	for i := range figures {
+		if figures[i].name == name {
+			figures[i].samples = append(figures[i].samples, s)
+			return
+		}
+	}
+	figures = append(figures, figure{name: name, samples: []sample{s}})
+}
+
+// timed runs a command, failing the bench if it fails, and returns its wall time and
+// peak RSS.
+func timed(name string, args ...string) sample {
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	wall := time.Since(start)
+	if err != nil {
+		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss
+	}
+	return sample{wall, rss}
+}
+
+type env struct {
+	srv  *mariadbtest.Server
+	root string
+	n    int
+}
+
+// backup makes a fresh backup side (database, data dir, state) for a primary and
+// returns its config file.
+func (e *env) backup(primaryDB, primaryDir, durability string) (cfg, dataDir string) {
+	e.n++
+	name := fmt.Sprintf("bench_b%d", e.n)
+	must(e.srv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql")))
+	dir := filepath.Join(e.root, name)
+	dataDir = filepath.Join(dir, "seafile-data")
+	cfg = filepath.Join(dir, "seafbak.yml")
+	must(os.MkdirAll(dir, 0o755))
+	text := fmt.Sprintf("primary:\n  db: \"root@unix(%s)/%s\"\n  data_dir: %s\nbackup:\n  data_dir: %s\n  db: \"root@unix(%s)/%s\"\n  durability: %s\nstate: %s\n",
+		e.srv.Socket, primaryDB, primaryDir, dataDir, e.srv.Socket, name, durability, filepath.Join(dir, "state"))
+	must(os.WriteFile(cfg, []byte(text), 0o600))
+	return cfg, dataDir
+}
+
+// primary makes a primary database and data dir.
+func (e *env) primary(name string) (db, dir string) {
+	must(e.srv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql")))
+	dir = filepath.Join(e.root, name)
+	must(os.MkdirAll(filepath.Join(dir, "storage"), 0o755))
+	return name, dir
+}
+
+func main() {
+	flag.Parse()
+	if *seafbakBin == "" {
+		log.Fatal("give -seafbak")
+	}
+	root := *workDir
+	if root == "" {
+		var err error
+		root, err = os.MkdirTemp("", "seafbak-bench")
+		must(err)
+		defer os.RemoveAll(root)
+	}
+	srv, err := mariadbtest.Start()
+	must(err)
+	defer srv.Stop()
+	e := &env{srv: srv, root: root}
+	parts := map[string]bool{}
+	for _, p := range strings.Split(*only, ",") {
+		parts[p] = true
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("seafbak bench on %s, %s, %d runs each, warm page cache\n", host, time.Now().UTC().Format(time.RFC3339), *runs)
+	if parts["first"] {
+		e.firstBackup()
+	}
+	if parts["change"] {
+		e.oneFileChange()
+	}
+	if parts["scan"] {
+		e.scanStatus()
+	}
+	fmt.Println()
+	for _, f := range figures {
+		fmt.Println(f)
+	}
+}
+
+func (e *env) firstBackup() {
+	ctx := context.Background()
+	db, dir := e.primary("bench_first")
+	g := seafgen.New(dir)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "first"})
+	must(err)
+	t0 := time.Now()
+	_, err = lib.CommitBulk("bulk", *firstFiles, *firstBytes, 1)
+	must(err)
+	must(lib.InsertRows(ctx, mustOpen(e.srv, db)))
+	log.Printf("generated %d files, %d bytes in %s", *firstFiles, *firstBytes, time.Since(t0))
+	label := fmt.Sprintf("(%d files, %.1f GiB)", *firstFiles, float64(*firstBytes)/(1<<30))
+	for i := 0; i < *runs; i++ {
+		dst := filepath.Join(e.root, fmt.Sprintf("cp%d", i))
+		record("first backup "+label+": cp -a", timed("cp", "-a", filepath.Join(dir, "storage"), dst))
+		dst = filepath.Join(e.root, fmt.Sprintf("rsync%d", i))
+		record("first backup "+label+": rsync -a", timed("rsync", "-a", filepath.Join(dir, "storage")+"/", dst+"/"))
+		cfg, _ := e.backup(db, dir, "batch")
+		record("first backup "+label+": seafbak sync (batch durability)", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+	}
+	cfg, _ := e.backup(db, dir, "per-object")
+	record("first backup "+label+": seafbak sync (per-object fsync)", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+}
+
+func (e *env) oneFileChange() {
+	ctx := context.Background()
+	for _, files := range []int{*smallFiles, *bigFiles} {
+		db, dir := e.primary(fmt.Sprintf("bench_change%d", files))
+		pdb := mustOpen(e.srv, db)
+		g := seafgen.New(dir)
+		lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "change"})
+		must(err)
+		const seed = 7
+		_, err = lib.CommitBulk("bulk", files, int64(files)*4096, seed)
+		must(err)
+		must(lib.InsertRows(ctx, pdb))
+		cfg, backupDir := e.backup(db, dir, "batch")
+		record(fmt.Sprintf("first backup of %d files x 4 KiB: seafbak sync", files), timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+		copyDir := filepath.Join(e.root, fmt.Sprintf("rsync-change%d", files))
+		timed("rsync", "-a", filepath.Join(backupDir, "storage")+"/", copyDir+"/")
+		for i := 0; i < *runs; i++ {
+			path := seafgen.BulkPath(seed, files, (i*7919)%files)
+			_, err := lib.Commit("one file", seafgen.Put(path, []byte(fmt.Sprintf("changed %d %d", i, time.Now().UnixNano()))))
+			must(err)
+			must(lib.InsertRows(ctx, pdb))
+			record(fmt.Sprintf("one-file change, %d-file library: seafbak sync", files), timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+			record(fmt.Sprintf("no change, %d-file store: rsync -a", files), timed("rsync", "-a", filepath.Join(backupDir, "storage")+"/", copyDir+"/"))
+		}
+	}
+}
+
+func (e *env) scanStatus() {
+	ctx := context.Background()
+	db, dir := e.primary("bench_scan")
+	pdb := mustOpen(e.srv, db)
+	g := seafgen.New(dir)
+	t0 := time.Now()
+	for i := 0; i < *libraries; i++ {
+		lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprint("lib", i)})
+		must(err)
+		_, err = lib.Commit("file", seafgen.Put("readme.txt", []byte(fmt.Sprint("library ", i))))
+		must(err)
+		must(lib.InsertRows(ctx, pdb))
+	}
+	log.Printf("generated %d libraries in %s", *libraries, time.Since(t0))
+	cfg, _ := e.backup(db, dir, "batch")
+	record(fmt.Sprintf("first scan of %d one-file libraries: seafbak scan", *libraries), timed(*seafbakBin, "--config", cfg, "scan"))
+	for i := 0; i < *runs; i++ {
+		record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan", *libraries), timed(*seafbakBin, "--config", cfg, "scan"))
+		record(fmt.Sprintf("status, %d libraries: seafbak status", *libraries), timed(*seafbakBin, "--config", cfg, "status"))
+		record(fmt.Sprintf("status, %d libraries: seafbak status --json", *libraries), timed(*seafbakBin, "--config", cfg, "status", "--json"))
+	}
+}
+
+func mustOpen(srv *mariadbtest.Server, db string) *sqlDB {
+	d, err := srv.Open(db)
+	must(err)
+	return d
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"seafbak/sync/object"
+)
+
+const repo = "7b89d49b-5c5c-4f42-8ded-940c84a3e206"
+
+var id = strings.Repeat("ab", 20)
+
+func TestFSStore(t *testing.T) {
+	for _, d := range []Durability{Batch, PerObject} {
+		ctx := context.Background()
+		root := t.TempDir()
+		s, err := NewFS(root, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has, err := s.Has(ctx, object.KindBlock, repo, id); has || err != nil {
+			t.Fatalf("empty store has it: %v %v", has, err)
+		}
+		if _, err := s.Get(ctx, object.KindBlock, repo, id); !errors.Is(err, ErrNotExist) {
+			t.Fatalf("Get of a missing object: %v", err)
+		}
+		// An aborted write leaves nothing behind, not even a temp file.
+		w, err := s.Create(ctx, object.KindBlock, repo, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("partial"))
+		w.Abort()
+		if has, _ := s.Has(ctx, object.KindBlock, repo, id); has {
+			t.Fatal("aborted object is visible")
+		}
+		if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
+			t.Fatalf("temp files left: %v", ents)
+		}
+		if err := Put(ctx, s, object.KindBlock, repo, id, []byte("data")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Seafile's own layout, so a Seafile server can serve it.
+		data, err := os.ReadFile(filepath.Join(root, "storage", "blocks", repo, id[:2], id[2:]))
+		if err != nil || string(data) != "data" {
+			t.Fatalf("layout: %q %v", data, err)
+		}
+		if n, err := s.Size(ctx, object.KindBlock, repo, id); n != 4 || err != nil {
+			t.Fatalf("Size %d %v", n, err)
+		}
+		r, err := s.Open(ctx, object.KindBlock, repo, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(r)
+		r.Close()
+		if string(got) != "data" {
+			t.Fatalf("Open read %q", got)
+		}
+	}
+}
+
+// No path is ever built from an unchecked id or kind.
+func TestFSStoreRefusesBadNames(t *testing.T) {
+	s, _ := NewFS(t.TempDir(), Batch)
+	ctx := context.Background()
+	for _, c := range []struct {
+		kind      object.Kind
+		store, id string
+	}{
+		{object.KindBlock, "../../../etc", id},
+		{object.KindBlock, repo, "../../../../../../../../../../../etc/passwd"},
+		{object.Kind("../x"), repo, id},
+		{object.KindFS, repo, strings.ToUpper(id)},
+	} {
+		if _, err := s.Create(ctx, c.kind, c.store, c.id); err == nil {
+			t.Errorf("Create(%q, %q, %q) accepted", c.kind, c.store, c.id)
+		}
+		if _, err := s.Has(ctx, c.kind, c.store, c.id); err == nil {
+			t.Errorf("Has(%q, %q, %q) accepted", c.kind, c.store, c.id)
+		}
+	}
+}
