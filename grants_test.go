@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"seafbak/internal/testenv"
+)
+
+// The MySQL grants the README gives are enough: seafbak runs scan, sync and status with
+// exactly those, and no more.
+func TestReadmeGrantsAreEnough(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	re := regexp.MustCompile(`(?m)^GRANT (.+) ON seafile_db\.(\w+) TO 'seafbak'@'([\w-]+)';$`)
+	var primaryGrants, backupGrants []string
+	for _, m := range re.FindAllStringSubmatch(string(readme), -1) {
+		switch m[3] {
+		case "backup-host":
+			primaryGrants = append(primaryGrants, fmt.Sprintf("%s ON `%s`.`%s`", m[1], env.PrimaryDBName, m[2]))
+		case "localhost":
+			backupGrants = append(backupGrants, fmt.Sprintf("%s ON `%s`.`%s`", m[1], env.BackupDBName, m[2]))
+		}
+	}
+	if len(primaryGrants) < 5 || len(backupGrants) != 3 {
+		t.Fatalf("README grants not found: %v %v", primaryGrants, backupGrants)
+	}
+	user := strings.ToLower(strings.ReplaceAll(env.PrimaryDBName, "_", ""))
+	if len(user) > 30 {
+		user = user[len(user)-30:]
+	}
+	if err := srv.CreateUser(user+"p", "pw-p", primaryGrants...); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.CreateUser(user+"b", "pw-b", backupGrants...); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "seafbak.yml")
+	text := fmt.Sprintf("primary:\n  db: \"%[1]sp@unix(%[2]s)/%[3]s\"\n  data_dir: %[4]s\nbackup:\n  data_dir: %[5]s\n  db: \"%[1]sb@unix(%[2]s)/%[6]s\"\nstate: %[7]s\n",
+		user, srv.Socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, env.BackupDBName, env.StateDir)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SEAFBAK_PRIMARY_DB_PASSWORD", "pw-p")
+	t.Setenv("SEAFBAK_BACKUP_DB_PASSWORD", "pw-b")
+	for _, args := range [][]string{{"scan"}, {"sync", testenv.RealLibraryID}, {"status"}} {
+		if code, out, errs := seafbak(append([]string{"--config", cfg}, args...)...); code != 0 {
+			t.Fatalf("%v with the README's grants: %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if env.BackupHead(testenv.RealLibraryID) != "5715208e10e33de4ac89cd441c52d948df77125b" {
+		t.Fatal("backup db not updated")
+	}
+	// A wrong password is refused with a message that does not show it.
+	t.Setenv("SEAFBAK_PRIMARY_DB_PASSWORD", "wrong-secret")
+	code, _, errs := seafbak("--config", cfg, "status")
+	if code != 2 || strings.Contains(errs, "wrong-secret") || !strings.Contains(errs, "primary database") {
+		t.Fatalf("wrong password: %d %s", code, errs)
+	}
+}
