@@ -65,6 +65,14 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		return sum, fmt.Errorf("scan: %w", err)
 	}
 	sum.Checked = len(libs)
+	// The backup database may lag the state (added to the config later, restored from
+	// an older dump): such libraries need their rows moved even with nothing to copy.
+	var dbHeads map[string]string
+	if s.Engine.Rows != nil {
+		if dbHeads, err = s.Engine.Rows.Heads(ctx); err != nil {
+			return sum, fmt.Errorf("scan: %w", err)
+		}
+	}
 	known := make(map[string]*state.Library, len(recs))
 	for i := range recs {
 		known[recs[i].ID] = &recs[i]
@@ -73,7 +81,7 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	onPrimary := make(map[string]bool, len(libs))
 	for _, lib := range libs {
 		onPrimary[lib.ID] = true
-		if rec := known[lib.ID]; rec == nil || NeedsSync(rec, lib.Head) {
+		if rec := known[lib.ID]; rec == nil || NeedsSync(rec, lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
 			todo = append(todo, lib)
 		}
 	}

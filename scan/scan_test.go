@@ -82,6 +82,15 @@ func TestScanSyncsNewChangedAndDeleted(t *testing.T) {
 	if sum.Synced != 0 || sum.Bytes != 0 {
 		t.Fatalf("unchanged scan: %+v", sum)
 	}
+	// The backup database lost a library's rows (restored from an older dump): the next
+	// scan puts them back without copying anything.
+	_, err = f.env.BackupDB.Exec("DELETE FROM Branch WHERE repo_id = ?", f.libs[2].ID)
+	must(t, err)
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Synced != 1 || sum.Bytes != 0 || f.env.BackupHead(f.libs[2].ID) != f.libs[2].Head {
+		t.Fatalf("scan after lost rows: %+v", sum)
+	}
 
 	// One changed, one added, one deleted.
 	_, err = f.libs[0].Commit("edit", seafgen.Put("a.txt", []byte("changed")))

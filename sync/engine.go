@@ -173,8 +173,20 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
 	if !recheck && rec.Head == lib.Head && len(rec.Holes) == 0 && rec.Deleted == nil && rec.LastError == "" {
-		res.UpToDate = true
-		return res, nil
+		// The backup database may lag the state: added to the config later, or restored
+		// from an older dump. Then only its rows need to move.
+		rowsBehind := false
+		if e.Rows != nil {
+			dbHead, err := e.Rows.Head(ctx, lib.ID)
+			if err != nil {
+				return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+			}
+			rowsBehind = dbHead != lib.Head
+		}
+		if !rowsBehind {
+			res.UpToDate = true
+			return res, nil
+		}
 	}
 	log := e.log().With("repo", lib.ID)
 	if recheck {

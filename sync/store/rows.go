@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -64,6 +65,19 @@ func (r *Rows) Delete(ctx context.Context, repoID string) error {
 		return fmt.Errorf("backup db: delete %s: commit: %w", repoID, err)
 	}
 	return nil
+}
+
+// Head is the library's master head in the backup database ("" if it has none).
+func (r *Rows) Head(ctx context.Context, repoID string) (string, error) {
+	var head string
+	err := r.db.QueryRowContext(ctx, "SELECT commit_id FROM Branch WHERE repo_id = ? AND name = 'master'", repoID).Scan(&head)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("backup db: head of %s: %w", repoID, err)
+	}
+	return head, nil
 }
 
 // Heads lists every library's master head in the backup database.
