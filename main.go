@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	gosync "sync"
 	"syscall"
 	"time"
 
@@ -322,8 +323,10 @@ func (c *statusCmd) run(e *env) int {
 	return exitOK
 }
 
-// bar shows copying progress on a terminal; cron never sees it.
+// bar shows copying progress on a terminal; cron never sees it. A scan syncs several
+// libraries at once, so it is locked.
 type bar struct {
+	mu  gosync.Mutex
 	out *os.File
 	b   *progressbar.ProgressBar
 }
@@ -331,6 +334,8 @@ type bar struct {
 func newBar(out *os.File) *bar { return &bar{out: out} }
 
 func (b *bar) Planned(repoID string, blocks int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.b != nil {
 		b.b.Finish()
 	}
@@ -345,6 +350,8 @@ func (b *bar) Planned(repoID string, blocks int) {
 }
 
 func (b *bar) Copied(int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.b != nil {
 		b.b.Add(1)
 	}

@@ -143,7 +143,9 @@ func BenchmarkSaveOne(b *testing.B) {
 		b.Run(fmt.Sprintf("libraries=%d", n), func(b *testing.B) {
 			d, _ := Open(b.TempDir())
 			for i := 0; i < n; i++ {
-				if err := d.Save(Library{ID: repoID(i), Head: fmt.Sprintf("%040d", i)}); err != nil {
+				// Setup writes records directly: 100 000 fsyncing Saves take minutes.
+				data := fmt.Sprintf(`{"id":%q,"head":"%040d"}`, repoID(i), i)
+				if err := os.WriteFile(filepath.Join(d.Root(), "libraries", repoID(i)+".json"), []byte(data), 0o640); err != nil {
 					b.Fatal(err)
 				}
 			}

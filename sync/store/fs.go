@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	gosync "sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -65,7 +66,22 @@ func NewFS(root string, d Durability) (*FS, error) {
 			return nil, fmt.Errorf("backup store %s: %w", root, err)
 		}
 	}
+	s.removeStaleTemps()
 	return s, nil
+}
+
+// removeStaleTemps deletes temp files a killed seafbak left behind. They were never
+// renamed into place, so they are not objects; an hour-old one has no live writer.
+func (s *FS) removeStaleTemps() {
+	ents, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > time.Hour {
+			os.Remove(filepath.Join(s.tmp, e.Name()))
+		}
+	}
 }
 
 // Root is the seafile-data directory the store lives in.
