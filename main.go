@@ -254,8 +254,8 @@ func describe(r seafsync.Result, took time.Duration) string {
 	case r.UpToDate:
 		return fmt.Sprintf("%s %s: up to date at %s", r.RepoID, r.Name, r.Head)
 	}
-	s := fmt.Sprintf("%s %s: synced to %s: %d commits, %d fs objects, %d blocks, %s in %.2fs",
-		r.RepoID, r.Name, r.Head, r.Commits, r.FSObjects, r.Blocks, scan.HumanBytes(r.Bytes), took.Seconds())
+	s := fmt.Sprintf("%s %s: synced to %s: %s, %s, %s, %s in %.2fs", r.RepoID, r.Name, r.Head,
+		plural(r.Commits, "commit"), plural(r.FSObjects, "fs object"), plural(r.Blocks, "block"), scan.HumanBytes(r.Bytes), took.Seconds())
 	if len(r.Holes) > 0 {
 		s += fmt.Sprintf("; %d holes recorded (see seafbak status --json)", len(r.Holes))
 	}
@@ -263,6 +263,13 @@ func describe(r seafsync.Result, took time.Duration) string {
 		s += fmt.Sprintf("; %d old commits without trees (history truncated on the primary)", r.Truncated)
 	}
 	return s
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func (c *scanCmd) run(e *env) int {

@@ -628,6 +628,9 @@ func quoteIdent(name string) string {
 // tail returns the last n lines of b.
 func tail(b []byte, n int) []byte {
 	b = bytes.TrimRight(b, "\n")
+	if len(b) == 0 {
+		return b
+	}
 	i := len(b)
 	for ; n > 0 && i > 0; n-- {
 		i = bytes.LastIndexByte(b[:i], '\n')
