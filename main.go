@@ -187,7 +187,7 @@ func wire(e *env, force bool) (*wiring, error) {
 			c()
 		}
 	}
-	dir, err := primary.NewDir(cfg.Primary.DataDir)
+	source, err := openSource(e, pdb)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -201,9 +201,8 @@ func wire(e *env, force bool) (*wiring, error) {
 		closeAll()
 		return nil, err
 	}
-	catalog := primary.NewDB(pdb)
 	eng := &seafsync.Engine{
-		Source:   primary.Combine(catalog, dir),
+		Source:   source,
 		Store:    fs,
 		State:    st,
 		Log:      e.log,
@@ -222,7 +221,30 @@ func wire(e *env, force bool) (*wiring, error) {
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		eng.Observer = newBar(f)
 	}
-	return &wiring{engine: eng, catalog: catalog, state: st, closeAll: closeAll}, nil
+	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
+}
+
+// openSource picks where objects come from: the primary's data dir, or its file server.
+func openSource(e *env, pdb *sql.DB) (primary.Source, error) {
+	p := e.cfg.Primary
+	if p.URL == "" {
+		dir, err := primary.NewDir(p.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		return primary.Combine(primary.NewDB(pdb), dir), nil
+	}
+	h, err := primary.NewHTTP(primary.HTTPOptions{
+		URL: p.URL, SyncToken: p.SyncToken, CAFile: p.CAFile,
+		Conns: max(8, 2*e.cfg.Parallel), Log: e.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.CheckProtocol(e.ctx); err != nil {
+		return nil, err
+	}
+	return primary.NewRemote(pdb, h, p.SyncToken), nil
 }
 
 func (c *syncCmd) run(e *env) int {

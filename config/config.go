@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -22,6 +23,7 @@ const DefaultPath = "/etc/seafbak/seafbak.yml"
 const (
 	EnvPrimaryPassword = "SEAFBAK_PRIMARY_DB_PASSWORD"
 	EnvBackupPassword  = "SEAFBAK_BACKUP_DB_PASSWORD"
+	EnvSyncToken       = "SEAFBAK_SYNC_TOKEN"
 )
 
 // Config is a loaded, checked configuration.
@@ -34,12 +36,19 @@ type Config struct {
 	// Parallel is how many blocks are copied at once within a library, and how many
 	// libraries a scan syncs at once.
 	Parallel int
+	Dump     Dump
 }
 
-// Primary is the Seafile server being backed up.
+// Primary is the Seafile server being backed up. Objects come from exactly one of
+// DataDir (a local or mounted seafile-data) and URL (the file server's sync protocol).
 type Primary struct {
-	DB      *mysql.Config // the primary's seafile database (read only)
-	DataDir string        // the primary's seafile-data directory
+	DB        *mysql.Config // the primary's seafile database (read only, but for RepoUserToken)
+	DataDir   string        // the primary's seafile-data directory
+	URL       string        // the file server's sync-protocol base, e.g. https://host/seafhttp
+	SyncToken string        // secret that library tokens are derived from
+	CAFile    string        // PEM of a private CA for URL
+	CcnetDB   string        // name of the ccnet database, on primary.db's server (for dump)
+	SeahubDB  string        // name of the seahub database, on primary.db's server (for dump)
 }
 
 // Backup is where the backup goes.
@@ -48,6 +57,14 @@ type Backup struct {
 	DB      *mysql.Config // optional: the backup's seafile database, kept live
 	// PerObjectFsync fsyncs each object as it is written instead of one syncfs per sync.
 	PerObjectFsync bool
+	CcnetDB        string // the backup's ccnet database name, on backup.db's server (restore)
+	SeahubDB       string // the backup's seahub database name, on backup.db's server (restore)
+}
+
+// Dump is where `seafbak dump` keeps its dumps.
+type Dump struct {
+	Dir  string
+	Keep int
 }
 
 // Resolve picks the config file: the flag, then SEAFBAK_CONFIG, then DefaultPath.
@@ -97,7 +114,7 @@ func Load(path string) (*Config, error) {
 
 // Parse checks a configuration's text; path is used in messages.
 func Parse(path string, data []byte) (*Config, error) {
-	cfg := &Config{Path: path, Parallel: 4}
+	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}}
 	var primaryDSN, backupDSN string
 	var durability string
 	str := func(dst *string) func(*yaml.Node) error {
@@ -110,8 +127,24 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 	}
 	fields := map[string]field{
-		"primary.db":        {required: true, set: str(&primaryDSN)},
-		"primary.data_dir":  {required: true, set: str(&cfg.Primary.DataDir)},
+		"primary.db":         {required: true, set: str(&primaryDSN)},
+		"primary.data_dir":   {set: str(&cfg.Primary.DataDir)},
+		"primary.url":        {set: str(&cfg.Primary.URL)},
+		"primary.sync_token": {set: str(&cfg.Primary.SyncToken)},
+		"primary.ca_file":    {set: str(&cfg.Primary.CAFile)},
+		"primary.ccnet_db":   {set: str(&cfg.Primary.CcnetDB)},
+		"primary.seahub_db":  {set: str(&cfg.Primary.SeahubDB)},
+		"backup.ccnet_db":    {set: str(&cfg.Backup.CcnetDB)},
+		"backup.seahub_db":   {set: str(&cfg.Backup.SeahubDB)},
+		"dump.dir":           {set: str(&cfg.Dump.Dir)},
+		"dump.keep": {set: func(n *yaml.Node) error {
+			v, err := strconv.Atoi(n.Value)
+			if n.Kind != yaml.ScalarNode || err != nil || v < 1 || v > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			cfg.Dump.Keep = v
+			return nil
+		}},
 		"backup.data_dir":   {required: true, set: str(&cfg.Backup.DataDir)},
 		"backup.db":         {set: str(&backupDSN)},
 		"backup.durability": {set: str(&durability)},
@@ -157,8 +190,11 @@ func Parse(path string, data []byte) (*Config, error) {
 	default:
 		return nil, &Error{File: path, Line: seen["backup.durability"], Key: "backup.durability", Msg: fmt.Sprintf("%q is not one of batch, per-object", durability)}
 	}
-	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State} {
-		if !strings.HasPrefix(v, "/") {
+	if err := checkSource(path, cfg, seen); err != nil {
+		return nil, err
+	}
+	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "primary.ca_file": cfg.Primary.CAFile} {
+		if _, set := seen[key]; set && !strings.HasPrefix(v, "/") {
 			return nil, &Error{File: path, Line: seen[key], Key: key, Msg: fmt.Sprintf("%q must be an absolute path", v)}
 		}
 	}
@@ -166,6 +202,37 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir", Msg: "is the same directory as primary.data_dir"}
 	}
 	return cfg, nil
+}
+
+// checkSource checks that objects come from exactly one place, with what it needs.
+func checkSource(path string, cfg *Config, seen map[string]int) error {
+	p := &cfg.Primary
+	_, hasDir := seen["primary.data_dir"]
+	_, hasURL := seen["primary.url"]
+	switch {
+	case hasDir && hasURL:
+		return &Error{File: path, Line: seen["primary.url"], Key: "primary.url", Msg: "give either primary.data_dir (a local or mounted seafile-data) or primary.url (the file server), not both"}
+	case !hasDir && !hasURL:
+		return &Error{File: path, Key: "primary", Msg: "give primary.data_dir (a local or mounted seafile-data) or primary.url (the file server's sync address, e.g. https://seafile.example.com/seafhttp)"}
+	case hasDir:
+		for _, k := range []string{"primary.sync_token", "primary.ca_file"} {
+			if _, set := seen[k]; set {
+				return &Error{File: path, Line: seen[k], Key: k, Msg: "only applies with primary.url"}
+			}
+		}
+		return nil
+	}
+	u, err := url.Parse(p.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+		return &Error{File: path, Line: seen["primary.url"], Key: "primary.url", Msg: "is not an http(s)://host[:port]/path address without user or query (e.g. https://seafile.example.com/seafhttp)"}
+	}
+	if tok, ok := os.LookupEnv(EnvSyncToken); ok {
+		p.SyncToken = tok
+	}
+	if len(p.SyncToken) < 16 {
+		return &Error{File: path, Line: seen["primary.sync_token"], Key: "primary.sync_token", Msg: "missing or shorter than 16 characters; generate one once with: openssl rand -hex 32 (or set " + EnvSyncToken + ")"}
+	}
+	return nil
 }
 
 // walk checks a mapping's keys against the known ones, recursing into sections.

@@ -28,6 +28,18 @@ func TestGood(t *testing.T) {
 	}
 }
 
+func TestURLSource(t *testing.T) {
+	text := strings.Replace(good, "  data_dir: /mnt/primary/seafile-data\n", "  url: https://seafile.example.com/seafhttp\n  ca_file: /etc/seafbak/ca.pem\n", 1)
+	t.Setenv(EnvSyncToken, "0123456789abcdef0123")
+	c, err := Parse("seafbak.yml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.URL != "https://seafile.example.com/seafhttp" || c.Primary.SyncToken != "0123456789abcdef0123" || c.Primary.CAFile != "/etc/seafbak/ca.pem" || c.Primary.DataDir != "" {
+		t.Fatalf("%+v", c.Primary)
+	}
+}
+
 func TestPasswordFromEnvironment(t *testing.T) {
 	t.Setenv(EnvPrimaryPassword, "from-env")
 	c, err := Parse("seafbak.yml", []byte(good))
@@ -46,6 +58,12 @@ func TestErrorsNameKeyFileAndLine(t *testing.T) {
 		{"unknown key", strings.Replace(good, "state:", "stat:", 1), `seafbak.yml:7: stat: unknown key`},
 		{"typo in section", strings.Replace(good, "  data_dir: /mnt", "  datadir: /mnt", 1), `seafbak.yml:3: primary.datadir: unknown key`},
 		{"missing", strings.Replace(good, "state: /var/lib/seafbak/state\n", "", 1), `seafbak.yml: state: missing`},
+		{"no source", strings.Replace(good, "  data_dir: /mnt/primary/seafile-data\n", "", 1), `primary: give primary.data_dir`},
+		{"two sources", strings.Replace(good, "  data_dir: /mnt/primary/seafile-data\n", "  data_dir: /mnt/p\n  url: https://h/seafhttp\n", 1), `seafbak.yml:4: primary.url: give either`},
+		{"token without url", strings.Replace(good, "  data_dir: /mnt/primary/seafile-data\n", "  data_dir: /mnt/p\n  sync_token: abcdefabcdefabcdef\n", 1), `primary.sync_token: only applies with primary.url`},
+		{"url without token", strings.Replace(good, "  data_dir: /mnt/primary/seafile-data\n", "  url: https://h/seafhttp\n", 1), `primary.sync_token: missing or shorter`},
+		{"bad url", strings.Replace(good, "  data_dir: /mnt/primary/seafile-data\n", "  url: ftp://h/\n  sync_token: abcdefabcdefabcdef\n", 1), `primary.url: is not an http(s)`},
+		{"bad keep", good + "dump:\n  keep: 0\n", `dump.keep: must be a whole number`},
 		{"bad parallel", good + "parallel: lots\n", `seafbak.yml:8: parallel: must be a whole number`},
 		{"relative", strings.Replace(good, "state: /var", "state: var", 1), `seafbak.yml:7: state: "var/lib/seafbak/state" must be an absolute path`},
 		{"bad durability", good + "backup2: 1\n", `backup2: unknown key`},

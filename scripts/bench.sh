@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# GNU time measures each command's peak RSS; rsync is the comparison.
+for pkg in time rsync; do
+  bin=$pkg; [ "$pkg" = time ] && bin=/usr/bin/time
+  if ! command -v "$bin" >/dev/null; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg"
+  fi
+done
 go build -o "$tmp/seafbak" .
 go build -o "$tmp/bench" ./scripts/bench
 "$tmp/bench" -seafbak "$tmp/seafbak" "$@"

@@ -168,6 +168,9 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	if lib.Version == 0 {
 		return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, object.ErrVersion0))
 	}
+	if lib.HeadError != nil {
+		return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, lib.HeadError))
+	}
 	recheck, err := e.State.DeadDirty(lib.StoreID, lib.ID)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
@@ -194,6 +197,11 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	if p, ok := e.Source.(primary.Preparer); ok {
+		if err := p.Prepare(ctx, lib); err != nil {
+			return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
+		}
 	}
 	r := newRun(e, lib, rec, recheck, log)
 	runErr := r.transfer(ctx)

@@ -16,8 +16,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"seafbak/internal/mariadbtest"
@@ -73,9 +73,14 @@ func record(name string, s sample) {
 }
 
 // timed runs a command, failing the bench if it fails, and returns its wall time and
-// peak RSS.
+// peak RSS. The command runs under GNU time: getrusage of a child forked straight from
+// this (large) process would count this process's pages in the child's peak.
 func timed(name string, args ...string) sample {
-	cmd := exec.Command(name, args...)
+	rssFile, err := os.CreateTemp("", "rss")
+	must(err)
+	rssFile.Close()
+	defer os.Remove(rssFile.Name())
+	cmd := exec.Command("/usr/bin/time", append([]string{"-o", rssFile.Name(), "-f", "%M", name}, args...)...)
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	out, err := cmd.Output()
@@ -83,10 +88,10 @@ func timed(name string, args ...string) sample {
 	if err != nil {
 		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
-	}
+	data, err := os.ReadFile(rssFile.Name())
+	must(err)
+	rss, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	must(err)
 	return sample{wall, rss}
 }
 

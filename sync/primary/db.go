@@ -20,11 +20,12 @@ var _ Catalog = (*DB)(nil)
 func NewDB(db *sql.DB) *DB { return &DB{db: db} }
 
 // libraryQuery joins what a library is made of on the primary. A virtual library takes
-// its store and, when it has no owner row of its own, its owner from its origin.
+// its store and its owner from its origin (the file server checks the origin owner's
+// token permission for it).
 const libraryQuery = `SELECT r.repo_id, b.commit_id,
 	COALESCE(v.origin_repo, ''),
 	COALESCE(i.name, ''),
-	COALESCE(o.owner_id, org.user, vo.owner_id, ''),
+	COALESCE(vo.owner_id, vorg.user, o.owner_id, org.user, ''),
 	COALESCE(vs.timestamp, 0),
 	COALESCE(i.is_encrypted, 0),
 	COALESCE(i.version, 1)
@@ -35,6 +36,7 @@ LEFT JOIN RepoInfo i ON i.repo_id = r.repo_id
 LEFT JOIN RepoOwner o ON o.repo_id = r.repo_id
 LEFT JOIN OrgRepo org ON org.repo_id = r.repo_id
 LEFT JOIN RepoOwner vo ON vo.repo_id = v.origin_repo
+LEFT JOIN OrgRepo vorg ON vorg.repo_id = v.origin_repo
 LEFT JOIN RepoValidSince vs ON vs.repo_id = r.repo_id`
 
 func (d *DB) Libraries(ctx context.Context) ([]Library, error) {

@@ -28,6 +28,9 @@ type Library struct {
 	ValidSince int64  // unix seconds; history older than this may have been GC'd (0: keeps all)
 	Encrypted  bool
 	Version    int
+	// HeadError is set when the primary could not say for sure where the head is
+	// (its database and file server disagree); such a library is not synced this time.
+	HeadError error
 }
 
 // Virtual reports whether the library is a sub-folder of another one.
@@ -59,6 +62,12 @@ type Source interface {
 	Objects
 }
 
+// Preparer is a Source that must set something up before a library's objects can be
+// read (the HTTP source creates the library's token).
+type Preparer interface {
+	Prepare(ctx context.Context, lib Library) error
+}
+
 // Combine joins a catalog and an object reader into a Source.
 func Combine(c Catalog, o Objects) Source {
 	return struct {
@@ -75,3 +84,10 @@ type NotFoundError struct {
 
 func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s %v", e.Kind, e.ID, ErrNotFound) }
 func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}

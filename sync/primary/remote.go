@@ -1,0 +1,131 @@
+package primary
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Remote is a primary reached over the network: libraries from its database, objects
+// over HTTP. Heads come from both and must agree; library tokens are provisioned in the
+// database (RepoUserToken) before a library's objects are asked for.
+type Remote struct {
+	*HTTP
+	db        *DB
+	sqlDB     *sql.DB
+	syncToken string
+}
+
+var _ Source = (*Remote)(nil)
+
+// NewRemote joins the primary's seafile database and its file server.
+func NewRemote(db *sql.DB, h *HTTP, syncToken string) *Remote {
+	return &Remote{HTTP: h, db: NewDB(db), sqlDB: db, syncToken: syncToken}
+}
+
+// Libraries lists the libraries from the database and checks each head against the file
+// server's (head-commits-multi). A disagreement left after asking both again is reported
+// on that library, not guessed at: one of them is mid-update, or they are not the same
+// server.
+func (r *Remote) Libraries(ctx context.Context) ([]Library, error) {
+	libs, err := r.db.Libraries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(libs))
+	for i, l := range libs {
+		ids[i] = l.ID
+	}
+	heads, err := r.Heads(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("primary file server: %w", err)
+	}
+	for i := range libs {
+		if heads[libs[i].ID] != libs[i].Head {
+			libs[i] = r.recheck(ctx, libs[i], heads[libs[i].ID])
+		}
+	}
+	return libs, nil
+}
+
+// recheck asks the database and the file server again about one library whose heads
+// disagreed.
+func (r *Remote) recheck(ctx context.Context, lib Library, httpHead string) Library {
+	again, err := r.db.Library(ctx, lib.ID)
+	if err != nil {
+		lib.HeadError = err
+		return lib
+	}
+	heads, err := r.Heads(ctx, []string{lib.ID})
+	if err != nil {
+		again.HeadError = err
+		return again
+	}
+	if heads[lib.ID] != again.Head {
+		again.HeadError = fmt.Errorf("the primary's database says head %s but its file server says %q; if this persists, primary.db and primary.url point at different servers", again.Head, heads[lib.ID])
+	}
+	return again
+}
+
+// Library describes one library and checks its head with the library's own token,
+// which also proves the token works.
+func (r *Remote) Library(ctx context.Context, id string) (Library, error) {
+	lib, err := r.db.Library(ctx, id)
+	if err != nil {
+		return lib, err
+	}
+	if err := r.Prepare(ctx, lib); err != nil {
+		return lib, err
+	}
+	head, err := r.Head(ctx, lib)
+	if err != nil {
+		return lib, fmt.Errorf("library %s: %w", id, err)
+	}
+	if head != lib.Head {
+		return r.recheck(ctx, lib, head), nil
+	}
+	return lib, nil
+}
+
+// Prepare makes sure the library's token exists in RepoUserToken for its owner, the
+// user the file server checks read permission for. It only inserts missing rows.
+func (r *Remote) Prepare(ctx context.Context, lib Library) error {
+	if lib.Owner == "" {
+		return fmt.Errorf("library %s has no owner in RepoOwner or OrgRepo (nor its origin): the file server would refuse any token for it", lib.ID)
+	}
+	token := Token(r.syncToken, lib.ID)
+	var n int
+	err := r.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM RepoUserToken WHERE repo_id = ? AND token = ? AND email = ?", lib.ID, token, lib.Owner).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("primary db: read RepoUserToken: %w%s", err, grantHint(err))
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err = r.sqlDB.ExecContext(ctx, "INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?)", lib.ID, lib.Owner, token)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1062 {
+		// Another seafbak inserted it meanwhile, or the row exists for another email
+		// (the owner changed): the unique key is (repo_id, token).
+		_, err = r.sqlDB.ExecContext(ctx, "UPDATE RepoUserToken SET email = ? WHERE repo_id = ? AND token = ?", lib.Owner, lib.ID, token)
+	}
+	if err != nil {
+		return fmt.Errorf("primary db: create the library token in RepoUserToken: %w%s", err, grantHint(err))
+	}
+	return nil
+}
+
+func grantHint(err error) string {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == 1142 || me.Number == 1143 || me.Number == 1044) {
+		return " (grant seafbak SELECT and INSERT on RepoUserToken: see the README's MySQL grants)"
+	}
+	if strings.Contains(err.Error(), "denied") {
+		return " (see the README's MySQL grants)"
+	}
+	return ""
+}

@@ -1,0 +1,577 @@
+package primary
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"seafbak/sync/object"
+)
+
+// HTTP reads objects through Seafile's HTTP sync protocol: the file server's
+// /seafhttp routes that the desktop client and Seafile's own backup server use. A backup
+// host then needs only the primary's URL and database, whatever storage the primary
+// keeps its objects in.
+type HTTP struct {
+	base      *url.URL
+	client    *http.Client
+	syncToken []byte
+	opts      HTTPOptions
+	log       *slog.Logger
+}
+
+var _ Objects = (*HTTP)(nil)
+
+// HTTPOptions configures the client. Zero values take the defaults noted.
+type HTTPOptions struct {
+	URL       string // e.g. https://seafile.example.com/seafhttp
+	SyncToken string // the secret library tokens are derived from
+	CAFile    string // PEM file of a private CA; TLS is verified either way
+	// ConnectTimeout bounds dialing and the TLS handshake (default 10 s).
+	ConnectTimeout time.Duration
+	// StallTimeout bounds how long a response may send nothing: headers or body
+	// (default 60 s). A slow but moving transfer is never cut off.
+	StallTimeout time.Duration
+	// Attempts is how many times a request is tried on resets, timeouts and 5xx
+	// (default 4); 4xx answers are never retried.
+	Attempts int
+	// Backoff is the first retry's wait, doubled each time (default 200 ms).
+	Backoff time.Duration
+	// Conns is how many connections are kept alive to the server (default 8).
+	Conns int
+	Log   *slog.Logger
+}
+
+// Errors of the protocol, each with what the admin should do.
+var (
+	ErrUnauthorized = errors.New("the primary refused the library token (HTTP 403): check primary.sync_token, and that seafbak could create the RepoUserToken row (INSERT grant on RepoUserToken); the file server caches tokens for about 2 hours")
+	ErrCorrupted    = errors.New("the primary marks this library as corrupted (HTTP 445): repair it on the primary with seaf-fsck")
+)
+
+// Token is the library token seafbak uses for repoID: hex(HMAC-SHA1(syncToken, repoID)).
+// Derived, so it is stable across runs and hosts and never stored by seafbak.
+func Token(syncToken, repoID string) string {
+	m := hmac.New(sha1.New, []byte(syncToken))
+	m.Write([]byte(repoID))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// NewHTTP makes a client for the file server at opts.URL.
+func NewHTTP(opts HTTPOptions) (*HTTP, error) {
+	u, err := url.Parse(strings.TrimSuffix(opts.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("primary url %q: want http(s)://host[:port]/seafhttp", opts.URL)
+	}
+	if opts.SyncToken == "" {
+		return nil, errors.New("primary sync token is empty")
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = 60 * time.Second
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = 4
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 200 * time.Millisecond
+	}
+	if opts.Conns <= 0 {
+		opts.Conns = 8
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("primary ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("primary ca_file %s holds no PEM certificate", opts.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment, // HTTPS_PROXY, NO_PROXY
+		DialContext:           (&net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   opts.ConnectTimeout,
+		ResponseHeaderTimeout: opts.StallTimeout,
+		MaxIdleConns:          opts.Conns,
+		MaxIdleConnsPerHost:   opts.Conns,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     false, // the file server speaks HTTP/1.1; many small requests pipeline fine over keep-alive
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &HTTP{base: u, client: &http.Client{Transport: transport}, syncToken: []byte(opts.SyncToken), opts: opts, log: log}, nil
+}
+
+// statusError is an HTTP answer other than 200.
+type statusError struct {
+	method, route string
+	code          int
+	body          string
+}
+
+func (e *statusError) Error() string {
+	msg := fmt.Sprintf("primary answered %s %s with HTTP %d", e.method, e.route, e.code)
+	if e.body != "" {
+		msg += ": " + e.body
+	}
+	return msg
+}
+
+func retryable(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.code >= 500 && se.code != 501
+	}
+	return !errors.Is(err, context.Canceled) // resets, timeouts, EOFs, refused connections
+}
+
+// request is one protocol call; route is for messages (no token in it, ever).
+type request struct {
+	method string
+	path   string // under the base URL
+	query  url.Values
+	body   []byte
+	repoID string // "" for calls without a token
+}
+
+// do runs a request with retries and returns the 200 response, whose body the caller
+// must close. The body is guarded against stalls.
+func (h *HTTP) do(ctx context.Context, r request) (*http.Response, error) {
+	var lastErr error
+	wait := h.opts.Backoff
+	for attempt := 1; attempt <= h.opts.Attempts; attempt++ {
+		if attempt > 1 {
+			// Jitter keeps parallel workers from retrying in lockstep.
+			d := wait/2 + rand.N(wait)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d):
+			}
+			wait = min(wait*2, 10*time.Second)
+		}
+		resp, err := h.once(ctx, r)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || !retryable(err) {
+			break
+		}
+		h.log.Debug("retrying primary request", "route", r.path, "attempt", attempt, "err", err)
+	}
+	return nil, lastErr
+}
+
+func (h *HTTP) once(ctx context.Context, r request) (*http.Response, error) {
+	u := *h.base
+	u.Path = h.base.Path + r.path
+	if r.query != nil {
+		u.RawQuery = r.query.Encode()
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(rctx, r.method, u.String(), body)
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	if r.repoID != "" {
+		req.Header.Set("Seafile-Repo-Token", Token(string(h.syncToken), r.repoID))
+	}
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, scrub(err, h.base))
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		cancel(nil)
+		return nil, &statusError{method: r.method, route: r.path, code: resp.StatusCode, body: strings.TrimSpace(string(msg))}
+	}
+	resp.Body = newStallGuard(resp.Body, h.opts.StallTimeout, cancel)
+	return resp, nil
+}
+
+// scrub keeps URLs in errors but never a query string (no secrets travel there, but
+// a proxy's rewritten URL could carry userinfo).
+func scrub(err error, base *url.URL) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.User = nil
+			u.RawQuery = ""
+			ue.URL = u.String()
+		}
+	}
+	return err
+}
+
+// stallGuard cancels a response whose body sends nothing for too long. A plain
+// client timeout would also cut off a large block arriving slowly but steadily.
+type stallGuard struct {
+	rc     io.ReadCloser
+	timer  *time.Timer
+	limit  time.Duration
+	cancel context.CancelCauseFunc
+}
+
+var errStalled = errors.New("the primary stopped sending")
+
+func newStallGuard(rc io.ReadCloser, limit time.Duration, cancel context.CancelCauseFunc) *stallGuard {
+	g := &stallGuard{rc: rc, limit: limit, cancel: cancel}
+	g.timer = time.AfterFunc(limit, func() { cancel(fmt.Errorf("%w for %s", errStalled, limit)) })
+	return g
+}
+
+func (g *stallGuard) Read(p []byte) (int, error) {
+	n, err := g.rc.Read(p)
+	if n > 0 {
+		g.timer.Reset(g.limit)
+	}
+	return n, err
+}
+
+func (g *stallGuard) Close() error {
+	g.timer.Stop()
+	err := g.rc.Close()
+	g.cancel(nil)
+	return err
+}
+
+// readAll reads a small response, bounded.
+func readAll(resp *http.Response, limit int64) ([]byte, error) {
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: answer larger than %d bytes", object.ErrInvalid, limit)
+	}
+	return data, nil
+}
+
+// CheckProtocol asks the server's protocol version and explains a wrong URL.
+func (h *HTTP) CheckProtocol(ctx context.Context) error {
+	resp, err := h.do(ctx, request{method: "GET", path: "/protocol-version"})
+	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusNotFound {
+			return fmt.Errorf("primary url %s does not serve Seafile's sync protocol (no /protocol-version): use the file server's address, usually https://host/seafhttp or http://host:8082", h.base.Redacted())
+		}
+		return fmt.Errorf("primary url %s: %w", h.base.Redacted(), err)
+	}
+	data, err := readAll(resp, 4096)
+	if err != nil {
+		return fmt.Errorf("primary url %s: %w", h.base.Redacted(), err)
+	}
+	var v struct {
+		Version *int `json:"version"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.Version == nil {
+		return fmt.Errorf("primary url %s answered /protocol-version with %q, not Seafile's {\"version\": N}: is it the file server's address?", h.base.Redacted(), truncate(string(data)))
+	}
+	if *v.Version < 2 {
+		return fmt.Errorf("primary speaks sync protocol version %d; seafbak needs 2 or later (Seafile 6+)", *v.Version)
+	}
+	return nil
+}
+
+// headsBatch is how many libraries one head-commits-multi request asks about.
+const headsBatch = 1000
+
+// Heads asks the master heads of many libraries, in batches. Libraries without a master
+// branch are absent from the answer, as the server leaves them out.
+func (h *HTTP) Heads(ctx context.Context, ids []string) (map[string]string, error) {
+	heads := make(map[string]string, len(ids))
+	for start := 0; start < len(ids); start += headsBatch {
+		batch := ids[start:min(start+headsBatch, len(ids))]
+		body, _ := json.Marshal(batch)
+		resp, err := h.do(ctx, request{method: "POST", path: "/repo/head-commits-multi/", body: body})
+		if err != nil {
+			return nil, fmt.Errorf("list heads: %w", err)
+		}
+		data, err := readAll(resp, int64(len(batch))*200+1024)
+		if err != nil {
+			return nil, fmt.Errorf("list heads: %w", err)
+		}
+		var got map[string]string
+		if err := json.Unmarshal(data, &got); err != nil {
+			return nil, fmt.Errorf("list heads: %w: %v", object.ErrInvalid, err)
+		}
+		asked := make(map[string]bool, len(batch))
+		for _, id := range batch {
+			asked[id] = true
+		}
+		for id, head := range got {
+			if !asked[id] || !object.ValidID(head) {
+				return nil, fmt.Errorf("list heads: %w: unexpected entry %q: %q", object.ErrInvalid, truncate(id), truncate(head))
+			}
+			heads[id] = head
+		}
+	}
+	return heads, nil
+}
+
+// Head asks one library's head with its token: it also proves the token works.
+func (h *HTTP) Head(ctx context.Context, lib Library) (string, error) {
+	resp, err := h.do(ctx, request{method: "GET", path: "/repo/" + lib.ID + "/commit/HEAD", repoID: lib.ID})
+	if err != nil {
+		return "", h.libraryError(lib, err)
+	}
+	data, err := readAll(resp, 4096)
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Corrupted *int   `json:"is_corrupted"`
+		Head      string `json:"head_commit_id"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil || !object.ValidID(v.Head) {
+		return "", fmt.Errorf("%w: commit/HEAD answered %q", object.ErrInvalid, truncate(string(data)))
+	}
+	if v.Corrupted != nil && *v.Corrupted != 0 {
+		return "", ErrCorrupted
+	}
+	return v.Head, nil
+}
+
+// libraryError turns protocol statuses about a library into errors that say what to do.
+func (h *HTTP) libraryError(lib Library, err error) error {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.code {
+	case 444:
+		return fmt.Errorf("library %s: %w (HTTP 444)", lib.ID, ErrLibraryGone)
+	case 445:
+		return ErrCorrupted
+	case http.StatusForbidden:
+		return ErrUnauthorized
+	case http.StatusBadRequest:
+		return fmt.Errorf("%w (the request was malformed or carried no token)", err)
+	}
+	return err
+}
+
+func (h *HTTP) Commit(ctx context.Context, lib Library, id string) ([]byte, error) {
+	if err := object.CheckID(id); err != nil {
+		return nil, err
+	}
+	resp, err := h.do(ctx, request{method: "GET", path: "/repo/" + lib.ID + "/commit/" + id, repoID: lib.ID})
+	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusNotFound {
+			return nil, &NotFoundError{Kind: "commit", ID: id}
+		}
+		return nil, h.libraryError(lib, err)
+	}
+	return readAll(resp, object.MaxCommitSize)
+}
+
+// packBatch is how many fs objects one pack-fs request asks for. The server answers at
+// most about 1 MiB and the client asks again for the rest.
+const packBatch = 1000
+
+// FSObjects fetches fs objects with pack-fs. The server fails a whole request (500) when
+// one object is missing, so a failing batch is split until the missing object is named.
+func (h *HTTP) FSObjects(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error) error {
+	for _, id := range ids {
+		if err := object.CheckID(id); err != nil {
+			return err
+		}
+	}
+	for start := 0; start < len(ids); start += packBatch {
+		if err := h.packFS(ctx, lib, ids[start:min(start+packBatch, len(ids))], fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *HTTP) packFS(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error) error {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	rest := ids
+	for len(rest) > 0 {
+		got, err := h.packOnce(ctx, lib, rest, want, fn)
+		if err != nil {
+			var se *statusError
+			if errors.As(err, &se) && se.code == http.StatusInternalServerError {
+				return h.narrow(ctx, lib, rest, fn, err)
+			}
+			return h.libraryError(lib, err)
+		}
+		if got == 0 {
+			return fmt.Errorf("%w: pack-fs answered none of %d objects asked", object.ErrInvalid, len(rest))
+		}
+		next := rest[:0:0]
+		for _, id := range rest {
+			if want[id] {
+				next = append(next, id)
+			}
+		}
+		rest = next
+	}
+	return nil
+}
+
+// narrow splits a batch the server refused until each missing object is found alone.
+func (h *HTTP) narrow(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error, cause error) error {
+	if len(ids) == 1 {
+		return fn(ids[0], nil, fmt.Errorf("%w (%v)", &NotFoundError{Kind: "fs object", ID: ids[0]}, cause))
+	}
+	mid := len(ids) / 2
+	for _, half := range [][]string{ids[:mid], ids[mid:]} {
+		if err := h.packFS(ctx, lib, half, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// packOnce makes one pack-fs request and hands each record to fn. It returns how many
+// records arrived; records for ids not wanted (or twice) are an error.
+func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map[string]bool, fn func(string, []byte, error) error) (int, error) {
+	body, _ := json.Marshal(ids)
+	resp, err := h.do(ctx, request{method: "POST", path: "/repo/" + lib.ID + "/pack-fs/", body: body, repoID: lib.ID})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n := 0
+	var hdr [44]byte
+	for {
+		if _, err := io.ReadFull(resp.Body, hdr[:]); err != nil {
+			if err == io.EOF {
+				return n, nil
+			}
+			// A record cut short: keep what was whole, ask again for the rest.
+			if n > 0 {
+				h.log.Debug("pack-fs answer cut short; asking again for the rest", "repo", lib.ID, "got", n, "err", err)
+				return n, nil
+			}
+			return 0, fmt.Errorf("pack-fs: %w", err)
+		}
+		id := string(hdr[:40])
+		size := binary.BigEndian.Uint32(hdr[40:])
+		if !want[id] {
+			return n, fmt.Errorf("%w: pack-fs sent object %q, which was not asked for (or twice)", object.ErrInvalid, truncate(id))
+		}
+		if int64(size) > object.MaxFSObjectSize {
+			return n, fmt.Errorf("%w: pack-fs record for %s claims %d bytes", object.ErrInvalid, id, size)
+		}
+		data := make([]byte, size)
+		if _, err := io.ReadFull(resp.Body, data); err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, fmt.Errorf("pack-fs: %w", err)
+		}
+		delete(want, id)
+		n++
+		if err := fn(id, data, nil); err != nil {
+			return n, err
+		}
+	}
+}
+
+// Block streams a block. If the connection breaks mid-block, the block is asked for
+// again and the bytes already delivered are skipped, so the caller sees one stream.
+func (h *HTTP) Block(ctx context.Context, lib Library, id string) (io.ReadCloser, error) {
+	if err := object.CheckID(id); err != nil {
+		return nil, err
+	}
+	b := &blockReader{h: h, ctx: ctx, lib: lib, id: id}
+	if err := b.open(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+type blockReader struct {
+	h        *HTTP
+	ctx      context.Context
+	lib      Library
+	id       string
+	body     io.ReadCloser
+	done     int64 // bytes delivered to the caller
+	restarts int
+}
+
+func (b *blockReader) open() error {
+	resp, err := b.h.do(b.ctx, request{method: "GET", path: "/repo/" + b.lib.ID + "/block/" + b.id, repoID: b.lib.ID})
+	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) && (se.code == http.StatusInternalServerError || se.code == http.StatusNotFound) {
+			// The file server answers 500 for a block it cannot read.
+			return fmt.Errorf("%w (%v)", &NotFoundError{Kind: "block", ID: b.id}, err)
+		}
+		return b.h.libraryError(b.lib, err)
+	}
+	if b.done > 0 {
+		if _, err := io.CopyN(io.Discard, resp.Body, b.done); err != nil {
+			resp.Body.Close()
+			return err
+		}
+	}
+	b.body = resp.Body
+	return nil
+}
+
+func (b *blockReader) Read(p []byte) (int, error) {
+	for {
+		n, err := b.body.Read(p)
+		b.done += int64(n)
+		if err == nil || err == io.EOF || n > 0 {
+			return n, err
+		}
+		if b.ctx.Err() != nil || b.restarts >= b.h.opts.Attempts {
+			return 0, fmt.Errorf("block %s: %w", b.id, err)
+		}
+		b.restarts++
+		b.body.Close()
+		b.h.log.Debug("block transfer broke; asking again", "repo", b.lib.ID, "block", b.id, "at", b.done, "err", err)
+		if oerr := b.open(); oerr != nil {
+			return 0, fmt.Errorf("block %s: %w (after %v)", b.id, oerr, err)
+		}
+	}
+}
+
+func (b *blockReader) Close() error { return b.body.Close() }
