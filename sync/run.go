@@ -50,13 +50,36 @@ type run struct {
 	}
 }
 
-// node is a fetched fs object waiting to be written.
+// node is a fetched fs object waiting to be written. A first backup of a large library
+// holds one per file until the end, so it keeps only what writing needs: the decoded
+// object is dropped once its children are queued.
 type node struct {
 	raw       []byte
-	fs        *object.FS
+	fs        *object.FS // until children() has queued what lies below
+	isDir     bool
+	children  []string // dir: ids of its non-empty entries; file: its block ids
+	size      int64    // file: the size it records
 	path      string
 	commit    *object.Commit
 	fromStore bool // re-read from the backup during a re-check: valid, nothing to write
+}
+
+func newNode(raw []byte, fs *object.FS, path string, c *object.Commit, fromStore bool) *node {
+	n := &node{raw: raw, fs: fs, isDir: fs.IsDir(), size: fs.Size, path: path, commit: c, fromStore: fromStore}
+	if n.isDir {
+		n.children = make([]string, 0, len(fs.Dirents))
+		for _, d := range fs.Dirents {
+			if d.ID != object.EmptyID {
+				n.children = append(n.children, d.ID)
+			}
+		}
+	} else {
+		n.children = fs.BlockIDs
+	}
+	if fromStore {
+		n.raw = nil // already in the backup
+	}
+	return n
 }
 
 // origin says where an object was met, for error messages and hole records.
@@ -264,7 +287,7 @@ func (r *run) fromStore(ctx context.Context, p pending, c *object.Commit) (n *no
 		r.log.Warn("backup copy of an fs object is damaged; fetching it again", "id", p.id, "path", p.path, "err", perr)
 		return nil, false, nil
 	}
-	n = &node{raw: raw, fs: fs, path: p.path, commit: c, fromStore: true}
+	n = newNode(raw, fs, p.path, c, true)
 	r.nodes[p.id] = n
 	r.order = append(r.order, p.id)
 	return n, true, nil
@@ -299,7 +322,7 @@ func (r *run) fetchFS(ctx context.Context, batch []pending, c *object.Commit) ([
 			}
 			return r.badObject("fs object", id, p.path, c, err)
 		}
-		r.nodes[id] = &node{raw: data, fs: fs, path: p.path, commit: c}
+		r.nodes[id] = newNode(data, fs, p.path, c, false)
 		r.order = append(r.order, id)
 		got = append(got, p)
 		return nil
@@ -318,8 +341,10 @@ func (r *run) fetchFS(ctx context.Context, batch []pending, c *object.Commit) ([
 
 // children queues what lies under a node: the entries of a dir, the blocks of a file.
 func (r *run) children(ctx context.Context, n *node, next []pending) ([]pending, error) {
-	if n.fs.IsDir() {
-		for _, d := range n.fs.Dirents {
+	fs := n.fs
+	n.fs = nil
+	if fs.IsDir() {
+		for _, d := range fs.Dirents {
 			if d.ID == object.EmptyID {
 				continue
 			}
@@ -327,7 +352,7 @@ func (r *run) children(ctx context.Context, n *node, next []pending) ([]pending,
 		}
 		return next, nil
 	}
-	for _, b := range n.fs.BlockIDs {
+	for _, b := range fs.BlockIDs {
 		if r.seen[b] {
 			continue
 		}
@@ -537,12 +562,9 @@ func (r *run) writeFS(ctx context.Context) error {
 		}
 		complete[id] = false // guards against a cycle in a hostile tree
 		ok := true
-		if n.fs.IsDir() {
-			for _, d := range n.fs.Dirents {
-				if d.ID == object.EmptyID {
-					continue
-				}
-				c, err := visit(d.ID)
+		if n.isDir {
+			for _, child := range n.children {
+				c, err := visit(child)
 				if err != nil {
 					return false, err
 				}
@@ -575,7 +597,7 @@ func (r *run) writeFS(ctx context.Context) error {
 // fileComplete checks a file's blocks are all in the backup and add up to its size.
 func (r *run) fileComplete(ctx context.Context, id string, n *node) (bool, error) {
 	var total int64
-	for _, b := range n.fs.BlockIDs {
+	for _, b := range n.children {
 		if r.bad[b] {
 			return false, nil
 		}
@@ -588,13 +610,14 @@ func (r *run) fileComplete(ctx context.Context, id string, n *node) (bool, error
 		}
 		total += size
 	}
-	ok := total == n.fs.Size
+	ok := total == n.size
 	if r.lib.Encrypted || n.commit.Encrypted {
 		// Blocks hold AES ciphertext: each block's plaintext padded by 1 to 16 bytes.
-		ok = total >= n.fs.Size+int64(len(n.fs.BlockIDs)) && total <= n.fs.Size+16*int64(len(n.fs.BlockIDs))
+		blocks := int64(len(n.children))
+		ok = total >= n.size+blocks && total <= n.size+16*blocks
 	}
 	if !ok {
-		err := fmt.Errorf("%w: file %s says %d bytes but its blocks hold %d", object.ErrInvalid, id, n.fs.Size, total)
+		err := fmt.Errorf("%w: file %s says %d bytes but its blocks hold %d", object.ErrInvalid, id, n.size, total)
 		if herr := r.badObject("fs object", id, n.path, n.commit, err); herr != nil {
 			return false, herr
 		}
