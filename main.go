@@ -68,7 +68,15 @@ type env struct {
 	stderr io.Writer
 }
 
+// memoryLimit is a soft heap limit: a first backup of a library with 100 000 files holds
+// its new fs objects until they can be written bottom-up, and without a limit Go's GC
+// lets the heap grow to twice that. GOMEMLIMIT overrides it.
+const memoryLimit = 160 << 20
+
 func main() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
