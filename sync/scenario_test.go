@@ -17,13 +17,24 @@ import (
 	"seafbak/sync/object"
 )
 
-// primaryWithGenerator is an empty primary and backup plus a generator writing into the
-// primary's data dir with small blocks, so ordinary test files span several blocks.
-func primaryWithGenerator(t *testing.T) (*testenv.Env, *seafgen.Generator) {
-	env := testenv.New(t, srv)
-	g := seafgen.New(env.PrimaryDir)
-	g.BlockSize = 4096
-	return env, g
+// scenario is an end-to-end test of the engine, run once per kind of source.
+type scenario func(t *testing.T, env *testenv.Env, g *seafgen.Generator)
+
+// bothSources runs a scenario against an empty primary and backup, with a generator
+// writing into the primary's data dir with small blocks (so ordinary test files span
+// several blocks): once reading the data dir, once over the HTTP sync protocol.
+func bothSources(t *testing.T, s scenario) {
+	for _, source := range []string{"dir", "http"} {
+		t.Run(source, func(t *testing.T) {
+			env := testenv.New(t, srv)
+			if source == "http" {
+				env.StartFileServer()
+			}
+			g := seafgen.New(env.PrimaryDir)
+			g.BlockSize = 4096
+			s(t, env, g)
+		})
+	}
 }
 
 func randomBytes(n int, seed uint64) []byte {
@@ -100,7 +111,10 @@ func checkTrees(t *testing.T, env *testenv.Env, lib *seafgen.Library) {
 }
 
 func TestHistoryEncryptedAndVirtualLibraries(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+	bothSources(t, testHistoryEncryptedAndVirtualLibraries)
+}
+
+func testHistoryEncryptedAndVirtualLibraries(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
 	enc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Secret", Owner: "bob@example.com", Encrypted: true, Password: "pw"})
 	must(t, err)
@@ -137,8 +151,9 @@ func TestHistoryEncryptedAndVirtualLibraries(t *testing.T) {
 
 // A one-file change copies one commit, the changed file and its dirs up to the root,
 // and the one new block: nothing else is looked at.
-func TestOneFileChange(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestOneFileChange(t *testing.T) { bothSources(t, testOneFileChange) }
+
+func testOneFileChange(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
 	publish(t, env, lib)
 	eng := env.Engine(false)
@@ -150,12 +165,16 @@ func TestOneFileChange(t *testing.T) {
 	if res.Commits != 1 || res.FSObjects != 4 || res.Blocks != 1 {
 		t.Fatalf("one-file change copied %d commits, %d fs objects, %d blocks; want 1, 4 (root, folder, sub, file), 1", res.Commits, res.FSObjects, res.Blocks)
 	}
+	if env.FileServer != nil && (env.FileServer.Requests("pack-fs") == 0 || env.FileServer.Requests("block") == 0) {
+		t.Fatal("the HTTP scenario did not go through the file server")
+	}
 	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
 	checkTrees(t, env, lib)
 }
 
-func TestLibraryDeletedOnPrimary(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestLibraryDeletedOnPrimary(t *testing.T) { bothSources(t, testLibraryDeletedOnPrimary) }
+
+func testLibraryDeletedOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
 	publish(t, env, lib)
 	eng := env.Engine(false)
@@ -191,7 +210,10 @@ func TestLibraryDeletedOnPrimary(t *testing.T) {
 }
 
 func TestHeadMovedBackwardsOrElsewhere(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+	bothSources(t, testHeadMovedBackwardsOrElsewhere)
+}
+
+func testHeadMovedBackwardsOrElsewhere(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Moves"})
 	must(t, err)
 	created := lib.Head
@@ -234,8 +256,9 @@ func TestHeadMovedBackwardsOrElsewhere(t *testing.T) {
 	}
 }
 
-func TestTruncatedHistoryIsNotAnError(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestTruncatedHistoryIsNotAnError(t *testing.T) { bothSources(t, testTruncatedHistoryIsNotAnError) }
+
+func testTruncatedHistoryIsNotAnError(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Limited"})
 	must(t, err)
 	commit(t, lib, "old", seafgen.Put("old.bin", randomBytes(9000, 5)), seafgen.Put("keep.txt", []byte("k")))
@@ -293,8 +316,9 @@ func fileBlocks(t *testing.T, env *testenv.Env, lib *seafgen.Library, name strin
 
 // A corrupt block fails the library with an error naming it; --force backs up the rest
 // and records the hole; once the primary is repaired, a plain sync fills the hole.
-func TestCorruptBlockOnPrimary(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestCorruptBlockOnPrimary(t *testing.T) { bothSources(t, testCorruptBlockOnPrimary) }
+
+func testCorruptBlockOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Damaged"})
 	must(t, err)
 	commit(t, lib, "files", seafgen.Put("big.bin", randomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")))
@@ -349,8 +373,9 @@ func TestCorruptBlockOnPrimary(t *testing.T) {
 	checkTrees(t, env, lib)
 }
 
-func TestMissingFSObjectOnPrimary(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestMissingFSObjectOnPrimary(t *testing.T) { bothSources(t, testMissingFSObjectOnPrimary) }
+
+func testMissingFSObjectOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Missing"})
 	must(t, err)
 	commit(t, lib, "files", seafgen.Put("a.txt", []byte("aaaa")), seafgen.Put("b.txt", []byte("bbbb")))
@@ -380,8 +405,9 @@ func TestMissingFSObjectOnPrimary(t *testing.T) {
 	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
 }
 
-func TestVersion0Refused(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestVersion0Refused(t *testing.T) { bothSources(t, testVersion0Refused) }
+
+func testVersion0Refused(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Ancient"})
 	must(t, err)
 	_, err = lib.CommitVersion0("old format")
@@ -395,8 +421,9 @@ func TestVersion0Refused(t *testing.T) {
 
 // After an attempt died (its dirty marker left behind), presence is not trusted: a
 // backup object left empty by the crash is found and fetched again.
-func TestRecheckAfterDeadAttempt(t *testing.T) {
-	env, g := primaryWithGenerator(t)
+func TestRecheckAfterDeadAttempt(t *testing.T) { bothSources(t, testRecheckAfterDeadAttempt) }
+
+func testRecheckAfterDeadAttempt(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
 	publish(t, env, lib)
 	eng := env.Engine(false)

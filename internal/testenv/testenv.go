@@ -17,8 +17,10 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"seafbak/internal/mariadbtest"
+	"seafbak/internal/seafhttptest"
 	"seafbak/restore"
 	"seafbak/state"
 	seafsync "seafbak/sync"
@@ -41,6 +43,35 @@ type Env struct {
 	State                       *state.Dir
 	Catalog                     *primary.DB
 	Objects                     *primary.Dir
+	// FileServer, once StartFileServer ran, serves this primary over Seafile's HTTP
+	// sync protocol, and Engine reads through it instead of the data dir.
+	FileServer *seafhttptest.Server
+	HTTP       *primary.HTTP
+}
+
+// SyncToken is the secret library tokens are derived from in tests.
+const SyncToken = "seafbak-test-sync-token-0123456789"
+
+// StartFileServer starts a protocol-faithful file server over this primary (its data
+// dir and database) on a real socket; from then on Engine reads objects over HTTP.
+func (e *Env) StartFileServer() *seafhttptest.Server {
+	e.T.Helper()
+	s := seafhttptest.New(e.PrimaryDir, e.PrimaryDB, seafhttptest.Options{Prefix: "/seafhttp", Logf: e.T.Logf})
+	base, err := s.Start()
+	must(e.T, err)
+	e.T.Cleanup(func() { s.Close() })
+	e.FileServer = s
+	e.HTTP, err = primary.NewHTTP(primary.HTTPOptions{URL: base, SyncToken: SyncToken, Backoff: 5 * time.Millisecond, StallTimeout: 5 * time.Second})
+	must(e.T, err)
+	return s
+}
+
+// Source is what Engine reads from: the data dir, or the file server once started.
+func (e *Env) Source() primary.Source {
+	if e.HTTP != nil {
+		return primary.NewRemote(e.PrimaryDB, e.HTTP, SyncToken)
+	}
+	return primary.Combine(e.Catalog, e.Objects)
 }
 
 // New creates empty primary and backup databases (Seafile's real schema) and dirs.
@@ -76,7 +107,7 @@ func New(t testing.TB, srv *mariadbtest.Server) *Env {
 // Engine wires a sync engine between this primary and this backup.
 func (e *Env) Engine(force bool) *seafsync.Engine {
 	return &seafsync.Engine{
-		Source:   primary.Combine(e.Catalog, e.Objects),
+		Source:   e.Source(),
 		Store:    e.Store,
 		Rows:     store.NewRows(e.BackupDB),
 		State:    e.State,
