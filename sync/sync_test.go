@@ -1,7 +1,10 @@
 package sync_test
 
 import (
+	"database/sql"
+
 	"context"
+	_ "github.com/go-sql-driver/mysql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,4 +66,8 @@ func TestRealLibraryRoundTrip(t *testing.T) {
 	if err != nil || !ok || rec.Head != head || rec.Name != "Shared" || rec.Owner != "bob@example.com" {
 		t.Fatalf("state %+v ok=%v err=%v", rec, ok, err)
 	}
+}
+
+func openAs(user, password, db string) (*sql.DB, error) {
+	return sql.Open("mysql", srv.UserDSN(user, password, db))
 }

@@ -429,18 +429,34 @@ func (h *HTTP) packFS(ctx context.Context, lib Library, ids []string, fn func(st
 		want[id] = true
 	}
 	rest := ids
+	failures := 0
 	for len(rest) > 0 {
 		got, err := h.packOnce(ctx, lib, rest, want, fn)
 		if err != nil {
 			var se *statusError
-			if errors.As(err, &se) && se.code == http.StatusInternalServerError {
+			switch {
+			case errors.As(err, &se) && se.code == http.StatusInternalServerError:
 				return h.narrow(ctx, lib, rest, fn, err)
+			case errors.As(err, &se), errors.Is(err, object.ErrInvalid), ctx.Err() != nil:
+				return h.libraryError(lib, err)
 			}
-			return h.libraryError(lib, err)
 		}
 		if got == 0 {
-			return fmt.Errorf("%w: pack-fs answered none of %d objects asked", object.ErrInvalid, len(rest))
+			// Cut before its first whole record (do already retried refusals): ask again.
+			if err == nil {
+				err = errors.New("pack-fs answered no whole object")
+			}
+			if failures++; failures >= h.opts.Attempts {
+				return fmt.Errorf("pack-fs, %d tries: %w", failures, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(h.opts.Backoff << failures):
+			}
+			continue
 		}
+		failures = 0
 		next := rest[:0:0]
 		for _, id := range rest {
 			if want[id] {
@@ -483,11 +499,8 @@ func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map
 				return n, nil
 			}
 			// A record cut short: keep what was whole, ask again for the rest.
-			if n > 0 {
-				h.log.Debug("pack-fs answer cut short; asking again for the rest", "repo", lib.ID, "got", n, "err", err)
-				return n, nil
-			}
-			return 0, fmt.Errorf("pack-fs: %w", err)
+			h.log.Debug("pack-fs answer cut short; asking again for the rest", "repo", lib.ID, "got", n, "err", err)
+			return n, fmt.Errorf("pack-fs: %w", err)
 		}
 		id := string(hdr[:40])
 		size := binary.BigEndian.Uint32(hdr[40:])
@@ -499,10 +512,7 @@ func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map
 		}
 		data := make([]byte, size)
 		if _, err := io.ReadFull(resp.Body, data); err != nil {
-			if n > 0 {
-				return n, nil
-			}
-			return 0, fmt.Errorf("pack-fs: %w", err)
+			return n, fmt.Errorf("pack-fs: %w", err)
 		}
 		delete(want, id)
 		n++
