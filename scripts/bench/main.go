@@ -9,12 +9,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +26,8 @@ import (
 
 	"seafbak/internal/mariadbtest"
 	"seafbak/internal/seafgen"
+	"seafbak/internal/seafhttptest"
+	"seafbak/sync/primary"
 )
 
 var (
@@ -34,7 +40,10 @@ var (
 	smallFiles = flag.Int("small-files", 1_000, "files in the small library of the one-file-change test")
 	libraries  = flag.Int("libraries", 10_000, "libraries in the scan/status test")
 	only       = flag.String("only", "first,change,scan", "which parts to run")
+	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback)")
 )
+
+const syncToken = "bench-sync-token-0123456789abcdef"
 
 type sample struct {
 	wall time.Duration
@@ -96,14 +105,16 @@ func timed(name string, args ...string) sample {
 }
 
 type env struct {
-	srv  *mariadbtest.Server
-	root string
-	n    int
+	srv     *mariadbtest.Server
+	root    string
+	n       int
+	sources []string
+	servers map[string]*seafhttptest.Server // by primary data dir
 }
 
 // backup makes a fresh backup side (database, data dir, state) for a primary and
 // returns its config file.
-func (e *env) backup(primaryDB, primaryDir, durability string) (cfg, dataDir string) {
+func (e *env) backup(source, primaryDB, primaryDir, durability string) (cfg, dataDir string) {
 	e.n++
 	name := fmt.Sprintf("bench_b%d", e.n)
 	must(e.srv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql")))
@@ -111,10 +122,50 @@ func (e *env) backup(primaryDB, primaryDir, durability string) (cfg, dataDir str
 	dataDir = filepath.Join(dir, "seafile-data")
 	cfg = filepath.Join(dir, "seafbak.yml")
 	must(os.MkdirAll(dir, 0o755))
-	text := fmt.Sprintf("primary:\n  db: \"root@unix(%s)/%s\"\n  data_dir: %s\nbackup:\n  data_dir: %s\n  db: \"root@unix(%s)/%s\"\n  durability: %s\nstate: %s\n",
-		e.srv.Socket, primaryDB, primaryDir, dataDir, e.srv.Socket, name, durability, filepath.Join(dir, "state"))
+	objects := "data_dir: " + primaryDir
+	if source == "http" {
+		objects = fmt.Sprintf("url: %s\n  sync_token: %s", e.fileServer(primaryDB, primaryDir).URL(), syncToken)
+	}
+	text := fmt.Sprintf("primary:\n  db: \"root@unix(%s)/%s\"\n  %s\nbackup:\n  data_dir: %s\n  db: \"root@unix(%s)/%s\"\n  durability: %s\nstate: %s\n",
+		e.srv.Socket, primaryDB, objects, dataDir, e.srv.Socket, name, durability, filepath.Join(dir, "state"))
 	must(os.WriteFile(cfg, []byte(text), 0o600))
 	return cfg, dataDir
+}
+
+// fileServer serves a primary over the sync protocol on loopback, in this process (the
+// real file server would take CPU on its own machine; here both share two cores).
+func (e *env) fileServer(primaryDB, primaryDir string) *seafhttptest.Server {
+	if s := e.servers[primaryDir]; s != nil {
+		return s
+	}
+	// Token and permission lookups cached as the real file server does (2 hours).
+	s := seafhttptest.New(primaryDir, mustOpen(e.srv, primaryDB), seafhttptest.Options{Prefix: "/seafhttp", CacheTTL: 2 * time.Hour})
+	_, err := s.Start()
+	must(err)
+	e.servers[primaryDir] = s
+	return s
+}
+
+// fsIDList times one fs-id-list request: the server-side tree diff the protocol offers
+// instead of seafbak's own walk.
+func (e *env) fsIDList(primaryDB, primaryDir, repoID, serverHead, clientHead string) (sample, int) {
+	q := url.Values{"server-head": {serverHead}}
+	if clientHead != "" {
+		q.Set("client-head", clientHead)
+	}
+	req, err := http.NewRequest("GET", e.fileServer(primaryDB, primaryDir).URL()+"/repo/"+repoID+"/fs-id-list/?"+q.Encode(), nil)
+	must(err)
+	req.Header.Set("Seafile-Repo-Token", primary.Token(syncToken, repoID))
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	must(err)
+	defer resp.Body.Close()
+	var ids []string
+	must(json.NewDecoder(resp.Body).Decode(&ids))
+	if resp.StatusCode != 200 {
+		log.Fatalf("fs-id-list: %s", resp.Status)
+	}
+	return sample{wall: time.Since(start)}, len(ids)
 }
 
 // primary makes a primary database and data dir.
@@ -140,7 +191,12 @@ func main() {
 	srv, err := mariadbtest.Start()
 	must(err)
 	defer srv.Stop()
-	e := &env{srv: srv, root: root}
+	e := &env{srv: srv, root: root, sources: strings.Split(*sources, ","), servers: map[string]*seafhttptest.Server{}}
+	defer func() {
+		for _, s := range e.servers {
+			s.Close()
+		}
+	}()
 	parts := map[string]bool{}
 	for _, p := range strings.Split(*only, ",") {
 		parts[p] = true
@@ -179,11 +235,13 @@ func (e *env) firstBackup() {
 		record("first backup "+label+": cp -a", timed("cp", "-a", filepath.Join(dir, "storage"), dst))
 		dst = filepath.Join(e.root, fmt.Sprintf("rsync%d", i))
 		record("first backup "+label+": rsync -a", timed("rsync", "-a", filepath.Join(dir, "storage")+"/", dst+"/"))
-		cfg, _ := e.backup(db, dir, "batch")
-		record("first backup "+label+": seafbak sync (batch durability)", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+		for _, src := range e.sources {
+			cfg, _ := e.backup(src, db, dir, "batch")
+			record("first backup "+label+": seafbak sync ["+src+"]", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+		}
 	}
-	cfg, _ := e.backup(db, dir, "per-object")
-	record("first backup "+label+": seafbak sync (per-object fsync)", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+	cfg, _ := e.backup("dir", db, dir, "per-object")
+	record("first backup "+label+": seafbak sync [dir, per-object fsync]", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
 }
 
 func (e *env) oneFileChange() {
@@ -198,17 +256,36 @@ func (e *env) oneFileChange() {
 		_, err = lib.CommitBulk("bulk", files, int64(files)*4096, seed)
 		must(err)
 		must(lib.InsertRows(ctx, pdb))
-		cfg, backupDir := e.backup(db, dir, "batch")
-		record(fmt.Sprintf("first backup of %d files x 4 KiB: seafbak sync", files), timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
-		copyDir := filepath.Join(e.root, fmt.Sprintf("rsync-change%d", files))
-		timed("rsync", "-a", filepath.Join(backupDir, "storage")+"/", copyDir+"/")
+		type side struct {
+			src, cfg, backupDir, copyDir string
+		}
+		var sides []side
+		for _, src := range e.sources {
+			cfg, backupDir := e.backup(src, db, dir, "batch")
+			record(fmt.Sprintf("first backup of %d files x 4 KiB: seafbak sync [%s]", files, src), timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+			copyDir := filepath.Join(e.root, fmt.Sprintf("rsync-change%d-%s", files, src))
+			timed("rsync", "-a", filepath.Join(backupDir, "storage")+"/", copyDir+"/")
+			sides = append(sides, side{src, cfg, backupDir, copyDir})
+		}
+		if slices.Contains(e.sources, "http") {
+			s, n := e.fsIDList(db, dir, lib.ID, lib.Head, "")
+			record(fmt.Sprintf("fs-id-list of the whole %d-file tree (%d ids), one request", files, n), s)
+		}
 		for i := 0; i < *runs; i++ {
+			old := lib.Head
 			path := seafgen.BulkPath(seed, files, (i*7919)%files)
 			_, err := lib.Commit("one file", seafgen.Put(path, []byte(fmt.Sprintf("changed %d %d", i, time.Now().UnixNano()))))
 			must(err)
 			must(lib.InsertRows(ctx, pdb))
-			record(fmt.Sprintf("one-file change, %d-file library: seafbak sync", files), timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
-			record(fmt.Sprintf("no change, %d-file store: rsync -a", files), timed("rsync", "-a", filepath.Join(backupDir, "storage")+"/", copyDir+"/"))
+			for _, sd := range sides {
+				record(fmt.Sprintf("one-file change, %d-file library: seafbak sync [%s]", files, sd.src), timed(*seafbakBin, "--config", sd.cfg, "sync", lib.ID))
+			}
+			if slices.Contains(e.sources, "http") {
+				s, n := e.fsIDList(db, dir, lib.ID, lib.Head, old)
+				record(fmt.Sprintf("fs-id-list of a one-file change, %d-file tree (%d ids)", files, n), s)
+			}
+			sd := sides[0]
+			record(fmt.Sprintf("no change, %d-file store: rsync -a", files), timed("rsync", "-a", filepath.Join(sd.backupDir, "storage")+"/", sd.copyDir+"/"))
 		}
 	}
 }
@@ -227,12 +304,14 @@ func (e *env) scanStatus() {
 		must(lib.InsertRows(ctx, pdb))
 	}
 	log.Printf("generated %d libraries in %s", *libraries, time.Since(t0))
-	cfg, _ := e.backup(db, dir, "batch")
-	record(fmt.Sprintf("first scan of %d one-file libraries: seafbak scan", *libraries), timed(*seafbakBin, "--config", cfg, "scan"))
-	for i := 0; i < *runs; i++ {
-		record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan", *libraries), timed(*seafbakBin, "--config", cfg, "scan"))
-		record(fmt.Sprintf("status, %d libraries: seafbak status", *libraries), timed(*seafbakBin, "--config", cfg, "status"))
-		record(fmt.Sprintf("status, %d libraries: seafbak status --json", *libraries), timed(*seafbakBin, "--config", cfg, "status", "--json"))
+	for _, src := range e.sources {
+		cfg, _ := e.backup(src, db, dir, "batch")
+		record(fmt.Sprintf("first scan of %d one-file libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))
+		for i := 0; i < *runs; i++ {
+			record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))
+			record(fmt.Sprintf("status, %d libraries: seafbak status [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "status"))
+			record(fmt.Sprintf("status, %d libraries: seafbak status --json [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "status", "--json"))
+		}
 	}
 }
 
