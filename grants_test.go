@@ -14,12 +14,22 @@ import (
 // The MySQL grants the README gives are enough: seafbak runs scan, sync and status with
 // exactly those, and no more.
 func TestReadmeGrantsAreEnough(t *testing.T) {
+	for _, source := range []string{"dir", "http"} {
+		t.Run(source, func(t *testing.T) { readmeGrants(t, source) })
+	}
+}
+
+func readmeGrants(t *testing.T, source string) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := testenv.New(t, srv)
 	env.LoadRealLibrary()
+	objects := "data_dir: " + env.PrimaryDir
+	if source == "http" {
+		objects = fmt.Sprintf("url: %s\n  sync_token: %s", env.StartFileServer().URL(), testenv.SyncToken)
+	}
 	re := regexp.MustCompile(`(?m)^GRANT (.+) ON seafile_db\.(\w+) TO 'seafbak'@'([\w-]+)';$`)
 	var primaryGrants, backupGrants []string
 	for _, m := range re.FindAllStringSubmatch(string(readme), -1) {
@@ -44,8 +54,8 @@ func TestReadmeGrantsAreEnough(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(t.TempDir(), "seafbak.yml")
-	text := fmt.Sprintf("primary:\n  db: \"%[1]sp@unix(%[2]s)/%[3]s\"\n  data_dir: %[4]s\nbackup:\n  data_dir: %[5]s\n  db: \"%[1]sb@unix(%[2]s)/%[6]s\"\nstate: %[7]s\n",
-		user, srv.Socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, env.BackupDBName, env.StateDir)
+	text := fmt.Sprintf("primary:\n  db: \"%[1]sp@unix(%[2]s)/%[3]s\"\n  %[4]s\nbackup:\n  data_dir: %[5]s\n  db: \"%[1]sb@unix(%[2]s)/%[6]s\"\nstate: %[7]s\n",
+		user, srv.Socket, env.PrimaryDBName, objects, env.BackupDir, env.BackupDBName, env.StateDir)
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
