@@ -65,15 +65,30 @@ func TestKill9DuringSync(t *testing.T) {
 		t.Skip("builds the binary and copies a large library")
 	}
 	bin := buildBinary(t)
+	for _, source := range []string{"dir", "http"} {
+		t.Run(source, func(t *testing.T) { kill9DuringSync(t, bin, source) })
+	}
+}
+
+// newSourceEnv is an empty primary and backup, read through source ("dir" or "http"),
+// and a config for the seafbak binary.
+func newSourceEnv(t *testing.T, source string) (*testenv.Env, string) {
 	env := testenv.New(t, srv)
-	cfg := writeConfig(t, env)
+	if source == "http" {
+		env.StartFileServer()
+	}
+	return env, writeConfig(t, env)
+}
+
+func kill9DuringSync(t *testing.T, bin, source string) {
+	env, cfg := newSourceEnv(t, source)
 	g := seafgen.New(env.PrimaryDir)
 	g.BlockSize = 64 << 10
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Big"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lib.CommitBulk("bulk", 1500, 150<<20, 1); err != nil {
+	if _, err := lib.CommitBulk("bulk", 1000, 100<<20, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := lib.InsertRows(context.Background(), env.PrimaryDB); err != nil {
@@ -113,7 +128,7 @@ func TestKill9DuringSync(t *testing.T) {
 	first := lib.Head
 
 	// An incremental sync killed midway leaves the first head in place.
-	if _, err := lib.CommitBulk("more", 1000, 100<<20, 2); err != nil {
+	if _, err := lib.CommitBulk("more", 600, 60<<20, 2); err != nil {
 		t.Fatal(err)
 	}
 	if err := lib.InsertRows(context.Background(), env.PrimaryDB); err != nil {
@@ -138,8 +153,13 @@ func TestKill9DuringSync(t *testing.T) {
 // all finish, nothing is lost.
 func TestManyInvocationsAtOnce(t *testing.T) {
 	bin := buildBinary(t)
-	env := testenv.New(t, srv)
-	cfg := writeConfig(t, env)
+	for _, source := range []string{"dir", "http"} {
+		t.Run(source, func(t *testing.T) { manyInvocationsAtOnce(t, bin, source) })
+	}
+}
+
+func manyInvocationsAtOnce(t *testing.T, bin, source string) {
+	env, cfg := newSourceEnv(t, source)
 	g := seafgen.New(env.PrimaryDir)
 	g.BlockSize = 4096
 	var libs []*seafgen.Library

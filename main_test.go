@@ -36,14 +36,18 @@ func startOwnServer(t *testing.T) (*mariadbtest.Server, error) {
 func writeConfigFor(t *testing.T, env *testenv.Env, socket string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "seafbak.yml")
+	objects := "data_dir: " + env.PrimaryDir
+	if env.FileServer != nil {
+		objects = fmt.Sprintf("url: %s\n  sync_token: %s", env.FileServer.URL(), testenv.SyncToken)
+	}
 	text := fmt.Sprintf(`primary:
   db: "root@unix(%[1]s)/%[2]s"
-  data_dir: %[3]s
+  %[3]s
 backup:
   data_dir: %[4]s
   db: "root@unix(%[1]s)/%[5]s"
 state: %[6]s
-`, socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, env.BackupDBName, env.StateDir)
+`, socket, env.PrimaryDBName, objects, env.BackupDir, env.BackupDBName, env.StateDir)
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

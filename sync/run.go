@@ -43,6 +43,7 @@ type run struct {
 
 	holes     []state.Hole
 	truncated map[string]bool
+	complete  map[string]bool // fs ids of this run: whole subtree in the backup
 
 	stats struct {
 		commits, fs, blocks int
@@ -126,7 +127,32 @@ func (r *run) transfer(ctx context.Context) error {
 	if err := r.writeFS(ctx); err != nil {
 		return err
 	}
+	r.recordIncompleteTrees()
 	return r.writeCommits(ctx)
+}
+
+// recordIncompleteTrees makes sure every walked commit whose tree could not be completed
+// is retried (or recorded as truncated). An object missing on the primary is met, and
+// recorded, only under the first commit that needs it; other commits above it are just
+// as incomplete and must be walked again once the primary is repaired.
+func (r *run) recordIncompleteTrees() {
+	recorded := map[string]bool{}
+	for _, h := range r.holes {
+		recorded[h.Commit] = true
+	}
+	for _, c := range r.toWalk {
+		ok, fetched := r.complete[c.RootID]
+		if c.RootID == object.EmptyID || !fetched && !r.bad[c.RootID] || ok || recorded[c.ID] || r.truncated[c.ID] {
+			continue
+		}
+		if r.lib.ValidSince > 0 && c.Ctime < r.lib.ValidSince {
+			r.truncated[c.ID] = true
+			continue
+		}
+		r.holes = append(r.holes, state.Hole{Kind: "tree", ID: c.RootID, Path: "/", Commit: c.ID,
+			Error: "the commit's tree lacks objects the primary could not give (see the other holes)"})
+		recorded[c.ID] = true
+	}
 }
 
 // walkCommits collects the commits the backup lacks, from the primary's head back to
@@ -548,6 +574,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // reaches the hole again.
 func (r *run) writeFS(ctx context.Context) error {
 	complete := make(map[string]bool, len(r.nodes))
+	r.complete = complete
 	var visit func(id string) (bool, error)
 	visit = func(id string) (bool, error) {
 		if ok, done := complete[id]; done {

@@ -452,3 +452,37 @@ func testRecheckAfterDeadAttempt(t *testing.T, env *testenv.Env, g *seafgen.Gene
 }
 
 var _ = state.ErrLocked
+
+func TestHoleSharedByCommits(t *testing.T) { bothSources(t, testHoleSharedByCommits) }
+
+// A corrupt block that several commits share: --force leaves every one of their trees
+// to retry, and a repaired primary fills them all.
+func testHoleSharedByCommits(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Shared hole"})
+	must(t, err)
+	commit(t, lib, "one", seafgen.Put("big.bin", randomBytes(30000, 21)))
+	commit(t, lib, "two", seafgen.Put("other.txt", []byte("other")))
+	commit(t, lib, "three", seafgen.Put("dir/third.txt", []byte("third")))
+	publish(t, env, lib)
+	_, blocks := fileBlocks(t, env, lib, "big.bin")
+	bad := objectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[2])
+	good, err := os.ReadFile(bad)
+	must(t, err)
+	must(t, os.WriteFile(bad, append([]byte{good[0] ^ 1}, good[1:]...), 0o644))
+
+	res, err := env.Engine(true).Sync(context.Background(), lib.ID)
+	must(t, err)
+	commitsWithHoles := map[string]bool{}
+	for _, h := range res.Holes {
+		commitsWithHoles[h.Commit] = true
+	}
+	if len(commitsWithHoles) != 3 {
+		t.Fatalf("holes %+v: want all three commits that hold big.bin to be retried", res.Holes)
+	}
+	must(t, os.WriteFile(bad, good, 0o644))
+	if res := syncOK(t, env.Engine(false), lib.ID); len(res.Holes) != 0 {
+		t.Fatalf("holes left: %+v", res.Holes)
+	}
+	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
+	checkTrees(t, env, lib)
+}

@@ -125,13 +125,24 @@ func (s *FS) Size(_ context.Context, kind object.Kind, storeID, id string) (int6
 	return fi.Size(), nil
 }
 
+// maxSmallObject bounds what Get reads: commits and fs objects are far smaller, so a
+// larger file is damage, and must not cost unbounded memory.
+const maxSmallObject = object.MaxFSObjectSize
+
 func (s *FS) Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error) {
 	r, err := s.Open(ctx, kind, storeID, id)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	data, err := io.ReadAll(io.LimitReader(r, maxSmallObject+1))
+	if err != nil {
+		return nil, fmt.Errorf("backup store: %w", err)
+	}
+	if len(data) > maxSmallObject {
+		return nil, fmt.Errorf("backup store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, maxSmallObject)
+	}
+	return data, nil
 }
 
 func (s *FS) Open(_ context.Context, kind object.Kind, storeID, id string) (io.ReadCloser, error) {
@@ -173,6 +184,20 @@ func (s *FS) Sync(context.Context) error {
 	if len(files) == 0 && len(dirs) == 0 {
 		return nil
 	}
+	if err := flush(s, files, dirs); err != nil {
+		// Keep them pending: the next Sync tries again.
+		s.mu.Lock()
+		s.pendingFiles = append(s.pendingFiles, files...)
+		for d := range dirs {
+			s.pendingDirs[d] = struct{}{}
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func flush(s *FS, files []string, dirs map[string]struct{}) error {
 	if len(files) > syncfsAbove {
 		return s.syncfs()
 	}

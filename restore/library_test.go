@@ -1,0 +1,346 @@
+package restore_test
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"seafbak/internal/seafgen"
+	"seafbak/internal/testenv"
+	"seafbak/restore"
+	"seafbak/sync/object"
+	"seafbak/sync/store"
+)
+
+// Three points of a generated library's history (by id, by time, the head), a virtual
+// library, and the refusal of an encrypted one: byte for byte and mtime for mtime.
+func TestRestoreGeneratedHistory(t *testing.T) {
+	env, g := primaryWithGenerator(t)
+	lib, rc := richLibrary(t, g)
+	enc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Secret", Owner: "bob@example.com", Encrypted: true, Password: "pw"})
+	must(t, err)
+	commit(t, enc, "Added", seafgen.Put("plan.txt", randomBytes(10000, 3)))
+	virt, err := g.NewVirtualLibrary(lib, "folder", "Folder")
+	must(t, err)
+	commit(t, virt, "Edited in the virtual library", seafgen.Put("sub/v.txt", randomBytes(9000, 8)))
+	publish(t, env, lib, enc, virt)
+	eng := env.Engine(false)
+	for _, l := range []*seafgen.Library{lib, enc, virt} {
+		syncOK(t, eng, l.ID)
+	}
+	ctx := context.Background()
+	rlib := restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}
+
+	points := []struct {
+		name   string
+		opts   restore.LibraryOptions
+		commit string
+	}{
+		{"first commit by id", restore.LibraryOptions{Commit: rc.first}, rc.first},
+		// The side branch's commit is older than the merge and newer than the rename: by
+		// time, it is what the library looked like (reached through the merge's second
+		// parent).
+		{"side branch by time", restore.LibraryOptions{At: ctimeOf(t, lib, rc.side).Add(500 * time.Millisecond)}, rc.side},
+		{"merge by time", restore.LibraryOptions{At: ctimeOf(t, lib, rc.merge)}, rc.merge},
+		{"head", restore.LibraryOptions{}, lib.Head},
+	}
+	for _, p := range points {
+		t.Run(p.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			o := p.opts
+			o.Store, o.State, o.RepoID, o.Dir, o.Parallel = env.Store, env.State, lib.ID, dir, 3
+			var prog countingProgress
+			o.Progress = &prog
+			res, err := restore.RestoreLibrary(ctx, o)
+			must(t, err)
+			if res.Commit != p.commit {
+				t.Fatalf("restored %s, want %s", res.Commit, p.commit)
+			}
+			if got, want := diskTree(t, dir), wantTree(t, lib, p.commit); got != want {
+				t.Fatalf("tree of %s:\ngot:\n%s\nwant:\n%s", p.commit, got, want)
+			}
+			checkMtimes(t, env, rlib, p.commit, dir)
+			if prog.todoObj != prog.doneObj || prog.todoBytes != prog.doneBytes || prog.doneBytes != res.Bytes || res.Bytes == 0 {
+				t.Errorf("progress %+v, result %+v", prog, res)
+			}
+		})
+	}
+
+	// The virtual library: its commits under its own id, its objects under the origin's.
+	dir := filepath.Join(t.TempDir(), "virt")
+	res, err := restore.RestoreLibrary(ctx, restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: virt.ID, Dir: dir})
+	must(t, err)
+	if res.StoreID != lib.ID || res.Commit != virt.Head {
+		t.Fatalf("virtual library: %+v", res)
+	}
+	if got, want := diskTree(t, dir), wantTree(t, virt, virt.Head); got != want {
+		t.Fatalf("virtual library:\ngot:\n%s\nwant:\n%s", got, want)
+	}
+	checkMtimes(t, env, restore.Library{RepoID: virt.ID, StoreID: virt.StoreID}, virt.Head, dir)
+
+	// Encrypted: refused with a clear error, nothing written.
+	dir = filepath.Join(t.TempDir(), "enc")
+	_, err = restore.RestoreLibrary(ctx, restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: enc.ID, Dir: dir})
+	if !errors.Is(err, restore.ErrEncrypted) || !strings.Contains(err.Error(), enc.ID) {
+		t.Fatalf("encrypted library: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("encrypted refusal created the target: %v", err)
+	}
+
+	// Before the first commit there is nothing to restore.
+	_, err = restore.RestoreLibrary(ctx, restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: lib.ID,
+		Dir: t.TempDir(), At: ctimeOf(t, lib, rc.created).Add(-time.Hour)})
+	if !errors.Is(err, restore.ErrNoCommit) {
+		t.Fatalf("time before history: %v", err)
+	}
+}
+
+type countingProgress struct {
+	todoObj, todoBytes, doneObj, doneBytes int64
+}
+
+func (p *countingProgress) Todo(o, b int64) { p.todoObj += o; p.todoBytes += b }
+func (p *countingProgress) Done(o, b int64) { p.doneObj += o; p.doneBytes += b }
+
+// Every commit of the library written by real Seafile software, restored from the
+// backup, is what testdata's trees say.
+func TestRestoreRealLibraryEveryCommit(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	syncOK(t, env.Engine(false), testenv.RealLibraryID)
+	trees, err := filepath.Glob(filepath.Join(testenv.ModuleRoot(t), "testdata/real-library/trees/*.txt"))
+	must(t, err)
+	if len(trees) != 7 {
+		t.Fatalf("%d trees", len(trees))
+	}
+	lib := restore.Library{RepoID: testenv.RealLibraryID, StoreID: testenv.RealLibraryID}
+	for _, tf := range trees {
+		id := strings.TrimSuffix(filepath.Base(tf), ".txt")
+		want, err := os.ReadFile(tf)
+		must(t, err)
+		dir := filepath.Join(t.TempDir(), id)
+		res, err := restore.RestoreLibrary(context.Background(), restore.LibraryOptions{
+			Store: env.Store, State: env.State, RepoID: testenv.RealLibraryID, Commit: id, Dir: dir, Fsync: true})
+		must(t, err)
+		if got := diskTree(t, dir); got != string(want) {
+			t.Errorf("commit %s:\ngot:\n%s\nwant:\n%s", id, got, want)
+		}
+		checkMtimes(t, env, lib, id, dir)
+		if res.Commit != id {
+			t.Errorf("restored %s", res.Commit)
+		}
+	}
+}
+
+// A non-empty target is refused unless forced; forced, symlinks planted in it (where a
+// restored dir and a restored file go) are replaced, never followed out of the target.
+func TestRestoreTargetNotEmptyAndSymlinks(t *testing.T) {
+	env, g := primaryWithGenerator(t)
+	lib, _ := richLibrary(t, g)
+	publish(t, env, lib)
+	syncOK(t, env.Engine(false), lib.ID)
+	ctx := context.Background()
+
+	base := t.TempDir()
+	dir := filepath.Join(base, "out")
+	outside := filepath.Join(base, "outside")
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, os.MkdirAll(outside, 0o755))
+	victim := filepath.Join(outside, "victim.txt")
+	must(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	must(t, os.Symlink(outside, filepath.Join(dir, "folder")))                        // a dir of the library
+	must(t, os.Symlink(victim, filepath.Join(dir, "empty.txt")))                      // a file of the library
+	must(t, os.Symlink("../outside", filepath.Join(dir, "new-empty")))                // relative, escaping
+	must(t, os.WriteFile(filepath.Join(dir, "unrelated.txt"), []byte("keep"), 0o644)) // not in the library
+
+	opts := restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: lib.ID, Dir: dir}
+	if _, err := restore.RestoreLibrary(ctx, opts); !errors.Is(err, restore.ErrNotEmpty) {
+		t.Fatalf("non-empty target: %v", err)
+	}
+	opts.Force = true
+	_, err := restore.RestoreLibrary(ctx, opts)
+	must(t, err)
+
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+		t.Fatalf("file outside the target changed: %q %v", b, err)
+	}
+	ents, err := os.ReadDir(outside)
+	must(t, err)
+	if len(ents) != 1 {
+		t.Fatalf("outside dir got entries: %v", ents)
+	}
+	must(t, os.Remove(filepath.Join(dir, "unrelated.txt")))
+	if got, want := diskTree(t, dir), wantTree(t, lib, lib.Head); got != want {
+		t.Fatalf("forced restore:\ngot:\n%s\nwant:\n%s", got, want)
+	}
+
+	// A directory where a file goes is not deleted: the restore says so.
+	dir2 := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir2, "big.bin", "mine"), 0o755))
+	opts.Dir = dir2
+	if _, err := restore.RestoreLibrary(ctx, opts); err == nil || !strings.Contains(err.Error(), "big.bin") {
+		t.Fatalf("dir in the way of a file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, "big.bin", "mine")); err != nil {
+		t.Fatalf("user's directory touched: %v", err)
+	}
+	entries, _ := os.ReadDir(dir2)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), restore.TempPrefix) {
+			t.Fatalf("temp file left after failure: %s", e.Name())
+		}
+	}
+}
+
+// hostileStore is a backup store holding one library whose tree was forged: the fs
+// objects hash to their ids, but names try to leave the target directory.
+type hostileStore struct {
+	s      *store.FS
+	repo   string
+	commit string
+}
+
+func deflate(t *testing.T, plain string) (data []byte, id string) {
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	w.Write([]byte(plain))
+	must(t, w.Close())
+	sum := sha1.Sum([]byte(plain))
+	return buf.Bytes(), hex.EncodeToString(sum[:])
+}
+
+func newHostileStore(t *testing.T, root string, entries func(fileID string) string) *hostileStore {
+	ctx := context.Background()
+	s, err := store.NewFS(root, store.Batch)
+	must(t, err)
+	h := &hostileStore{s: s, repo: "0badc0de-0000-4000-8000-000000000001"}
+	content := []byte("evil\n")
+	bsum := sha1.Sum(content)
+	blockID := hex.EncodeToString(bsum[:])
+	must(t, store.Put(ctx, s, object.KindBlock, h.repo, blockID, content))
+	fileData, fileID := deflate(t, fmt.Sprintf(`{"block_ids": ["%s"], "size": 5, "type": 1, "version": 1}`, blockID))
+	must(t, store.Put(ctx, s, object.KindFS, h.repo, fileID, fileData))
+	dirData, dirID := deflate(t, entries(fileID))
+	must(t, store.Put(ctx, s, object.KindFS, h.repo, dirID, dirData))
+	rootData, rootID := deflate(t, fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 16384, "mtime": 1, "name": "sub"}], "type": 3, "version": 1}`, dirID))
+	must(t, store.Put(ctx, s, object.KindFS, h.repo, rootID, rootData))
+	h.commit = strings.Repeat("c", 40)
+	c := fmt.Sprintf(`{"commit_id":"%s","repo_id":"%s","root_id":"%s","creator_name":"mallory","description":"forged","ctime":1,"parent_id":null,"second_parent_id":null,"version":1}`, h.commit, h.repo, rootID)
+	must(t, store.Put(ctx, s, object.KindCommit, h.repo, h.commit, []byte(c)))
+	return h
+}
+
+// A forged tree whose names would leave the target (or are not names at all) fails the
+// restore before anything is written, inside the target or outside it.
+func TestRestoreHostileNames(t *testing.T) {
+	for name, ent := range map[string]string{
+		"dotdot slash":  `../evil`,
+		"deep escape":   `../../../../../../tmp/evil`,
+		"dotdot":        `..`,
+		"dot":           `.`,
+		"absolute":      `/tmp/evil`,
+		"nul":           `evil\u0000.txt`,
+		"empty":         ``,
+		"trailing dots": `x/..`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			base := t.TempDir()
+			h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+				return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "%s", "size": 5}, {"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "ok.txt", "size": 5}], "type": 3, "version": 1}`, fileID, ent, fileID)
+			})
+			before := listAll(t, base)
+			dir := filepath.Join(base, "out")
+			_, err := restore.RestoreLibrary(context.Background(), restore.LibraryOptions{
+				Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: dir})
+			if err == nil || !object.IsInvalid(err) {
+				t.Fatalf("forged name %q restored: %v", ent, err)
+			}
+			if after := listAll(t, base); after != before {
+				t.Fatalf("files appeared:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if _, err := os.Stat("/tmp/evil"); err == nil {
+				t.Fatal("/tmp/evil exists")
+			}
+		})
+	}
+
+	// The same store with a good name restores: the forged one failed for its name.
+	base := t.TempDir()
+	h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "fine", "size": 5}], "type": 3, "version": 1}`, fileID)
+	})
+	dir := filepath.Join(base, "out")
+	_, err := restore.RestoreLibrary(context.Background(), restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: dir})
+	must(t, err)
+	if b, err := os.ReadFile(filepath.Join(dir, "sub", "fine")); err != nil || string(b) != "evil\n" {
+		t.Fatalf("control restore: %q %v", b, err)
+	}
+
+	// A dir entry pointing at a file object, and a file entry pointing at a dir: refused.
+	base = t.TempDir()
+	h = newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 16384, "mtime": 1, "name": "notadir"}], "type": 3, "version": 1}`, fileID)
+	})
+	_, err = restore.RestoreLibrary(context.Background(), restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: filepath.Join(base, "out")})
+	if !object.IsInvalid(err) {
+		t.Fatalf("dir entry on a file object: %v", err)
+	}
+}
+
+func listAll(t *testing.T, root string) string {
+	var lines []string
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			lines = append(lines, p)
+		}
+		return nil
+	})
+	return strings.Join(lines, "\n")
+}
+
+// A damaged block stops the restore at that file, and the file never appears under its
+// name: only whole, verified files are renamed into place.
+func TestRestoreDamagedBlock(t *testing.T) {
+	env, g := primaryWithGenerator(t)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Damaged"})
+	must(t, err)
+	commit(t, lib, "files", seafgen.Put("big.bin", randomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")))
+	publish(t, env, lib)
+	syncOK(t, env.Engine(false), lib.ID)
+	var blocks []string
+	c, err := restore.Commit(context.Background(), env.Store, restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}, lib.Head)
+	must(t, err)
+	must(t, restore.Walk(context.Background(), env.Store, restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}, c.RootID, func(e restore.Entry) error {
+		if e.Path == "big.bin" {
+			blocks = e.Blocks
+		}
+		return nil
+	}))
+	p := objectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[len(blocks)-1])
+	b, err := os.ReadFile(p)
+	must(t, err)
+	b[len(b)/2] ^= 1
+	must(t, os.WriteFile(p, b, 0o644))
+
+	dir := t.TempDir()
+	_, err = restore.RestoreLibrary(context.Background(), restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: lib.ID, Dir: dir, Parallel: 1})
+	if !object.IsInvalid(err) || !strings.Contains(err.Error(), "big.bin") || !strings.Contains(err.Error(), blocks[len(blocks)-1]) {
+		t.Fatalf("damaged block: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() == "big.bin" || strings.HasPrefix(e.Name(), restore.TempPrefix) {
+			t.Fatalf("%s left in the target", e.Name())
+		}
+	}
+}
