@@ -42,9 +42,11 @@ type cli struct {
 	Verbose bool             `short:"v" help:"Log each library's progress, not only warnings and errors."`
 	Version kong.VersionFlag `help:"Print the version and exit."`
 
-	Sync   syncCmd   `cmd:"" help:"Back up libraries now (the primary's change hook runs this); waits for a sync of the same library already running."`
-	Scan   scanCmd   `cmd:"" help:"Back up every new or changed library (run from cron every few minutes)."`
-	Status statusCmd `cmd:"" help:"Show where every library's backup stands. Exit 0 all healthy, 1 some failed, 2 could not tell."`
+	Sync    syncCmd    `cmd:"" help:"Back up libraries now (the primary's change hook runs this); waits for a sync of the same library already running."`
+	Scan    scanCmd    `cmd:"" help:"Back up every new or changed library (run from cron every few minutes)."`
+	Status  statusCmd  `cmd:"" help:"Show where every library's backup stands. Exit 0 all healthy, 1 some failed, 2 could not tell."`
+	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems found."`
+	Restore restoreCmd `cmd:"" help:"Get backed-up data back: one library at any point of its history, or the whole server (failover)."`
 }
 
 type syncCmd struct {
@@ -123,6 +125,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.Scan.run(e)
 	case "status":
 		return c.Status.run(e)
+	case "verify", "verify <repo-id>":
+		return c.Verify.run(e)
+	case "restore library <repo-id>":
+		return c.Restore.Library.run(e)
+	case "restore server":
+		return c.Restore.Server.run(e)
 	}
 	fmt.Fprintln(stderr, "seafbak: unknown command", kctx.Command())
 	return exitCantRun
@@ -285,7 +293,7 @@ func describe(r seafsync.Result, took time.Duration) string {
 		return fmt.Sprintf("%s %s: up to date at %s", r.RepoID, r.Name, r.Head)
 	}
 	s := fmt.Sprintf("%s %s: synced to %s: %s, %s, %s, %s in %.2fs", r.RepoID, r.Name, r.Head,
-		plural(r.Commits, "commit"), plural(r.FSObjects, "fs object"), plural(r.Blocks, "block"), scan.HumanBytes(r.Bytes), took.Seconds())
+		plural(r.Commits, "commit"), plural(r.FSObjects, "fs object"), plural(r.Blocks, "block"), humanBytes(r.Bytes), took.Seconds())
 	if len(r.Holes) > 0 {
 		s += fmt.Sprintf("; %d holes recorded (see seafbak status --json)", len(r.Holes))
 	}
@@ -294,6 +302,8 @@ func describe(r seafsync.Result, took time.Duration) string {
 	}
 	return s
 }
+
+var humanBytes = scan.HumanBytes
 
 func plural(n int, noun string) string {
 	if n == 1 {

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"seafbak/restore"
+	"seafbak/state"
+	"seafbak/sync/object"
+	"seafbak/sync/store"
+)
+
+type verifyCmd struct {
+	Repos  []string `arg:"" optional:"" name:"repo-id" help:"Libraries to verify (default: every library in the state)."`
+	Sample float64  `help:"Hash only this share of blocks (0 < P <= 1), e.g. 0.05 for a quick nightly run; every block's presence is still checked." default:"1"`
+	JSON   bool     `name:"json" help:"Print one JSON document for scripts."`
+}
+
+type restoreCmd struct {
+	Library restoreLibraryCmd `cmd:"" help:"Write one library's files as they were at a commit (latest by default) into a directory, or list its history."`
+	Server  restoreServerCmd  `cmd:"" help:"Fail over: load the latest dump into the backup's databases, write the live rows, verify, and print how to start Seafile on the backup host."`
+}
+
+type restoreLibraryCmd struct {
+	Repo   string `arg:"" name:"repo-id" help:"The library."`
+	To     string `help:"Directory to write the files into (must be empty unless --force)." placeholder:"DIR" type:"path"`
+	Commit string `help:"Restore this commit (see --list)." placeholder:"ID"`
+	At     string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
+	List   bool   `help:"List the library's backed-up history (commit, time, author, description) instead of restoring."`
+	Force  bool   `help:"Write into a non-empty directory, replacing files of the same name."`
+	JSON   bool   `name:"json" help:"With --list: print JSON."`
+}
+
+// openBackup opens what restore and verify read: the backup store and the state.
+func openBackup(e *env) (*store.FS, *state.Dir, error) {
+	st, err := state.Open(e.cfg.State)
+	if err != nil {
+		return nil, nil, err
+	}
+	fs, err := store.NewFS(e.cfg.Backup.DataDir, store.Batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fs, st, nil
+}
+
+func (c *verifyCmd) run(e *env) int {
+	fs, st, err := openBackup(e)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "seafbak verify:", err)
+		return exitCantRun
+	}
+	if c.Sample <= 0 || c.Sample > 1 {
+		fmt.Fprintln(e.stderr, "seafbak verify: --sample must be more than 0 and at most 1")
+		return exitCantRun
+	}
+	for _, id := range c.Repos {
+		if err := object.CheckRepoID(id); err != nil {
+			fmt.Fprintln(e.stderr, "seafbak verify:", err)
+			return exitCantRun
+		}
+	}
+	opts := restore.VerifyOptions{Store: fs, State: st, Log: e.log, Libraries: c.Repos, Sample: c.Sample, Parallel: 0}
+	if e.cfg.Backup.DB != nil {
+		bdb, err := openDB(e.ctx, "backup", e.cfg.Backup.DB)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "seafbak verify:", err)
+			return exitCantRun
+		}
+		defer bdb.Close()
+		if opts.DBHeads, err = store.NewRows(bdb).Heads(e.ctx); err != nil {
+			fmt.Fprintln(e.stderr, "seafbak verify:", err)
+			return exitCantRun
+		}
+	}
+	if f := terminal(e); f != nil {
+		opts.Progress = newByteBar(f, "verify")
+	}
+	rep, err := restore.Verify(e.ctx, opts)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "seafbak verify:", err)
+		return exitCantRun
+	}
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		printVerify(e, rep)
+	}
+	if !rep.OK() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func printVerify(e *env, rep *restore.VerifyReport) {
+	w := e.stdout
+	bad := 0
+	for _, l := range rep.Libraries {
+		if l.OK() {
+			continue
+		}
+		bad++
+		fmt.Fprintf(w, "%s %s: FAILED", l.RepoID, l.Name)
+		if l.Error != "" {
+			fmt.Fprintf(w, ": %s", l.Error)
+		}
+		fmt.Fprintln(w)
+		for _, p := range l.Problems {
+			state := "damaged"
+			if p.Missing {
+				state = "missing"
+			}
+			fmt.Fprintf(w, "  %s %s %s at %q in commit %s: %s\n", p.Kind, p.ID, state, p.Path, p.Commit, p.Error)
+		}
+		for _, h := range l.Heads {
+			if !h.Complete && !h.Expected {
+				fmt.Fprintf(w, "  head %s (%s) is not complete in the backup\n", h.Commit, h.From)
+			}
+		}
+	}
+	for _, l := range rep.Libraries {
+		if len(l.Expected) > 0 || len(l.Holes) > 0 || len(l.Truncated) > 0 {
+			fmt.Fprintf(w, "%s %s: %d known holes, %d commits with truncated history (expected, see status --json)\n", l.RepoID, l.Name, len(l.Holes), len(l.Truncated))
+		}
+	}
+	hashed := "every block hashed"
+	if rep.Sample < 1 {
+		hashed = fmt.Sprintf("%d of %d blocks hashed (sample %.0f%%)", rep.BlocksHashed, rep.Blocks, rep.Sample*100)
+	}
+	mibs := 0.0
+	if rep.Seconds > 0 {
+		mibs = float64(rep.Bytes) / (1 << 20) / rep.Seconds
+	}
+	fmt.Fprintf(w, "seafbak verify: %d libraries, %d failed; %d commits, %d fs objects, %d blocks (%s), %s read in %.1fs (%.0f MiB/s)\n",
+		len(rep.Libraries), bad, rep.Commits, rep.FSObjects, rep.Blocks, hashed, humanBytes(rep.Bytes), rep.Seconds, mibs)
+}
+
+func (c *restoreLibraryCmd) run(e *env) int {
+	if err := object.CheckRepoID(c.Repo); err != nil {
+		fmt.Fprintln(e.stderr, "seafbak restore library:", err)
+		return exitCantRun
+	}
+	fs, st, err := openBackup(e)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "seafbak restore library:", err)
+		return exitCantRun
+	}
+	rec, found, err := st.Load(c.Repo)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "seafbak restore library:", err)
+		return exitCantRun
+	}
+	if !found || rec.Head == "" {
+		fmt.Fprintf(e.stderr, "seafbak restore library: library %s was never backed up (see seafbak status)\n", c.Repo)
+		return exitFailed
+	}
+	if c.List {
+		return c.list(e, fs, rec)
+	}
+	if c.To == "" {
+		fmt.Fprintln(e.stderr, "seafbak restore library: give --to DIR (or --list to see the history)")
+		return exitCantRun
+	}
+	if c.Commit != "" && c.At != "" {
+		fmt.Fprintln(e.stderr, "seafbak restore library: give --commit or --at, not both")
+		return exitCantRun
+	}
+	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Commit: c.Commit, Dir: c.To, Force: c.Force}
+	if c.At != "" {
+		if opts.At, err = parseTime(c.At); err != nil {
+			fmt.Fprintln(e.stderr, "seafbak restore library:", err)
+			return exitCantRun
+		}
+	}
+	if c.Commit != "" {
+		if err := object.CheckID(c.Commit); err != nil {
+			fmt.Fprintln(e.stderr, "seafbak restore library:", err)
+			return exitCantRun
+		}
+	}
+	if f := terminal(e); f != nil {
+		opts.Progress = newByteBar(f, "restore")
+	}
+	start := time.Now()
+	res, err := restore.RestoreLibrary(e.ctx, opts)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "seafbak restore library %s: %v\n", c.Repo, err)
+		if errors.Is(err, restore.ErrNotEmpty) {
+			return exitCantRun
+		}
+		return exitFailed
+	}
+	fmt.Fprintf(e.stdout, "%s %s: restored commit %s (%s, %q) into %s: %d files, %d dirs, %s in %.1fs\n",
+		c.Repo, rec.Name, res.Commit, res.Time.Format(time.RFC3339), firstLine(res.Description), res.Dir, res.Files, res.Dirs, humanBytes(res.Bytes), time.Since(start).Seconds())
+	return exitOK
+}
+
+func (c *restoreLibraryCmd) list(e *env, fs *store.FS, rec state.Library) int {
+	hist, err := restore.History(e.ctx, fs, restore.LibraryOf(rec), restore.StateHeads(rec))
+	if err != nil {
+		fmt.Fprintln(e.stderr, "seafbak restore library --list:", err)
+		return exitFailed
+	}
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(hist)
+		return exitOK
+	}
+	if rec.Deleted != nil {
+		fmt.Fprintf(e.stdout, "# %s %s was deleted on the primary (first seen %s); its backup is kept.\n", rec.ID, rec.Name, rec.Deleted.Format(time.RFC3339))
+	}
+	old := map[string]bool{}
+	for _, h := range rec.OldHeads {
+		old[h.Head] = true
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMMIT\tTIME\tAUTHOR\tDESCRIPTION\tNOTE")
+	for _, h := range hist {
+		var note []string
+		switch {
+		case h.ID == rec.Head:
+			note = append(note, "backed-up head")
+		case old[h.ID]:
+			note = append(note, "old head (left the primary's history)")
+		}
+		if h.Error != "" {
+			note = append(note, "commit missing: "+h.Error)
+		} else if !h.Complete {
+			note = append(note, "tree not in the backup (truncated or hole)")
+		}
+		t := ""
+		if !h.Time.IsZero() {
+			t = h.Time.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.ID, t, h.Author, firstLine(h.Description), strings.Join(note, "; "))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// parseTime reads the --at forms.
+func parseTime(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--at %q: give a time like 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local) or unix seconds", s)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// terminal returns stderr when it is a terminal: progress bars go only there.
+func terminal(e *env) *os.File {
+	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return f
+	}
+	return nil
+}
+
+// byteBar is a progress bar over bytes for verify and restore.
+type byteBar struct {
+	mu gosync.Mutex
+	b  *progressbar.ProgressBar
+}
+
+func newByteBar(out *os.File, what string) *byteBar {
+	return &byteBar{b: progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(out),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func (b *byteBar) Todo(objects, bytes int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if bytes > 0 {
+		b.b.ChangeMax64(b.b.GetMax64() + bytes)
+	}
+}
+
+func (b *byteBar) Done(objects, bytes int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b.Add64(bytes)
+}
