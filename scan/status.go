@@ -20,11 +20,12 @@ type Report struct {
 	FailedCount  int  `json:"failed"`
 	Offline      bool `json:"offline"` // from state alone: waiting means never synced
 
-	SyncingList []Entry `json:"syncing_libraries"`
-	FailedList  []Entry `json:"failed_libraries"`
-	Holes       []Entry `json:"holes"`
-	Truncated   []Entry `json:"truncated"`
-	Deleted     []Entry `json:"deleted"`
+	SyncingList []Entry     `json:"syncing_libraries"`
+	FailedList  []Entry     `json:"failed_libraries"`
+	Holes       []Entry     `json:"holes"`
+	Truncated   []Entry     `json:"truncated"`
+	Deleted     []Entry     `json:"deleted"`
+	LastDump    *state.Dump `json:"last_dump,omitempty"`
 }
 
 // Entry is one library in a list of the report.
@@ -49,6 +50,9 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 		return nil, err
 	}
 	r := &Report{Offline: cat == nil}
+	if r.LastDump, err = st.LastDump(); err != nil {
+		return nil, err
+	}
 	known := make(map[string]*state.Library, len(recs))
 	for i := range recs {
 		known[recs[i].ID] = &recs[i]
@@ -119,6 +123,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintln(w, "List of libraries failed to sync:")
 	for _, e := range r.FailedList {
 		fmt.Fprintf(w, "%s %s %s %s\n", e.RepoID, e.Name, e.LastAttempt.Format(time.RFC3339), oneLine(e.Error))
+	}
+	// After Seafile's lines, so scripts reading those are not disturbed.
+	if d := r.LastDump; d != nil {
+		fmt.Fprintf(w, "Last database dump: %s (%s)\n", d.Finished.Format(time.RFC3339), d.Dir)
 	}
 	return nil
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"seafbak/dump"
+	"seafbak/state"
+)
+
+type dumpCmd struct{}
+
+// primaryDatabases names the primary's databases to dump: the seafile database of
+// primary.db and, on the same server with the same account, ccnet and seahub.
+func primaryDatabases(e *env) map[dump.Role]*mysql.Config {
+	dbs := map[dump.Role]*mysql.Config{dump.Seafile: e.cfg.Primary.DB}
+	for role, name := range map[dump.Role]string{dump.Ccnet: e.cfg.Primary.CcnetDB, dump.Seahub: e.cfg.Primary.SeahubDB} {
+		if name != "" {
+			c := e.cfg.Primary.DB.Clone()
+			c.DBName = name
+			dbs[role] = c
+		}
+	}
+	return dbs
+}
+
+func (c *dumpCmd) run(e *env) int {
+	if e.cfg.Dump.Dir == "" {
+		fmt.Fprintf(e.stderr, "seafbak dump: config %s: dump.dir: not set; add e.g.\n  dump:\n    dir: /var/backups/seafbak\n    keep: 7\n", e.cfg.Path)
+		return exitCantRun
+	}
+	st, err := state.Open(e.cfg.State)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "seafbak dump:", err)
+		return exitCantRun
+	}
+	if err := os.MkdirAll(e.cfg.Dump.Dir, 0o750); err != nil {
+		fmt.Fprintln(e.stderr, "seafbak dump:", err)
+		return exitCantRun
+	}
+	start := time.Now()
+	set, err := dump.Run(e.ctx, dump.Options{Dir: e.cfg.Dump.Dir, Keep: e.cfg.Dump.Keep, Databases: primaryDatabases(e), Log: e.log})
+	if set.Name == "" {
+		fmt.Fprintln(e.stderr, "seafbak dump:", err)
+		return exitFailed
+	}
+	var total int64
+	var parts, roles []string
+	for _, role := range set.Roles() {
+		f := set.Manifest.Files[role]
+		total += f.Size
+		roles = append(roles, string(role))
+		parts = append(parts, fmt.Sprintf("%s %s", role, humanBytes(f.Size)))
+	}
+	if serr := st.SaveDump(state.Dump{Set: set.Name, Dir: set.Dir, Finished: set.Manifest.Finished, Bytes: total, Roles: roles}); serr != nil {
+		fmt.Fprintln(e.stderr, "seafbak dump:", serr)
+		return exitFailed
+	}
+	fmt.Fprintf(e.stdout, "seafbak dump: %s (%s) in %.1fs\n", set.Dir, strings.Join(parts, ", "), time.Since(start).Seconds())
+	if err != nil { // the set is good; pruning older ones failed
+		fmt.Fprintln(e.stderr, "seafbak dump:", err)
+		return exitFailed
+	}
+	return exitOK
+}

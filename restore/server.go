@@ -1,0 +1,120 @@
+package restore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"seafbak/state"
+	"seafbak/sync/store"
+)
+
+// liveTablesSQL creates the three tables sync keeps live, as Seafile's schema has them,
+// for a backup database that was not kept live (the dump leaves them out).
+var liveTablesSQL = []string{
+	"CREATE TABLE IF NOT EXISTS `Repo` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `repo_id` char(37) DEFAULT NULL, PRIMARY KEY (`id`), UNIQUE KEY `repo_id` (`repo_id`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+	"CREATE TABLE IF NOT EXISTS `Branch` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `name` varchar(10) DEFAULT NULL, `repo_id` char(41) DEFAULT NULL, `commit_id` char(41) DEFAULT NULL, PRIMARY KEY (`id`), UNIQUE KEY `repo_id` (`repo_id`,`name`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+	"CREATE TABLE IF NOT EXISTS `RepoHead` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `repo_id` char(37) DEFAULT NULL, `branch_name` varchar(10) DEFAULT NULL, PRIMARY KEY (`id`), UNIQUE KEY `repo_id` (`repo_id`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+}
+
+// EnsureLiveTables creates Repo, Branch and RepoHead in the backup's seafile database if
+// they are missing.
+func EnsureLiveTables(ctx context.Context, db *sql.DB) error {
+	for _, q := range liveTablesSQL {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("backup db: create live tables: %w", err)
+		}
+	}
+	return nil
+}
+
+// RowsResult says what WriteLiveRows changed.
+type RowsResult struct {
+	Set, Deleted, Unchanged int
+}
+
+// WriteLiveRows makes the backup database's Repo/Branch/RepoHead rows say what the
+// state says: every backed-up library at its backed-up head, libraries deleted on the
+// primary absent. Only the state's heads are known to be complete in the store.
+func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Logger) (RowsResult, error) {
+	var res RowsResult
+	recs, err := st.All()
+	if err != nil {
+		return res, err
+	}
+	rows := store.NewRows(db)
+	heads, err := rows.Heads(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, rec := range recs {
+		switch {
+		case rec.Deleted != nil:
+			if _, ok := heads[rec.ID]; ok {
+				if err := rows.Delete(ctx, rec.ID); err != nil {
+					return res, err
+				}
+				res.Deleted++
+			}
+		case rec.Head == "":
+			// Never completed a sync: nothing to serve.
+		case heads[rec.ID] == rec.Head:
+			res.Unchanged++
+		default:
+			if err := rows.SetHead(ctx, rec.ID, rec.Head); err != nil {
+				return res, err
+			}
+			res.Set++
+		}
+	}
+	if log != nil {
+		log.Info("live rows written from state", "set", res.Set, "deleted", res.Deleted, "unchanged", res.Unchanged)
+	}
+	return res, nil
+}
+
+// ErrHoldsData is returned when a target database already holds Seafile data.
+var ErrHoldsData = errors.New("already holds Seafile data")
+
+// HoldsSeafileData reports whether a database already holds data a restore would
+// overwrite: any table but the three live ones with rows, for the seafile database;
+// any table at all for the others.
+func HoldsSeafileData(ctx context.Context, db *sql.DB, seafileRole bool) (bool, error) {
+	rows, err := db.QueryContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'")
+	if err != nil {
+		return false, err
+	}
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return false, err
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	for _, t := range tables {
+		if seafileRole && (t == "Repo" || t == "Branch" || t == "RepoHead") {
+			continue
+		}
+		if !seafileRole {
+			return true, nil
+		}
+		var one int
+		err := db.QueryRowContext(ctx, "SELECT 1 FROM `"+strings.ReplaceAll(t, "`", "``")+"` LIMIT 1").Scan(&one)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+	}
+	return false, nil
+}
