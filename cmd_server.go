@@ -67,6 +67,23 @@ func (c *restoreServerCmd) run(e *env) int {
 	if err := set.Verify(); err != nil {
 		return fail(exitFailed, "dump %s is damaged: %v; choose another with --dump", set.Name, err)
 	}
+	// Never over the primary: the dump names the server it came from.
+	serverOnly := e.cfg.Backup.DB.Clone()
+	serverOnly.DBName = ""
+	sdb, err := openDB(e.ctx, "backup", serverOnly)
+	if err != nil {
+		return fail(exitCantRun, "%v", err)
+	}
+	here, err := dump.ServerIdentity(e.ctx, sdb)
+	sdb.Close()
+	if err != nil {
+		return fail(exitCantRun, "%v", err)
+	}
+	for _, role := range set.Roles() {
+		if from := set.Manifest.Files[role].Server; from.Same(here) {
+			return fail(exitCantRun, "refusing: the backup database server (%s) is the server dump %s was taken from, the primary's; point backup.db at the backup host's database server", here, set.Name)
+		}
+	}
 	targets, err := backupDatabases(e, set)
 	if err != nil {
 		return fail(exitCantRun, "%v", err)
@@ -80,16 +97,6 @@ func (c *restoreServerCmd) run(e *env) int {
 	}
 	defer bdb.Close()
 
-	// Never over the primary: the dump names the server it came from.
-	here, err := dump.ServerIdentity(e.ctx, bdb)
-	if err != nil {
-		return fail(exitCantRun, "%v", err)
-	}
-	for _, role := range set.Roles() {
-		if from := set.Manifest.Files[role].Server; from.Same(here) {
-			return fail(exitCantRun, "refusing: the backup database server (%s) is the server dump %s was taken from, the primary's; point backup.db at the backup host's database server", here, set.Name)
-		}
-	}
 	if !c.Yes {
 		for _, role := range sortedRoles(targets) {
 			db, err := openDB(e.ctx, "backup", targets[role])
