@@ -198,6 +198,7 @@ func (c *restoreLibraryCmd) run(e *env) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "seafbak restore library %s: %v\n", c.Repo, err)
 		if errors.Is(err, restore.ErrNotEmpty) {
+			fmt.Fprintln(e.stderr, "  (choose an empty directory, or add --force)")
 			return exitCantRun
 		}
 		return exitFailed

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -106,6 +108,69 @@ List of libraries failed to sync:
 	if code != 0 || !strings.HasPrefix(out, "seafbak scan: 1 libraries checked, 0 synced, 0 failed") {
 		t.Fatalf("scan: %d\n%s%s", code, out, errs)
 	}
+
+	// verify, then get the library back at its head and at an older commit.
+	code, out, errs = seafbak("--config", cfg, "verify")
+	if code != 0 || !strings.Contains(out, "1 libraries, 0 failed") {
+		t.Fatalf("verify: %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = seafbak("--config", cfg, "restore", "library", id, "--list")
+	if code != 0 || strings.Count(out, "\n") != 8 || !strings.Contains(out, "5715208e10e33de4ac89cd441c52d948df77125b") || !strings.Contains(out, "backed-up head") || !strings.Contains(out, "Auto merge by system") {
+		t.Fatalf("--list: %d\n%s", code, out)
+	}
+	for _, c := range []struct {
+		args []string
+		tree string
+	}{
+		{nil, "5715208e10e33de4ac89cd441c52d948df77125b"},
+		{[]string{"--commit", "7407786e9f8c103e1cfd253ea4a9f238d4aa524f"}, "7407786e9f8c103e1cfd253ea4a9f238d4aa524f"},
+	} {
+		dir := filepath.Join(t.TempDir(), "restored")
+		code, out, errs = seafbak(append([]string{"--config", cfg, "restore", "library", id, "--to", dir}, c.args...)...)
+		if code != 0 || !strings.Contains(out, "restored commit "+c.tree) {
+			t.Fatalf("restore %v: %d\n%s%s", c.args, code, out, errs)
+		}
+		want := mustRead(t, filepath.Join(testenv.ModuleRoot(t), "testdata/real-library/trees", c.tree+".txt"))
+		if got := dirTree(t, dir); got != want {
+			t.Fatalf("restored tree of %s:\n%s\nwant\n%s", c.tree, got, want)
+		}
+		// A non-empty directory is refused.
+		if code, _, errs := seafbak("--config", cfg, "restore", "library", id, "--to", dir); code != 2 || !strings.Contains(errs, "--force") {
+			t.Fatalf("non-empty dir: %d %s", code, errs)
+		}
+	}
+}
+
+// dirTree renders a restored directory in the format of testdata/real-library/trees.
+func dirTree(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if fi.IsDir() {
+			lines = append(lines, "dir  -  "+rel+"/")
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, fmt.Sprintf("%x  %d  %s", sha256.Sum256(data), len(data), rel))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(lines, func(i, j int) bool { return treeKey(lines[i]) < treeKey(lines[j]) })
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func treeKey(line string) string {
+	parts := strings.SplitN(line, "  ", 3)
+	return parts[2]
 }
 
 func TestCLIFailures(t *testing.T) {
