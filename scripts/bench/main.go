@@ -240,8 +240,20 @@ func (e *env) firstBackup() {
 			record("first backup "+label+": seafbak sync ["+src+"]", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
 		}
 	}
-	cfg, _ := e.backup("dir", db, dir, "per-object")
+	cfg, backupDir := e.backup("dir", db, dir, "per-object")
 	record("first backup "+label+": seafbak sync [dir, per-object fsync]", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+
+	// Reading the backup back: verify next to sha1sum and cat of the same block files,
+	// then a restore of the whole library next to cp -a.
+	blocks := filepath.Join(backupDir, "storage", "blocks")
+	for i := 0; i < *runs; i++ {
+		record("read back "+label+": seafbak verify", timed(*seafbakBin, "--config", cfg, "verify"))
+		record("read back "+label+": seafbak verify --sample 0.05", timed(*seafbakBin, "--config", cfg, "verify", "--sample", "0.05"))
+		record("read back "+label+": sha1sum of every block file", timed("sh", "-c", "find \"$1\" -type f -print0 | xargs -0 sha1sum >/dev/null", "sh", blocks))
+		record("read back "+label+": cat of every block file", timed("sh", "-c", "find \"$1\" -type f -print0 | xargs -0 cat >/dev/null", "sh", blocks))
+		to := filepath.Join(e.root, fmt.Sprintf("restored%d", i))
+		record("read back "+label+": seafbak restore library", timed(*seafbakBin, "--config", cfg, "restore", "library", lib.ID, "--to", to))
+	}
 }
 
 func (e *env) oneFileChange() {
@@ -304,15 +316,38 @@ func (e *env) scanStatus() {
 		must(lib.InsertRows(ctx, pdb))
 	}
 	log.Printf("generated %d libraries in %s", *libraries, time.Since(t0))
-	for _, src := range e.sources {
+	for n, src := range e.sources {
 		cfg, _ := e.backup(src, db, dir, "batch")
 		record(fmt.Sprintf("first scan of %d one-file libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))
+		if n == 0 {
+			e.dumpAndFailover(cfg, *libraries)
+		}
 		for i := 0; i < *runs; i++ {
 			record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))
 			record(fmt.Sprintf("status, %d libraries: seafbak status [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "status"))
 			record(fmt.Sprintf("status, %d libraries: seafbak status --json [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "status", "--json"))
 		}
 	}
+}
+
+// dumpAndFailover times seafbak dump of the primary's seafile database (rows for
+// every library) and a restore server onto a second, fresh database server.
+func (e *env) dumpAndFailover(cfg string, libs int) {
+	dumpDir := filepath.Join(e.root, "dumps")
+	text, err := os.ReadFile(cfg)
+	must(err)
+	withDump := string(text) + "dump:\n  dir: " + dumpDir + "\n  keep: 2\n"
+	must(os.WriteFile(cfg, []byte(withDump), 0o600))
+	for i := 0; i < *runs; i++ {
+		record(fmt.Sprintf("seafbak dump, seafile db of %d libraries", libs), timed(*seafbakBin, "--config", cfg, "dump"))
+	}
+	other, err := mariadbtest.Start()
+	must(err)
+	defer other.Stop()
+	failover := strings.Replace(withDump, "root@unix("+e.srv.Socket+")/bench_b", "root@unix("+other.Socket+")/bench_b", 1)
+	failoverCfg := cfg + ".failover"
+	must(os.WriteFile(failoverCfg, []byte(failover), 0o600))
+	record(fmt.Sprintf("seafbak restore server, %d libraries, fresh database server", libs), timed(*seafbakBin, "--config", failoverCfg, "restore", "server"))
 }
 
 func mustOpen(srv *mariadbtest.Server, db string) *sqlDB {
