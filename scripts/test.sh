@@ -14,45 +14,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v go >/dev/null 2>&1; then
-	echo "test.sh: go not found in PATH" >&2
-	exit 1
-fi
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+require_go
+require_mariadb
 
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		echo "test.sh: need root (or sudo) to run: $*" >&2
-		return 1
-	fi
-}
-
-apt_updated=0
-apt_install() {
-	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "test.sh: missing $*, and no apt-get to install it with; install it by hand" >&2
-		exit 1
-	fi
-	if [ "$apt_updated" -eq 0 ]; then
-		as_root apt-get update
-		apt_updated=1
-	fi
-	# env, because sudo drops the caller's environment.
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
-}
-
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-
-if ! have mariadbd || ! have mariadb-install-db; then
-	apt_install mariadb-server mariadb-client
-fi
-# Benchmarks compare against rsync.
-if ! have rsync; then
-	apt_install rsync
-fi
 # -race needs cgo, hence a C compiler.
 if ! have "$(go env CC)"; then
 	apt_install gcc libc6-dev
