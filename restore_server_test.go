@@ -76,7 +76,7 @@ func TestDumpAndRestoreServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lib.Commit("files", seafgen.Put("a.txt", []byte("a")), seafgen.Put("b/c.bin", randomBytes(9000))); err != nil {
+	if _, err := lib.Commit("files", seafgen.Put("a.txt", []byte("a")), seafgen.Put("b/c.bin", testenv.RandomBytes(9000, 1))); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -186,14 +186,6 @@ func appendConfig(t *testing.T, path, extra string, replace map[string]string) {
 		text = strings.Replace(text, from, to, 1)
 	}
 	must(t, os.WriteFile(path, []byte(text+extra), 0o600))
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i/13)
-	}
-	return b
 }
 
 func must(t *testing.T, err error) {

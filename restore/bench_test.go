@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"seafbak/internal/seafgen"
+	"seafbak/internal/testenv"
 	"seafbak/restore"
 )
 
@@ -30,8 +31,8 @@ func TestVerifyThroughput(t *testing.T) {
 	must(t, err)
 	_, err = lib.CommitBulk("bulk", 2000, 200<<20, 1)
 	must(t, err)
-	publish(t, env, lib)
-	syncOK(t, env.Engine(false), lib.ID)
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
 
 	blocksDir := filepath.Join(env.BackupDir, "storage", "blocks")
 	var files []string

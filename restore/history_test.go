@@ -28,20 +28,20 @@ func TestHistoryMergeAndOldHead(t *testing.T) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "History", Owner: "carol@example.com"})
 	must(t, err)
 	created := lib.Head
-	c1 := commit(t, lib, "one", seafgen.Put("f.txt", []byte("1")))
-	c2 := commit(t, lib, "two", seafgen.Put("f.txt", []byte("2")))
+	c1 := testenv.Commit(t, lib, "one", seafgen.Put("f.txt", []byte("1")))
+	c2 := testenv.Commit(t, lib, "two", seafgen.Put("f.txt", []byte("2")))
 	side, err := lib.CommitOn(c1, "side", seafgen.Put("s.txt", []byte("s")))
 	must(t, err)
 	merge, err := lib.Merge(side)
 	must(t, err)
-	publish(t, env, lib)
-	syncOK(t, env.Engine(false), lib.ID)
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
 
 	repaired, err := lib.CommitOn(c1, "repaired", seafgen.Put("r.txt", []byte("r")))
 	must(t, err)
 	lib.SetHead(repaired)
-	publish(t, env, lib)
-	if res := syncOK(t, env.Engine(false), lib.ID); !res.OldHeadKept {
+	env.Publish(lib)
+	if res := testenv.SyncOK(t, env.Engine(false), lib.ID); !res.OldHeadKept {
 		t.Fatalf("old head not kept: %+v", res)
 	}
 	ctx := context.Background()
@@ -82,14 +82,14 @@ func TestHistoryMergeAndOldHead(t *testing.T) {
 
 	// Deleted on the primary: the history is still there, read from the backup alone.
 	must(t, seafgen.DeleteRows(ctx, env.PrimaryDB, lib.ID))
-	if res := syncOK(t, env.Engine(false), lib.ID); !res.Deleted {
+	if res := testenv.SyncOK(t, env.Engine(false), lib.ID); !res.Deleted {
 		t.Fatalf("not deleted: %+v", res)
 	}
 	check()
 
 	// A commit missing from the backup: listed with its error under its child, and the
 	// history beyond it still reached through the other parent.
-	must(t, os.Remove(objectPath(env.BackupDir, object.KindCommit, lib.ID, side)))
+	must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindCommit, lib.ID, side)))
 	h, err := restore.History(ctx, env.Store, rl, []string{merge})
 	must(t, err)
 	if got := historyIDs(h); !slices.Equal(got, []string{merge, side, c2, c1, created}) {
@@ -105,7 +105,7 @@ func TestHistoryMergeAndOldHead(t *testing.T) {
 func TestHistoryRealLibrary(t *testing.T) {
 	env := testenv.New(t, srv)
 	env.LoadRealLibrary()
-	syncOK(t, env.Engine(false), testenv.RealLibraryID)
+	testenv.SyncOK(t, env.Engine(false), testenv.RealLibraryID)
 	rec, _, err := env.State.Load(testenv.RealLibraryID)
 	must(t, err)
 	h, err := restore.History(context.Background(), env.Store, restore.LibraryOf(rec), restore.StateHeads(rec))

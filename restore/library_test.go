@@ -28,14 +28,14 @@ func TestRestoreGeneratedHistory(t *testing.T) {
 	lib, rc := richLibrary(t, g)
 	enc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Secret", Owner: "bob@example.com", Encrypted: true, Password: "pw"})
 	must(t, err)
-	commit(t, enc, "Added", seafgen.Put("plan.txt", randomBytes(10000, 3)))
+	testenv.Commit(t, enc, "Added", seafgen.Put("plan.txt", testenv.RandomBytes(10000, 3)))
 	virt, err := g.NewVirtualLibrary(lib, "folder", "Folder")
 	must(t, err)
-	commit(t, virt, "Edited in the virtual library", seafgen.Put("sub/v.txt", randomBytes(9000, 8)))
-	publish(t, env, lib, enc, virt)
+	testenv.Commit(t, virt, "Edited in the virtual library", seafgen.Put("sub/v.txt", testenv.RandomBytes(9000, 8)))
+	env.Publish(lib, enc, virt)
 	eng := env.Engine(false)
 	for _, l := range []*seafgen.Library{lib, enc, virt} {
-		syncOK(t, eng, l.ID)
+		testenv.SyncOK(t, eng, l.ID)
 	}
 	ctx := context.Background()
 	rlib := restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}
@@ -117,7 +117,7 @@ func (p *countingProgress) Done(o, b int64) { p.doneObj += o; p.doneBytes += b }
 func TestRestoreRealLibraryEveryCommit(t *testing.T) {
 	env := testenv.New(t, srv)
 	env.LoadRealLibrary()
-	syncOK(t, env.Engine(false), testenv.RealLibraryID)
+	testenv.SyncOK(t, env.Engine(false), testenv.RealLibraryID)
 	trees, err := filepath.Glob(filepath.Join(testenv.ModuleRoot(t), "testdata/real-library/trees/*.txt"))
 	must(t, err)
 	if len(trees) != 7 {
@@ -147,8 +147,8 @@ func TestRestoreRealLibraryEveryCommit(t *testing.T) {
 func TestRestoreTargetNotEmptyAndSymlinks(t *testing.T) {
 	env, g := primaryWithGenerator(t)
 	lib, _ := richLibrary(t, g)
-	publish(t, env, lib)
-	syncOK(t, env.Engine(false), lib.ID)
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
 	ctx := context.Background()
 
 	base := t.TempDir()
@@ -314,9 +314,9 @@ func TestRestoreDamagedBlock(t *testing.T) {
 	env, g := primaryWithGenerator(t)
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Damaged"})
 	must(t, err)
-	commit(t, lib, "files", seafgen.Put("big.bin", randomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")))
-	publish(t, env, lib)
-	syncOK(t, env.Engine(false), lib.ID)
+	testenv.Commit(t, lib, "files", seafgen.Put("big.bin", testenv.RandomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")))
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
 	var blocks []string
 	c, err := restore.Commit(context.Background(), env.Store, restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}, lib.Head)
 	must(t, err)
@@ -326,7 +326,7 @@ func TestRestoreDamagedBlock(t *testing.T) {
 		}
 		return nil
 	}))
-	p := objectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[len(blocks)-1])
+	p := testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[len(blocks)-1])
 	b, err := os.ReadFile(p)
 	must(t, err)
 	b[len(b)/2] ^= 1

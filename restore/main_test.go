@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 	"seafbak/restore"
-	seafsync "seafbak/sync"
 	"seafbak/sync/object"
 )
 
@@ -34,43 +32,11 @@ func primaryWithGenerator(t *testing.T) (*testenv.Env, *seafgen.Generator) {
 	return env, g
 }
 
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func commit(t *testing.T, l *seafgen.Library, desc string, changes ...seafgen.Change) string {
-	t.Helper()
-	id, err := l.Commit(desc, changes...)
-	must(t, err)
-	return id
-}
-
-func publish(t *testing.T, env *testenv.Env, libs ...*seafgen.Library) {
-	t.Helper()
-	for _, l := range libs {
-		must(t, l.InsertRows(context.Background(), env.PrimaryDB))
-	}
-}
-
-func syncOK(t *testing.T, eng *seafsync.Engine, id string) seafsync.Result {
-	t.Helper()
-	res, err := eng.Sync(context.Background(), id)
-	if err != nil {
-		t.Fatalf("sync %s: %v", id, err)
-	}
-	return res
 }
 
 // history of richLibrary, by name.
@@ -85,25 +51,25 @@ func richLibrary(t *testing.T, g *seafgen.Generator) (*seafgen.Library, richComm
 	must(t, err)
 	var rc richCommits
 	rc.created = lib.Head
-	rc.first = commit(t, lib, "Added files",
+	rc.first = testenv.Commit(t, lib, "Added files",
 		seafgen.Put("a.txt", []byte("hello\n")),
 		seafgen.Put("dir/sub/deep.txt", []byte("deep")),
 		seafgen.Put("dir/sub/deeper/x/y.txt", []byte("y")),
 		seafgen.Put("empty.txt", nil),
 		seafgen.Mkdir("empty-dir"),
 		seafgen.Mkdir("dir/empty-sub"),
-		seafgen.Put("big.bin", randomBytes(20000, 1)),
-		seafgen.Put("exact.bin", randomBytes(8192, 9)), // exactly two blocks
+		seafgen.Put("big.bin", testenv.RandomBytes(20000, 1)),
+		seafgen.Put("exact.bin", testenv.RandomBytes(8192, 9)), // exactly two blocks
 		seafgen.Put("naïve café.txt", []byte("accents")),
 		seafgen.Put("日本語/ファイル.txt", []byte("nihongo")),
 		seafgen.Put("spaces and 'quotes' (1).txt", []byte("q")),
 	)
-	rc.renamed = commit(t, lib, "Renamed dir, deleted a.txt", seafgen.Rename("dir", "folder"), seafgen.Delete("a.txt"))
-	rc.side, err = lib.CommitOn(rc.first, "Offline edit", seafgen.Put("offline.txt", []byte("from the laptop")), seafgen.Put("big.bin", randomBytes(13000, 4)))
+	rc.renamed = testenv.Commit(t, lib, "Renamed dir, deleted a.txt", seafgen.Rename("dir", "folder"), seafgen.Delete("a.txt"))
+	rc.side, err = lib.CommitOn(rc.first, "Offline edit", seafgen.Put("offline.txt", []byte("from the laptop")), seafgen.Put("big.bin", testenv.RandomBytes(13000, 4)))
 	must(t, err)
 	rc.merge, err = lib.Merge(rc.side)
 	must(t, err)
-	rc.changed = commit(t, lib, "Changed big.bin", seafgen.Put("big.bin", append(randomBytes(20000, 1)[:12000], randomBytes(9000, 2)...)),
+	rc.changed = testenv.Commit(t, lib, "Changed big.bin", seafgen.Put("big.bin", append(testenv.RandomBytes(20000, 1)[:12000], testenv.RandomBytes(9000, 2)...)),
 		seafgen.Delete("empty-dir"), seafgen.Mkdir("new-empty"))
 	return lib, rc
 }
@@ -188,8 +154,4 @@ func ctimeOf(t *testing.T, lib *seafgen.Library, id string) time.Time {
 	c, err := lib.Ctime(id)
 	must(t, err)
 	return time.Unix(c, 0)
-}
-
-func objectPath(dataDir string, kind object.Kind, store, id string) string {
-	return filepath.Join(dataDir, "storage", string(kind), store, id[:2], id[2:])
 }

@@ -83,10 +83,10 @@ func TestVerifyFindsDamage(t *testing.T) {
 	must(t, err)
 	enc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Secret", Encrypted: true})
 	must(t, err)
-	commit(t, enc, "Added", seafgen.Put("plan.txt", randomBytes(10000, 3)), seafgen.Put("one.txt", []byte("x")))
-	publish(t, env, lib, virt, enc)
+	testenv.Commit(t, enc, "Added", seafgen.Put("plan.txt", testenv.RandomBytes(10000, 3)), seafgen.Put("one.txt", []byte("x")))
+	env.Publish(lib, virt, enc)
 	for _, l := range []*seafgen.Library{lib, virt, enc} {
-		syncOK(t, env.Engine(false), l.ID)
+		testenv.SyncOK(t, env.Engine(false), l.ID)
 	}
 	ctx := context.Background()
 	var prog countingProgress
@@ -118,14 +118,14 @@ func TestVerifyFindsDamage(t *testing.T) {
 	// Damage the backup.
 	_, headBlocks := fileAt(t, env, lib, lib.Head, "big.bin")
 	flipped := headBlocks[1]
-	p := objectPath(env.BackupDir, object.KindBlock, lib.StoreID, flipped)
+	p := testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, flipped)
 	b, err := os.ReadFile(p)
 	must(t, err)
 	b[100] ^= 0x01
 	must(t, os.WriteFile(p, b, 0o644))
 	oldBig, _ := fileAt(t, env, lib, rc.first, "big.bin")
-	must(t, os.Remove(objectPath(env.BackupDir, object.KindFS, lib.StoreID, oldBig)))
-	must(t, os.Remove(objectPath(env.BackupDir, object.KindCommit, lib.ID, rc.renamed)))
+	must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindFS, lib.StoreID, oldBig)))
+	must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindCommit, lib.ID, rc.renamed)))
 
 	rep, err = restore.Verify(ctx, restore.VerifyOptions{Store: env.Store, State: env.State, DBHeads: dbHeads(env, lib, virt, enc)})
 	must(t, err)
@@ -198,23 +198,23 @@ func TestVerifyHolesAndTruncation(t *testing.T) {
 
 	trunc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Limited"})
 	must(t, err)
-	commit(t, trunc, "old", seafgen.Put("old.bin", randomBytes(9000, 5)), seafgen.Put("keep.txt", []byte("k")))
-	commit(t, trunc, "older edit", seafgen.Put("old.bin", randomBytes(9000, 6)))
-	keep := commit(t, trunc, "new", seafgen.Delete("old.bin"), seafgen.Put("new.txt", []byte("n")))
-	commit(t, trunc, "newest", seafgen.Put("new.txt", []byte("nn")))
+	testenv.Commit(t, trunc, "old", seafgen.Put("old.bin", testenv.RandomBytes(9000, 5)), seafgen.Put("keep.txt", []byte("k")))
+	testenv.Commit(t, trunc, "older edit", seafgen.Put("old.bin", testenv.RandomBytes(9000, 6)))
+	keep := testenv.Commit(t, trunc, "new", seafgen.Delete("old.bin"), seafgen.Put("new.txt", []byte("n")))
+	testenv.Commit(t, trunc, "newest", seafgen.Put("new.txt", []byte("nn")))
 	must(t, trunc.TruncateBefore(keep))
 
 	holey, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Holey"})
 	must(t, err)
-	commit(t, holey, "files", seafgen.Put("big.bin", randomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")), seafgen.Put("d/e.txt", []byte("e")))
-	publish(t, env, trunc, holey)
-	syncOK(t, env.Engine(false), trunc.ID)
+	testenv.Commit(t, holey, "files", seafgen.Put("big.bin", testenv.RandomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")), seafgen.Put("d/e.txt", []byte("e")))
+	env.Publish(trunc, holey)
+	testenv.SyncOK(t, env.Engine(false), trunc.ID)
 
 	// Corrupt a block of big.bin on the primary; sync --force records the hole.
 	rootID, err := holey.RootID(holey.Head)
 	must(t, err)
-	primBlocks := primaryFileBlocks(t, env, holey, "big.bin")
-	bad := objectPath(env.PrimaryDir, object.KindBlock, holey.StoreID, primBlocks[1])
+	primBlocks := primaryBlocks(env, holey, "big.bin")
+	bad := testenv.ObjectPath(env.PrimaryDir, object.KindBlock, holey.StoreID, primBlocks[1])
 	good, err := os.ReadFile(bad)
 	must(t, err)
 	must(t, os.WriteFile(bad, append([]byte{good[0] ^ 0xff}, good[1:]...), 0o644))
@@ -255,11 +255,11 @@ func TestVerifyHolesAndTruncation(t *testing.T) {
 	// Something the hole does not explain. Below a missing dir nothing can be seen, so
 	// the library moves on to a commit without big.bin (its tree is whole again), and a
 	// block of another file vanishes from the backup.
-	commit(t, holey, "removed big.bin", seafgen.Delete("big.bin"))
-	publish(t, env, holey)
-	syncOK(t, env.Engine(false), holey.ID)
-	okBlocks := primaryFileBlocks(t, env, holey, "ok.txt")
-	must(t, os.Remove(objectPath(env.BackupDir, object.KindBlock, holey.StoreID, okBlocks[0])))
+	testenv.Commit(t, holey, "removed big.bin", seafgen.Delete("big.bin"))
+	env.Publish(holey)
+	testenv.SyncOK(t, env.Engine(false), holey.ID)
+	okBlocks := primaryBlocks(env, holey, "ok.txt")
+	must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindBlock, holey.StoreID, okBlocks[0])))
 	rep, err = restore.Verify(ctx, restore.VerifyOptions{Store: env.Store, State: env.State, Libraries: []string{holey.ID}})
 	must(t, err)
 	lh = libReport(t, rep, holey.ID)
@@ -272,38 +272,15 @@ func TestVerifyHolesAndTruncation(t *testing.T) {
 	}
 }
 
-// primaryFileBlocks returns the blocks of a file at the root of the library's head, read
-// from the primary.
-func primaryFileBlocks(t *testing.T, env *testenv.Env, lib *seafgen.Library, name string) []string {
-	t.Helper()
-	root, err := lib.RootID(lib.Head)
-	must(t, err)
-	raw, err := os.ReadFile(objectPath(env.PrimaryDir, object.KindFS, lib.StoreID, root))
-	must(t, err)
-	dir, err := object.ParseFS(root, raw)
-	must(t, err)
-	for _, d := range dir.Dirents {
-		if d.Name == name {
-			raw, err := os.ReadFile(objectPath(env.PrimaryDir, object.KindFS, lib.StoreID, d.ID))
-			must(t, err)
-			f, err := object.ParseFS(d.ID, raw)
-			must(t, err)
-			return f.BlockIDs
-		}
-	}
-	t.Fatalf("no %s", name)
-	return nil
-}
-
 // Sampling hashes a share of the blocks, the same share for the same seed, but still
 // finds a missing block it did not sample.
 func TestVerifySample(t *testing.T) {
 	env, g := primaryWithGenerator(t)
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Many blocks"})
 	must(t, err)
-	commit(t, lib, "blocks", seafgen.Put("a.bin", randomBytes(400*4096, 11)), seafgen.Put("b.bin", randomBytes(100*4096+7, 12)))
-	publish(t, env, lib)
-	syncOK(t, env.Engine(false), lib.ID)
+	testenv.Commit(t, lib, "blocks", seafgen.Put("a.bin", testenv.RandomBytes(400*4096, 11)), seafgen.Put("b.bin", testenv.RandomBytes(100*4096+7, 12)))
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
 	ctx := context.Background()
 
 	if _, err := restore.Verify(ctx, restore.VerifyOptions{Store: env.Store, State: env.State, Sample: 1.5}); err == nil {
@@ -326,12 +303,18 @@ func TestVerifySample(t *testing.T) {
 		t.Fatalf("cancelled verify: %v", err)
 	}
 
-	blocks := primaryFileBlocks(t, env, lib, "b.bin")
-	must(t, os.Remove(objectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[50])))
+	blocks := primaryBlocks(env, lib, "b.bin")
+	must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[50])))
 	rep, err = restore.Verify(ctx, restore.VerifyOptions{Store: env.Store, State: env.State, Sample: 0.001})
 	must(t, err)
 	lr := libReport(t, rep, lib.ID)
 	if rep.OK() || len(lr.Problems) != 1 || lr.Problems[0].ID != blocks[50] || !lr.Problems[0].Missing || lr.Problems[0].Path != "/b.bin" {
 		t.Fatalf("missing block with a tiny sample: %+v", lr)
 	}
+}
+
+// primaryBlocks returns the blocks of a file at the root of the library's head.
+func primaryBlocks(env *testenv.Env, lib *seafgen.Library, name string) []string {
+	_, blocks := env.PrimaryFile(lib, name)
+	return blocks
 }

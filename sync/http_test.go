@@ -27,11 +27,11 @@ func httpFixture(t *testing.T) (*testenv.Env, *seafhttptest.Server, *seafgen.Lib
 	g.BlockSize = 4096
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Net", Owner: "net@example.com"})
 	must(t, err)
-	commit(t, lib, "files",
-		seafgen.Put("a/big.bin", randomBytes(40000, 11)),
-		seafgen.Put("b/c/other.bin", randomBytes(20000, 12)),
+	testenv.Commit(t, lib, "files",
+		seafgen.Put("a/big.bin", testenv.RandomBytes(40000, 11)),
+		seafgen.Put("b/c/other.bin", testenv.RandomBytes(20000, 12)),
 		seafgen.Put("small.txt", []byte("small")))
-	publish(t, env, lib)
+	env.Publish(lib)
 	return env, fs, lib
 }
 
@@ -65,7 +65,7 @@ func TestHTTPRetries(t *testing.T) {
 				must(t, err)
 				eng.Source = primary.NewRemote(env.PrimaryDB, h, testenv.SyncToken)
 			}
-			syncOK(t, eng, lib.ID)
+			testenv.SyncOK(t, eng, lib.ID)
 			env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
 			checkTrees(t, env, lib)
 		})
@@ -79,10 +79,10 @@ func TestHTTPWrongBytes(t *testing.T) {
 			env, fs, lib := httpFixture(t)
 			var id string
 			if kind == "block" {
-				_, blocks := fileBlocks(t, env, lib, "small.txt")
+				_, blocks := env.PrimaryFile(lib, "small.txt")
 				id = blocks[0]
 			} else {
-				id, _ = fileBlocks(t, env, lib, "small.txt")
+				id, _ = env.PrimaryFile(lib, "small.txt")
 			}
 			fs.CorruptObject(id, nil)
 			_, err := env.Engine(false).Sync(context.Background(), lib.ID)
@@ -94,11 +94,11 @@ func TestHTTPWrongBytes(t *testing.T) {
 			if kind == "fs object" {
 				k = object.KindFS
 			}
-			if _, err := os.Stat(objectPath(env.BackupDir, k, lib.StoreID, id)); !os.IsNotExist(err) {
+			if _, err := os.Stat(testenv.ObjectPath(env.BackupDir, k, lib.StoreID, id)); !os.IsNotExist(err) {
 				t.Fatal("wrong bytes written to the backup")
 			}
 			fs.RestoreObject(id)
-			syncOK(t, env.Engine(false), lib.ID)
+			testenv.SyncOK(t, env.Engine(false), lib.ID)
 			env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
 		})
 	}
@@ -189,7 +189,7 @@ func TestHTTPSWithPrivateCA(t *testing.T) {
 	must(t, h.CheckProtocol(context.Background()))
 	eng := env.Engine(false)
 	eng.Source = primary.NewRemote(env.PrimaryDB, h, testenv.SyncToken)
-	syncOK(t, eng, testenv.RealLibraryID)
+	testenv.SyncOK(t, eng, testenv.RealLibraryID)
 	env.CompareWithPrimary(testenv.RealLibraryID, testenv.RealLibraryID, "5715208e10e33de4ac89cd441c52d948df77125b")
 	trees, _ := filepath.Glob(filepath.Join(testenv.ModuleRoot(t), "testdata/real-library/trees/*.txt"))
 	for _, f := range trees {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 	"seafbak/state"
-	seafsync "seafbak/sync"
 	"seafbak/sync/object"
 )
 
@@ -37,15 +35,6 @@ func bothSources(t *testing.T, s scenario) {
 	}
 }
 
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -53,49 +42,26 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func commit(t *testing.T, l *seafgen.Library, desc string, changes ...seafgen.Change) string {
-	t.Helper()
-	id, err := l.Commit(desc, changes...)
-	must(t, err)
-	return id
-}
-
-func publish(t *testing.T, env *testenv.Env, libs ...*seafgen.Library) {
-	t.Helper()
-	for _, l := range libs {
-		must(t, l.InsertRows(context.Background(), env.PrimaryDB))
-	}
-}
-
-func syncOK(t *testing.T, eng *seafsync.Engine, id string) seafsync.Result {
-	t.Helper()
-	res, err := eng.Sync(context.Background(), id)
-	if err != nil {
-		t.Fatalf("sync %s: %v", id, err)
-	}
-	return res
-}
-
 // richLibrary has history with everything Seafile trees hold: nested and renamed
 // folders, deletes, empty files and dirs, multi-block files, non-ASCII names, a merge.
 func richLibrary(t *testing.T, g *seafgen.Generator) *seafgen.Library {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Docs", Owner: "alice@example.com"})
 	must(t, err)
-	first := commit(t, lib, "Added files",
+	first := testenv.Commit(t, lib, "Added files",
 		seafgen.Put("a.txt", []byte("hello\n")),
 		seafgen.Put("dir/sub/deep.txt", []byte("deep")),
 		seafgen.Put("empty.txt", nil),
 		seafgen.Mkdir("empty-dir"),
-		seafgen.Put("big.bin", randomBytes(20000, 1)),
+		seafgen.Put("big.bin", testenv.RandomBytes(20000, 1)),
 		seafgen.Put("naïve café.txt", []byte("accents")),
 		seafgen.Put("日本語/ファイル.txt", []byte("nihongo")),
 	)
-	commit(t, lib, "Renamed dir, deleted a.txt", seafgen.Rename("dir", "folder"), seafgen.Delete("a.txt"))
+	testenv.Commit(t, lib, "Renamed dir, deleted a.txt", seafgen.Rename("dir", "folder"), seafgen.Delete("a.txt"))
 	side, err := lib.CommitOn(first, "Offline edit", seafgen.Put("offline.txt", []byte("from the laptop")))
 	must(t, err)
 	_, err = lib.Merge(side)
 	must(t, err)
-	commit(t, lib, "Changed big.bin", seafgen.Put("big.bin", append(randomBytes(20000, 1)[:12000], randomBytes(9000, 2)...)))
+	testenv.Commit(t, lib, "Changed big.bin", seafgen.Put("big.bin", append(testenv.RandomBytes(20000, 1)[:12000], testenv.RandomBytes(9000, 2)...)))
 	return lib
 }
 
@@ -118,15 +84,15 @@ func testHistoryEncryptedAndVirtualLibraries(t *testing.T, env *testenv.Env, g *
 	lib := richLibrary(t, g)
 	enc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Secret", Owner: "bob@example.com", Encrypted: true, Password: "pw"})
 	must(t, err)
-	commit(t, enc, "Added", seafgen.Put("plan.txt", randomBytes(10000, 3)))
+	testenv.Commit(t, enc, "Added", seafgen.Put("plan.txt", testenv.RandomBytes(10000, 3)))
 	virt, err := g.NewVirtualLibrary(lib, "folder", "Folder")
 	must(t, err)
-	publish(t, env, lib, enc, virt)
+	env.Publish(lib, enc, virt)
 	eng := env.Engine(false)
 
 	// The virtual library first: its fs objects and blocks go under the origin's store.
 	for _, l := range []*seafgen.Library{virt, lib, enc} {
-		res := syncOK(t, eng, l.ID)
+		res := testenv.SyncOK(t, eng, l.ID)
 		if res.Head != l.Head {
 			t.Fatalf("%s: head %s, want %s", l.Name, res.Head, l.Head)
 		}
@@ -155,13 +121,13 @@ func TestOneFileChange(t *testing.T) { bothSources(t, testOneFileChange) }
 
 func testOneFileChange(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
-	publish(t, env, lib)
+	env.Publish(lib)
 	eng := env.Engine(false)
-	syncOK(t, eng, lib.ID)
+	testenv.SyncOK(t, eng, lib.ID)
 
-	commit(t, lib, "Edited deep.txt", seafgen.Put("folder/sub/deep.txt", []byte("deeper")))
-	publish(t, env, lib)
-	res := syncOK(t, eng, lib.ID)
+	testenv.Commit(t, lib, "Edited deep.txt", seafgen.Put("folder/sub/deep.txt", []byte("deeper")))
+	env.Publish(lib)
+	res := testenv.SyncOK(t, eng, lib.ID)
 	if res.Commits != 1 || res.FSObjects != 4 || res.Blocks != 1 {
 		t.Fatalf("one-file change copied %d commits, %d fs objects, %d blocks; want 1, 4 (root, folder, sub, file), 1", res.Commits, res.FSObjects, res.Blocks)
 	}
@@ -176,13 +142,13 @@ func TestLibraryDeletedOnPrimary(t *testing.T) { bothSources(t, testLibraryDelet
 
 func testLibraryDeletedOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
-	publish(t, env, lib)
+	env.Publish(lib)
 	eng := env.Engine(false)
-	syncOK(t, eng, lib.ID)
+	testenv.SyncOK(t, eng, lib.ID)
 	head := lib.Head
 
 	must(t, seafgen.DeleteRows(context.Background(), env.PrimaryDB, lib.ID))
-	res := syncOK(t, eng, lib.ID)
+	res := testenv.SyncOK(t, eng, lib.ID)
 	if !res.Deleted {
 		t.Fatalf("%+v, want deleted", res)
 	}
@@ -196,14 +162,14 @@ func testLibraryDeletedOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Gene
 	env.CompareWithPrimary(lib.ID, lib.StoreID, head) // every object kept
 	checkTrees(t, env, lib)
 	first := *rec.Deleted
-	syncOK(t, eng, lib.ID)
+	testenv.SyncOK(t, eng, lib.ID)
 	if rec, _, _ := env.State.Load(lib.ID); !rec.Deleted.Equal(first) {
 		t.Fatal("deletion time moved on a second sync")
 	}
 
 	// Restored from the trash on the primary: it is backed up again.
-	publish(t, env, lib)
-	syncOK(t, eng, lib.ID)
+	env.Publish(lib)
+	testenv.SyncOK(t, eng, lib.ID)
 	if rec, _, _ := env.State.Load(lib.ID); rec.Deleted != nil || env.BackupHead(lib.ID) != head {
 		t.Fatalf("restored library: %+v", rec)
 	}
@@ -217,16 +183,16 @@ func testHeadMovedBackwardsOrElsewhere(t *testing.T, env *testenv.Env, g *seafge
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Moves"})
 	must(t, err)
 	created := lib.Head
-	c1 := commit(t, lib, "one", seafgen.Put("f.txt", []byte("1")))
-	c2 := commit(t, lib, "two", seafgen.Put("f.txt", []byte("2")))
-	publish(t, env, lib)
+	c1 := testenv.Commit(t, lib, "one", seafgen.Put("f.txt", []byte("1")))
+	c2 := testenv.Commit(t, lib, "two", seafgen.Put("f.txt", []byte("2")))
+	env.Publish(lib)
 	eng := env.Engine(false)
-	syncOK(t, eng, lib.ID)
+	testenv.SyncOK(t, eng, lib.ID)
 
 	// A revert: the primary's head goes back to c1.
 	lib.SetHead(c1)
-	publish(t, env, lib)
-	res := syncOK(t, eng, lib.ID)
+	env.Publish(lib)
+	res := testenv.SyncOK(t, eng, lib.ID)
 	if res.Head != c1 || !res.OldHeadKept {
 		t.Fatalf("after revert: %+v", res)
 	}
@@ -240,8 +206,8 @@ func testHeadMovedBackwardsOrElsewhere(t *testing.T, env *testenv.Env, g *seafge
 	other, err := lib.CommitOn(created, "repaired", seafgen.Put("g.txt", []byte("g")))
 	must(t, err)
 	lib.SetHead(other)
-	publish(t, env, lib)
-	res = syncOK(t, eng, lib.ID)
+	env.Publish(lib)
+	res = testenv.SyncOK(t, eng, lib.ID)
 	rec, _, _ = env.State.Load(lib.ID)
 	if res.Head != other || len(rec.OldHeads) != 2 || rec.OldHeads[1].Head != c1 {
 		t.Fatalf("after repair: %+v %+v", res, rec)
@@ -249,9 +215,9 @@ func testHeadMovedBackwardsOrElsewhere(t *testing.T, env *testenv.Env, g *seafge
 	env.CompareWithPrimary(lib.ID, lib.StoreID, other)
 
 	// Forward again: an ordinary commit on top is no old head.
-	commit(t, lib, "three", seafgen.Put("h.txt", []byte("h")))
-	publish(t, env, lib)
-	if res := syncOK(t, eng, lib.ID); res.OldHeadKept {
+	testenv.Commit(t, lib, "three", seafgen.Put("h.txt", []byte("h")))
+	env.Publish(lib)
+	if res := testenv.SyncOK(t, eng, lib.ID); res.OldHeadKept {
 		t.Fatalf("forward sync recorded an old head: %+v", res)
 	}
 }
@@ -261,14 +227,14 @@ func TestTruncatedHistoryIsNotAnError(t *testing.T) { bothSources(t, testTruncat
 func testTruncatedHistoryIsNotAnError(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Limited"})
 	must(t, err)
-	commit(t, lib, "old", seafgen.Put("old.bin", randomBytes(9000, 5)), seafgen.Put("keep.txt", []byte("k")))
-	commit(t, lib, "older edit", seafgen.Put("old.bin", randomBytes(9000, 6)))
-	keep := commit(t, lib, "new", seafgen.Delete("old.bin"), seafgen.Put("new.txt", []byte("n")))
-	commit(t, lib, "newest", seafgen.Put("new.txt", []byte("nn")))
+	testenv.Commit(t, lib, "old", seafgen.Put("old.bin", testenv.RandomBytes(9000, 5)), seafgen.Put("keep.txt", []byte("k")))
+	testenv.Commit(t, lib, "older edit", seafgen.Put("old.bin", testenv.RandomBytes(9000, 6)))
+	keep := testenv.Commit(t, lib, "new", seafgen.Delete("old.bin"), seafgen.Put("new.txt", []byte("n")))
+	testenv.Commit(t, lib, "newest", seafgen.Put("new.txt", []byte("nn")))
 	must(t, lib.TruncateBefore(keep))
-	publish(t, env, lib)
+	env.Publish(lib)
 	eng := env.Engine(false)
-	res := syncOK(t, eng, lib.ID)
+	res := testenv.SyncOK(t, eng, lib.ID)
 	if res.Head != lib.Head || res.Truncated == 0 || len(res.Holes) != 0 {
 		t.Fatalf("%+v, want synced with truncated history and no holes", res)
 	}
@@ -284,34 +250,9 @@ func testTruncatedHistoryIsNotAnError(t *testing.T, env *testenv.Env, g *seafgen
 		}
 	}
 	// Nothing more to do next time, truncation or not.
-	if res := syncOK(t, eng, lib.ID); !res.UpToDate {
+	if res := testenv.SyncOK(t, eng, lib.ID); !res.UpToDate {
 		t.Fatalf("second sync: %+v", res)
 	}
-}
-
-func objectPath(dataDir string, kind object.Kind, store, id string) string {
-	return filepath.Join(dataDir, "storage", string(kind), store, id[:2], id[2:])
-}
-
-// fileBlocks returns the block ids of a file at the library's head.
-func fileBlocks(t *testing.T, env *testenv.Env, lib *seafgen.Library, name string) (fileID string, blocks []string) {
-	root, err := lib.RootID(lib.Head)
-	must(t, err)
-	raw, err := os.ReadFile(objectPath(env.PrimaryDir, object.KindFS, lib.StoreID, root))
-	must(t, err)
-	dir, err := object.ParseFS(root, raw)
-	must(t, err)
-	for _, d := range dir.Dirents {
-		if d.Name == name {
-			raw, err := os.ReadFile(objectPath(env.PrimaryDir, object.KindFS, lib.StoreID, d.ID))
-			must(t, err)
-			f, err := object.ParseFS(d.ID, raw)
-			must(t, err)
-			return d.ID, f.BlockIDs
-		}
-	}
-	t.Fatalf("no %s at the root", name)
-	return "", nil
 }
 
 // A corrupt block fails the library with an error naming it; --force backs up the rest
@@ -321,10 +262,10 @@ func TestCorruptBlockOnPrimary(t *testing.T) { bothSources(t, testCorruptBlockOn
 func testCorruptBlockOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Damaged"})
 	must(t, err)
-	commit(t, lib, "files", seafgen.Put("big.bin", randomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")))
-	publish(t, env, lib)
-	_, blocks := fileBlocks(t, env, lib, "big.bin")
-	bad := objectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[1])
+	testenv.Commit(t, lib, "files", seafgen.Put("big.bin", testenv.RandomBytes(30000, 7)), seafgen.Put("ok.txt", []byte("fine")))
+	env.Publish(lib)
+	_, blocks := env.PrimaryFile(lib, "big.bin")
+	bad := testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[1])
 	good, err := os.ReadFile(bad)
 	must(t, err)
 	must(t, os.WriteFile(bad, append([]byte{good[0] ^ 0xff}, good[1:]...), 0o644))
@@ -345,7 +286,7 @@ func testCorruptBlockOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Genera
 	if rec.LastError == "" || rec.Head != "" || env.BackupHead(lib.ID) != "" {
 		t.Fatalf("failed sync moved metadata or recorded no error: %+v", rec)
 	}
-	if _, err := os.Stat(objectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[1])); !os.IsNotExist(err) {
+	if _, err := os.Stat(testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[1])); !os.IsNotExist(err) {
 		t.Fatal("corrupt block written to the backup")
 	}
 
@@ -365,7 +306,7 @@ func testCorruptBlockOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Genera
 	}
 
 	must(t, os.WriteFile(bad, good, 0o644)) // the primary is repaired
-	res = syncOK(t, env.Engine(false), lib.ID)
+	res = testenv.SyncOK(t, env.Engine(false), lib.ID)
 	if len(res.Holes) != 0 {
 		t.Fatalf("hole not filled: %+v", res.Holes)
 	}
@@ -378,10 +319,10 @@ func TestMissingFSObjectOnPrimary(t *testing.T) { bothSources(t, testMissingFSOb
 func testMissingFSObjectOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Missing"})
 	must(t, err)
-	commit(t, lib, "files", seafgen.Put("a.txt", []byte("aaaa")), seafgen.Put("b.txt", []byte("bbbb")))
-	publish(t, env, lib)
-	fileID, _ := fileBlocks(t, env, lib, "a.txt")
-	p := objectPath(env.PrimaryDir, object.KindFS, lib.StoreID, fileID)
+	testenv.Commit(t, lib, "files", seafgen.Put("a.txt", []byte("aaaa")), seafgen.Put("b.txt", []byte("bbbb")))
+	env.Publish(lib)
+	fileID, _ := env.PrimaryFile(lib, "a.txt")
+	p := testenv.ObjectPath(env.PrimaryDir, object.KindFS, lib.StoreID, fileID)
 	saved, err := os.ReadFile(p)
 	must(t, err)
 	must(t, os.Remove(p))
@@ -395,11 +336,11 @@ func testMissingFSObjectOnPrimary(t *testing.T, env *testenv.Env, g *seafgen.Gen
 		t.Fatalf("--force: %+v %v", res, err)
 	}
 	root, _ := lib.RootID(lib.Head)
-	if _, err := os.Stat(objectPath(env.BackupDir, object.KindFS, lib.StoreID, root)); !os.IsNotExist(err) {
+	if _, err := os.Stat(testenv.ObjectPath(env.BackupDir, object.KindFS, lib.StoreID, root)); !os.IsNotExist(err) {
 		t.Fatal("a dir above a hole was written: present would no longer mean complete")
 	}
 	must(t, os.WriteFile(p, saved, 0o644))
-	if res := syncOK(t, env.Engine(false), lib.ID); len(res.Holes) != 0 {
+	if res := testenv.SyncOK(t, env.Engine(false), lib.ID); len(res.Holes) != 0 {
 		t.Fatalf("hole not filled: %+v", res)
 	}
 	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
@@ -412,7 +353,7 @@ func testVersion0Refused(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	must(t, err)
 	_, err = lib.CommitVersion0("old format")
 	must(t, err)
-	publish(t, env, lib)
+	env.Publish(lib)
 	_, err = env.Engine(true).Sync(context.Background(), lib.ID)
 	if !errors.Is(err, object.ErrVersion0) || !strings.Contains(err.Error(), lib.ID) {
 		t.Fatalf("got %v", err)
@@ -425,18 +366,18 @@ func TestRecheckAfterDeadAttempt(t *testing.T) { bothSources(t, testRecheckAfter
 
 func testRecheckAfterDeadAttempt(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)
-	publish(t, env, lib)
+	env.Publish(lib)
 	eng := env.Engine(false)
-	syncOK(t, eng, lib.ID)
+	testenv.SyncOK(t, eng, lib.ID)
 
-	_, blocks := fileBlocks(t, env, lib, "big.bin")
-	lost := objectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[0])
+	_, blocks := env.PrimaryFile(lib, "big.bin")
+	lost := testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, blocks[0])
 	must(t, os.Truncate(lost, 0)) // what a power cut can leave of an unsynced write
 	must(t, env.State.MarkDirty(lib.StoreID, lib.ID))
 
-	commit(t, lib, "more", seafgen.Put("more.txt", []byte("more")))
-	publish(t, env, lib)
-	res := syncOK(t, eng, lib.ID)
+	testenv.Commit(t, lib, "more", seafgen.Put("more.txt", []byte("more")))
+	env.Publish(lib)
+	res := testenv.SyncOK(t, eng, lib.ID)
 	if !res.Rechecked {
 		t.Fatalf("%+v, want a re-check", res)
 	}
@@ -445,7 +386,7 @@ func testRecheckAfterDeadAttempt(t *testing.T, env *testenv.Env, g *seafgen.Gene
 		t.Fatal("marker left after a successful sync")
 	}
 	got, _ := os.ReadFile(lost)
-	want, _ := os.ReadFile(objectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[0]))
+	want, _ := os.ReadFile(testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[0]))
 	if !bytes.Equal(got, want) {
 		t.Fatal("damaged block not repaired")
 	}
@@ -460,12 +401,12 @@ func TestHoleSharedByCommits(t *testing.T) { bothSources(t, testHoleSharedByComm
 func testHoleSharedByCommits(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Shared hole"})
 	must(t, err)
-	commit(t, lib, "one", seafgen.Put("big.bin", randomBytes(30000, 21)))
-	commit(t, lib, "two", seafgen.Put("other.txt", []byte("other")))
-	commit(t, lib, "three", seafgen.Put("dir/third.txt", []byte("third")))
-	publish(t, env, lib)
-	_, blocks := fileBlocks(t, env, lib, "big.bin")
-	bad := objectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[2])
+	testenv.Commit(t, lib, "one", seafgen.Put("big.bin", testenv.RandomBytes(30000, 21)))
+	testenv.Commit(t, lib, "two", seafgen.Put("other.txt", []byte("other")))
+	testenv.Commit(t, lib, "three", seafgen.Put("dir/third.txt", []byte("third")))
+	env.Publish(lib)
+	_, blocks := env.PrimaryFile(lib, "big.bin")
+	bad := testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[2])
 	good, err := os.ReadFile(bad)
 	must(t, err)
 	must(t, os.WriteFile(bad, append([]byte{good[0] ^ 1}, good[1:]...), 0o644))
@@ -480,7 +421,7 @@ func testHoleSharedByCommits(t *testing.T, env *testenv.Env, g *seafgen.Generato
 		t.Fatalf("holes %+v: want all three commits that hold big.bin to be retried", res.Holes)
 	}
 	must(t, os.WriteFile(bad, good, 0o644))
-	if res := syncOK(t, env.Engine(false), lib.ID); len(res.Holes) != 0 {
+	if res := testenv.SyncOK(t, env.Engine(false), lib.ID); len(res.Holes) != 0 {
 		t.Fatalf("holes left: %+v", res.Holes)
 	}
 	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)

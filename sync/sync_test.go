@@ -4,11 +4,12 @@ import (
 	"database/sql"
 
 	"context"
-	_ "github.com/go-sql-driver/mysql"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	_ "github.com/go-sql-driver/mysql"
 
 	"seafbak/internal/mariadbtest"
 	"seafbak/internal/testenv"
