@@ -171,7 +171,7 @@ func readCommit(ctx context.Context, s store.Store, lib Library, id string) (*ob
 	if err := object.CheckID(id); err != nil {
 		return nil, err
 	}
-	raw, err := getSmall(ctx, s, object.KindCommit, lib.RepoID, id)
+	raw, err := s.Get(ctx, object.KindCommit, lib.RepoID, id)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ type Library struct {
 
 // Commit reads and checks one commit of a library from the store.
 func Commit(ctx context.Context, s store.Store, lib Library, id string) (*object.Commit, error) {
-	raw, err := getSmall(ctx, s, object.KindCommit, lib.RepoID, id)
+	raw, err := s.Get(ctx, object.KindCommit, lib.RepoID, id)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", id, err)
 	}
@@ -103,7 +103,7 @@ func walkDir(ctx context.Context, s store.Store, lib Library, id, dir string, fn
 }
 
 func readFS(ctx context.Context, s store.Store, lib Library, id, where string) (*object.FS, error) {
-	raw, err := getSmall(ctx, s, object.KindFS, lib.StoreID, id)
+	raw, err := s.Get(ctx, object.KindFS, lib.StoreID, id)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", displayPath(where), err)
 	}
@@ -137,32 +137,6 @@ func CopyFile(ctx context.Context, s store.Store, lib Library, e Entry, w io.Wri
 		return fmt.Errorf("%s: %w: blocks hold %d bytes, file says %d", e.Path, object.ErrInvalid, n, e.Size)
 	}
 	return nil
-}
-
-// maxFSStored bounds the stored (compressed) size of an fs object: zlib makes no
-// object of at most MaxFSObjectSize inflated bytes this large, so a bigger one is damaged.
-const maxFSStored = object.MaxFSObjectSize + object.MaxFSObjectSize/8
-
-// getSmall reads a commit or fs object whole, refusing (without reading it all) one
-// larger than such an object can be: a damaged or forged store cannot exhaust memory.
-func getSmall(ctx context.Context, s store.Store, kind object.Kind, storeID, id string) ([]byte, error) {
-	limit := int64(object.MaxCommitSize)
-	if kind == object.KindFS {
-		limit = maxFSStored
-	}
-	rc, err := s.Open(ctx, kind, storeID, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", kind, id, err)
-	}
-	if int64(len(raw)) > limit {
-		return nil, fmt.Errorf("%w: %s %s is more than %d bytes", object.ErrInvalid, kind, id, limit)
-	}
-	return raw, nil
 }
 
 func displayPath(p string) string {

@@ -552,7 +552,7 @@ func (v *verifier) commit(st *storeCheck, c *object.Commit) {
 func (v *verifier) checkFS(j job) {
 	defer v.prog.done(1, 0)
 	st := j.st
-	raw, err := getSmall(v.ctx, v.s, object.KindFS, st.id, j.id)
+	raw, err := v.s.Get(v.ctx, object.KindFS, st.id, j.id)
 	if err != nil {
 		if v.ctx.Err() == nil {
 			st.markBad(j.id, errors.Is(err, store.ErrNotExist), err)
@@ -589,21 +589,10 @@ func (v *verifier) checkFS(j job) {
 		total += size
 	}
 	if known {
-		if err := checkFileSize(f, total, j.encrypted); err != nil {
+		if err := object.CheckFileSize(f.ID, f.Size, len(f.BlockIDs), total, j.encrypted); err != nil {
 			st.markBad(j.id, false, err)
 		}
 	}
-}
-
-// checkFileSize checks that a file's blocks add up to its size. Encrypted blocks are
-// AES-CBC ciphertext, each 1 to 16 bytes longer than its plaintext (PKCS#7 padding),
-// the rule the engine checks before writing a file.
-func checkFileSize(f *object.FS, total int64, encrypted bool) error {
-	n := int64(len(f.BlockIDs))
-	if !encrypted && total == f.Size || encrypted && total >= f.Size+n && total <= f.Size+16*n {
-		return nil
-	}
-	return fmt.Errorf("%w: file %s says %d bytes but its %d blocks hold %d", object.ErrInvalid, f.ID, f.Size, n, total)
 }
 
 // blockSize returns a block's stored size, or a negative number if it is missing. The
@@ -881,7 +870,7 @@ func (a *attribution) walk(id, p string, wantDir bool, c *object.Commit, truncat
 	}
 	a.memo[id] = summary{} // a forged tree cannot loop
 	st := a.l.st
-	raw, err := getSmall(a.v.ctx, a.v.s, object.KindFS, st.id, id)
+	raw, err := a.v.s.Get(a.v.ctx, object.KindFS, st.id, id)
 	if err != nil {
 		if a.v.ctx.Err() != nil {
 			return summary{}, a.v.ctx.Err()

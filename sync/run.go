@@ -637,14 +637,7 @@ func (r *run) fileComplete(ctx context.Context, id string, n *node) (bool, error
 		}
 		total += size
 	}
-	ok := total == n.size
-	if r.lib.Encrypted || n.commit.Encrypted {
-		// Blocks hold AES ciphertext: each block's plaintext padded by 1 to 16 bytes.
-		blocks := int64(len(n.children))
-		ok = total >= n.size+blocks && total <= n.size+16*blocks
-	}
-	if !ok {
-		err := fmt.Errorf("%w: file %s says %d bytes but its blocks hold %d", object.ErrInvalid, id, n.size, total)
+	if err := object.CheckFileSize(id, n.size, len(n.children), total, r.lib.Encrypted || n.commit.Encrypted); err != nil {
 		if herr := r.badObject("fs object", id, n.path, n.commit, err); herr != nil {
 			return false, herr
 		}

@@ -27,6 +27,29 @@ func (k Kind) Valid() bool {
 // EmptyID stands for an empty file or an empty dir. It is never stored nor fetched.
 const EmptyID = "0000000000000000000000000000000000000000"
 
+// MaxStoredSize bounds the stored bytes of a commit or fs object, wherever they are read
+// from (the primary, the wire, the backup), so a damaged or hostile store cannot make
+// seafbak buffer without limit. zlib expands incompressible data by a few bytes per
+// 16 KiB, so an fs object within MaxFSObjectSize inflated is never stored this large.
+// Blocks are streamed and have no bound here.
+func MaxStoredSize(k Kind) int64 {
+	if k == KindCommit {
+		return MaxCommitSize
+	}
+	return MaxFSObjectSize + MaxFSObjectSize/8
+}
+
+// CheckFileSize checks that the blocks of file id, holding stored bytes in all, add up
+// to the size the file records. An encrypted library's blocks are AES-CBC ciphertext,
+// each 1 to 16 bytes longer than its plaintext (PKCS#7 padding).
+func CheckFileSize(id string, size int64, blocks int, stored int64, encrypted bool) error {
+	n := int64(blocks)
+	if !encrypted && stored == size || encrypted && stored >= size+n && stored <= size+16*n {
+		return nil
+	}
+	return fmt.Errorf("%w: file %s says %d bytes but its %d blocks hold %d", ErrInvalid, id, size, n, stored)
+}
+
 // ErrInvalid is wrapped by every validation failure, so callers can tell "the primary sent
 // something wrong" from I/O errors.
 var ErrInvalid = errors.New("invalid object")

@@ -181,3 +181,29 @@ func TestIDs(t *testing.T) {
 		t.Error("good ids refused")
 	}
 }
+
+func TestCheckFileSize(t *testing.T) {
+	id := strings.Repeat("a", 40)
+	for _, c := range []struct {
+		size          int64
+		blocks        int
+		stored        int64
+		encrypted, ok bool
+	}{
+		{100, 2, 100, false, true},
+		{100, 2, 101, false, false},
+		{100, 2, 102, true, true},  // 1 byte of padding per block
+		{100, 2, 132, true, true},  // 16 per block
+		{100, 2, 101, true, false}, // a block without padding
+		{100, 2, 133, true, false},
+		{0, 0, 0, false, true},
+	} {
+		err := CheckFileSize(id, c.size, c.blocks, c.stored, c.encrypted)
+		if (err == nil) != c.ok || err != nil && !IsInvalid(err) {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	if MaxStoredSize(KindCommit) != MaxCommitSize || MaxStoredSize(KindFS) <= MaxFSObjectSize {
+		t.Error("stored-size bounds")
+	}
+}

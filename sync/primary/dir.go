@@ -72,19 +72,15 @@ func (d *Dir) readLimited(kind object.Kind, storeID, id string, limit int64) ([]
 }
 
 func (d *Dir) Commit(_ context.Context, lib Library, id string) ([]byte, error) {
-	return d.readLimited(object.KindCommit, lib.ID, id, object.MaxCommitSize)
+	return d.readLimited(object.KindCommit, lib.ID, id, object.MaxStoredSize(object.KindCommit))
 }
-
-// maxCompressedFS bounds a stored fs object; zlib rarely expands, so the inflated bound
-// is a fair bound on the stored size too.
-const maxCompressedFS = object.MaxFSObjectSize
 
 func (d *Dir) FSObjects(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error) error {
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, err := d.readLimited(object.KindFS, lib.StoreID, id, maxCompressedFS)
+		data, err := d.readLimited(object.KindFS, lib.StoreID, id, object.MaxStoredSize(object.KindFS))
 		if err := fn(id, data, err); err != nil {
 			return err
 		}

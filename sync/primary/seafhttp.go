@@ -400,7 +400,7 @@ func (h *HTTP) Commit(ctx context.Context, lib Library, id string) ([]byte, erro
 		}
 		return nil, h.libraryError(lib, err)
 	}
-	return readAll(resp, object.MaxCommitSize)
+	return readAll(resp, object.MaxStoredSize(object.KindCommit))
 }
 
 // packBatch is how many fs objects one pack-fs request asks for. The server answers at
@@ -507,7 +507,7 @@ func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map
 		if !want[id] {
 			return n, fmt.Errorf("%w: pack-fs sent object %q, which was not asked for (or twice)", object.ErrInvalid, truncate(id))
 		}
-		if int64(size) > object.MaxFSObjectSize {
+		if int64(size) > object.MaxStoredSize(object.KindFS) {
 			return n, fmt.Errorf("%w: pack-fs record for %s claims %d bytes", object.ErrInvalid, id, size)
 		}
 		data := make([]byte, size)

@@ -125,22 +125,21 @@ func (s *FS) Size(_ context.Context, kind object.Kind, storeID, id string) (int6
 	return fi.Size(), nil
 }
 
-// maxSmallObject bounds what Get reads: commits and fs objects are far smaller, so a
-// larger file is damage, and must not cost unbounded memory.
-const maxSmallObject = object.MaxFSObjectSize
-
 func (s *FS) Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error) {
 	r, err := s.Open(ctx, kind, storeID, id)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxSmallObject+1))
+	// A larger file than any commit or fs object is damage, and must not cost
+	// unbounded memory.
+	limit := object.MaxStoredSize(kind)
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("backup store: %w", err)
 	}
-	if len(data) > maxSmallObject {
-		return nil, fmt.Errorf("backup store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, maxSmallObject)
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("backup store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, limit)
 	}
 	return data, nil
 }

@@ -21,7 +21,8 @@ type Store interface {
 	Has(ctx context.Context, kind object.Kind, storeID, id string) (bool, error)
 	// Size is the stored object's length; ErrNotExist if absent.
 	Size(ctx context.Context, kind object.Kind, storeID, id string) (int64, error)
-	// Get reads a small object (commit or fs object) whole.
+	// Get reads a small object (commit or fs object) whole, refusing one larger than
+	// object.MaxStoredSize.
 	Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error)
 	// Open streams an object (a block); the caller closes it.
 	Open(ctx context.Context, kind object.Kind, storeID, id string) (io.ReadCloser, error)
