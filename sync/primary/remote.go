@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -18,6 +19,7 @@ type Remote struct {
 	db        *DB
 	sqlDB     *sql.DB
 	syncToken string
+	prepared  sync.Map // repo id + owner whose token row this process has seen or made
 }
 
 var _ Source = (*Remote)(nil)
@@ -97,6 +99,12 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 	if lib.Owner == "" {
 		return fmt.Errorf("library %s has no owner in RepoOwner or OrgRepo (nor its origin): the file server would refuse any token for it", lib.ID)
 	}
+	// A hook's sync prepares the library in Library and again before reading objects:
+	// one database round trip is enough per process.
+	key := lib.ID + "\x00" + lib.Owner
+	if _, done := r.prepared.Load(key); done {
+		return nil
+	}
 	token := Token(r.syncToken, lib.ID)
 	var n int
 	err := r.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM RepoUserToken WHERE repo_id = ? AND token = ? AND email = ?", lib.ID, token, lib.Owner).Scan(&n)
@@ -104,6 +112,7 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 		return fmt.Errorf("primary db: read RepoUserToken: %w%s", err, grantHint(err))
 	}
 	if n > 0 {
+		r.prepared.Store(key, struct{}{})
 		return nil
 	}
 	_, err = r.sqlDB.ExecContext(ctx, "INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?)", lib.ID, lib.Owner, token)
@@ -116,6 +125,7 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 	if err != nil {
 		return fmt.Errorf("primary db: create the library token in RepoUserToken: %w%s", err, grantHint(err))
 	}
+	r.prepared.Store(key, struct{}{})
 	return nil
 }
 
