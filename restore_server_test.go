@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -15,53 +14,18 @@ import (
 	"seafbak/internal/testenv"
 )
 
-// tableRows reads every row of a table as text, sorted, to compare two databases.
-func tableRows(t *testing.T, db *sql.DB, table string) []string {
-	t.Helper()
-	rows, err := db.Query("SELECT * FROM `" + table + "`")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, v := range vals {
-			if v == nil {
-				b.WriteString("NULL|")
-			} else {
-				fmt.Fprintf(&b, "%q|", v)
-			}
-		}
-		out = append(out, b.String())
-	}
-	sort.Strings(out)
-	return out
-}
-
 func tables(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.Query("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		out = append(out, n)
-	}
-	return out
+	names, err := mariadbtest.Tables(db)
+	must(t, err)
+	return names
+}
+
+func tableRows(t *testing.T, db *sql.DB, table string) []string {
+	t.Helper()
+	rows, err := mariadbtest.TableRows(db, table)
+	must(t, err)
+	return rows
 }
 
 // Dump the primary, fail over to a fresh database server: every table matches the

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -166,18 +165,9 @@ func columns(t *testing.T, db *sql.DB, dbName, table string) []column {
 
 func tables(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.Query("SHOW TABLES")
+	names, err := mariadbtest.Tables(db)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, n)
 	}
 	return names
 }
@@ -304,39 +294,11 @@ func snapshot(t *testing.T, db *sql.DB, table string) tableState {
 	if err := db.QueryRow("SHOW CREATE TABLE `"+table+"`").Scan(&name, &create); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.Query("SELECT * FROM `" + table + "`")
+	rows, err := mariadbtest.TableRows(db, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var st tableState
-	st.create = create
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, v := range vals {
-			if v.Valid {
-				b.WriteString(strconv.Quote(v.String))
-			} else {
-				b.WriteString("NULL")
-			}
-			b.WriteByte(',')
-		}
-		st.rows = append(st.rows, b.String())
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(st.rows)
-	return st
+	return tableState{create: create, rows: rows}
 }
 
 func (a tableState) diff(b tableState) string {
