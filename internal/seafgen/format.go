@@ -144,42 +144,19 @@ func sortDirents(d []Dirent) {
 // backslash-escaped, \n \r \t short, other control characters as \u00xx
 // (lowercase hex), everything else (including '/', '<', '>', '&', non-ASCII
 // and U+2028/U+2029) raw. Callers guarantee valid UTF-8.
-func writeGoFSString(buf *bytes.Buffer, s string) {
-	const hexdigits = "0123456789abcdef"
-	buf.WriteByte('"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b >= 0x20 && b != '"' && b != '\\' {
-			continue
-		}
-		buf.WriteString(s[start:i])
-		switch b {
-		case '"', '\\':
-			buf.WriteByte('\\')
-			buf.WriteByte(b)
-		case '\n':
-			buf.WriteString(`\n`)
-		case '\r':
-			buf.WriteString(`\r`)
-		case '\t':
-			buf.WriteString(`\t`)
-		default:
-			buf.WriteString(`\u00`)
-			buf.WriteByte(hexdigits[b>>4])
-			buf.WriteByte(hexdigits[b&0xf])
-		}
-		start = i + 1
-	}
-	buf.WriteString(s[start:])
-	buf.WriteByte('"')
-}
+func writeGoFSString(buf *bytes.Buffer, s string) { writeJSONString(buf, s, false) }
 
-// writeJanssonString writes s as jansson's json_dumps(obj, 0) does: '"' and
-// '\\' escaped, \b \f \n \r \t short, other control characters as \u00XX
-// (UPPERCASE hex), '/' and everything >= 0x20 raw.
-func writeJanssonString(buf *bytes.Buffer, s string) {
-	const hexdigits = "0123456789ABCDEF"
+// writeJanssonString writes s as jansson's json_dumps(obj, 0) does: the same,
+// but \b and \f short too, and other control characters with UPPERCASE hex.
+// The two writers give one tree two ids, which is why objects are never
+// re-encoded.
+func writeJanssonString(buf *bytes.Buffer, s string) { writeJSONString(buf, s, true) }
+
+func writeJSONString(buf *bytes.Buffer, s string, jansson bool) {
+	hexdigits := "0123456789abcdef"
+	if jansson {
+		hexdigits = "0123456789ABCDEF"
+	}
 	buf.WriteByte('"')
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -188,20 +165,20 @@ func writeJanssonString(buf *bytes.Buffer, s string) {
 			continue
 		}
 		buf.WriteString(s[start:i])
-		switch b {
-		case '"', '\\':
+		switch {
+		case b == '"' || b == '\\':
 			buf.WriteByte('\\')
 			buf.WriteByte(b)
-		case '\b':
-			buf.WriteString(`\b`)
-		case '\f':
-			buf.WriteString(`\f`)
-		case '\n':
+		case b == '\n':
 			buf.WriteString(`\n`)
-		case '\r':
+		case b == '\r':
 			buf.WriteString(`\r`)
-		case '\t':
+		case b == '\t':
 			buf.WriteString(`\t`)
+		case jansson && b == '\b':
+			buf.WriteString(`\b`)
+		case jansson && b == '\f':
+			buf.WriteString(`\f`)
 		default:
 			buf.WriteString(`\u00`)
 			buf.WriteByte(hexdigits[b>>4])
