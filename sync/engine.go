@@ -195,13 +195,15 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	if recheck {
 		log.Warn("a previous sync into this store died; re-checking objects before trusting them", "store", lib.StoreID)
 	}
-	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
-		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
-	}
+	// Prepare before the marker: a failure here writes nothing, and must not leave a
+	// marker that would make the next sync re-check the whole library.
 	if p, ok := e.Source.(primary.Preparer); ok {
 		if err := p.Prepare(ctx, lib); err != nil {
 			return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 		}
+	}
+	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
 	r := newRun(e, lib, rec, recheck, log)
 	runErr := r.transfer(ctx)

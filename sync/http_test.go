@@ -148,6 +148,16 @@ func TestHTTPMissingGrant(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "INSERT on RepoUserToken") {
 		t.Fatalf("got %v", err)
 	}
+	// The same from a scan, which has listed the library already: nothing was
+	// written, so the next sync has no reason to re-check the library.
+	listed, err := env.Catalog.Library(context.Background(), lib.ID)
+	must(t, err)
+	if _, err := eng.SyncListed(context.Background(), listed); err == nil || !strings.Contains(err.Error(), "INSERT on RepoUserToken") {
+		t.Fatalf("scan's sync: %v", err)
+	}
+	if dead, _ := env.State.DeadDirty(lib.StoreID, lib.ID); dead {
+		t.Fatal("a failed token step left a dirty marker")
+	}
 }
 
 func TestHTTPWrongURL(t *testing.T) {
