@@ -17,9 +17,10 @@
 // Load verifies a set's file against its manifest and pipes it into the real
 // mariadb/mysql client to load it into a target database of any name.
 //
-// Credentials reach the tools only through a 0600 option file in a private 0700
-// directory, passed as --defaults-file and removed afterwards; MYSQL_PWD and the other
-// MYSQL_* variables are taken out of their environment.
+// Credentials reach the tools only as an option file read from an inherited pipe
+// (--defaults-file=/dev/fd/3), never written to disk, so a seafbak killed mid-dump leaves
+// no password behind; MYSQL_PWD and the other MYSQL_* variables are taken out of their
+// environment.
 //
 // Grants: the dumping account needs SELECT, SHOW VIEW and TRIGGER on each database
 // (without TRIGGER, triggers are silently left out; routines need SELECT on mysql.proc
@@ -182,9 +183,10 @@ func fileName(role Role) string { return string(role) + ".sql.gz" }
 
 // Run dumps the databases of opts into a new set in opts.Dir and returns it once it is
 // complete and durable; then it deletes sets beyond opts.Keep and ".tmp-" directories
-// older than opts.StaleAfter. If ctx ends or anything fails, no set appears and the
-// partial one is removed. If the set was made but pruning failed, Run returns the set
-// and an error.
+// older than opts.StaleAfter. It also removes the defaults files (passwords) that killed
+// runs of older seafbak versions left in os.TempDir() (sweepLegacyDefaults). If ctx ends
+// or anything fails, no set appears and the partial one is removed. If the set was made
+// but pruning failed, Run returns the set and an error.
 //
 // The databases are dumped one after the other, each in its own consistent snapshot
 // (--single-transaction); the snapshots of different databases are seconds apart.
@@ -212,16 +214,12 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	}
 	defer unlock()
 	sweepStale(opts.Dir, stale, log)
+	sweepLegacyDefaults(log)
 
 	t, err := findTool(ctx, opts.Tool, "mariadb-dump", "mysqldump")
 	if err != nil {
 		return Set{}, fmt.Errorf("dump: %w", err)
 	}
-	priv, err := privateDir()
-	if err != nil {
-		return Set{}, fmt.Errorf("dump: %w", err)
-	}
-	defer os.RemoveAll(priv)
 
 	started := time.Now().UTC()
 	name := started.Format(nameLayout)
@@ -247,7 +245,7 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 		if !ok {
 			continue
 		}
-		f, err := dumpOne(ctx, t, role, cfg, tmp, priv, log)
+		f, err := dumpOne(ctx, t, role, cfg, tmp, log)
 		if err != nil {
 			return Set{}, fmt.Errorf("dump %s (database %s): %w", role, cfg.DBName, err)
 		}
@@ -341,7 +339,7 @@ func (t *tool) dumpFlags() []string {
 }
 
 // dumpOne dumps one database into dir/<role>.sql.gz, durably.
-func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir, priv string, log *slog.Logger) (File, error) {
+func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir string, log *slog.Logger) (File, error) {
 	out := File{Name: fileName(role), Database: cfg.DBName, Started: time.Now().UTC()}
 	db, err := openDB(cfg)
 	if err != nil {
@@ -358,12 +356,11 @@ func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir, pr
 		return out, err
 	}
 
-	defaults, err := writeDefaults(priv, string(role), cfg, t)
+	defaults, err := defaultsText(cfg, t)
 	if err != nil {
 		return out, err
 	}
-	defer os.Remove(defaults)
-	args := append([]string{"--defaults-file=" + defaults}, t.dumpFlags()...)
+	args := t.dumpFlags()
 	for _, tb := range out.IgnoredTables {
 		args = append(args, "--ignore-table="+cfg.DBName+"."+tb)
 	}
@@ -387,7 +384,7 @@ func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir, pr
 	filt := newSQLFilter(gz, protect)
 
 	log.Info("dumping", "role", role, "database", cfg.DBName, "server", out.Server.String())
-	warnings, err := run(ctx, priv, t.path, args, nil, filt, cfg.Passwd)
+	warnings, err := run(ctx, t.path, defaults, args, nil, filt, cfg.Passwd)
 	if filt.err != nil {
 		// The filter refused the stream; the tool's own error is then only a broken pipe.
 		return out, filt.err

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -262,23 +263,26 @@ func dirNames(t *testing.T, dir string) []string {
 }
 
 // TestKilledDumpLeavesNoSet kills (SIGKILL) a seafbak process in the middle of a dump:
-// no set appears, the dump tool dies with it, the partial ".tmp-" directory is left for
-// a later Run to remove once it is stale, and later dumps work.
+// no set appears, the dump tool dies with it, no file anywhere it wrote (its TMPDIR, the
+// dump directory) holds the password, the partial ".tmp-" directory is left for a later
+// Run to remove once it is stale, and later dumps work.
 func TestKilledDumpLeavesNoSet(t *testing.T) {
 	t.Parallel()
+	const pw = "kill-9-must-not-leave-this-password"
 	p := newPrimary(t, 5)
-	u := user(t, "pw", "SELECT, SHOW VIEW, TRIGGER", p.dbs[Ccnet], p.dbs[Seafile], p.dbs[Seahub])
+	u := user(t, pw, "SELECT, SHOW VIEW, TRIGGER", p.dbs[Ccnet], p.dbs[Seafile], p.dbs[Seahub])
 	dir := t.TempDir()
+	tmpdir := t.TempDir()
 	dsns := map[string]string{}
 	for role, db := range p.dbs {
-		dsns[string(role)] = srv.UserDSN(u, "pw", db)
+		dsns[string(role)] = srv.UserDSN(u, pw, db)
 	}
 	arg, _ := json.Marshal(helperArgs{Dir: dir, DSNs: dsns})
 
 	unlock := blockDump(t, p.dbs[Seafile])
 	defer unlock()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(arg))
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(arg), "TMPDIR="+tmpdir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	must(t, cmd.Start())
@@ -291,6 +295,19 @@ func TestKilledDumpLeavesNoSet(t *testing.T) {
 	// The dump tool got SIGKILL when its parent died: its connection goes away.
 	waitConns(t, u, false, 0)
 	unlock()
+	for _, root := range []string{tmpdir, dir} {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err == nil && bytes.Contains(b, []byte(pw)) {
+				t.Errorf("the killed dump left the password in %s", p)
+			}
+			return err
+		})
+		must(t, err)
+	}
 
 	if sets, err := List(dir); err != nil || len(sets) != 0 {
 		t.Fatalf("List after a killed dump = %v, %v", sets, err)
@@ -308,7 +325,7 @@ func TestKilledDumpLeavesNoSet(t *testing.T) {
 	}
 
 	// A young .tmp- dir stays (default StaleAfter); a stale one goes.
-	opts := Options{Dir: dir, Databases: p.databases(u, "pw")}
+	opts := Options{Dir: dir, Databases: p.databases(u, pw)}
 	first, err := Run(context.Background(), opts)
 	must(t, err)
 	if !slices.Contains(dirNames(t, dir), names[0]) {
@@ -319,6 +336,32 @@ func TestKilledDumpLeavesNoSet(t *testing.T) {
 	must(t, err)
 	if got := dirNames(t, dir); !slices.Equal(got, []string{first.Name, second.Name}) {
 		t.Errorf("dir holds %v, want the two sets", got)
+	}
+}
+
+// TestSweepsLegacyDefaults: a Run removes the defaults files that killed runs of older
+// seafbak versions left in TMPDIR (seafbak-dump-*/<role>.cnf), even when it then fails,
+// and nothing else there.
+func TestSweepsLegacyDefaults(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	left := filepath.Join(tmp, "seafbak-dump-123456")
+	must(t, os.Mkdir(left, 0o700))
+	must(t, os.WriteFile(filepath.Join(left, "seafile.cnf"), []byte("[client]\npassword=\"x\"\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(left, "ccnet.cnf"), []byte("[client]\n"), 0o600))
+	empty := filepath.Join(tmp, "seafbak-dump-789")
+	must(t, os.Mkdir(empty, 0o700))
+	notOurs := filepath.Join(tmp, "seafbak-dump-someone-elses")
+	must(t, os.Mkdir(notOurs, 0o700))
+	must(t, os.WriteFile(filepath.Join(notOurs, "notes.txt"), []byte("keep"), 0o600))
+	must(t, os.WriteFile(filepath.Join(tmp, "seafbak-dump-file.cnf"), []byte("keep"), 0o600))
+
+	_, err := Run(context.Background(), Options{Dir: t.TempDir(), Tool: "/nonexistent/mariadb-dump", Databases: map[Role]*mysql.Config{Seafile: rootConfig("x")}})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/mariadb-dump") {
+		t.Fatalf("Run with a missing tool: %v", err)
+	}
+	if got, want := dirNames(t, tmp), []string{"seafbak-dump-file.cnf", "seafbak-dump-someone-elses"}; !slices.Equal(got, want) {
+		t.Errorf("TMPDIR holds %v, want %v", got, want)
 	}
 }
 
@@ -477,8 +520,9 @@ func TestToolErrorIsScrubbed(t *testing.T) {
 	}
 }
 
-// TestDefaultsFile: the tools get credentials only through a 0600 file in a 0700
-// directory, both gone afterwards; not in their arguments or environment.
+// TestDefaultsFile: the tools get credentials only through an inherited pipe (the
+// defaults file is /dev/fd/3, a 0600 fifo, never a file on disk); not in their
+// arguments or environment.
 func TestDefaultsFile(t *testing.T) {
 	p := newPrimary(t, 2)
 	u := user(t, dumpPassword, "ALL", p.dbs[Seafile])
@@ -488,7 +532,7 @@ func TestDefaultsFile(t *testing.T) {
 		path := filepath.Join(bin, name)
 		script := "#!/bin/sh\ncase \"$1\" in --defaults-file=*)\n" +
 			"  f=\"${1#--defaults-file=}\"\n" +
-			"  echo \"FILE $f $(stat -c %a \"$f\") $(stat -c %a \"$(dirname \"$f\")\")\" >>" + logf + "\n" +
+			"  echo \"FILE $f $(stat -L -c %a \"$f\") $(stat -L -c %F \"$f\" | tr ' ' _)\" >>" + logf + "\n" +
 			"  echo \"ARGS $*\" >>" + logf + "\n  env >>" + logf + "\n;; esac\nexec " + real + " \"$@\"\n"
 		must(t, os.WriteFile(path, []byte(script), 0o755))
 		return path
@@ -517,14 +561,8 @@ func TestDefaultsFile(t *testing.T) {
 		f := strings.Fields(sc.Text())
 		if len(f) == 4 && f[0] == "FILE" {
 			files++
-			if f[2] != "600" || f[3] != "700" {
-				t.Errorf("defaults file %s mode %s in a dir of mode %s", f[1], f[2], f[3])
-			}
-			if _, err := os.Stat(f[1]); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("defaults file %s still there: %v", f[1], err)
-			}
-			if _, err := os.Stat(filepath.Dir(f[1])); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("defaults dir %s still there: %v", filepath.Dir(f[1]), err)
+			if f[1] != "/dev/fd/3" || f[2] != "600" || f[3] != "fifo" {
+				t.Errorf("defaults file %s (mode %s, %s), want /dev/fd/3, a 0600 fifo", f[1], f[2], f[3])
 			}
 		}
 	}
@@ -601,8 +639,9 @@ func TestServerIdentity(t *testing.T) {
 	}
 }
 
-// TestDefaultsFileParses has the real tools read the option files writeDefaults makes
-// (--print-defaults): every value arrives as it was, TLS settings included.
+// TestDefaultsFileParses has the real tools read the option files defaultsText makes,
+// through run's pipe (--print-defaults): every value arrives as it was, TLS settings
+// included.
 func TestDefaultsFileParses(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"mariadb-dump", "mariadb"} {
@@ -620,13 +659,13 @@ func TestDefaultsFileParses(t *testing.T) {
 		for _, c := range cases {
 			cfg, err := mysql.ParseDSN(c.dsn)
 			must(t, err)
-			priv, err := privateDir()
+			text, err := defaultsText(cfg, tl)
 			must(t, err)
-			f, err := writeDefaults(priv, "x", cfg, tl)
+			// Through run, as the tools get it: from the pipe, as /dev/fd/3.
+			var stdout bytes.Buffer
+			_, err = run(context.Background(), tl.path, text, []string{"--print-defaults"}, nil, &stdout, "")
 			must(t, err)
-			out, err := exec.Command(tl.path, "--defaults-file="+f, "--print-defaults").CombinedOutput()
-			os.RemoveAll(priv)
-			must(t, err)
+			out := stdout.Bytes()
 			for _, w := range c.want {
 				if !strings.Contains(string(out), w) {
 					t.Errorf("%s: %q not in\n%s", name, w, out)

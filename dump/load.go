@@ -89,8 +89,8 @@ func (c *countReader) Read(p []byte) (int, error) {
 //
 // The file is checked first (Verify's checks, on the same open file), then piped,
 // decompressed, into the real mariadb (or mysql) client in --binary-mode, which runs no
-// client commands (\! and the like) that a hostile dump could carry. Credentials go in a
-// private 0600 defaults file that is removed afterwards. A load that fails halfway leaves
+// client commands (\! and the like) that a hostile dump could carry. Credentials reach
+// it through a pipe (see run), never a file. A load that fails halfway leaves
 // the tables loaded so far: a dump is not one transaction.
 func Load(ctx context.Context, set Set, role Role, target *mysql.Config) error {
 	if target == nil || target.DBName == "" {
@@ -124,17 +124,11 @@ func Load(ctx context.Context, set Set, role Role, target *mysql.Config) error {
 	if err != nil {
 		return errf(err)
 	}
-	priv, err := privateDir()
-	if err != nil {
-		return errf(err)
-	}
-	defer os.RemoveAll(priv)
-	defaults, err := writeDefaults(priv, "load", target, client)
+	defaults, err := defaultsText(target, client)
 	if err != nil {
 		return errf(err)
 	}
 	args := []string{
-		"--defaults-file=" + defaults,
 		"--binary-mode", // no client commands but DELIMITER; NUL and \r kept as they are
 		"--default-character-set=utf8mb4",
 		"--max-allowed-packet=1G",
@@ -168,7 +162,7 @@ func Load(ctx context.Context, set Set, role Role, target *mysql.Config) error {
 		produced <- err
 	}()
 	out := &capBuffer{max: 4 << 10}
-	_, runErr := run(runCtx, priv, client.path, args, pr, out, target.Passwd)
+	_, runErr := run(runCtx, client.path, defaults, args, pr, out, target.Passwd)
 	pr.CloseWithError(errClientExited) // unblocks the producer if the client left early
 	prodErr := <-produced
 	switch {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -78,7 +79,7 @@ func probe(ctx context.Context, path string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = childEnv("")
+	cmd.Env = childEnv()
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -110,8 +111,8 @@ func (t *tool) knows(option string) bool {
 // clients read connection settings from (MYSQL_PWD, MYSQL_HOST, MYSQL_TCP_PORT, ...):
 // the defaults file alone says where to connect and as whom. MySQL's clients read
 // ~/.mylogin.cnf even under --defaults-file; MYSQL_TEST_LOGIN_FILE points them at a file
-// that does not exist instead (privDir's, or /nonexistent).
-func childEnv(privDir string) []string {
+// that does not exist instead.
+func childEnv() []string {
 	env := make([]string, 0, len(os.Environ())+1)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -120,34 +121,71 @@ func childEnv(privDir string) []string {
 		}
 		env = append(env, kv)
 	}
-	login := "/nonexistent/.mylogin.cnf"
-	if privDir != "" {
-		login = filepath.Join(privDir, "no-login-path.cnf")
-	}
-	return append(env, "MYSQL_TEST_LOGIN_FILE="+login)
+	return append(env, "MYSQL_TEST_LOGIN_FILE=/nonexistent/.mylogin.cnf")
 }
 
-// privateDir makes a directory only this user can enter, for defaults files.
-func privateDir() (string, error) {
-	d, err := os.MkdirTemp("", "seafbak-dump-")
+// defaultsFD is the descriptor the child reads its defaults file from: ExtraFiles[0].
+const defaultsFD = 3
+
+// maxDefaults bounds the defaults text: it is written whole into a pipe before the
+// child starts, and a write beyond the pipe's capacity (64 KiB on Linux) would block.
+const maxDefaults = 32 << 10
+
+// legacyPrivPrefix names the directories under os.TempDir() where seafbak before
+// issue 7 wrote defaults files; a run that was killed left them there, password and all.
+const legacyPrivPrefix = "seafbak-dump-"
+
+// sweepLegacyDefaults removes what killed runs of older seafbak versions left in
+// os.TempDir(): directories named seafbak-dump-*, owned by this user, holding nothing
+// but *.cnf files. Nothing writes there any more, so none is in use.
+func sweepLegacyDefaults(log *slog.Logger) {
+	tmp := os.TempDir()
+	entries, err := os.ReadDir(tmp)
 	if err != nil {
-		return "", err
+		return
 	}
-	if err := os.Chmod(d, 0o700); err != nil {
-		os.RemoveAll(d)
-		return "", err
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), legacyPrivPrefix) {
+			continue
+		}
+		d := filepath.Join(tmp, e.Name())
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+			continue
+		}
+		files, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		ours := true
+		for _, f := range files {
+			if !f.Type().IsRegular() || !strings.HasSuffix(f.Name(), ".cnf") {
+				ours = false
+				break
+			}
+		}
+		if !ours {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			log.Warn("cannot remove credentials an older seafbak left; remove them by hand", "dir", d, "err", err)
+			continue
+		}
+		log.Info("removed credentials an older seafbak left", "dir", d)
 	}
-	return d, nil
 }
 
-// writeDefaults writes cfg's connection settings and credentials as a [client] option
-// file, mode 0600, in privDir, and returns its path. It is passed as --defaults-file
-// (not --defaults-extra-file: with that, ~/.my.cnf is read after it and its user or
-// password would win), so nothing but this file decides where the tool connects.
-func writeDefaults(privDir, name string, cfg *mysql.Config, t *tool) (string, error) {
+// defaultsText renders cfg's connection settings and credentials as a [client] option
+// file. run hands it to the tool as --defaults-file (not --defaults-extra-file: with
+// that, ~/.my.cnf is read after it and its user or password would win), so nothing but
+// this text decides where the tool connects.
+func defaultsText(cfg *mysql.Config, t *tool) (string, error) {
 	mariadb := t.mariadb
 	var b strings.Builder
-	b.WriteString("# written by seafbak for one run of a MariaDB/MySQL client; removed after it\n[client]\n")
+	b.WriteString("# written by seafbak for one run of a MariaDB/MySQL client\n[client]\n")
 	opt := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, optionValue(v)) }
 	if cfg.User != "" {
 		opt("user", cfg.User)
@@ -207,18 +245,7 @@ func writeDefaults(privDir, name string, cfg *mysql.Config, t *tool) (string, er
 			return "", fmt.Errorf("the TLS config %q is registered in Go and cannot be handed to the command-line clients; use tls=true, skip-verify, preferred or false", cfg.TLSConfig)
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(privDir, name+".cnf"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	if _, err := f.WriteString(b.String()); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return f.Name(), nil
+	return b.String(), nil
 }
 
 // optionValue quotes v for a MariaDB/MySQL option file: in double quotes, with the
@@ -293,15 +320,41 @@ func firstBytes(b []byte, n int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// run runs path with args (the first of which is --defaults-file=...), stdin and stdout
-// as given, and returns the tool's stderr (its warnings, when it succeeds) with secret
-// scrubbed from it. A failure's error carries that stderr. The tool is killed if ctx
-// ends, or if this process dies (SIGKILL as parent-death signal), so a dump tool never
-// outlives the seafbak that started it.
-func run(ctx context.Context, privDir, path string, args []string, stdin io.Reader, stdout io.Writer, secret string) (string, error) {
+// run runs path with "--defaults-file=/dev/fd/3" and args, stdin and stdout as given,
+// and returns the tool's stderr (its warnings, when it succeeds) with secret scrubbed
+// from it. A failure's error carries that stderr. The tool is killed if ctx ends, or if
+// this process dies (SIGKILL as parent-death signal), so a dump tool never outlives the
+// seafbak that started it.
+//
+// The defaults text reaches the tool through a pipe it inherits as fd 3, filled and
+// closed for writing before it starts: no file ever holds the password, so nothing is
+// left on disk whatever kills seafbak or the tool (a file, even in a private directory,
+// outlives a kill -9). The clients open --defaults-file by name (stat, then fopen),
+// which /dev/fd/N serves; the pipe is mode 0600, so none takes it for a world-writable
+// file to ignore. mariadb-dump and mariadb are tested reading it (TestDefaultsFile*).
+func run(ctx context.Context, path, defaults string, args []string, stdin io.Reader, stdout io.Writer, secret string) (string, error) {
+	if len(defaults) > maxDefaults {
+		return "", fmt.Errorf("%s: the defaults file would be %d bytes, more than %d", filepath.Base(path), len(defaults), maxDefaults)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "", fmt.Errorf("%s: defaults pipe: %w", filepath.Base(path), err)
+	}
+	defer pr.Close()
+	_, err = pw.WriteString(defaults)
+	if cerr := pw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: defaults pipe: %w", filepath.Base(path), err)
+	}
+	args = append([]string{"--defaults-file=/dev/fd/" + strconv.Itoa(defaultsFD)}, args...)
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = childEnv(privDir)
-	cmd.Dir = privDir
+	cmd.Env = childEnv()
+	// The clients resolve --defaults-file against the working directory and fail if it
+	// is gone; "/" always exists and is nothing the tool could litter.
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{pr} // fd 3 = defaultsFD
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	stderr := &capBuffer{max: 16 << 10}
@@ -322,7 +375,7 @@ func run(ctx context.Context, privDir, path string, args []string, stdin io.Read
 		}
 		done <- cmd.Wait()
 	}()
-	err := <-done
+	err = <-done
 	msg := scrub(stderr.String(), secret)
 	if err != nil {
 		if ctx.Err() != nil {
