@@ -26,6 +26,7 @@ import (
 	"seafbak/scan"
 	"seafbak/state"
 	seafsync "seafbak/sync"
+	"seafbak/sync/object"
 	"seafbak/sync/primary"
 	"seafbak/sync/store"
 )
@@ -44,7 +45,7 @@ type cli struct {
 
 	Sync    syncCmd    `cmd:"" help:"Back up libraries now (the primary's change hook runs this); waits for a sync of the same library already running."`
 	Scan    scanCmd    `cmd:"" help:"Back up every new or changed library (run from cron every few minutes)."`
-	Status  statusCmd  `cmd:"" help:"Show where every library's backup stands. Exit 0 all healthy, 1 some failed, 2 could not tell."`
+	Status  statusCmd  `cmd:"" help:"Show where every library's backup stands. Exit 0 all healthy, 1 some failed or have holes, 2 could not tell."`
 	Dump    dumpCmd    `cmd:"" help:"Dump the primary's ccnet, seafile (all but the three tables sync keeps live) and seahub databases, consistently, into dump.dir; keep the last dump.keep."`
 	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems found."`
 	Restore restoreCmd `cmd:"" help:"Get backed-up data back: one library at any point of its history, or the whole server (failover)."`
@@ -58,7 +59,7 @@ type syncCmd struct {
 type scanCmd struct{}
 
 type statusCmd struct {
-	JSON    bool `name:"json" help:"Print one JSON document for scripts (adds holes, truncated history and deleted libraries)."`
+	JSON    bool `name:"json" help:"Print one JSON document for scripts (adds every hole, truncated history and deleted libraries)."`
 	Offline bool `help:"Use the state alone, without asking the primary (waiting then means never synced)."`
 }
 
@@ -267,6 +268,14 @@ func openSource(e *env, pdb *sql.DB) (primary.Source, error) {
 }
 
 func (c *syncCmd) run(e *env) int {
+	// A typo in one id must not leave the others half done: refuse them all first, like
+	// restore and verify do.
+	for _, id := range c.Repos {
+		if err := object.CheckRepoID(id); err != nil {
+			fmt.Fprintln(e.stderr, "seafbak sync:", err)
+			return exitCantRun
+		}
+	}
 	w, err := wire(e, c.Force)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "seafbak sync:", err)
@@ -298,7 +307,7 @@ func describe(r seafsync.Result, took time.Duration) string {
 	s := fmt.Sprintf("%s %s: synced to %s: %s, %s, %s, %s in %.2fs", r.RepoID, r.Name, r.Head,
 		plural(r.Commits, "commit"), plural(r.FSObjects, "fs object"), plural(r.Blocks, "block"), humanBytes(r.Bytes), took.Seconds())
 	if len(r.Holes) > 0 {
-		s += fmt.Sprintf("; %d holes recorded (see seafbak status --json)", len(r.Holes))
+		s += fmt.Sprintf("; %d holes recorded (see seafbak status)", len(r.Holes))
 	}
 	if r.Truncated > 0 {
 		s += fmt.Sprintf("; %d old commits without trees (history truncated on the primary)", r.Truncated)

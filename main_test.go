@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"seafbak/internal/mariadbtest"
+	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 )
 
@@ -92,6 +93,8 @@ Number of libraries syncing: 0
 Number of libraries failed to sync: 0
 List of syncing libraries:
 List of libraries failed to sync:
+Number of libraries synchronized with holes: 0
+List of libraries with holes:
 `
 	if code != 0 || out != want {
 		t.Fatalf("status after sync: %d\n%s", code, out)
@@ -183,10 +186,17 @@ func TestCLIFailures(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, unknown) || !strings.Contains(errs, "never backed up") {
 		t.Fatalf("unknown library: %d %s", code, errs)
 	}
-	// A malformed id is refused before anything is touched.
-	code, _, errs = seafbak("--config", cfg, "sync", "../../etc")
-	if code != 1 || !strings.Contains(errs, "bad library id") {
-		t.Fatalf("bad id: %d %s", code, errs)
+	// A malformed id is refused (2, like restore library) before anything is touched,
+	// the good ids given with it too.
+	for _, args := range [][]string{{"../../etc"}, {"not-a-uuid"}, {unknown, "7B89D49B-5C5C-4F42-8DED-940C84A3E206"}} {
+		code, out, errs := seafbak(append([]string{"--config", cfg, "sync"}, args...)...)
+		bad := args[len(args)-1]
+		if code != 2 || out != "" || !strings.Contains(errs, "seafbak sync: ") || !strings.Contains(errs, "bad library id \""+bad+"\"") || strings.Contains(errs, unknown) {
+			t.Fatalf("sync %v: %d %s%s", args, code, out, errs)
+		}
+	}
+	if code, _, errs := seafbak("--config", cfg, "restore", "library", "not-a-uuid", "--list"); code != 2 || !strings.Contains(errs, "bad library id") {
+		t.Fatalf("restore library of a bad id: %d %s", code, errs)
 	}
 	// Config problems exit 2 and name the key.
 	bad := filepath.Join(t.TempDir(), "bad.yml")
@@ -235,4 +245,57 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// A damaged state record fails its own library in scan and status (exit 1, the file and
+// the fix named) while the other libraries are still backed up.
+func TestCLIDamagedRecord(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	g := seafgen.New(env.PrimaryDir)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Other", Owner: "u@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Commit(t, lib, "files", seafgen.Put("a.txt", []byte("one")))
+	env.Publish(lib)
+	cfg := writeConfig(t, env)
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 || !strings.Contains(out, "2 synced") {
+		t.Fatalf("first scan: %d\n%s%s", code, out, errs)
+	}
+	path := filepath.Join(env.StateDir, "libraries", testenv.RealLibraryID+".json")
+	if err := os.WriteFile(path, nil, 0o640); err != nil { // truncated to nothing
+		t.Fatal(err)
+	}
+	testenv.Commit(t, lib, "edit", seafgen.Put("a.txt", []byte("two")))
+	env.Publish(lib)
+
+	code, out, errs := seafbak("--config", cfg, "scan")
+	if code != 1 || !strings.HasPrefix(out, "seafbak scan: 2 libraries checked, 1 synced, 1 failed") ||
+		!strings.Contains(errs, path) || !strings.Contains(errs, "seafbak sync "+testenv.RealLibraryID) {
+		t.Fatalf("scan with a damaged record: %d\n%s%s", code, out, errs)
+	}
+	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
+	code, out, errs = seafbak("--config", cfg, "status")
+	if code != 1 || !strings.Contains(out, "Number of libraries failed to sync: 1\n") ||
+		!strings.Contains(out, "\n"+testenv.RealLibraryID+" Shared - state: library "+testenv.RealLibraryID+": record "+path+" is damaged") {
+		t.Fatalf("status: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = seafbak("--config", cfg, "sync", testenv.RealLibraryID)
+	if code != 1 || out != "" || !strings.Contains(errs, "mv "+path+" "+path+".damaged") {
+		t.Fatalf("sync of the damaged library: %d\n%s%s", code, out, errs)
+	}
+	if data, err := os.ReadFile(path); err != nil || len(data) != 0 {
+		t.Fatalf("damaged record changed: %v %q", err, data)
+	}
+	// The fix the message gives.
+	if err := os.Rename(path, path+".damaged"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := seafbak("--config", cfg, "sync", testenv.RealLibraryID); code != 0 || !strings.Contains(out, "synced to 5715208e10e33de4ac89cd441c52d948df77125b") {
+		t.Fatalf("sync after the record was moved aside: %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := seafbak("--config", cfg, "status"); code != 0 || !strings.Contains(out, "Number of synchronized libraries: 2\n") {
+		t.Fatalf("status after the fix: %d\n%s%s", code, out, errs)
+	}
 }

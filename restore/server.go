@@ -41,7 +41,7 @@ type RowsResult struct {
 // primary absent. Only the state's heads are known to be complete in the store.
 func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Logger) (RowsResult, error) {
 	var res RowsResult
-	recs, err := st.All()
+	recs, err := state.Whole(st.All())
 	if err != nil {
 		return res, err
 	}

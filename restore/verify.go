@@ -281,7 +281,7 @@ func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 	var recs []state.Library
 	var done []LibraryReport
 	if len(opts.Libraries) == 0 {
-		all, err := opts.State.All()
+		all, err := state.Whole(opts.State.All())
 		if err != nil {
 			return nil, nil, fmt.Errorf("verify: %w", err)
 		}

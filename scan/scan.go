@@ -60,7 +60,7 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("scan: %w", err)
 	}
-	recs, err := s.State.All()
+	recs, damaged, err := s.State.All()
 	if err != nil {
 		return sum, fmt.Errorf("scan: %w", err)
 	}
@@ -77,10 +77,26 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	for i := range recs {
 		known[recs[i].ID] = &recs[i]
 	}
+	// A damaged record fails its library until the admin moves it aside: syncing would
+	// have to guess what the record held.
+	names := make(map[string]string, len(libs))
+	for _, lib := range libs {
+		names[lib.ID] = lib.Name
+	}
+	isDamaged := make(map[string]bool, len(damaged))
+	for _, de := range damaged {
+		isDamaged[de.RepoID] = true
+		sum.Failed++
+		sum.Failures = append(sum.Failures, Failure{RepoID: de.RepoID, Name: names[de.RepoID], Error: de.Error()})
+		s.log().Error("library failed to sync", "repo", de.RepoID, "name", names[de.RepoID], "err", de)
+	}
 	var todo []primary.Library
 	onPrimary := make(map[string]bool, len(libs))
 	for _, lib := range libs {
 		onPrimary[lib.ID] = true
+		if isDamaged[lib.ID] {
+			continue
+		}
 		if rec := known[lib.ID]; rec == nil || NeedsSync(rec, lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
 			todo = append(todo, lib)
 		}

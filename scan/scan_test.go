@@ -3,7 +3,10 @@ package scan_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"seafbak/internal/testenv"
 	"seafbak/scan"
 	"seafbak/sync/object"
+	"seafbak/sync/primary"
 )
 
 var srv *mariadbtest.Server
@@ -136,7 +140,7 @@ func TestScanGoesOnPastFailures(t *testing.T) {
 	}
 	lines := strings.Split(text, "\n")
 	if lines[4] != "Number of libraries failed to sync: 1" || lines[6] != "List of libraries failed to sync:" ||
-		!strings.HasPrefix(lines[7], bad.ID+" lib1 ") || !strings.Contains(lines[7], "missing or corrupt") {
+		!strings.HasPrefix(lines[7], bad.ID+" lib1 ") || !strings.Contains(lines[7], "fs object "+root) {
 		t.Fatalf("status text:\n%s", text)
 	}
 }
@@ -179,5 +183,148 @@ func TestConcurrentScansAndSyncs(t *testing.T) {
 		if f.env.BackupHead(l.ID) != l.Head {
 			t.Fatalf("backup db head of %s", l.ID)
 		}
+	}
+}
+
+// A damaged state record fails only its own library: the scan backs up the others, says
+// which file and what to do, and leaves the file as it is. Once it is moved aside, the
+// next scan backs the library up again.
+func TestScanGoesOnPastDamagedRecord(t *testing.T) {
+	f := newFixture(t, 3)
+	ctx := context.Background()
+	sum, err := f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Synced != 3 {
+		t.Fatalf("first scan: %+v", sum)
+	}
+	for i, l := range f.libs {
+		_, err := l.Commit("edit", seafgen.Put("a.txt", []byte(fmt.Sprint("changed", i))))
+		must(t, err)
+		must(t, l.InsertRows(ctx, f.env.PrimaryDB))
+	}
+	bad := f.libs[1]
+	oldHead := f.env.BackupHead(bad.ID)
+	path := filepath.Join(f.env.StateDir, "libraries", bad.ID+".json")
+	data, err := os.ReadFile(path)
+	must(t, err)
+	damaged := data[:len(data)/2]
+	must(t, os.WriteFile(path, damaged, 0o640))
+
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Checked != 3 || sum.Synced != 2 || sum.Failed != 1 || len(sum.Failures) != 1 {
+		t.Fatalf("scan with a damaged record: %+v", sum)
+	}
+	fail := sum.Failures[0]
+	if fail.RepoID != bad.ID || fail.Name != "lib1" || !strings.Contains(fail.Error, path+" is damaged") ||
+		!strings.Contains(fail.Error, "mv "+path+" "+path+".damaged") || !strings.Contains(fail.Error, "seafbak sync "+bad.ID) {
+		t.Fatalf("failure: %+v", fail)
+	}
+	for _, l := range []*seafgen.Library{f.libs[0], f.libs[2]} {
+		f.env.CompareWithPrimary(l.ID, l.StoreID, l.Head)
+		if f.env.BackupHead(l.ID) != l.Head {
+			t.Fatalf("backup db head of %s not moved", l.ID)
+		}
+	}
+	if f.env.BackupHead(bad.ID) != oldHead {
+		t.Fatal("the damaged library's head moved")
+	}
+	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, damaged) {
+		t.Fatalf("damaged record changed: %v\n%s", err, now)
+	}
+
+	// status: failed, in text and JSON, with the file named; exit 1 (not healthy).
+	for _, cat := range []primary.Catalog{f.env.Catalog, nil} {
+		rep, err := scan.Status(ctx, cat, f.env.State)
+		must(t, err)
+		var buf bytes.Buffer
+		must(t, rep.WriteText(&buf))
+		text := buf.String()
+		if rep.Healthy() || rep.FailedCount != 1 || rep.Total != 3 || len(rep.FailedList) != 1 || rep.FailedList[0].RepoID != bad.ID {
+			t.Fatalf("status (offline %v): %+v", rep.Offline, rep)
+		}
+		lines := strings.Split(text, "\n")
+		if lines[4] != "Number of libraries failed to sync: 1" || !strings.HasPrefix(lines[7], bad.ID+" ") || !strings.Contains(lines[7], " - state: library "+bad.ID+": record "+path+" is damaged") {
+			t.Fatalf("status text (offline %v):\n%s", rep.Offline, text)
+		}
+		js, err := json.Marshal(rep)
+		must(t, err)
+		if !strings.Contains(string(js), `"failed":1`) || !strings.Contains(string(js), path+".damaged") {
+			t.Fatalf("status json (offline %v): %s", rep.Offline, js)
+		}
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, damaged) {
+		t.Fatal("status changed the damaged record")
+	}
+
+	// The fix the message gives.
+	must(t, os.Rename(path, path+".damaged"))
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Synced != 1 || sum.Failed != 0 {
+		t.Fatalf("scan after the record was moved aside: %+v", sum)
+	}
+	f.env.CompareWithPrimary(bad.ID, bad.StoreID, bad.Head)
+	if rep, _ := f.status(t); !rep.Healthy() || rep.Synchronized != 3 {
+		t.Fatalf("status after the fix: %+v", rep)
+	}
+}
+
+// A library backed up with holes (sync --force) is synchronized, but counted and listed
+// on its own, and status is not healthy until a later sync fills the holes.
+func TestStatusShowsHoles(t *testing.T) {
+	f := newFixture(t, 3)
+	ctx := context.Background()
+	lib := f.libs[2]
+	_, blocks := f.env.PrimaryFile(lib, "a.txt")
+	blockPath := testenv.ObjectPath(f.env.PrimaryDir, object.KindBlock, lib.StoreID, blocks[0])
+	block, err := os.ReadFile(blockPath)
+	must(t, err)
+	must(t, os.Remove(blockPath))
+
+	sum, err := f.scanner(true).Run(ctx)
+	must(t, err)
+	if sum.Synced != 3 || sum.Failed != 0 {
+		t.Fatalf("scan --force: %+v", sum)
+	}
+	rep, text := f.status(t)
+	t.Logf("status with a hole:\n%s", text)
+	if rep.Healthy() || rep.WithHoles != 1 || rep.Synchronized != 3 || rep.FailedCount != 0 || rep.Waiting != 0 {
+		t.Fatalf("status: %+v", rep)
+	}
+	lines := strings.Split(text, "\n")
+	want := []string{
+		"Total number of libraries: 3",
+		"Number of synchronized libraries: 3",
+		"Number of libraries waiting for sync: 0",
+		"Number of libraries syncing: 0",
+		"Number of libraries failed to sync: 0",
+		"List of syncing libraries:",
+		"List of libraries failed to sync:",
+		"Number of libraries synchronized with holes: 1",
+		"List of libraries with holes:",
+		fmt.Sprintf("%s lib2 1 hole, first: block %s at %q", lib.ID, blocks[0], "/a.txt"),
+		"",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("status text:\n%s\nwant\n%s", text, strings.Join(want, "\n"))
+	}
+	js, err := json.Marshal(rep)
+	must(t, err)
+	if !strings.Contains(string(js), `"with_holes":1`) || !strings.Contains(string(js), `"holes":[{"repo_id":"`+lib.ID) {
+		t.Fatalf("status json: %s", js)
+	}
+
+	// The primary is repaired: the next scan fills the hole and status is healthy.
+	must(t, os.WriteFile(blockPath, block, 0o644))
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Synced != 1 || sum.Failed != 0 {
+		t.Fatalf("scan after repair: %+v", sum)
+	}
+	f.env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
+	rep, text = f.status(t)
+	if !rep.Healthy() || rep.WithHoles != 0 || !strings.Contains(text, "Number of libraries synchronized with holes: 0\nList of libraries with holes:\n") {
+		t.Fatalf("status after repair: %+v\n%s", rep, text)
 	}
 }

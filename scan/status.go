@@ -13,19 +13,24 @@ import (
 
 // Report is where every library stands, in the terms of Seafile's own backup server.
 type Report struct {
-	Total        int  `json:"total"`
-	Synchronized int  `json:"synchronized"`
-	Waiting      int  `json:"waiting"`
-	Syncing      int  `json:"syncing"`
-	FailedCount  int  `json:"failed"`
-	Offline      bool `json:"offline"` // from state alone: waiting means never synced
+	Total        int `json:"total"`
+	Synchronized int `json:"synchronized"`
+	Waiting      int `json:"waiting"`
+	Syncing      int `json:"syncing"`
+	FailedCount  int `json:"failed"`
+	// WithHoles counts the libraries (not deleted on the primary) whose backup lacks
+	// objects the primary could not give; they are in Synchronized too when their head
+	// is the primary's.
+	WithHoles int  `json:"with_holes"`
+	Offline   bool `json:"offline"` // from state alone: waiting means never synced
 
-	SyncingList []Entry     `json:"syncing_libraries"`
-	FailedList  []Entry     `json:"failed_libraries"`
-	Holes       []Entry     `json:"holes"`
-	Truncated   []Entry     `json:"truncated"`
-	Deleted     []Entry     `json:"deleted"`
-	LastDump    *state.Dump `json:"last_dump,omitempty"`
+	SyncingList []Entry `json:"syncing_libraries"`
+	FailedList  []Entry `json:"failed_libraries"`
+	// Holes lists every library with holes, deleted ones too (with deleted_at).
+	Holes     []Entry     `json:"holes"`
+	Truncated []Entry     `json:"truncated"`
+	Deleted   []Entry     `json:"deleted"`
+	LastDump  *state.Dump `json:"last_dump,omitempty"`
 }
 
 // Entry is one library in a list of the report.
@@ -39,13 +44,14 @@ type Entry struct {
 	DeletedAt   *time.Time   `json:"deleted_at,omitempty"`
 }
 
-// Healthy reports whether no library failed.
-func (r *Report) Healthy() bool { return r.FailedCount == 0 }
+// Healthy reports whether every library is fully backed up: none failed, none has
+// holes.
+func (r *Report) Healthy() bool { return r.FailedCount == 0 && r.WithHoles == 0 }
 
 // Status compares the primary's heads (one query) with the state. With cat nil it works
 // from the state alone.
 func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, error) {
-	recs, err := st.All()
+	recs, damaged, err := st.All()
 	if err != nil {
 		return nil, err
 	}
@@ -57,21 +63,34 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 	for i := range recs {
 		known[recs[i].ID] = &recs[i]
 	}
+	isDamaged := make(map[string]*state.DamagedError, len(damaged))
+	for _, de := range damaged {
+		isDamaged[de.RepoID] = de
+	}
 	type lib struct{ id, name, head string }
 	var libs []lib
+	listed := map[string]bool{}
 	if cat != nil {
-		listed, err := cat.Libraries(ctx)
+		pl, err := cat.Libraries(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("status: %w", err)
 		}
-		for _, l := range listed {
+		for _, l := range pl {
 			libs = append(libs, lib{l.ID, l.Name, l.Head})
+			listed[l.ID] = true
 		}
 	} else {
 		for _, rec := range recs {
 			if rec.Deleted == nil {
 				libs = append(libs, lib{rec.ID, rec.Name, rec.Head})
 			}
+		}
+	}
+	// A damaged record is failed even if the primary no longer lists the library: who
+	// knows whether the record said deleted, and the admin must fix it either way.
+	for _, de := range damaged {
+		if !listed[de.RepoID] {
+			libs = append(libs, lib{id: de.RepoID})
 		}
 	}
 	sort.Slice(libs, func(i, j int) bool { return libs[i].id < libs[j].id })
@@ -83,7 +102,12 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 			name = rec.Name
 		}
 		switch {
-		case rec != nil && rec.Head != "" && !NeedsSync(rec, l.head):
+		case isDamaged[l.id] != nil:
+			r.FailedCount++
+			r.FailedList = append(r.FailedList, Entry{RepoID: l.id, Name: name, Error: isDamaged[l.id].Error()})
+		case rec != nil && rec.Head != "" && rec.Head == l.head && !rec.Failed() && rec.Deleted == nil:
+			// Holes do not make it waiting: the head is backed up, and the holes are
+			// counted on their own below.
 			r.Synchronized++
 		case st.Busy(l.id):
 			r.Syncing++
@@ -98,7 +122,12 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 	}
 	for _, rec := range recs {
 		if len(rec.Holes) > 0 {
-			r.Holes = append(r.Holes, Entry{RepoID: rec.ID, Name: rec.Name, Holes: rec.Holes})
+			r.Holes = append(r.Holes, Entry{RepoID: rec.ID, Name: rec.Name, Holes: rec.Holes, DeletedAt: rec.Deleted})
+			// A deleted library's holes can never be filled: they stay listed but do
+			// not keep status failing forever.
+			if rec.Deleted == nil {
+				r.WithHoles++
+			}
 		}
 		if len(rec.Truncated) > 0 {
 			r.Truncated = append(r.Truncated, Entry{RepoID: rec.ID, Name: rec.Name, Truncated: len(rec.Truncated)})
@@ -122,9 +151,29 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "List of libraries failed to sync:")
 	for _, e := range r.FailedList {
-		fmt.Fprintf(w, "%s %s %s %s\n", e.RepoID, e.Name, e.LastAttempt.Format(time.RFC3339), oneLine(e.Error))
+		at := "-" // a damaged record: when it was last attempted is unknown
+		if e.LastAttempt != nil {
+			at = e.LastAttempt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s %s %s %s\n", e.RepoID, e.Name, at, oneLine(e.Error))
 	}
 	// After Seafile's lines, so scripts reading those are not disturbed.
+	fmt.Fprintf(w, "Number of libraries synchronized with holes: %d\nList of libraries with holes:\n", r.WithHoles)
+	for _, e := range r.Holes {
+		if e.DeletedAt != nil {
+			continue
+		}
+		h := e.Holes[0]
+		at := ""
+		if h.Path != "" {
+			at = fmt.Sprintf(" at %q", h.Path)
+		}
+		n := fmt.Sprintf("%d holes", len(e.Holes))
+		if len(e.Holes) == 1 {
+			n = "1 hole"
+		}
+		fmt.Fprintf(w, "%s %s %s, first: %s %s%s\n", e.RepoID, e.Name, n, h.Kind, h.ID, at)
+	}
 	if d := r.LastDump; d != nil {
 		fmt.Fprintf(w, "Last database dump: %s (%s)\n", d.Finished.Format(time.RFC3339), d.Dir)
 	}

@@ -107,16 +107,51 @@ func (d *Dir) Load(repoID string) (rec Library, ok bool, err error) {
 		return Library{ID: repoID}, false, nil
 	}
 	if err != nil {
-		return rec, false, fmt.Errorf("state: %w", err)
+		return rec, false, &DamagedError{RepoID: repoID, Path: p, Err: err, Unreadable: true}
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return rec, false, fmt.Errorf("state: %s is damaged (%v); move it away and run sync again to rebuild it", p, err)
+		return Library{}, false, &DamagedError{RepoID: repoID, Path: p, Err: err}
 	}
 	if rec.ID != repoID {
-		return rec, false, fmt.Errorf("state: %s records library %q", p, rec.ID)
+		return Library{}, false, &DamagedError{RepoID: repoID, Path: p, Err: fmt.Errorf("it records library %q", rec.ID)}
 	}
 	return rec, true, nil
 }
+
+// ErrDamaged matches (errors.Is) every *DamagedError.
+var ErrDamaged = errors.New("damaged state record")
+
+// DamagedError is a library record that cannot be parsed (a crash of the disk or the
+// filesystem, a hand edit). It fails only its own library: nothing seafbak does
+// overwrites it, so the admin sees what was there, and no guess about its head is made.
+type DamagedError struct {
+	RepoID string
+	Path   string
+	Err    error
+	// Unreadable is a read error (permissions, an I/O error) rather than bad content.
+	Unreadable bool
+}
+
+func (e *DamagedError) Error() string {
+	// Moving the record aside is safe: a sync of a library that has no record but has
+	// objects in the store re-checks every one of them before trusting it.
+	fix := fmt.Sprintf("move it aside (mv %s %s.damaged) and run \"seafbak sync %s\" to rebuild it from the backup store", e.Path, e.Path, e.RepoID)
+	if e.Unreadable {
+		cause := e.Err
+		var pe *fs.PathError
+		if errors.As(cause, &pe) {
+			cause = pe.Err // the path is named already
+		}
+		return fmt.Sprintf("state: library %s: record %s cannot be read (%v); fix its permissions, or if the disk damaged it, %s",
+			e.RepoID, e.Path, cause, fix)
+	}
+	return fmt.Sprintf("state: library %s: record %s is damaged (%v); %s", e.RepoID, e.Path, e.Err, fix)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrDamaged) true.
+func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }
 
 // Save replaces one library's record durably and atomically. The caller holds the
 // library's lock, so no concurrent update is lost.
@@ -135,28 +170,50 @@ func (d *Dir) Save(rec Library) error {
 	return nil
 }
 
-// All reads every library's record, sorted by id.
-func (d *Dir) All() ([]Library, error) {
+// All reads every library's record, sorted by id. Damaged records come back apart, also
+// sorted, so that one of them does not stop the backup of every other library; err is
+// only for a state that cannot be read at all.
+func (d *Dir) All() (recs []Library, damaged []*DamagedError, err error) {
 	dir := filepath.Join(d.root, "libraries")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return nil, nil, fmt.Errorf("state: %w", err)
 	}
-	recs := make([]Library, 0, len(entries))
+	recs = make([]Library, 0, len(entries))
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || !object.ValidRepoID(id) {
-			continue // temp files and strays
+			continue // temp files, strays, records moved aside
 		}
 		rec, found, err := d.Load(id)
-		if err != nil {
-			return nil, err
-		}
-		if found {
+		var de *DamagedError
+		switch {
+		case errors.As(err, &de):
+			damaged = append(damaged, de)
+		case err != nil:
+			return nil, nil, err // not reached: Load's other errors are bad ids
+		case found:
 			recs = append(recs, rec)
 		}
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	sort.Slice(damaged, func(i, j int) bool { return damaged[i].RepoID < damaged[j].RepoID })
+	return recs, damaged, nil
+}
+
+// Whole is All for callers that need every record or none (restoring a server, say):
+// a damaged record is an error, naming every damaged file.
+func Whole(recs []Library, damaged []*DamagedError, err error) ([]Library, error) {
+	if err != nil {
+		return nil, err
+	}
+	if len(damaged) > 0 {
+		errs := make([]error, len(damaged))
+		for i, de := range damaged {
+			errs[i] = de
+		}
+		return nil, errors.Join(errs...)
+	}
 	return recs, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -29,8 +30,8 @@ func TestSaveLoadAll(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all, err := d.All()
-	if err != nil || len(all) != 3 || all[0].ID != repoID(1) || all[2].Head != fmt.Sprintf("%040d", 3) || !all[1].LastSuccess.Equal(now) || len(all[1].Holes) != 1 {
+	all, damaged, err := d.All()
+	if err != nil || len(damaged) != 0 || len(all) != 3 || all[0].ID != repoID(1) || all[2].Head != fmt.Sprintf("%040d", 3) || !all[1].LastSuccess.Equal(now) || len(all[1].Holes) != 1 {
 		t.Fatalf("All: %+v %v", all, err)
 	}
 	if err := d.Save(Library{ID: "../../etc"}); err == nil {
@@ -38,14 +39,76 @@ func TestSaveLoadAll(t *testing.T) {
 	}
 }
 
-func TestDamagedRecordIsAnError(t *testing.T) {
+// A damaged record fails only its own library, with an error naming the file and the
+// fix, and is left as it is for the admin to look at.
+func TestDamagedRecordFailsOnlyItsLibrary(t *testing.T) {
 	d, _ := Open(t.TempDir())
-	os.WriteFile(filepath.Join(d.Root(), "libraries", repoID(1)+".json"), []byte("{garbage"), 0o600)
-	if _, _, err := d.Load(repoID(1)); err == nil {
-		t.Fatal("damaged record loaded")
+	for i := 1; i <= 4; i++ {
+		if err := d.Save(Library{ID: repoID(i), Head: fmt.Sprintf("%040d", i)}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := d.All(); err == nil {
-		t.Fatal("damaged state listed")
+	truncated := filepath.Join(d.Root(), "libraries", repoID(2)+".json")
+	good, _ := os.ReadFile(truncated)
+	if err := os.WriteFile(truncated, good[:len(good)/2], 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// A record holding another library's id (a copy gone wrong) is damaged too.
+	other := filepath.Join(d.Root(), "libraries", repoID(4)+".json")
+	if err := os.WriteFile(other, fmt.Appendf(nil, `{"id":%q}`, repoID(1)), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, ok, err := d.Load(repoID(2))
+	var de *DamagedError
+	if ok || !errors.Is(err, ErrDamaged) || !errors.As(err, &de) || de.RepoID != repoID(2) || de.Path != truncated {
+		t.Fatalf("Load of a truncated record: ok=%v %#v", ok, err)
+	}
+	for _, want := range []string{truncated + " is damaged", "mv " + truncated + " " + truncated + ".damaged", `"seafbak sync ` + repoID(2) + `"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	recs, damaged, err := d.All()
+	if err != nil || len(recs) != 2 || recs[0].ID != repoID(1) || recs[1].ID != repoID(3) ||
+		len(damaged) != 2 || damaged[0].RepoID != repoID(2) || damaged[1].RepoID != repoID(4) || !strings.Contains(damaged[1].Error(), repoID(1)) {
+		t.Fatalf("All: %+v %v %v", recs, damaged, err)
+	}
+	if _, err := Whole(d.All()); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), truncated) || !strings.Contains(err.Error(), other) {
+		t.Fatalf("Whole: %v", err)
+	}
+	if now, _ := os.ReadFile(truncated); string(now) != string(good[:len(good)/2]) {
+		t.Fatal("damaged record changed")
+	}
+	// Once moved aside, the library is simply unknown, and the moved file is ignored.
+	if err := os.Rename(truncated, truncated+".damaged"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := d.Load(repoID(2)); ok || err != nil {
+		t.Fatalf("after mv: ok=%v %v", ok, err)
+	}
+	if recs, damaged, err := d.All(); err != nil || len(recs) != 2 || len(damaged) != 1 {
+		t.Fatalf("All after mv: %+v %v %v", recs, damaged, err)
+	}
+}
+
+// A record that cannot be read (an I/O error, permissions) fails only its library too.
+func TestUnreadableRecordFailsOnlyItsLibrary(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	for i := 1; i <= 2; i++ {
+		if err := d.Save(Library{ID: repoID(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A directory in the record's place reads as an error (EISDIR), even for root.
+	p := filepath.Join(d.Root(), "libraries", repoID(1)+".json")
+	os.Remove(p)
+	if err := os.Mkdir(p, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	recs, damaged, err := d.All()
+	if err != nil || len(recs) != 1 || len(damaged) != 1 || !damaged[0].Unreadable ||
+		!strings.Contains(damaged[0].Error(), p+" cannot be read (is a directory)") {
+		t.Fatalf("All: %+v %v %v", recs, damaged, err)
 	}
 }
 
