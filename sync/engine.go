@@ -160,7 +160,7 @@ func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, 
 // syncLocked runs one sync of lib; the caller holds lib's lock.
 func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, error) {
 	res := Result{RepoID: lib.ID, Name: lib.Name}
-	rec, _, err := e.State.Load(lib.ID)
+	rec, found, err := e.State.Load(lib.ID)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
@@ -174,6 +174,14 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	recheck, err := e.State.DeadDirty(lib.StoreID, lib.ID)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	if !found && !recheck {
+		// No record, but the store has this library's commits: the record was lost or
+		// moved aside, and with it the holes that say which present commits lack part
+		// of their tree. Presence proves nothing until every object is re-read.
+		if recheck, err = e.Store.HasLibrary(ctx, object.KindCommit, lib.ID); err != nil {
+			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+		}
 	}
 	if !recheck && rec.Head == lib.Head && len(rec.Holes) == 0 && rec.Deleted == nil && rec.LastError == "" {
 		// The backup database may lag the state: added to the config later, or restored
@@ -221,17 +229,33 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		}
 		return res, err
 	}
+	// The objects written are durable, so whatever happens to the metadata below, the
+	// marker's job is done: a failed database update must not make the next sync
+	// re-hash the whole library.
+	failMeta := func(err error) error {
+		err = e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
+		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return err
+	}
+	now := e.now()
+	holes := r.holesFor(rec.Holes, now)
+	truncated := mergeSorted(rec.Truncated, r.truncatedList())
+	if err := r.proveRecordable(ctx, holes, truncated); err != nil {
+		log.Error("post-condition failed; nothing recorded", "err", err)
+		return res, failMeta(err)
+	}
 	// Every object of the new head is durable: now the metadata may move (invariant 2).
 	if e.Rows != nil {
 		if err := e.Rows.SetHead(ctx, lib.ID, lib.Head); err != nil {
-			return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+			return res, failMeta(err)
 		}
 	}
-	now := e.now()
 	if rec.Head != "" && rec.Head != lib.Head {
 		kept, err := r.keepOldHead(ctx, rec.Head)
 		if err != nil {
-			return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+			return res, failMeta(err)
 		}
 		if kept {
 			rec.OldHeads = append(rec.OldHeads, state.OldHead{Head: rec.Head, Replaced: now})
@@ -247,8 +271,8 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
 	rec.Head = lib.Head
 	rec.LastAttempt, rec.LastSuccess, rec.LastError = now, now, ""
-	rec.Holes = r.holesFor(rec.Holes, now)
-	rec.Truncated = mergeSorted(rec.Truncated, r.truncatedList())
+	rec.Holes = holes
+	rec.Truncated = truncated
 	if err := e.State.Save(rec); err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}

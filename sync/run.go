@@ -175,13 +175,10 @@ func (r *run) walkCommits(ctx context.Context) error {
 		r.reached[id] = true
 		c, descend, err := r.loadCommit(ctx, id, retry[id])
 		if err != nil {
-			if r.bad[id] {
-				continue // recorded as a hole
-			}
 			return err
 		}
 		if c == nil {
-			continue // present and trusted: its history is complete
+			continue // present and trusted (its history is complete), or recorded as a hole
 		}
 		r.toWalk = append(r.toWalk, c)
 		if !descend {
@@ -232,7 +229,7 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 		if herr := r.badObject("commit", id, "", nil, err); herr != nil {
 			return nil, false, herr
 		}
-		return nil, false, err
+		return nil, false, nil // recorded as a hole; its parents cannot be known
 	}
 	r.commits[id] = c
 	return c, true, nil
@@ -353,6 +350,13 @@ func (r *run) fetchFS(ctx context.Context, batch []pending, c *object.Commit) ([
 		got = append(got, p)
 		return nil
 	})
+	var oe *ObjectError
+	if err != nil && !errors.As(err, &oe) && ctx.Err() == nil {
+		// The batch as a whole got no answer: name its first object and where it was met.
+		first := batch[0]
+		return nil, &ObjectError{Kind: "fs object", ID: first.id, Path: first.path, Commit: c.ID, Class: classify(err),
+			Err: fmt.Errorf("fetching it with %d other objects: %w", len(batch)-1, err)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -418,33 +422,33 @@ func (r *run) blockPresent(ctx context.Context, id, where string) (bool, error) 
 	return true, nil
 }
 
-// badObject decides what an object the primary cannot give means: truncated history
+// badObject decides what an object the primary did not give means: truncated history
 // (missing, and only needed by commits older than the library's valid-since time), a
-// hole (under --force, or already known), or the library's failure.
+// hole (the primary answered it lacks it or sent wrong bytes, and --force is on or the
+// hole is already known), or the library's failure. It returns nil only when the object
+// was recorded (as truncation or a hole); only then is it marked bad, so a failure can
+// never be mistaken for a recorded hole further on.
 func (r *run) badObject(kind, id, where string, c *object.Commit, cause error) error {
-	r.bad[id] = true
-	if c != nil && errors.Is(cause, primary.ErrNotFound) && r.lib.ValidSince > 0 && c.Ctime < r.lib.ValidSince {
+	class := classify(cause)
+	oe := &ObjectError{Kind: kind, ID: id, Path: where, Class: class, Err: cause, Head: kind == "commit" && id == r.lib.Head}
+	if c != nil {
+		oe.Commit = c.ID
+	}
+	if class == Absent && c != nil && r.lib.ValidSince > 0 && c.Ctime < r.lib.ValidSince {
+		r.bad[id] = true
 		r.truncated[c.ID] = true
 		return nil
 	}
-	commit := ""
-	if c != nil {
-		commit = c.ID
-	} else {
+	if !class.Skippable() || oe.Head || !r.e.Force && !r.knownHoles[id] {
+		return oe
+	}
+	commit := oe.Commit
+	if c == nil {
 		commit = id // a missing commit is its own hole
 	}
-	if r.e.Force || r.knownHoles[id] {
-		r.holes = append(r.holes, state.Hole{Kind: kind, ID: id, Path: where, Commit: commit, Error: cause.Error()})
-		return nil
-	}
-	msg := fmt.Sprintf("%s %s", kind, id)
-	if where != "" {
-		msg += fmt.Sprintf(" at %q", where)
-	}
-	if c != nil {
-		msg += " in commit " + c.ID
-	}
-	return fmt.Errorf("%s is missing or corrupt on the primary: %w (repair the primary with seaf-fsck, or run sync --force to back up the rest and record the hole)", msg, cause)
+	r.bad[id] = true
+	r.holes = append(r.holes, state.Hole{Kind: kind, ID: id, Path: where, Commit: commit, Error: cause.Error()})
+	return nil
 }
 
 // copyBlocks fetches the missing blocks, Parallel at a time, streaming each through a

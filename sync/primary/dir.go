@@ -49,6 +49,12 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*os.File, error) {
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
+		// An unmounted or moved data dir looks like every object missing: only a
+		// storage dir that is still there can say an object is not in it.
+		storage := filepath.Join(d.root, "storage")
+		if _, serr := os.Stat(storage); serr != nil {
+			return nil, &UnreachableError{What: "primary data dir", Err: fmt.Errorf("%s is gone (unmounted?): %w", storage, serr)}
+		}
 		return nil, &NotFoundError{Kind: kindName(kind), ID: id}
 	}
 	return f, err

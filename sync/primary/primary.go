@@ -14,6 +14,23 @@ import (
 // ErrNotFound is wrapped when the primary does not have an object.
 var ErrNotFound = errors.New("not found on the primary")
 
+// ErrUnreachable is wrapped when the primary gave no answer about an object: the
+// connection was refused, reset or timed out, the file server kept failing (5xx), or the
+// data dir is gone. Nothing can be concluded about the object, so such a failure never
+// becomes a hole: the library fails and keeps its previous head.
+var ErrUnreachable = errors.New("primary unreachable")
+
+// UnreachableError says which request got no answer and why.
+type UnreachableError struct {
+	What string // the request or path, never a token
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("%v: %s: %v", ErrUnreachable, e.What, e.Err)
+}
+func (e *UnreachableError) Unwrap() []error { return []error{ErrUnreachable, e.Err} }
+
 // ErrLibraryGone is wrapped when the primary has no such library (never had it, or it
 // was deleted).
 var ErrLibraryGone = errors.New("library does not exist on the primary")

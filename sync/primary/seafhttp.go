@@ -157,6 +157,10 @@ type request struct {
 	query  url.Values
 	body   []byte
 	repoID string // "" for calls without a token
+	// answers500: on this route a 500 is the server's answer about an object (it cannot
+	// read it), not a passing failure, so it is returned at once for the caller to ask
+	// check-fs/check-blocks which of the two it was.
+	answers500 bool
 }
 
 // do runs a request with retries and returns the 200 response, whose body the caller
@@ -180,10 +184,17 @@ func (h *HTTP) do(ctx context.Context, r request) (*http.Response, error) {
 			return resp, nil
 		}
 		lastErr = err
+		var se *statusError
+		if r.answers500 && errors.As(err, &se) && se.code == http.StatusInternalServerError {
+			return nil, err
+		}
 		if ctx.Err() != nil || !retryable(err) {
 			break
 		}
 		h.log.Debug("retrying primary request", "route", r.path, "attempt", attempt, "err", err)
+	}
+	if ctx.Err() == nil && retryable(lastErr) {
+		return nil, &UnreachableError{What: fmt.Sprintf("%s %s, %d tries", r.method, r.path, h.opts.Attempts), Err: lastErr}
 	}
 	return nil, lastErr
 }
@@ -392,15 +403,28 @@ func (h *HTTP) Commit(ctx context.Context, lib Library, id string) ([]byte, erro
 	if err := object.CheckID(id); err != nil {
 		return nil, err
 	}
-	resp, err := h.do(ctx, request{method: "GET", path: "/repo/" + lib.ID + "/commit/" + id, repoID: lib.ID})
-	if err != nil {
-		var se *statusError
-		if errors.As(err, &se) && se.code == http.StatusNotFound {
-			return nil, &NotFoundError{Kind: "commit", ID: id}
+	req := request{method: "GET", path: "/repo/" + lib.ID + "/commit/" + id, repoID: lib.ID}
+	for restarts := 0; ; restarts++ {
+		resp, err := h.do(ctx, req)
+		if err != nil {
+			var se *statusError
+			if errors.As(err, &se) && se.code == http.StatusNotFound {
+				return nil, &NotFoundError{Kind: "commit", ID: id}
+			}
+			return nil, h.libraryError(lib, err)
 		}
-		return nil, h.libraryError(lib, err)
+		data, err := readAll(resp, object.MaxStoredSize(object.KindCommit))
+		if err == nil || errors.Is(err, object.ErrInvalid) || ctx.Err() != nil {
+			return data, err
+		}
+		// The answer broke off: a transport failure, not the commit's fault.
+		if restarts+1 >= h.opts.Attempts {
+			return nil, &UnreachableError{What: fmt.Sprintf("GET %s, %d tries", req.path, restarts+1), Err: err}
+		}
+		if err := h.sleep(ctx, restarts+1); err != nil {
+			return nil, err
+		}
 	}
-	return readAll(resp, object.MaxStoredSize(object.KindCommit))
 }
 
 // packBatch is how many fs objects one pack-fs request asks for. The server answers at
@@ -408,7 +432,8 @@ func (h *HTTP) Commit(ctx context.Context, lib Library, id string) ([]byte, erro
 const packBatch = 1000
 
 // FSObjects fetches fs objects with pack-fs. The server fails a whole request (500) when
-// one object is missing, so a failing batch is split until the missing object is named.
+// one object is missing or unreadable; check-fs then names the ones it lacks, which are
+// answered as not found without retrying, and the rest is asked for again.
 func (h *HTTP) FSObjects(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error) error {
 	for _, id := range ids {
 		if err := object.CheckID(id); err != nil {
@@ -435,9 +460,36 @@ func (h *HTTP) packFS(ctx context.Context, lib Library, ids []string, fn func(st
 		if err != nil {
 			var se *statusError
 			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
 			case errors.As(err, &se) && se.code == http.StatusInternalServerError:
-				return h.narrow(ctx, lib, rest, fn, err)
-			case errors.As(err, &se), errors.Is(err, object.ErrInvalid), ctx.Err() != nil:
+				lacking, cerr := h.lacking(ctx, lib, "check-fs", rest)
+				if cerr != nil {
+					return fmt.Errorf("pack-fs answered 500; asking check-fs which objects it lacks: %w", cerr)
+				}
+				for _, id := range lacking {
+					delete(want, id)
+					if err := fn(id, nil, fmt.Errorf("%w (pack-fs answered 500; check-fs says the server lacks it)", &NotFoundError{Kind: "fs object", ID: id})); err != nil {
+						return err
+					}
+				}
+				if len(lacking) > 0 {
+					rest = stillWanted(rest, want)
+					continue
+				}
+				// The server says it has them all: a passing failure, or an object it
+				// has but cannot read. Either way nothing is known to be missing.
+				if failures++; failures >= h.opts.Attempts {
+					return &UnreachableError{What: fmt.Sprintf("POST /repo/%s/pack-fs/, %d tries", lib.ID, failures),
+						Err: fmt.Errorf("the file server keeps answering 500 for objects check-fs says it has (see its seafile.log): %w", err)}
+				}
+				if err := h.sleep(ctx, failures); err != nil {
+					return err
+				}
+				continue
+			case errors.Is(err, ErrUnreachable):
+				return err
+			case errors.As(err, &se), errors.Is(err, object.ErrInvalid):
 				return h.libraryError(lib, err)
 			}
 		}
@@ -447,46 +499,73 @@ func (h *HTTP) packFS(ctx context.Context, lib Library, ids []string, fn func(st
 				err = errors.New("pack-fs answered no whole object")
 			}
 			if failures++; failures >= h.opts.Attempts {
-				return fmt.Errorf("pack-fs, %d tries: %w", failures, err)
+				return &UnreachableError{What: fmt.Sprintf("POST /repo/%s/pack-fs/, %d tries", lib.ID, failures), Err: err}
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(h.opts.Backoff << failures):
+			if err := h.sleep(ctx, failures); err != nil {
+				return err
 			}
 			continue
 		}
 		failures = 0
-		next := rest[:0:0]
-		for _, id := range rest {
-			if want[id] {
-				next = append(next, id)
-			}
-		}
-		rest = next
+		rest = stillWanted(rest, want)
 	}
 	return nil
 }
 
-// narrow splits a batch the server refused until each missing object is found alone.
-func (h *HTTP) narrow(ctx context.Context, lib Library, ids []string, fn func(string, []byte, error) error, cause error) error {
-	if len(ids) == 1 {
-		return fn(ids[0], nil, fmt.Errorf("%w (%v)", &NotFoundError{Kind: "fs object", ID: ids[0]}, cause))
-	}
-	mid := len(ids) / 2
-	for _, half := range [][]string{ids[:mid], ids[mid:]} {
-		if err := h.packFS(ctx, lib, half, fn); err != nil {
-			return err
+func stillWanted(ids []string, want map[string]bool) []string {
+	next := ids[:0:0]
+	for _, id := range ids {
+		if want[id] {
+			next = append(next, id)
 		}
 	}
-	return nil
+	return next
+}
+
+// sleep waits the backoff before the failures-th retry, or until ctx ends.
+func (h *HTTP) sleep(ctx context.Context, failures int) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(h.opts.Backoff << failures):
+		return nil
+	}
+}
+
+// lacking asks check-fs or check-blocks which of ids the server does not have: the
+// protocol's way to tell "missing" from "failing" after a 500.
+func (h *HTTP) lacking(ctx context.Context, lib Library, route string, ids []string) ([]string, error) {
+	body, _ := json.Marshal(ids)
+	resp, err := h.do(ctx, request{method: "POST", path: "/repo/" + lib.ID + "/" + route + "/", body: body, repoID: lib.ID})
+	if err != nil {
+		return nil, h.libraryError(lib, err)
+	}
+	data, err := readAll(resp, 2*int64(len(body))+64)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", route, err)
+	}
+	var got []string
+	if err := json.Unmarshal(data, &got); err != nil {
+		return nil, fmt.Errorf("%s: %w: answer is not a JSON list of ids: %q", route, object.ErrInvalid, truncate(string(data)))
+	}
+	asked := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		asked[id] = true
+	}
+	for _, id := range got {
+		if !asked[id] {
+			return nil, fmt.Errorf("%s: %w: answered id %q, which was not asked for", route, object.ErrInvalid, truncate(id))
+		}
+		delete(asked, id) // and refuse it twice
+	}
+	return got, nil
 }
 
 // packOnce makes one pack-fs request and hands each record to fn. It returns how many
 // records arrived; records for ids not wanted (or twice) are an error.
 func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map[string]bool, fn func(string, []byte, error) error) (int, error) {
 	body, _ := json.Marshal(ids)
-	resp, err := h.do(ctx, request{method: "POST", path: "/repo/" + lib.ID + "/pack-fs/", body: body, repoID: lib.ID})
+	resp, err := h.do(ctx, request{method: "POST", path: "/repo/" + lib.ID + "/pack-fs/", body: body, repoID: lib.ID, answers500: true})
 	if err != nil {
 		return 0, err
 	}
@@ -508,7 +587,10 @@ func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map
 			return n, fmt.Errorf("%w: pack-fs sent object %q, which was not asked for (or twice)", object.ErrInvalid, truncate(id))
 		}
 		if int64(size) > object.MaxStoredSize(object.KindFS) {
-			return n, fmt.Errorf("%w: pack-fs record for %s claims %d bytes", object.ErrInvalid, id, size)
+			// The server's own word about one object: that object is corrupt on the
+			// primary. Its bytes are not read; the rest is asked for again.
+			delete(want, id)
+			return n + 1, fn(id, nil, fmt.Errorf("%w: pack-fs record for %s claims %d bytes, more than the %d an fs object may have", object.ErrInvalid, id, size, object.MaxStoredSize(object.KindFS)))
 		}
 		data := make([]byte, size)
 		if _, err := io.ReadFull(resp.Body, data); err != nil {
@@ -546,14 +628,39 @@ type blockReader struct {
 }
 
 func (b *blockReader) open() error {
-	resp, err := b.h.do(b.ctx, request{method: "GET", path: "/repo/" + b.lib.ID + "/block/" + b.id, repoID: b.lib.ID})
-	if err != nil {
-		var se *statusError
-		if errors.As(err, &se) && (se.code == http.StatusInternalServerError || se.code == http.StatusNotFound) {
-			// The file server answers 500 for a block it cannot read.
-			return fmt.Errorf("%w (%v)", &NotFoundError{Kind: "block", ID: b.id}, err)
+	var resp *http.Response
+	for failures := 0; ; {
+		var err error
+		resp, err = b.h.do(b.ctx, request{method: "GET", path: "/repo/" + b.lib.ID + "/block/" + b.id, repoID: b.lib.ID, answers500: true})
+		if err == nil {
+			break
 		}
-		return b.h.libraryError(b.lib, err)
+		var se *statusError
+		switch {
+		case b.ctx.Err() != nil:
+			return b.ctx.Err()
+		case errors.As(err, &se) && se.code == http.StatusNotFound:
+			return fmt.Errorf("%w (%v)", &NotFoundError{Kind: "block", ID: b.id}, err)
+		case errors.As(err, &se) && se.code == http.StatusInternalServerError:
+			// The file server answers 500 for a block it lacks, and for one it cannot
+			// read right now: check-blocks tells which.
+			lacking, cerr := b.h.lacking(b.ctx, b.lib, "check-blocks", []string{b.id})
+			if cerr != nil {
+				return fmt.Errorf("block answered 500; asking check-blocks whether the server has it: %w", cerr)
+			}
+			if len(lacking) == 1 {
+				return fmt.Errorf("%w (%v; check-blocks says the server lacks it)", &NotFoundError{Kind: "block", ID: b.id}, err)
+			}
+			if failures++; failures >= b.h.opts.Attempts {
+				return &UnreachableError{What: fmt.Sprintf("GET /repo/%s/block/%s, %d tries", b.lib.ID, b.id, failures),
+					Err: fmt.Errorf("the file server keeps answering 500 for a block check-blocks says it has (see its seafile.log): %w", err)}
+			}
+			if err := b.h.sleep(b.ctx, failures); err != nil {
+				return err
+			}
+		default:
+			return b.h.libraryError(b.lib, err)
+		}
 	}
 	if b.done > 0 {
 		if _, err := io.CopyN(io.Discard, resp.Body, b.done); err != nil {
@@ -572,8 +679,11 @@ func (b *blockReader) Read(p []byte) (int, error) {
 		if err == nil || err == io.EOF || n > 0 {
 			return n, err
 		}
-		if b.ctx.Err() != nil || b.restarts >= b.h.opts.Attempts {
+		if b.ctx.Err() != nil {
 			return 0, fmt.Errorf("block %s: %w", b.id, err)
+		}
+		if b.restarts >= b.h.opts.Attempts {
+			return 0, &UnreachableError{What: fmt.Sprintf("GET /repo/%s/block/%s, %d restarts", b.lib.ID, b.id, b.restarts), Err: err}
 		}
 		b.restarts++
 		b.body.Close()

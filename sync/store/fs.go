@@ -87,6 +87,30 @@ func (s *FS) removeStaleTemps() {
 // Root is the seafile-data directory the store lives in.
 func (s *FS) Root() string { return s.root }
 
+// HasLibrary reports whether storeID has any object of kind: its directory holds at
+// least one entry. A library is never removed from the store, so this is stable.
+func (s *FS) HasLibrary(_ context.Context, kind object.Kind, storeID string) (bool, error) {
+	if !kind.Valid() {
+		return false, fmt.Errorf("backup store: unknown object kind %q", kind)
+	}
+	if err := object.CheckRepoID(storeID); err != nil {
+		return false, fmt.Errorf("backup store: %w", err)
+	}
+	f, err := os.Open(filepath.Join(s.root, "storage", string(kind), storeID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	return len(names) > 0, nil
+}
+
 // objectPath builds a path only from a checked kind, library id and object id.
 func (s *FS) objectPath(kind object.Kind, storeID, id string) (dir, file string, err error) {
 	if !kind.Valid() {

@@ -19,6 +19,8 @@ var ErrNotExist = errors.New("object not in backup store")
 type Store interface {
 	// Has reports whether the object is present.
 	Has(ctx context.Context, kind object.Kind, storeID, id string) (bool, error)
+	// HasLibrary reports whether any object of this kind is stored under storeID.
+	HasLibrary(ctx context.Context, kind object.Kind, storeID string) (bool, error)
 	// Size is the stored object's length; ErrNotExist if absent.
 	Size(ctx context.Context, kind object.Kind, storeID, id string) (int64, error)
 	// Get reads a small object (commit or fs object) whole, refusing one larger than
