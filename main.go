@@ -167,14 +167,17 @@ func version() string {
 	return "seafbak (unknown version)"
 }
 
-// openDB connects with a checked config; errors never show the password.
+// openDB connects with a checked config; errors never show the password. Every query on
+// the pool it returns is bounded by c's socket deadlines (config's db_timeout), so a
+// server that stops answering fails the query instead of hanging it and the library
+// lock its caller holds; the first ping is bounded by them too (at least 15 s).
 func openDB(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
 	conn, err := mysql.NewConnector(c)
 	if err != nil {
 		return nil, fmt.Errorf("%s database: %w", what, err)
 	}
 	db := sql.OpenDB(conn)
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, max(15*time.Second, c.Timeout+c.ReadTimeout))
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
@@ -18,6 +19,16 @@ import (
 
 // DefaultPath is used when neither --config nor SEAFBAK_CONFIG names a file.
 const DefaultPath = "/etc/seafbak/seafbak.yml"
+
+// DefaultDBTimeout bounds each wait on a database when the file has no db_timeout.
+const DefaultDBTimeout = 30 * time.Second
+
+// The range db_timeout must lie in: below a second a busy server fails syncs for
+// nothing; above an hour a server that stopped answering holds a library's lock that long.
+const (
+	minDBTimeout = time.Second
+	maxDBTimeout = time.Hour
+)
 
 // Environment variables that carry database passwords, so they need not sit in the file.
 const (
@@ -37,6 +48,12 @@ type Config struct {
 	// libraries a scan syncs at once.
 	Parallel int
 	Dump     Dump
+	// DBTimeout bounds every wait on the primary's and the backup's database: connecting,
+	// and each read and write of a query's traffic, so a server that stops answering
+	// (hung, SIGSTOPped, a dead network path) fails the sync and frees its library's
+	// lock instead of holding it forever. Applied to Primary.DB and Backup.DB as the
+	// driver's timeout, readTimeout and writeTimeout, unless a DSN sets its own.
+	DBTimeout time.Duration
 }
 
 // Primary is the Seafile server being backed up. Objects come from exactly one of
@@ -114,7 +131,7 @@ func Load(path string) (*Config, error) {
 
 // Parse checks a configuration's text; path is used in messages.
 func Parse(path string, data []byte) (*Config, error) {
-	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}}
+	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}, DBTimeout: DefaultDBTimeout}
 	var primaryDSN, backupDSN string
 	var durability string
 	str := func(dst *string) func(*yaml.Node) error {
@@ -157,6 +174,14 @@ func Parse(path string, data []byte) (*Config, error) {
 			cfg.Parallel = v
 			return nil
 		}},
+		"db_timeout": {set: func(n *yaml.Node) error {
+			d, err := time.ParseDuration(n.Value)
+			if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || err != nil || d < minDBTimeout || d > maxDBTimeout {
+				return errors.New("must be a duration from 1s to 1h, written like 30s or 2m")
+			}
+			cfg.DBTimeout = d
+			return nil
+		}},
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -175,11 +200,11 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 	}
 	var err error
-	if cfg.Primary.DB, err = parseDSN(primaryDSN, EnvPrimaryPassword); err != nil {
+	if cfg.Primary.DB, err = parseDSN(primaryDSN, EnvPrimaryPassword, cfg.DBTimeout); err != nil {
 		return nil, &Error{File: path, Line: seen["primary.db"], Key: "primary.db", Msg: err.Error()}
 	}
 	if backupDSN != "" {
-		if cfg.Backup.DB, err = parseDSN(backupDSN, EnvBackupPassword); err != nil {
+		if cfg.Backup.DB, err = parseDSN(backupDSN, EnvBackupPassword, cfg.DBTimeout); err != nil {
 			return nil, &Error{File: path, Line: seen["backup.db"], Key: "backup.db", Msg: err.Error()}
 		}
 	}
@@ -278,8 +303,15 @@ func isSection(key string, fields map[string]field) bool {
 }
 
 // parseDSN reads a go-sql-driver DSN. Its messages never repeat the DSN, which may hold
-// a password; a password from env replaces the one in the DSN.
-func parseDSN(dsn, env string) (*mysql.Config, error) {
+// a password; a (non-empty) password from env replaces the one in the DSN. timeout
+// becomes the driver's connect, read and write deadlines, each unless the DSN sets its
+// own (timeout=, readTimeout=, writeTimeout=): socket deadlines, renewed at every read
+// and write, so every query and transaction on any connection made from this config
+// fails once the server has been silent that long (a hung or stopped server), without
+// bounding how long a healthy query may stream rows. Every connection seafbak's Go code
+// makes is built from these configs, so this is the one place the deadlines are set;
+// the dump and load tools take only the connect timeout from them.
+func parseDSN(dsn, env string, timeout time.Duration) (*mysql.Config, error) {
 	c, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, errors.New(`is not a valid database address; write it like "user@tcp(host:3306)/seafile_db" or "user@unix(/run/mysqld/mysqld.sock)/seafile_db"`)
@@ -287,8 +319,20 @@ func parseDSN(dsn, env string) (*mysql.Config, error) {
 	if c.DBName == "" {
 		return nil, errors.New("names no database; end it with /seafile_db (your seafile database's name)")
 	}
-	if pw, ok := os.LookupEnv(env); ok {
+	// Set but empty counts as unset: an empty variable is far more often a template or
+	// an unset secret ("PASSWORD=$NOT_SET") than a real empty password, and replacing
+	// the file's password with it would only fail later as an access denied.
+	if pw := os.Getenv(env); pw != "" {
 		c.Passwd = pw
+	}
+	if c.Timeout == 0 {
+		c.Timeout = timeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = timeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = timeout
 	}
 	c.ParseTime = false
 	c.InterpolateParams = false

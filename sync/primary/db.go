@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/go-sql-driver/mysql"
+
 	"seafbak/sync/object"
 )
 
@@ -42,7 +44,7 @@ LEFT JOIN RepoValidSince vs ON vs.repo_id = r.repo_id`
 func (d *DB) Libraries(ctx context.Context) ([]Library, error) {
 	rows, err := d.db.QueryContext(ctx, libraryQuery)
 	if err != nil {
-		return nil, fmt.Errorf("primary db: list libraries: %w", err)
+		return nil, fmt.Errorf("primary db: list libraries: %w", dbErr(err))
 	}
 	defer rows.Close()
 	var libs []Library
@@ -54,7 +56,7 @@ func (d *DB) Libraries(ctx context.Context) ([]Library, error) {
 		libs = append(libs, lib)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("primary db: list libraries: %w", err)
+		return nil, fmt.Errorf("primary db: list libraries: %w", dbErr(err))
 	}
 	return libs, nil
 }
@@ -82,7 +84,7 @@ func scanLibrary(s scanner) (Library, error) {
 		if errors.Is(err, sql.ErrNoRows) {
 			return lib, err
 		}
-		return lib, fmt.Errorf("primary db: read library: %w", err)
+		return lib, fmt.Errorf("primary db: read library: %w", dbErr(err))
 	}
 	lib.Encrypted = encrypted != 0
 	lib.StoreID = lib.ID
@@ -99,4 +101,13 @@ func scanLibrary(s scanner) (Library, error) {
 		return lib, fmt.Errorf("primary db: Branch row of %s: %w", lib.ID, err)
 	}
 	return lib, nil
+}
+
+// dbErr says what the driver's bare "invalid connection" means here: the server did not
+// answer within the connection's deadline (the config's db_timeout) or dropped it.
+func dbErr(err error) error {
+	if errors.Is(err, mysql.ErrInvalidConn) {
+		return fmt.Errorf("%w: the database server did not answer within db_timeout or closed the connection; check that it is up and responsive", err)
+	}
+	return err
 }

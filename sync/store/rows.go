@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Rows keeps the backup database's Repo, Branch and RepoHead rows: the three tables that
@@ -22,7 +24,7 @@ func NewRows(db *sql.DB) *Rows { return &Rows{db: db} }
 func (r *Rows) SetHead(ctx context.Context, repoID, head string) error {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("backup db: set head of %s: %w", repoID, err)
+		return fmt.Errorf("backup db: set head of %s: %w", repoID, dbErr(err))
 	}
 	defer tx.Rollback()
 	stmts := []struct {
@@ -35,11 +37,11 @@ func (r *Rows) SetHead(ctx context.Context, repoID, head string) error {
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s.q, s.args...); err != nil {
-			return fmt.Errorf("backup db: set head of %s: %w", repoID, err)
+			return fmt.Errorf("backup db: set head of %s: %w", repoID, dbErr(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("backup db: set head of %s: commit: %w", repoID, err)
+		return fmt.Errorf("backup db: set head of %s: commit: %w", repoID, dbErr(err))
 	}
 	return nil
 }
@@ -49,7 +51,7 @@ func (r *Rows) SetHead(ctx context.Context, repoID, head string) error {
 func (r *Rows) Delete(ctx context.Context, repoID string) error {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("backup db: delete %s: %w", repoID, err)
+		return fmt.Errorf("backup db: delete %s: %w", repoID, dbErr(err))
 	}
 	defer tx.Rollback()
 	for _, q := range []string{
@@ -58,11 +60,11 @@ func (r *Rows) Delete(ctx context.Context, repoID string) error {
 		"DELETE FROM Repo WHERE repo_id = ?",
 	} {
 		if _, err := tx.ExecContext(ctx, q, repoID); err != nil {
-			return fmt.Errorf("backup db: delete %s: %w", repoID, err)
+			return fmt.Errorf("backup db: delete %s: %w", repoID, dbErr(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("backup db: delete %s: commit: %w", repoID, err)
+		return fmt.Errorf("backup db: delete %s: commit: %w", repoID, dbErr(err))
 	}
 	return nil
 }
@@ -75,7 +77,7 @@ func (r *Rows) Head(ctx context.Context, repoID string) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("backup db: head of %s: %w", repoID, err)
+		return "", fmt.Errorf("backup db: head of %s: %w", repoID, dbErr(err))
 	}
 	return head, nil
 }
@@ -85,16 +87,28 @@ func (r *Rows) Heads(ctx context.Context) (map[string]string, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT r.repo_id, b.commit_id FROM Repo r
 		JOIN Branch b ON b.repo_id = r.repo_id AND b.name = 'master'`)
 	if err != nil {
-		return nil, fmt.Errorf("backup db: list heads: %w", err)
+		return nil, fmt.Errorf("backup db: list heads: %w", dbErr(err))
 	}
 	defer rows.Close()
 	heads := map[string]string{}
 	for rows.Next() {
 		var id, head string
 		if err := rows.Scan(&id, &head); err != nil {
-			return nil, fmt.Errorf("backup db: list heads: %w", err)
+			return nil, fmt.Errorf("backup db: list heads: %w", dbErr(err))
 		}
 		heads[id] = head
 	}
-	return heads, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("backup db: list heads: %w", dbErr(err))
+	}
+	return heads, nil
+}
+
+// dbErr says what the driver's bare "invalid connection" means here: the server did not
+// answer within the connection's deadline (the config's db_timeout) or dropped it.
+func dbErr(err error) error {
+	if errors.Is(err, mysql.ErrInvalidConn) {
+		return fmt.Errorf("%w: the database server did not answer within db_timeout or closed the connection; check that it is up and responsive", err)
+	}
+	return err
 }
