@@ -36,6 +36,10 @@ type Engine struct {
 	// Force skips objects that are missing or corrupt on the primary, recording them as
 	// holes, instead of failing the library.
 	Force bool
+	// Recheck re-reads and verifies every object of each library's history (and of its
+	// old heads) instead of trusting presence, fetching again what is missing or damaged
+	// in the backup: the repair of bit rot or a lost disk sector.
+	Recheck bool
 	// Observer, if set, hears about progress (a progress bar on a terminal).
 	Observer Observer
 	// Now is the clock (tests set it).
@@ -175,6 +179,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
+	recheck = recheck || e.Recheck
 	if !found && !recheck {
 		// No record, but the store has this library's commits: the record was lost or
 		// moved aside, and with it the holes that say which present commits lack part

@@ -29,6 +29,9 @@ type run struct {
 	log     *slog.Logger
 
 	knownHoles map[string]bool // object ids recorded as holes before this run
+	// walkedOldHeads: the walk started from old heads too, so reached says nothing about
+	// what the new head's history holds.
+	walkedOldHeads bool
 
 	commits map[string]*object.Commit // commits to write, fetched in this run
 	toWalk  []*object.Commit          // commits whose trees are walked
@@ -116,6 +119,9 @@ func (r *run) transfer(ctx context.Context) error {
 	// object missing on the primary is truncation only if no commit newer than the
 	// history limit needs it.
 	sort.SliceStable(r.toWalk, func(i, j int) bool { return r.toWalk[i].Ctime > r.toWalk[j].Ctime })
+	if err := r.skipTrimmedTrees(ctx); err != nil {
+		return err
+	}
 	for _, c := range r.toWalk {
 		if err := r.walkTree(ctx, c); err != nil {
 			return err
@@ -129,6 +135,61 @@ func (r *run) transfer(ctx context.Context) error {
 	}
 	r.recordIncompleteTrees()
 	return r.writeCommits(ctx)
+}
+
+// skipTrimmedTrees asks the primary at once which roots of commits past the library's
+// history limit it no longer has, and records those commits as truncated without asking
+// for each tree. Roots that a commit within the limit also uses are left to the walk: the
+// primary must still have them, and their absence is a fault, not truncation.
+func (r *run) skipTrimmedTrees(ctx context.Context) error {
+	checker, ok := r.e.Source.(primary.AbsenceChecker)
+	if !ok || r.lib.ValidSince == 0 || r.recheck {
+		return nil
+	}
+	inLimit := map[string]bool{}
+	for _, c := range r.toWalk {
+		if c.Ctime >= r.lib.ValidSince {
+			inLimit[c.RootID] = true
+		}
+	}
+	oldByRoot := map[string][]*object.Commit{}
+	var roots []string
+	for _, c := range r.toWalk {
+		if c.Ctime >= r.lib.ValidSince || c.RootID == object.EmptyID || inLimit[c.RootID] {
+			continue
+		}
+		if oldByRoot[c.RootID] == nil {
+			has, err := r.e.Store.Has(ctx, object.KindFS, r.lib.StoreID, c.RootID)
+			if err != nil {
+				return err
+			}
+			if has {
+				continue
+			}
+			roots = append(roots, c.RootID)
+		}
+		oldByRoot[c.RootID] = append(oldByRoot[c.RootID], c)
+	}
+	if len(roots) == 0 {
+		return nil
+	}
+	missing, err := checker.MissingFS(ctx, r.lib, roots)
+	if err != nil {
+		// Only a shortcut: the walk asks for each tree and classifies what it meets.
+		r.log.Debug("could not ask the primary which old trees it trimmed; walking them one by one", "err", err)
+		return nil
+	}
+	for _, root := range missing {
+		if _, asked := oldByRoot[root]; !asked {
+			continue
+		}
+		r.seen[root] = true
+		r.bad[root] = true
+		for _, c := range oldByRoot[root] {
+			r.truncated[c.ID] = true
+		}
+	}
+	return nil
 }
 
 // recordIncompleteTrees makes sure every walked commit whose tree could not be completed
@@ -159,6 +220,16 @@ func (r *run) recordIncompleteTrees() {
 // commits the backup has. Commits with known holes are walked again to retry them.
 func (r *run) walkCommits(ctx context.Context) error {
 	queue := []string{r.lib.Head}
+	if r.e.Recheck {
+		// A repair covers every head the backup can restore, not only the current one.
+		for _, h := range r.rec.OldHeads {
+			queue = append(queue, h.Head)
+		}
+		if r.rec.Head != "" {
+			queue = append(queue, r.rec.Head)
+		}
+		r.walkedOldHeads = true
+	}
 	retry := map[string]bool{}
 	for _, h := range r.rec.Holes {
 		if !retry[h.Commit] {
@@ -690,7 +761,7 @@ func (r *run) writeCommits(ctx context.Context) error {
 // keepOldHead reports whether oldHead is no longer in the history of the new head, so
 // the state must remember it to keep it restorable.
 func (r *run) keepOldHead(ctx context.Context, oldHead string) (bool, error) {
-	if r.reached[oldHead] {
+	if r.reached[oldHead] && !r.walkedOldHeads {
 		return false, nil
 	}
 	// The walk stopped short of the old head: look for it in the backup's history.

@@ -7,6 +7,7 @@ import (
 
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
+	"seafbak/sync/primary"
 )
 
 // BenchmarkTruncatedFirstBackup is a first backup of a library whose primary trimmed the
@@ -24,7 +25,13 @@ func BenchmarkTruncatedFirstBackup(b *testing.B) {
 				b.StopTimer()
 				env := testenv.New(b, srv)
 				if source == "http" {
-					env.StartFileServer()
+					// The client as seafbak runs it: default retries and backoff.
+					fs := env.StartFileServer()
+					h, err := primary.NewHTTP(primary.HTTPOptions{URL: fs.URL(), SyncToken: testenv.SyncToken})
+					if err != nil {
+						b.Fatal(err)
+					}
+					env.HTTP = h
 				}
 				g := seafgen.New(env.PrimaryDir)
 				g.BlockSize = 4096

@@ -79,6 +79,14 @@ type Source interface {
 	Objects
 }
 
+// AbsenceChecker is a Source that can tell in one request which fs objects it lacks.
+// Over HTTP a missing object costs a failed pack-fs and a check-fs each; asking for the
+// roots of all commits past the history limit at once costs one request.
+type AbsenceChecker interface {
+	// MissingFS returns the ids among ids that the primary does not have.
+	MissingFS(ctx context.Context, lib Library, ids []string) ([]string, error)
+}
+
 // Preparer is a Source that must set something up before a library's objects can be
 // read (the HTTP source creates the library's token).
 type Preparer interface {

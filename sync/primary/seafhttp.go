@@ -532,6 +532,25 @@ func (h *HTTP) sleep(ctx context.Context, failures int) error {
 	}
 }
 
+// MissingFS asks check-fs which of ids the server lacks, a batch at a time.
+func (h *HTTP) MissingFS(ctx context.Context, lib Library, ids []string) ([]string, error) {
+	var missing []string
+	for start := 0; start < len(ids); start += packBatch {
+		batch := ids[start:min(start+packBatch, len(ids))]
+		for _, id := range batch {
+			if err := object.CheckID(id); err != nil {
+				return nil, err
+			}
+		}
+		got, err := h.lacking(ctx, lib, "check-fs", batch)
+		if err != nil {
+			return nil, err
+		}
+		missing = append(missing, got...)
+	}
+	return missing, nil
+}
+
 // lacking asks check-fs or check-blocks which of ids the server does not have: the
 // protocol's way to tell "missing" from "failing" after a 500.
 func (h *HTTP) lacking(ctx context.Context, lib Library, route string, ids []string) ([]string, error) {
@@ -665,7 +684,7 @@ func (b *blockReader) open() error {
 	if b.done > 0 {
 		if _, err := io.CopyN(io.Discard, resp.Body, b.done); err != nil {
 			resp.Body.Close()
-			return err
+			return &brokenError{err}
 		}
 	}
 	b.body = resp.Body
@@ -682,16 +701,31 @@ func (b *blockReader) Read(p []byte) (int, error) {
 		if b.ctx.Err() != nil {
 			return 0, fmt.Errorf("block %s: %w", b.id, err)
 		}
-		if b.restarts >= b.h.opts.Attempts {
-			return 0, &UnreachableError{What: fmt.Sprintf("GET /repo/%s/block/%s, %d restarts", b.lib.ID, b.id, b.restarts), Err: err}
-		}
-		b.restarts++
 		b.body.Close()
-		b.h.log.Debug("block transfer broke; asking again", "repo", b.lib.ID, "block", b.id, "at", b.done, "err", err)
-		if oerr := b.open(); oerr != nil {
-			return 0, fmt.Errorf("block %s: %w (after %v)", b.id, oerr, err)
+		for {
+			if b.restarts >= b.h.opts.Attempts {
+				return 0, &UnreachableError{What: fmt.Sprintf("GET /repo/%s/block/%s, %d restarts", b.lib.ID, b.id, b.restarts), Err: err}
+			}
+			b.restarts++
+			b.h.log.Debug("block transfer broke; asking again", "repo", b.lib.ID, "block", b.id, "at", b.done, "err", err)
+			oerr := b.open()
+			if oerr == nil {
+				break
+			}
+			var broken *brokenError
+			if !errors.As(oerr, &broken) {
+				return 0, fmt.Errorf("block %s: %w (after %v)", b.id, oerr, err)
+			}
+			err = broken.err // broke again before reaching where it broke: another restart
 		}
 	}
 }
+
+// brokenError is a resumed block transfer that broke before it got back to the bytes
+// already delivered: a transport failure like the first.
+type brokenError struct{ err error }
+
+func (e *brokenError) Error() string { return "resumed block transfer broke: " + e.err.Error() }
+func (e *brokenError) Unwrap() error { return e.err }
 
 func (b *blockReader) Close() error { return b.body.Close() }
