@@ -33,7 +33,7 @@ type restoreCmd struct {
 
 type restoreLibraryCmd struct {
 	Repo   string `arg:"" name:"repo-id" help:"The library."`
-	To     string `help:"Directory to write the files into (must be empty unless --force)." placeholder:"DIR" type:"path"`
+	To     string `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR" type:"path"`
 	Commit string `help:"Restore this commit (see --list)." placeholder:"ID"`
 	At     string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
 	List   bool   `help:"List the library's backed-up history (commit, time, author, description) instead of restoring."`
@@ -203,8 +203,12 @@ func (c *restoreLibraryCmd) run(e *env) int {
 		}
 		return exitFailed
 	}
-	fmt.Fprintf(e.stdout, "%s %s: restored commit %s (%s, %q) into %s: %d files, %d dirs, %s in %.1fs\n",
-		c.Repo, rec.Name, res.Commit, res.Time.Format(time.RFC3339), firstLine(res.Description), res.Dir, res.Files, res.Dirs, humanBytes(res.Bytes), time.Since(start).Seconds())
+	resumed := ""
+	if res.Resumed {
+		resumed = " (finished an interrupted restore)"
+	}
+	fmt.Fprintf(e.stdout, "%s %s: restored commit %s (%s, %q) into %s%s: %d files, %d dirs, %s in %.1fs\n",
+		c.Repo, rec.Name, res.Commit, res.Time.Format(time.RFC3339), firstLine(res.Description), res.Dir, resumed, res.Files, res.Dirs, humanBytes(res.Bytes), time.Since(start).Seconds())
 	return exitOK
 }
 

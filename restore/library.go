@@ -4,13 +4,15 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
+	"slices"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -48,11 +50,14 @@ type LibraryOptions struct {
 	// head and old heads, whose ctime is not after At), or neither: the backed-up head.
 	Commit string
 	At     time.Time
-	// Dir is where the files go; it is created if absent. It must be empty unless Force.
+	// Dir is where the files go; it is created if absent. It must be empty unless Force,
+	// or hold nothing but an unfinished restore of the same library and commit (see
+	// MarkerName), which is then finished.
 	Dir string
 	// Force writes into a non-empty Dir: restored files replace files and symlinks of
 	// the same name, a file or symlink where a restored directory goes is removed; an
-	// existing directory where a file goes is an error. Nothing else is deleted.
+	// existing directory where a file goes is an error. Nothing else is deleted but
+	// temp files an earlier restore left (see TempPrefix) in the directories restored.
 	Force bool
 	// Parallel is how many files are written at once (0 means 4).
 	Parallel int
@@ -75,13 +80,17 @@ type LibraryResult struct {
 	Dirs        int       `json:"dirs"`
 	Files       int       `json:"files"`
 	Bytes       int64     `json:"bytes"`
+	// Resumed: Dir held an unfinished restore of this library and commit (see
+	// MarkerName), and this one finished it.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // TempPrefix starts the name of every file RestoreLibrary is writing. A file is written
-// under a temp name (TempPrefix + random + ".tmp") in its final directory and renamed to
-// its real name only once all its blocks are written and verified and its mtime is set;
-// so after a restore that was killed or failed, every file under a real name is whole,
-// and leftovers are recognisable by this prefix (a failed restore removes its own).
+// under a temp name (TempPrefix + 16 hex digits + ".tmp") in its final directory and
+// renamed to its real name only once all its blocks are written and verified and its
+// mtime is set; so after a restore that was killed or failed, every file under a real
+// name is whole, and leftovers are recognisable by their name (a failed restore removes
+// its own; a rerun removes those of a killed one, and nothing else).
 const TempPrefix = ".seafbak-restore-"
 
 // RestoreLibrary writes a library's files as they were at one commit into opts.Dir:
@@ -93,6 +102,10 @@ const TempPrefix = ".seafbak-restore-"
 // or forged tree (bad names: "/", "..", NUL; an fs object that does not hash to its id)
 // fails the restore with nothing written. Paths are resolved with os.Root: no name,
 // symlink or race makes a write land outside Dir.
+//
+// While it writes, Dir holds MarkerName. A restore that was killed (or failed) can be
+// run again into the same Dir: it removes the temp files the first one left and writes
+// every file again, over the whole ones already there.
 func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, error) {
 	if opts.Store == nil {
 		return nil, errors.New("restore: no store")
@@ -177,244 +190,613 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		}
 		return fail(err)
 	}
-	root, err := openTarget(opts.Dir, opts.Force)
+	root, resumed, err := openTarget(opts.Dir, opts.Force, lib.RepoID, c.ID)
 	if err != nil {
 		return fail(err)
 	}
 	defer root.Close()
+	// A library holding an entry of the marker's own name at its root gets no marker:
+	// writing it would clobber the marker, and removing the marker would delete it.
+	marked := !p.rootHas(MarkerName)
+	if marked {
+		if err := writeMarker(root, unfinished{RepoID: lib.RepoID, Commit: c.ID, Started: time.Now().UTC()}); err != nil {
+			return fail(fmt.Errorf("%s: %w", MarkerName, err))
+		}
+	}
 	w := &writer{
-		ctx: ctx, s: opts.Store, lib: lib, root: root, force: opts.Force, fsync: opts.Fsync,
+		s: opts.Store, lib: lib, plan: p, force: opts.Force || resumed, sweep: opts.Force || resumed, fsync: opts.Fsync,
 		prog: &progress{p: opts.Progress},
 	}
-	w.prog.todo(int64(len(p.dirs)+len(p.files)), p.bytes)
-	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "dirs", len(p.dirs), "files", len(p.files), "bytes", p.bytes, "dir", opts.Dir)
-	for _, d := range p.dirs {
-		if err := w.mkdir(d.path); err != nil {
-			return fail(err)
-		}
-		w.prog.done(1, 0)
-	}
-	if err := w.writeFiles(p.files, max(opts.Parallel, 0)); err != nil {
+	w.prog.todo(int64(len(p.dirs)-1+p.files), p.bytes)
+	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "dirs", len(p.dirs)-1, "files", p.files, "bytes", p.bytes, "dir", opts.Dir, "resumed", resumed)
+	if err := w.writeTree(ctx, root, max(opts.Parallel, 0)); err != nil {
 		return fail(err)
 	}
-	// Writing a directory's entries moved its mtime: set them last, deepest first.
-	for i := len(p.dirs) - 1; i >= 0; i-- {
-		d := p.dirs[i]
-		t := time.Unix(d.mtime, 0)
-		if err := root.Chtimes(d.path, t, t); err != nil {
-			return fail(fmt.Errorf("%s: %w", d.path, err))
+	if marked {
+		if err := root.Remove(MarkerName); err != nil {
+			return fail(fmt.Errorf("every file is restored, but removing %s failed: %w", MarkerName, err))
 		}
-	}
-	if opts.Fsync {
-		for _, d := range append([]planEntry{{path: "."}}, p.dirs...) {
-			if err := syncIn(root, d.path); err != nil {
+		if opts.Fsync {
+			if err := syncIn(root, "."); err != nil {
 				return fail(err)
 			}
 		}
 	}
-	res.Dirs, res.Files, res.Bytes = len(p.dirs), len(p.files), w.bytes.Load()
+	res.Dirs, res.Files, res.Bytes, res.Resumed = len(p.dirs)-1, p.files, w.bytes.Load(), resumed
 	return res, nil
 }
 
-// planEntry is a dir or file of the tree to restore.
-type planEntry struct {
-	path  string // slash-separated, relative to the library root
+// The plan is a tree of directories, each with its files, rather than a list of paths:
+// building every entry's full path costs the sum of all depths, quadratic in a deep
+// tree; paths are built only for error messages.
+type plan struct {
+	dirs  []planDir // dirs[0] is the library's root; parents before children
+	files int
+	bytes int64
+}
+
+type planDir struct {
+	name    string // "" for the root
+	parent  int    // index in plan.dirs; -1 for the root
+	mtime   int64
+	subdirs []int // indexes in plan.dirs
+	files   []planFile
+}
+
+type planFile struct {
+	name  string
 	id    string
 	size  int64
 	mtime int64
 }
 
-type plan struct {
-	dirs  []planEntry // parents before children
-	files []planEntry
-	bytes int64
+// path is dir d's slash-separated path relative to the library root ("" for the root).
+func (p *plan) path(d int) string {
+	var names []string
+	for ; d > 0; d = p.dirs[d].parent {
+		names = append(names, p.dirs[d].name)
+	}
+	slices.Reverse(names)
+	return strings.Join(names, "/")
+}
+
+func (p *plan) filePath(d int, name string) string {
+	if d == 0 {
+		return name
+	}
+	return p.path(d) + "/" + name
+}
+
+func (p *plan) rootHas(name string) bool {
+	for _, s := range p.dirs[0].subdirs {
+		if p.dirs[s].name == name {
+			return true
+		}
+	}
+	for _, f := range p.dirs[0].files {
+		if f.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // planTree reads every dir object of the tree (verified, names checked by ParseFS).
 func planTree(ctx context.Context, s store.Store, lib Library, rootID string) (*plan, error) {
-	p := &plan{}
-	var walk func(id, dir string) error
-	walk = func(id, dir string) error {
+	p := &plan{dirs: []planDir{{parent: -1}}}
+	var walk func(d int, id string) error
+	walk = func(d int, id string) error {
 		if id == object.EmptyID {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		f, err := readFS(ctx, s, lib, id, dir)
+		raw, err := s.Get(ctx, object.KindFS, lib.StoreID, id)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", displayPath(p.path(d)), err)
+		}
+		f, err := object.ParseFS(id, raw)
+		if err != nil {
+			return fmt.Errorf("%s: %w", displayPath(p.path(d)), err)
 		}
 		if !f.IsDir() {
-			return fmt.Errorf("%s/: %w: fs object %s is a file, not a dir", dir, object.ErrInvalid, id)
+			return fmt.Errorf("%s/: %w: fs object %s is a file, not a dir", p.path(d), object.ErrInvalid, id)
 		}
-		for _, d := range f.Dirents {
-			if err := object.CheckName(d.Name); err != nil { // ParseFS checked; defence in depth
-				return fmt.Errorf("%s/: %w: %v", dir, object.ErrInvalid, err)
+		for _, de := range f.Dirents {
+			if err := object.CheckName(de.Name); err != nil { // ParseFS checked; defence in depth
+				return fmt.Errorf("%s/: %w: %v", p.path(d), object.ErrInvalid, err)
 			}
-			e := planEntry{path: path.Join(dir, d.Name), id: d.ID, size: d.Size, mtime: d.Mtime}
-			if d.IsDir() {
-				p.dirs = append(p.dirs, e)
-				if err := walk(d.ID, e.path); err != nil {
+			if de.IsDir() {
+				sub := len(p.dirs)
+				p.dirs = append(p.dirs, planDir{name: de.Name, parent: d, mtime: de.Mtime})
+				p.dirs[d].subdirs = append(p.dirs[d].subdirs, sub)
+				if err := walk(sub, de.ID); err != nil {
 					return err
 				}
 				continue
 			}
-			p.files = append(p.files, e)
-			p.bytes += d.Size
+			p.dirs[d].files = append(p.dirs[d].files, planFile{name: de.Name, id: de.ID, size: de.Size, mtime: de.Mtime})
+			p.files++
+			p.bytes += de.Size
 		}
 		return nil
 	}
-	if err := walk(rootID, ""); err != nil {
+	if err := walk(0, rootID); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// openTarget creates dir if need be, checks it is empty unless force, and opens it as
-// the root every write is confined to.
-func openTarget(dir string, force bool) (*os.Root, error) {
+// MarkerName is the file RestoreLibrary keeps at the top of the target directory while
+// it writes (JSON: library, commit, start time) and removes when every file is in
+// place. A restore that was killed or failed leaves it, and a rerun of the same library
+// and commit into the same directory finishes that restore instead of refusing a
+// non-empty directory.
+const MarkerName = ".seafbak-unfinished-restore.json"
+
+type unfinished struct {
+	RepoID  string    `json:"repo_id"`
+	Commit  string    `json:"commit"`
+	Started time.Time `json:"started"`
+}
+
+// writeMarker puts the marker in place under a temp name and a rename, so a kill never
+// leaves a half-written one.
+func writeMarker(root *os.Root, m unfinished) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := tempName()
+	if err := root.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		root.Remove(tmp)
+		return err
+	}
+	if err := root.Rename(tmp, MarkerName); err != nil {
+		root.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func readMarker(root *os.Root) (unfinished, error) {
+	var m unfinished
+	fi, err := root.Lstat(MarkerName)
+	if err != nil {
+		return m, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > 4096 {
+		return m, fmt.Errorf("%s is not a file seafbak wrote", MarkerName)
+	}
+	data, err := root.ReadFile(MarkerName)
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("%s: %w", MarkerName, err)
+	}
+	return m, nil
+}
+
+// tempName is a fresh name matching isTempName.
+func tempName() string {
+	var rnd [8]byte
+	crand.Read(rnd[:])
+	return TempPrefix + hex.EncodeToString(rnd[:]) + ".tmp"
+}
+
+// isTempName reports whether name is one tempName makes: only these are ever swept.
+func isTempName(name string) bool {
+	mid, ok := strings.CutPrefix(name, TempPrefix)
+	if !ok {
+		return false
+	}
+	mid, ok = strings.CutSuffix(mid, ".tmp")
+	if !ok || len(mid) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(mid)
+	return err == nil && strings.ToLower(mid) == mid
+}
+
+// openTarget creates dir if need be and opens it as the root every write is confined
+// to. Without force, dir must be empty, or hold nothing but temp files of a killed
+// restore (removed here), or hold the marker of an unfinished restore of this very
+// library and commit: then resumed is true, and the restore writes over what that one
+// left (sweeping its temp files dir by dir).
+func openTarget(dir string, force bool, repoID, commitID string) (_ *os.Root, resumed bool, err error) {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	case err != nil:
-		return nil, err
+		return nil, false, err
 	case !fi.IsDir():
-		return nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, false, fmt.Errorf("%s is not a directory", dir)
 	}
-	root, err := os.OpenRoot(dir)
+	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if !force {
-		d, err := root.Open(".")
+	defer func() {
 		if err != nil {
-			root.Close()
-			return nil, err
+			r.Close()
 		}
-		names, err := d.Readdirnames(1)
-		d.Close()
-		if err != nil && err != io.EOF {
-			root.Close()
-			return nil, err
-		}
-		if len(names) > 0 {
-			root.Close()
-			return nil, fmt.Errorf("%s: %w", dir, ErrNotEmpty)
+	}()
+	d, err := r.Open(".")
+	if err != nil {
+		return nil, false, err
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return nil, false, err
+	}
+	var temps []string
+	marker, others := false, 0
+	for _, e := range ents {
+		switch {
+		case e.Name() == MarkerName:
+			marker = true
+		case isTempName(e.Name()) && e.Type().IsRegular():
+			temps = append(temps, e.Name())
+		default:
+			others++
 		}
 	}
-	return root, nil
+	if marker {
+		m, merr := readMarker(r)
+		switch {
+		case merr == nil && m.RepoID == repoID && m.Commit == commitID:
+			return r, true, nil
+		case force:
+		case merr != nil:
+			return nil, false, fmt.Errorf("%s: %w: it holds %s, which seafbak cannot read (%v); remove it, or add --force to write into the directory", dir, ErrNotEmpty, MarkerName, merr)
+		default:
+			return nil, false, fmt.Errorf("%s: %w: it holds an unfinished restore of library %s at commit %s (started %s); to finish it, rerun that restore (--commit %s), or choose another directory, or add --force to write this one into it",
+				dir, ErrNotEmpty, m.RepoID, m.Commit, m.Started.Format(time.RFC3339), m.Commit)
+		}
+	}
+	if force {
+		return r, false, nil
+	}
+	if others > 0 || marker {
+		return nil, false, fmt.Errorf("%s: %w", dir, ErrNotEmpty)
+	}
+	for _, n := range temps {
+		if err := r.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("%s: removing the temp file %s of a killed restore: %w", dir, n, err)
+		}
+	}
+	return r, false, nil
 }
 
-// writer writes a planned tree under root.
+// writer writes a planned tree.
+//
+// Every operation names one entry in its own directory, through an os.Root opened on
+// that directory: resolving a path from the target's top instead (one openat per
+// component, os.Root's way of staying inside) costs the depth of every entry, quadratic
+// in a deep tree. The walk keeps the directories on its way down open, but at most
+// keepOpen of the deepest ones and every keepOpen-th above them, so a tree thousands
+// of levels deep needs a few hundred descriptors; a directory closed on the way down is
+// reopened from the nearest open one above it on the way up.
 type writer struct {
-	ctx   context.Context
 	s     store.Store
 	lib   Library
-	root  *os.Root
-	force bool
+	plan  *plan
+	force bool // replace files and symlinks in the way
+	sweep bool // remove temp files of an earlier restore from each directory first
 	fsync bool
 	prog  *progress
 	bytes atomic.Int64
+
+	cancel context.CancelFunc
+	mu     gosync.Mutex
+	err    error // the first error
+	failed atomic.Bool
 }
 
-// mkdir makes a directory; its parent exists and is a real directory. Under force, a
-// file or symlink in its place is removed first (never followed).
-func (w *writer) mkdir(p string) error {
-	err := w.root.Mkdir(p, 0o755)
-	if err == nil || !errors.Is(err, fs.ErrExist) {
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+const keepOpen = 32
+
+// handle is an open directory shared by the walk and the directory's file jobs; the
+// last to let go closes it.
+type handle struct {
+	r    *os.Root
+	refs atomic.Int32
+}
+
+func newHandle(r *os.Root) *handle {
+	h := &handle{r: r}
+	h.refs.Store(1)
+	return h
+}
+
+func (h *handle) release() {
+	if h.refs.Add(-1) == 0 {
+		h.r.Close()
+	}
+}
+
+// group counts what must happen in a directory before its mtime can be set: its
+// subdirectories made and its files written. The last to finish sets it.
+type group struct {
+	w    *writer
+	d    int
+	h    *handle
+	left atomic.Int32
+}
+
+func (g *group) done() {
+	if g.left.Add(-1) == 0 {
+		g.w.finish(g.d, g.h.r)
+		g.h.release()
+	}
+}
+
+type fileJob struct {
+	g *group
+	f *planFile
+}
+
+// frame is a directory on the walk's way down.
+type frame struct {
+	d    int
+	h    *handle // nil while closed (see writer)
+	next int     // the next of its subdirs to enter
+}
+
+func (w *writer) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+	w.failed.Store(true)
+	w.cancel()
+}
+
+// writeTree makes every directory and writes every file, parallel files at once, then
+// returns once every directory's mtime is set (and with fsync, every directory synced).
+func (w *writer) writeTree(ctx context.Context, top *os.Root, parallel int) error {
+	if parallel == 0 {
+		parallel = 4
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w.cancel = cancel
+	jobs := make(chan fileJob)
+	var wg gosync.WaitGroup
+	for range min(parallel, max(w.plan.files, 1)) {
+		wg.Go(func() {
+			buf := make([]byte, 256<<10)
+			for j := range jobs {
+				if err := w.writeFile(wctx, j, buf); err != nil {
+					w.fail(err)
+				}
+				j.g.done()
+			}
+		})
+	}
+	err := w.walk(wctx, top, jobs)
+	close(jobs)
+	wg.Wait()
+	if err != nil {
+		w.fail(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
+		return w.err
+	}
+	return ctx.Err()
+}
+
+// walk visits the directories depth first, parents before children, making each one's
+// subdirectories and handing its files to the workers.
+func (w *writer) walk(ctx context.Context, top *os.Root, jobs chan<- fileJob) error {
+	r, err := top.OpenRoot(".")
+	if err != nil {
+		return err
+	}
+	stack := []frame{{d: 0, h: newHandle(r)}}
+	defer func() {
+		for _, f := range stack {
+			if f.h != nil {
+				f.h.release()
+			}
+		}
+	}()
+	if err := w.populate(ctx, 0, stack[0].h, jobs); err != nil {
+		return err
+	}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		i := len(stack) - 1
+		subdirs := w.plan.dirs[stack[i].d].subdirs
+		if stack[i].next == len(subdirs) {
+			if stack[i].h != nil {
+				stack[i].h.release()
+			}
+			stack = stack[:i]
+			continue
+		}
+		child := subdirs[stack[i].next]
+		stack[i].next++
+		if stack[i].h == nil {
+			if err := w.reopen(stack); err != nil {
+				return err
+			}
+		}
+		r, err := stack[i].h.r.OpenRoot(w.plan.dirs[child].name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.plan.path(child), err)
+		}
+		h := newHandle(r)
+		stack = append(stack, frame{d: child, h: h})
+		if j := len(stack) - 1 - keepOpen; j > 0 && j%keepOpen != 0 && stack[j].h != nil {
+			stack[j].h.release()
+			stack[j].h = nil
+		}
+		if err := w.populate(ctx, child, h, jobs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reopen opens the top frame's directory, and the closed ones above it, from the
+// nearest open frame above (at most keepOpen levels up: every keepOpen-th stays open).
+func (w *writer) reopen(stack []frame) error {
+	top := len(stack) - 1
+	i := top - 1
+	for stack[i].h == nil {
+		i--
+	}
+	for k := i + 1; k <= top; k++ {
+		r, err := stack[k-1].h.r.OpenRoot(w.plan.dirs[stack[k].d].name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.plan.path(stack[k].d), err)
+		}
+		stack[k].h = newHandle(r)
+	}
+	return nil
+}
+
+// populate makes dir d's subdirectories and queues its files. Its group is released
+// here once all are queued; the workers release it file by file.
+func (w *writer) populate(ctx context.Context, d int, h *handle, jobs chan<- fileJob) error {
+	dir := &w.plan.dirs[d]
+	if w.sweep {
+		if err := w.sweepTemps(h.r, d); err != nil {
+			return err
+		}
+	}
+	for _, s := range dir.subdirs {
+		if err := w.mkdir(h.r, s); err != nil {
+			return err
+		}
+		w.prog.done(1, 0)
+	}
+	h.refs.Add(1)
+	g := &group{w: w, d: d, h: h}
+	g.left.Store(1)
+	defer g.done()
+	for i := range dir.files {
+		g.left.Add(1)
+		select {
+		case jobs <- fileJob{g: g, f: &dir.files[i]}:
+		case <-ctx.Done():
+			g.left.Add(-1) // the walk's own count keeps it above zero
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// finish sets dir d's mtime (its entries are all written: nothing changes it after) and
+// with fsync makes the directory durable. The library's root has no mtime of its own.
+func (w *writer) finish(d int, r *os.Root) {
+	if w.failed.Load() {
+		return
+	}
+	if d != 0 {
+		t := time.Unix(w.plan.dirs[d].mtime, 0)
+		if err := r.Chtimes(".", t, t); err != nil {
+			w.fail(fmt.Errorf("%s: %w", w.plan.path(d), err))
+			return
+		}
+	}
+	if w.fsync {
+		if err := syncIn(r, "."); err != nil {
+			w.fail(fmt.Errorf("%s: %w", displayPath(w.plan.path(d)), err))
+		}
+	}
+}
+
+// sweepTemps removes the temp files an earlier, killed restore left in dir d: regular
+// files whose names tempName could have made, nothing else.
+func (w *writer) sweepTemps(r *os.Root, d int) error {
+	f, err := r.Open(".")
+	if err != nil {
+		return fmt.Errorf("%s: %w", displayPath(w.plan.path(d)), err)
+	}
+	ents, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", displayPath(w.plan.path(d)), err)
+	}
+	for _, e := range ents {
+		if isTempName(e.Name()) && e.Type().IsRegular() {
+			if err := r.Remove(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %w", w.plan.filePath(d, e.Name()), err)
+			}
+		}
+	}
+	return nil
+}
+
+// mkdir makes directory s in its parent's directory r. Under force, a file or symlink
+// in its place is removed first (never followed).
+func (w *writer) mkdir(r *os.Root, s int) error {
+	name := w.plan.dirs[s].name
+	wrap := func(err error) error { return fmt.Errorf("%s: %w", w.plan.path(s), err) }
+	err := r.Mkdir(name, 0o755)
+	if err == nil {
 		return nil
 	}
-	fi, lerr := w.root.Lstat(p)
+	if !errors.Is(err, fs.ErrExist) {
+		return wrap(err)
+	}
+	fi, lerr := r.Lstat(name)
 	if lerr != nil {
-		return fmt.Errorf("%s: %w", p, lerr)
+		return wrap(lerr)
 	}
 	if fi.IsDir() {
 		return nil
 	}
 	if !w.force {
-		return fmt.Errorf("%s: %w", p, err)
+		return wrap(err)
 	}
-	if err := w.root.Remove(p); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+	if err := r.Remove(name); err != nil {
+		return wrap(err)
 	}
-	if err := w.root.Mkdir(p, 0o755); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+	if err := r.Mkdir(name, 0o755); err != nil {
+		return wrap(err)
 	}
 	return nil
 }
 
-func (w *writer) writeFiles(files []planEntry, parallel int) error {
-	if parallel == 0 {
-		parallel = 4
-	}
-	ctx, cancel := context.WithCancel(w.ctx)
-	defer cancel()
-	jobs := make(chan planEntry)
-	var mu gosync.Mutex
-	var firstErr error
-	var wg gosync.WaitGroup
-	for range min(parallel, max(len(files), 1)) {
-		wg.Go(func() {
-			buf := make([]byte, 256<<10)
-			for e := range jobs {
-				if err := w.writeFile(ctx, e, buf); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		})
-	}
-feed:
-	for _, e := range files {
-		select {
-		case jobs <- e:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return w.ctx.Err()
-}
-
-// writeFile writes one file under a temp name, verifying every block, and renames it
-// into place once whole.
-func (w *writer) writeFile(ctx context.Context, e planEntry, buf []byte) (err error) {
+// writeFile writes one file under a temp name in its directory, verifying every block,
+// and renames it into place once whole.
+func (w *writer) writeFile(ctx context.Context, j fileJob, buf []byte) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var rnd [8]byte
-	crand.Read(rnd[:])
-	tmp := path.Join(path.Dir(e.path), TempPrefix+hex.EncodeToString(rnd[:])+".tmp")
-	f, err := w.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	r, e := j.g.h.r, j.f
+	tmp := tempName()
+	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("%s: %w", e.path, err)
+		return fmt.Errorf("%s: %w", w.plan.filePath(j.g.d, e.name), err)
 	}
 	defer func() {
 		if f != nil {
 			f.Close()
 		}
 		if err != nil {
-			w.root.Remove(tmp)
-			err = fmt.Errorf("%s: %w", e.path, err)
+			r.Remove(tmp)
+			err = fmt.Errorf("%s: %w", w.plan.filePath(j.g.d, e.name), err)
 		}
 	}()
 	if e.id != object.EmptyID {
-		if err := w.copyBlocks(ctx, e, f, buf); err != nil {
+		if err := w.copyBlocks(ctx, j, f, buf); err != nil {
 			return err
 		}
 	}
@@ -429,11 +811,11 @@ func (w *writer) writeFile(ctx context.Context, e planEntry, buf []byte) (err er
 		return err
 	}
 	t := time.Unix(e.mtime, 0)
-	if err := w.root.Chtimes(tmp, t, t); err != nil {
+	if err := r.Chtimes(tmp, t, t); err != nil {
 		return err
 	}
-	if err := w.root.Rename(tmp, e.path); err != nil {
-		if fi, lerr := w.root.Lstat(e.path); lerr == nil && fi.IsDir() {
+	if err := r.Rename(tmp, e.name); err != nil {
+		if fi, lerr := r.Lstat(e.name); lerr == nil && fi.IsDir() {
 			return fmt.Errorf("a directory is in the way of this file: %w", err)
 		}
 		return err
@@ -444,8 +826,15 @@ func (w *writer) writeFile(ctx context.Context, e planEntry, buf []byte) (err er
 
 // copyBlocks streams a file's blocks into f through buf, checking each block's SHA-1
 // and the total size.
-func (w *writer) copyBlocks(ctx context.Context, e planEntry, f *os.File, buf []byte) error {
-	fo, err := readFS(ctx, w.s, w.lib, e.id, e.path)
+func (w *writer) copyBlocks(ctx context.Context, j fileJob, f *os.File, buf []byte) error {
+	e := j.f
+	// writeFile's error names the file; a path built here for every file would cost its
+	// depth each time.
+	raw, err := w.s.Get(ctx, object.KindFS, w.lib.StoreID, e.id)
+	if err != nil {
+		return err
+	}
+	fo, err := object.ParseFS(e.id, raw)
 	if err != nil {
 		return err
 	}
