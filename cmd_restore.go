@@ -24,6 +24,7 @@ type verifyCmd struct {
 	Repos  []string `arg:"" optional:"" name:"repo-id" help:"Libraries to verify (default: every library in the state)."`
 	Sample float64  `help:"Hash only this share of blocks (0 < P <= 1), e.g. 0.05 for a quick nightly run; every block's presence is still checked." default:"1"`
 	JSON   bool     `name:"json" help:"Print one JSON document for scripts."`
+	Repair bool     `help:"Fetch again from the primary every object found missing or damaged in the backup (verified as always, across the whole history and the old heads), then verify those libraries again. What the primary no longer has is reported."`
 }
 
 type restoreCmd struct {
@@ -91,17 +92,125 @@ func (c *verifyCmd) run(e *env) int {
 		fmt.Fprintln(e.stderr, "seafbak verify:", err)
 		return exitCantRun
 	}
+	var repairs []repairOutcome
+	if c.Repair && !rep.OK() {
+		if repairs, err = repair(e, opts, rep); err != nil {
+			fmt.Fprintln(e.stderr, "seafbak verify --repair:", err)
+			return exitCantRun
+		}
+	}
+	holes := withHoles(rep)
 	if c.JSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+		enc.Encode(struct {
+			*restore.VerifyReport
+			Repairs   []repairOutcome `json:"repairs,omitempty"`
+			WithHoles int             `json:"with_holes"`
+		}{rep, repairs, holes})
 	} else {
+		printRepairs(e, repairs)
 		printVerify(e, rep)
+		if holes > 0 {
+			fmt.Fprintf(e.stdout, "seafbak verify: %d libraries have holes (objects the primary could not give): their backup is incomplete until the primary is repaired and they are synced again (see seafbak status)\n", holes)
+		}
 	}
-	if !rep.OK() {
+	if !rep.OK() || holes > 0 {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// withHoles counts the libraries, still on the primary, whose backup has holes: verify
+// passes them (the holes are known), but the backup of them is not whole.
+func withHoles(rep *restore.VerifyReport) int {
+	n := 0
+	for _, l := range rep.Libraries {
+		if len(l.Holes) > 0 && l.Deleted == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// repairOutcome is what verify --repair did for one library.
+type repairOutcome struct {
+	RepoID   string `json:"repo_id"`
+	Name     string `json:"name,omitempty"`
+	Repaired bool   `json:"repaired"`
+	Objects  int    `json:"objects_fetched"`
+	Error    string `json:"error,omitempty"`
+}
+
+// repair re-syncs every library verify found damaged, re-checking every object against
+// its id and fetching again what is missing or damaged, then verifies those libraries
+// again and puts their new reports into rep.
+func repair(e *env, opts restore.VerifyOptions, rep *restore.VerifyReport) ([]repairOutcome, error) {
+	w, err := wire(e, false)
+	if err != nil {
+		return nil, err
+	}
+	defer w.closeAll()
+	w.engine.Recheck = true
+	var outcomes []repairOutcome
+	var ids []string
+	for _, l := range rep.Libraries {
+		if l.OK() {
+			continue
+		}
+		o := repairOutcome{RepoID: l.RepoID, Name: l.Name}
+		if l.Deleted != nil {
+			o.Error = "deleted on the primary: its objects cannot be fetched again"
+			outcomes = append(outcomes, o)
+			continue
+		}
+		res, err := w.engine.Sync(e.ctx, l.RepoID)
+		switch {
+		case err != nil:
+			o.Error = err.Error()
+		case res.Deleted:
+			o.Error = "deleted on the primary: its objects cannot be fetched again"
+		default:
+			o.Repaired = true
+			o.Objects = res.Commits + res.FSObjects + res.Blocks
+		}
+		outcomes = append(outcomes, o)
+		ids = append(ids, l.RepoID)
+	}
+	if len(ids) == 0 {
+		return outcomes, nil
+	}
+	again := opts
+	again.Libraries = ids
+	if w.engine.Rows != nil {
+		if again.DBHeads, err = w.engine.Rows.Heads(e.ctx); err != nil {
+			return outcomes, err
+		}
+	}
+	after, err := restore.Verify(e.ctx, again)
+	if err != nil {
+		return outcomes, err
+	}
+	byID := map[string]restore.LibraryReport{}
+	for _, l := range after.Libraries {
+		byID[l.RepoID] = l
+	}
+	for i, l := range rep.Libraries {
+		if n, ok := byID[l.RepoID]; ok {
+			rep.Libraries[i] = n
+		}
+	}
+	return outcomes, nil
+}
+
+func printRepairs(e *env, outcomes []repairOutcome) {
+	for _, o := range outcomes {
+		if o.Repaired {
+			fmt.Fprintf(e.stdout, "%s %s: repaired from the primary (%d objects fetched again)\n", o.RepoID, o.Name, o.Objects)
+		} else {
+			fmt.Fprintf(e.stdout, "%s %s: could not repair: %s\n", o.RepoID, o.Name, o.Error)
+		}
+	}
 }
 
 func printVerify(e *env, rep *restore.VerifyReport) {
