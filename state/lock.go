@@ -121,6 +121,12 @@ func (d *Dir) MarkDirty(storeID, repoID string) error {
 	if err := WriteFileAtomic(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640); err != nil {
 		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mine == nil {
+		d.mine = map[string]bool{}
+	}
+	d.mine[filepath.Base(p)] = true
 	return nil
 }
 
@@ -133,7 +139,30 @@ func (d *Dir) ClearDirty(storeID, repoID string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("state: clear dirty %s: %w", repoID, err)
 	}
+	d.mu.Lock()
+	delete(d.mine, filepath.Base(p))
+	d.mu.Unlock()
 	return nil
+}
+
+// OtherWriters reports whether another process has a marker on storeID: it may have
+// written objects this sync found present and trusted that are not durable yet, so
+// before moving metadata this sync must make the whole store durable, not only what it
+// wrote itself. Markers of this process are left out: its own store flushes them.
+func (d *Dir) OtherWriters(storeID, self string) (bool, error) {
+	entries, err := os.ReadDir(filepath.Join(d.root, "dirty"))
+	if err != nil {
+		return false, fmt.Errorf("state: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range entries {
+		writer, ok := strings.CutPrefix(e.Name(), storeID+".")
+		if ok && writer != self && !d.mine[e.Name()] {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // DeadDirty reports whether storeID has a marker left by an attempt that died. The

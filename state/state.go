@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"seafbak/sync/object"
@@ -43,6 +44,10 @@ type Library struct {
 	// OldHeads are heads the primary moved away from without keeping them in history
 	// (a revert, a seaf-fsck repair); their objects stay restorable.
 	OldHeads []OldHead `json:"old_heads,omitempty"`
+	// Recheck says presence of this library's objects must not be trusted until a sync
+	// completes: a sync that had to re-check every object (after an attempt died, a lost
+	// record, a repair) failed before it finished.
+	Recheck bool `json:"recheck,omitempty"`
 }
 
 // Failed reports whether the last attempt failed.
@@ -71,6 +76,10 @@ type OldHead struct {
 //	dirty/<store id>.<repo id> a sync of repo id is writing unsynced objects into store id
 type Dir struct {
 	root string
+	// mine holds the dirty markers this process wrote and has not cleared: their
+	// objects are made durable by this process's own store, unlike other processes'.
+	mu   gosync.Mutex
+	mine map[string]bool
 }
 
 // Open opens (creating if needed) the state directory at root.

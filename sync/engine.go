@@ -175,19 +175,34 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	if lib.HeadError != nil {
 		return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, lib.HeadError))
 	}
-	recheck, err := e.State.DeadDirty(lib.StoreID, lib.ID)
+	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
-	recheck = recheck || e.Recheck
-	if !found && !recheck {
+	why := ""
+	switch {
+	case dead:
+		why = "a previous sync into this store died"
+	case rec.Recheck:
+		why = "the last sync that re-checked this library did not finish"
+	case e.Recheck:
+		why = "repair requested"
+	case !found:
 		// No record, but the store has this library's commits: the record was lost or
 		// moved aside, and with it the holes that say which present commits lack part
 		// of their tree. Presence proves nothing until every object is re-read.
-		if recheck, err = e.Store.HasLibrary(ctx, object.KindCommit, lib.ID); err != nil {
+		has, err := e.Store.HasLibrary(ctx, object.KindCommit, lib.ID)
+		if err != nil {
 			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 		}
+		if has {
+			why = "the store has objects of this library but the state has no record of it"
+		}
 	}
+	recheck := why != ""
+	// Until a re-check completes, a failure must leave the next sync re-checking too:
+	// the marker goes with any failure after the objects are durable.
+	rec.Recheck = recheck
 	if !recheck && rec.Head == lib.Head && len(rec.Holes) == 0 && rec.Deleted == nil && rec.LastError == "" {
 		// The backup database may lag the state: added to the config later, or restored
 		// from an older dump. Then only its rows need to move.
@@ -206,7 +221,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	log := e.log().With("repo", lib.ID)
 	if recheck {
-		log.Warn("a previous sync into this store died; re-checking objects before trusting them", "store", lib.StoreID)
+		log.Warn("re-checking every object before trusting it", "why", why, "store", lib.StoreID)
 	}
 	// Prepare before the marker: a failure here writes nothing, and must not leave a
 	// marker that would make the next sync re-check the whole library.
@@ -227,7 +242,13 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	res.Commits, res.FSObjects, res.Blocks, res.Bytes = r.stats.commits, r.stats.fs, r.stats.blocks, r.stats.bytes
 	res.Rechecked = recheck
+	now := e.now()
+	holes := r.holesFor(rec.Holes, now)
+	truncated := mergeSorted(rec.Truncated, r.truncatedList())
 	if runErr != nil {
+		// Holes found are kept even though the head does not move: commits above them
+		// may be in the store already, and only the record says they lack something.
+		rec.Holes = unionHoles(rec.Holes, holes)
 		err := e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, runErr))
 		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -238,15 +259,22 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	// marker's job is done: a failed database update must not make the next sync
 	// re-hash the whole library.
 	failMeta := func(err error) error {
+		rec.Holes = unionHoles(rec.Holes, holes)
 		err = e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		return err
 	}
-	now := e.now()
-	holes := r.holesFor(rec.Holes, now)
-	truncated := mergeSorted(rec.Truncated, r.truncatedList())
+	// Objects another process wrote and this sync trusted may not be durable yet.
+	if others, err := e.State.OtherWriters(lib.StoreID, lib.ID); err != nil || others {
+		if err == nil {
+			err = e.Store.SyncAll(ctx)
+		}
+		if err != nil {
+			return res, failMeta(err)
+		}
+	}
 	if err := r.proveRecordable(ctx, holes, truncated); err != nil {
 		log.Error("post-condition failed; nothing recorded", "err", err)
 		return res, failMeta(err)
@@ -276,6 +304,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
 	rec.Head = lib.Head
 	rec.LastAttempt, rec.LastSuccess, rec.LastError = now, now, ""
+	rec.Recheck = false
 	rec.Holes = holes
 	rec.Truncated = truncated
 	if err := e.State.Save(rec); err != nil {
@@ -304,4 +333,20 @@ func (e *Engine) fail(rec state.Library, lib primary.Library, err error) error {
 		return errors.Join(err, serr)
 	}
 	return err
+}
+
+// unionHoles adds the holes a failed sync found to those already recorded, by object id.
+func unionHoles(old, found []state.Hole) []state.Hole {
+	out := append([]state.Hole(nil), old...)
+	have := map[string]bool{}
+	for _, h := range old {
+		have[h.ID] = true
+	}
+	for _, h := range found {
+		if !have[h.ID] {
+			out = append(out, h)
+			have[h.ID] = true
+		}
+	}
+	return out
 }

@@ -237,6 +237,15 @@ func flush(s *FS, files []string, dirs map[string]struct{}) error {
 	return nil
 }
 
+// SyncAll flushes the whole filesystem holding the store (syncfs), so objects other
+// processes renamed into place are durable too.
+func (s *FS) SyncAll(ctx context.Context) error {
+	if err := s.Sync(ctx); err != nil {
+		return err
+	}
+	return s.syncfs()
+}
+
 func (s *FS) syncfs() error {
 	d, err := os.Open(s.root)
 	if err != nil {

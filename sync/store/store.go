@@ -33,6 +33,9 @@ type Store interface {
 	// Sync makes every object written so far durable. The engine calls it before moving
 	// any metadata (invariant 2).
 	Sync(ctx context.Context) error
+	// SyncAll makes every object in the store durable, whoever wrote it: what a sync
+	// trusts as present may have been written by another process that has not synced.
+	SyncAll(ctx context.Context) error
 }
 
 // Writer receives one object's bytes. Exactly one of Commit or Abort must be called.
