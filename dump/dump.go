@@ -52,7 +52,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"seafbak/state"
+	"seafbak/internal/fsutil"
 )
 
 // Role is which of Seafile's databases a dump holds.
@@ -260,7 +260,7 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 		return Set{}, fmt.Errorf("dump: %w", err)
 	}
 	// WriteFileAtomic fsyncs the file and then the set directory.
-	if err := state.WriteFileAtomic(filepath.Join(tmp, ManifestName), append(data, '\n'), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(tmp, ManifestName), append(data, '\n'), 0o600); err != nil {
 		return Set{}, fmt.Errorf("dump: manifest: %w", err)
 	}
 	final, err := freeName(opts.Dir, name)
@@ -272,7 +272,7 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	}
 	done = true
 	set := Set{Name: final, Dir: filepath.Join(opts.Dir, final), Manifest: m}
-	if err := syncDir(opts.Dir); err != nil {
+	if err := fsutil.SyncDir(opts.Dir); err != nil {
 		// The set is complete but its name may not survive a crash; report it and do not
 		// prune older sets on its account.
 		return set, fmt.Errorf("dump: set %s made, but syncing %s failed: %w", final, opts.Dir, err)
@@ -634,7 +634,7 @@ func prune(dir string, keep int, newest string, log *slog.Logger) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			errs = append(errs, err)
 		}
 		if err := os.RemoveAll(gone); err != nil {
@@ -691,15 +691,6 @@ func lockDir(dir string, log *slog.Logger) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // mkdirDurable creates dir (0700: dumps hold password hashes and sessions) and its
 // missing parents, syncing each parent that gained an entry.
 func mkdirDurable(dir string) error {
@@ -718,5 +709,5 @@ func mkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
+	return fsutil.SyncDir(parent)
 }

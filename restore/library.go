@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"seafbak/internal/fsutil"
 	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/store"
@@ -217,8 +218,8 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 			return fail(fmt.Errorf("every file is restored, but removing %s failed: %w", MarkerName, err))
 		}
 		if opts.Fsync {
-			if err := syncIn(root, "."); err != nil {
-				return fail(err)
+			if err := fsutil.SyncDirIn(root, "."); err != nil {
+				return fail(fmt.Errorf("fsync: %w", err))
 			}
 		}
 	}
@@ -715,8 +716,8 @@ func (w *writer) finish(d int, r *os.Root) {
 		}
 	}
 	if w.fsync {
-		if err := syncIn(r, "."); err != nil {
-			w.fail(fmt.Errorf("%s: %w", displayPath(w.plan.path(d)), err))
+		if err := fsutil.SyncDirIn(r, "."); err != nil {
+			w.fail(fmt.Errorf("%s: fsync: %w", displayPath(w.plan.path(d)), err))
 		}
 	}
 }
@@ -879,17 +880,5 @@ func (w *writer) copyBlocks(ctx context.Context, j fileJob, f *os.File, buf []by
 		return fmt.Errorf("%w: file %s: blocks hold %d bytes, file says %d", object.ErrInvalid, e.id, total, fo.Size)
 	}
 	w.bytes.Add(total)
-	return nil
-}
-
-func syncIn(root *os.Root, p string) error {
-	d, err := root.Open(p)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("%s: fsync: %w", p, err)
-	}
 	return nil
 }

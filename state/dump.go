@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"seafbak/internal/fsutil"
 )
 
 // Dump records the last complete database dump, for status and restore.
@@ -27,7 +29,7 @@ func (d *Dir) SaveDump(rec Dump) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := WriteFileAtomic(d.dumpPath(), append(data, '\n'), 0o640); err != nil {
+	if err := fsutil.WriteFileAtomic(d.dumpPath(), append(data, '\n'), 0o640); err != nil {
 		return fmt.Errorf("state: save last dump: %w", err)
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"seafbak/internal/fsutil"
 )
 
 // ErrLocked is returned by TryLock when another invocation is syncing the library.
@@ -118,7 +120,7 @@ func (d *Dir) MarkDirty(storeID, repoID string) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640); err != nil {
+	if err := fsutil.WriteFileAtomic(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640); err != nil {
 		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
 	}
 	d.mu.Lock()

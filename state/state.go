@@ -17,6 +17,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
 )
 
@@ -173,7 +174,7 @@ func (d *Dir) Save(rec Library) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := WriteFileAtomic(p, append(data, '\n'), 0o640); err != nil {
+	if err := fsutil.WriteFileAtomic(p, append(data, '\n'), 0o640); err != nil {
 		return fmt.Errorf("state: save %s: %w", rec.ID, err)
 	}
 	return nil
@@ -224,41 +225,4 @@ func Whole(recs []Library, damaged []*DamagedError, err error) ([]Library, error
 		return nil, errors.Join(errs...)
 	}
 	return recs, nil
-}
-
-// WriteFileAtomic writes data to path through a temp file in the same directory: fsync,
-// rename, fsync the directory. Readers see the old or the new file, never a mix, and
-// the new one survives a crash once this returns.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
 )
 
@@ -225,12 +226,12 @@ func flush(s *FS, files []string, dirs map[string]struct{}) error {
 		return s.syncfs()
 	}
 	for _, f := range files {
-		if err := syncPath(f); err != nil {
+		if err := fsutil.SyncFile(f); err != nil {
 			return fmt.Errorf("backup store: fsync %s: %w", f, err)
 		}
 	}
 	for d := range dirs {
-		if err := syncPath(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			return fmt.Errorf("backup store: fsync %s: %w", d, err)
 		}
 	}
@@ -270,7 +271,7 @@ func (s *FS) ensureDir(dir string) error {
 		// New directories: their entries in their parents must survive a crash too.
 		for d := dir; len(d) > len(s.root); d = filepath.Dir(d) {
 			if s.durability == PerObject {
-				if err := syncPath(filepath.Dir(d)); err != nil {
+				if err := fsutil.SyncDir(filepath.Dir(d)); err != nil {
 					return err
 				}
 			} else {
@@ -322,7 +323,7 @@ func (w *fsWriter) Commit() (err error) {
 		return err
 	}
 	if w.s.durability == PerObject {
-		return syncPath(w.dir)
+		return fsutil.SyncDir(w.dir)
 	}
 	w.s.mu.Lock()
 	w.s.pendingFiles = append(w.s.pendingFiles, w.path)
@@ -338,14 +339,4 @@ func (w *fsWriter) Abort() {
 	w.done = true
 	w.f.Close()
 	os.Remove(w.f.Name())
-}
-
-// syncPath fsyncs a file or directory by name.
-func syncPath(p string) error {
-	d, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
