@@ -251,7 +251,11 @@ func checkSource(path string, cfg *Config, seen map[string]int) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 		return &Error{File: path, Line: seen["primary.url"], Key: "primary.url", Msg: "is not an http(s)://host[:port]/path address without user or query (e.g. https://seafile.example.com/seafhttp)"}
 	}
-	if tok, ok := os.LookupEnv(EnvSyncToken); ok {
+	tok, err := secretFromEnv(EnvSyncToken)
+	if err != nil {
+		return &Error{File: path, Line: seen["primary.sync_token"], Key: "primary.sync_token", Msg: err.Error()}
+	}
+	if tok != "" {
 		p.SyncToken = tok
 	}
 	if len(p.SyncToken) < 16 {
@@ -322,7 +326,11 @@ func parseDSN(dsn, env string, timeout time.Duration) (*mysql.Config, error) {
 	// Set but empty counts as unset: an empty variable is far more often a template or
 	// an unset secret ("PASSWORD=$NOT_SET") than a real empty password, and replacing
 	// the file's password with it would only fail later as an access denied.
-	if pw := os.Getenv(env); pw != "" {
+	pw, err := secretFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	if pw != "" {
 		c.Passwd = pw
 	}
 	if c.Timeout == 0 {
@@ -346,4 +354,26 @@ func sortedKeys(m map[string]field) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// secretFromEnv reads a secret from the environment: NAME itself, or the file NAME_FILE
+// names (Docker and systemd credentials hand secrets over as files). Empty means unset.
+// A trailing newline in the file is not part of the secret.
+func secretFromEnv(name string) (string, error) {
+	if v := os.Getenv(name); v != "" {
+		return v, nil
+	}
+	file := os.Getenv(name + "_FILE")
+	if file == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s_FILE: %w", name, err)
+	}
+	v := strings.TrimRight(string(data), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s_FILE: %s is empty", name, file)
+	}
+	return v, nil
 }
