@@ -31,6 +31,26 @@ type Report struct {
 	Truncated []Entry     `json:"truncated"`
 	Deleted   []Entry     `json:"deleted"`
 	LastDump  *state.Dump `json:"last_dump,omitempty"`
+	// Libraries is every library of the report, with its backed-up head, last success
+	// and lag, for scripts and monitoring.
+	Libraries []LibraryState `json:"libraries"`
+	// Behind is the library whose backup has lagged the primary longest, if any has.
+	Behind *LibraryState `json:"behind,omitempty"`
+}
+
+// LibraryState is one library's standing.
+type LibraryState struct {
+	RepoID      string     `json:"repo_id"`
+	Name        string     `json:"name"`
+	State       string     `json:"state"` // synchronized, waiting, syncing, failed
+	Head        string     `json:"head,omitempty"`
+	PrimaryHead string     `json:"primary_head,omitempty"` // empty offline
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	// LagSeconds is how long the backup has not matched the primary: 0 when it does,
+	// the time since its last success otherwise; absent when it never succeeded.
+	LagSeconds *float64 `json:"lag_seconds,omitempty"`
+	Holes      int      `json:"holes,omitempty"`
 }
 
 // Entry is one library in a list of the report.
@@ -55,7 +75,10 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Offline: cat == nil}
+	// Lists are empty, not null, in JSON: scripts iterate them without a check.
+	r := &Report{Offline: cat == nil, SyncingList: []Entry{}, FailedList: []Entry{}, Holes: []Entry{},
+		Truncated: []Entry{}, Deleted: []Entry{}, Libraries: []LibraryState{}}
+	now := time.Now()
 	if r.LastDump, err = st.LastDump(); err != nil {
 		return nil, err
 	}
@@ -101,23 +124,55 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 		if name == "" && rec != nil {
 			name = rec.Name
 		}
+		ls := LibraryState{RepoID: l.id, Name: name, PrimaryHead: l.head}
+		if rec != nil {
+			ls.Head, ls.Holes = rec.Head, len(rec.Holes)
+			if !rec.LastSuccess.IsZero() {
+				t := rec.LastSuccess
+				ls.LastSuccess = &t
+			}
+			if !rec.LastAttempt.IsZero() {
+				t := rec.LastAttempt
+				ls.LastAttempt = &t
+			}
+		}
 		switch {
 		case isDamaged[l.id] != nil:
+			ls.State = "failed"
 			r.FailedCount++
 			r.FailedList = append(r.FailedList, Entry{RepoID: l.id, Name: name, Error: isDamaged[l.id].Error()})
 		case rec != nil && rec.Head != "" && rec.Head == l.head && !rec.Failed() && rec.Deleted == nil:
 			// Holes do not make it waiting: the head is backed up, and the holes are
 			// counted on their own below.
+			ls.State = "synchronized"
 			r.Synchronized++
 		case st.Busy(l.id):
+			ls.State = "syncing"
 			r.Syncing++
 			r.SyncingList = append(r.SyncingList, Entry{RepoID: l.id, Name: name})
 		case rec != nil && rec.Failed():
+			ls.State = "failed"
 			r.FailedCount++
 			t := rec.LastAttempt
 			r.FailedList = append(r.FailedList, Entry{RepoID: l.id, Name: name, LastAttempt: &t, Error: rec.LastError})
 		default:
+			ls.State = "waiting"
 			r.Waiting++
+		}
+		switch {
+		case ls.State == "synchronized":
+			zero := 0.0
+			ls.LagSeconds = &zero
+		case ls.LastSuccess != nil:
+			lag := now.Sub(*ls.LastSuccess).Seconds()
+			ls.LagSeconds = &lag
+		}
+		r.Libraries = append(r.Libraries, ls)
+	}
+	for i := range r.Libraries {
+		l := &r.Libraries[i]
+		if l.LagSeconds != nil && *l.LagSeconds > 0 && (r.Behind == nil || *l.LagSeconds > *r.Behind.LagSeconds) {
+			r.Behind = l
 		}
 	}
 	for _, rec := range recs {
@@ -173,6 +228,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			n = "1 hole"
 		}
 		fmt.Fprintf(w, "%s %s %s, first: %s %s%s\n", e.RepoID, e.Name, n, h.Kind, h.ID, at)
+	}
+	if b := r.Behind; b != nil {
+		fmt.Fprintf(w, "Longest behind the primary: %s %s, last backed up %s (%s ago)\n", b.RepoID, b.Name,
+			b.LastSuccess.Format(time.RFC3339), time.Duration(*b.LagSeconds*float64(time.Second)).Round(time.Second))
 	}
 	if d := r.LastDump; d != nil {
 		fmt.Fprintf(w, "Last database dump: %s (%s)\n", d.Finished.Format(time.RFC3339), d.Dir)
