@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-	"strings"
 
 	"github.com/go-sql-driver/mysql"
 
 	"seafbak/dump"
 	"seafbak/restore"
-	"seafbak/sync/store"
 )
 
 type restoreServerCmd struct {
@@ -20,24 +16,23 @@ type restoreServerCmd struct {
 	Yes  bool   `help:"Overwrite backup databases that already hold Seafile data."`
 }
 
-// backupDatabases names where each dumped database goes on the backup's server.
-func backupDatabases(e *env, set dump.Set) (map[dump.Role]*mysql.Config, error) {
-	targets := map[dump.Role]*mysql.Config{}
-	keys := map[dump.Role]string{dump.Ccnet: "backup.ccnet_db", dump.Seahub: "backup.seahub_db"}
-	names := map[dump.Role]string{dump.Ccnet: e.cfg.Backup.CcnetDB, dump.Seahub: e.cfg.Backup.SeahubDB}
-	for _, role := range set.Roles() {
-		if role == dump.Seafile {
-			targets[role] = e.cfg.Backup.DB
+// backupDBKeys are the config keys naming the backup's ccnet and seahub databases, for
+// the message when a dump holds one the config does not place.
+var backupDBKeys = map[dump.Role]string{dump.Ccnet: "backup.ccnet_db", dump.Seahub: "backup.seahub_db"}
+
+// backupDatabases names where each database goes on the backup's server: the seafile
+// database is backup.db; the others are on its server, with its account.
+func backupDatabases(e *env) map[dump.Role]*mysql.Config {
+	targets := map[dump.Role]*mysql.Config{dump.Seafile: e.cfg.Backup.DB}
+	for role, name := range map[dump.Role]string{dump.Ccnet: e.cfg.Backup.CcnetDB, dump.Seahub: e.cfg.Backup.SeahubDB} {
+		if name == "" {
 			continue
 		}
-		if names[role] == "" {
-			return nil, fmt.Errorf("dump %s holds the %s database, but config %s does not say where it goes: set %s", set.Name, role, e.cfg.Path, keys[role])
-		}
 		c := e.cfg.Backup.DB.Clone()
-		c.DBName = names[role]
+		c.DBName = name
 		targets[role] = c
 	}
-	return targets, nil
+	return targets
 }
 
 func (c *restoreServerCmd) run(e *env) int {
@@ -55,149 +50,59 @@ func (c *restoreServerCmd) run(e *env) int {
 	if err != nil {
 		return fail(exitCantRun, "%v", err)
 	}
-	var set dump.Set
-	if c.Dump == "" {
-		set, err = dump.Latest(e.cfg.Dump.Dir)
-	} else {
-		set, err = findSet(e.cfg.Dump.Dir, c.Dump)
-	}
-	if err != nil {
+	res, err := restore.Failover(e.ctx, restore.FailoverOptions{
+		DumpDir:   e.cfg.Dump.Dir,
+		DumpSet:   c.Dump,
+		Databases: backupDatabases(e),
+		Store:     fs,
+		State:     st,
+		Yes:       c.Yes,
+		Log:       e.log,
+		Progress:  func(p restore.FailoverProgress) { printFailoverProgress(e.stdout, p) },
+	})
+	var missing *restore.MissingDatabaseError
+	var notEmpty *restore.RefusedNotEmptyError
+	switch {
+	case err == nil:
+	case errors.Is(err, restore.ErrNoDump):
 		return fail(exitCantRun, "%v (run seafbak dump on a schedule; see the README)", err)
-	}
-	if err := set.Verify(); err != nil {
-		return fail(exitFailed, "dump %s is damaged: %v; choose another with --dump", set.Name, err)
-	}
-	// Never over the primary: the dump names the server it came from.
-	serverOnly := e.cfg.Backup.DB.Clone()
-	serverOnly.DBName = ""
-	sdb, err := openDB(e.ctx, "backup", serverOnly)
-	if err != nil {
+	case errors.Is(err, restore.ErrDumpDamaged):
+		return fail(exitFailed, "%v; choose another with --dump", err)
+	case errors.Is(err, restore.ErrRefusedPrimary):
+		return fail(exitCantRun, "%v; point backup.db at the backup host's database server", err)
+	case errors.As(err, &notEmpty):
+		return fail(exitCantRun, "%v; add --yes to overwrite it with dump %s", err, notEmpty.Set)
+	case errors.As(err, &missing):
+		return fail(exitCantRun, "dump %s holds the %s database, but config %s does not say where it goes: set %s", missing.Set, missing.Role, e.cfg.Path, backupDBKeys[missing.Role])
+	case errors.Is(err, restore.ErrNotStarted):
 		return fail(exitCantRun, "%v", err)
-	}
-	here, err := dump.ServerIdentity(e.ctx, sdb)
-	sdb.Close()
-	if err != nil {
-		return fail(exitCantRun, "%v", err)
-	}
-	for _, role := range set.Roles() {
-		if from := set.Manifest.Files[role].Server; from.Same(here) {
-			return fail(exitCantRun, "refusing: the backup database server (%s) is the server dump %s was taken from, the primary's; point backup.db at the backup host's database server", here, set.Name)
-		}
-	}
-	targets, err := backupDatabases(e, set)
-	if err != nil {
-		return fail(exitCantRun, "%v", err)
-	}
-	if err := createDatabases(e.ctx, e.cfg.Backup.DB, targets); err != nil {
-		return fail(exitCantRun, "%v", err)
-	}
-	bdb, err := openDB(e.ctx, "backup", e.cfg.Backup.DB)
-	if err != nil {
-		return fail(exitCantRun, "%v", err)
-	}
-	defer bdb.Close()
-
-	if !c.Yes {
-		for _, role := range sortedRoles(targets) {
-			db, err := openDB(e.ctx, "backup", targets[role])
-			if err != nil {
-				return fail(exitCantRun, "%v", err)
-			}
-			holds, err := restore.HoldsSeafileData(e.ctx, db, role == dump.Seafile)
-			db.Close()
-			if err != nil {
-				return fail(exitCantRun, "%s database %s: %v", role, targets[role].DBName, err)
-			}
-			if holds {
-				return fail(exitCantRun, "refusing: the %s database %s %v; add --yes to overwrite it with dump %s", role, targets[role].DBName, restore.ErrHoldsData, set.Name)
-			}
-		}
-	}
-
-	fmt.Fprintf(e.stdout, "Loading dump %s (taken %s from %s)\n", set.Name, set.Manifest.Finished.Format("2006-01-02 15:04:05 MST"), set.Manifest.Files[dump.Seafile].Server)
-	for _, role := range sortedRoles(targets) {
-		if err := dump.Load(e.ctx, set, role, targets[role]); err != nil {
-			return fail(exitFailed, "%v", err)
-		}
-		fmt.Fprintf(e.stdout, "  %s database loaded into %s\n", role, targets[role].DBName)
-	}
-	if err := restore.EnsureLiveTables(e.ctx, bdb); err != nil {
-		return fail(exitFailed, "%v", err)
-	}
-	rows, err := restore.WriteLiveRows(e.ctx, st, bdb, e.log)
-	if err != nil {
-		return fail(exitFailed, "%v", err)
-	}
-	fmt.Fprintf(e.stdout, "  Repo/Branch/RepoHead: %d libraries at their backed-up heads (%d moved, %d deleted on the primary removed)\n", rows.Set+rows.Unchanged, rows.Set, rows.Deleted)
-
-	heads, err := store.NewRows(bdb).Heads(e.ctx)
-	if err != nil {
-		return fail(exitFailed, "%v", err)
-	}
-	rep, err := restore.Verify(e.ctx, restore.VerifyOptions{Store: fs, State: st, Log: e.log, DBHeads: heads})
-	if err != nil {
-		return fail(exitFailed, "verify: %v", err)
-	}
-	printVerify(e, rep)
-	if !rep.OK() {
+	case errors.Is(err, restore.ErrStoreProblems) && res != nil && res.Verify != nil:
+		printVerify(e, res.Verify)
 		fmt.Fprintln(e.stdout, "The databases are loaded, but the backup store has the problems above: see seafbak verify; restore the affected libraries from another copy before starting Seafile.")
 		return exitFailed
+	default:
+		return fail(exitFailed, "%v", err)
 	}
-	printStartSteps(e.stdout, e, targets)
+	printVerify(e, res.Verify)
+	printStartSteps(e.stdout, res.Start)
 	return exitOK
 }
 
-func findSet(dir, name string) (dump.Set, error) {
-	sets, err := dump.List(dir)
-	if err != nil {
-		return dump.Set{}, err
+func printFailoverProgress(w io.Writer, p restore.FailoverProgress) {
+	switch p.Stage {
+	case restore.FailoverLoading:
+		fmt.Fprintf(w, "Loading dump %s (taken %s from %s)\n", p.Set.Name, p.Set.Manifest.Finished.Format("2006-01-02 15:04:05 MST"), p.Set.Manifest.Files[dump.Seafile].Server)
+	case restore.FailoverLoaded:
+		fmt.Fprintf(w, "  %s database loaded into %s\n", p.Role, p.Database)
+	case restore.FailoverRowsWritten:
+		fmt.Fprintf(w, "  Repo/Branch/RepoHead: %d libraries at their backed-up heads (%d moved, %d deleted on the primary removed)\n", p.Rows.Set+p.Rows.Unchanged, p.Rows.Set, p.Rows.Deleted)
 	}
-	var names []string
-	for _, s := range sets {
-		if s.Name == name {
-			return s, nil
-		}
-		names = append(names, s.Name)
-	}
-	return dump.Set{}, fmt.Errorf("no complete dump %q in %s (there are: %s)", name, dir, strings.Join(names, ", "))
 }
 
-func sortedRoles(m map[dump.Role]*mysql.Config) []dump.Role {
-	roles := make([]dump.Role, 0, len(m))
-	for r := range m {
-		roles = append(roles, r)
-	}
-	sort.Slice(roles, func(i, j int) bool { return roles[i] < roles[j] })
-	return roles
-}
-
-// createDatabases creates the target databases that do not exist yet.
-func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump.Role]*mysql.Config) error {
-	c := server.Clone()
-	c.DBName = ""
-	db, err := openDB(ctx, "backup", c)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	for _, role := range sortedRoles(targets) {
-		name := targets[role].DBName
-		q := "CREATE DATABASE IF NOT EXISTS `" + strings.ReplaceAll(name, "`", "``") + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			var me *mysql.MySQLError
-			if errors.As(err, &me) && (me.Number == 1044 || me.Number == 1045) {
-				return fmt.Errorf("create the %s database %s: %w (create it, or grant seafbak CREATE on the backup server)", role, name, err)
-			}
-			return fmt.Errorf("create the %s database %s: %w", role, name, err)
-		}
-	}
-	return nil
-}
-
-func printStartSteps(w io.Writer, e *env, targets map[dump.Role]*mysql.Config) {
-	name := func(r dump.Role) string {
-		if c := targets[r]; c != nil {
-			return c.DBName
+func printStartSteps(w io.Writer, s restore.StartSteps) {
+	name := func(db string) string {
+		if db != "" {
+			return db
 		}
 		return "(not in the dump)"
 	}
@@ -214,5 +119,5 @@ The backup host is ready to serve. To start Seafile on it:
      (link it as <seafile>/seafile-data, or set it where your installation names it).
   4. Start Seafile and Seahub: ./seafile.sh start && ./seahub.sh start
   5. Check: log in, open a few libraries; seafbak status --offline lists what was backed up.
-`, e.cfg.Backup.DB.Addr, name(dump.Seafile), name(dump.Ccnet), name(dump.Seahub), e.cfg.Backup.DataDir)
+`, s.Addr, name(s.SeafileDB), name(s.CcnetDB), name(s.SeahubDB), s.DataDir)
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
+	"seafbak/dump"
 	"seafbak/state"
 	"seafbak/sync/store"
 )
@@ -79,33 +81,41 @@ func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Log
 // ErrHoldsData is returned when a target database already holds Seafile data.
 var ErrHoldsData = errors.New("already holds Seafile data")
 
-// HoldsSeafileData reports whether a database already holds data a restore would
-// overwrite: any table but the three live ones with rows, for the seafile database;
-// any table at all for the others.
-func HoldsSeafileData(ctx context.Context, db *sql.DB, seafileRole bool) (bool, error) {
+// schemaRows are the tables that hold rows as soon as a role's schema is loaded, before
+// anyone used Seafile: the seafile database's live tables (sync writes them on the
+// backup, and a restore rewrites them from the state) and the rows Seahub's schema
+// (seahub/sql/mysql.sql, or its migrations) puts in Django's own bookkeeping. A dump
+// replaces them all; none of them is anyone's data.
+var schemaRows = map[dump.Role][]string{
+	dump.Seafile: dump.LiveTables,
+	dump.Seahub:  {"django_migrations", "django_content_type", "auth_permission"},
+}
+
+// HoldsSeafileData reports whether role's database holds data a restore would overwrite:
+// a row in any table but the schemaRows of its role. A database with only empty tables
+// (Seafile's schema loaded, nothing used yet) holds none.
+func HoldsSeafileData(ctx context.Context, db *sql.DB, role dump.Role) (bool, error) {
 	rows, err := db.QueryContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'")
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("list tables: %w", err)
 	}
 	var tables []string
 	for rows.Next() {
 		var t string
 		if err := rows.Scan(&t); err != nil {
 			rows.Close()
-			return false, err
+			return false, fmt.Errorf("list tables: %w", err)
 		}
 		tables = append(tables, t)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return false, err
+		return false, fmt.Errorf("list tables: %w", err)
 	}
 	for _, t := range tables {
-		if seafileRole && (t == "Repo" || t == "Branch" || t == "RepoHead") {
+		// EqualFold: with lower_case_table_names the server reports "repo" for Repo.
+		if slices.ContainsFunc(schemaRows[role], func(s string) bool { return strings.EqualFold(s, t) }) {
 			continue
-		}
-		if !seafileRole {
-			return true, nil
 		}
 		var one int
 		err := db.QueryRowContext(ctx, "SELECT 1 FROM `"+strings.ReplaceAll(t, "`", "``")+"` LIMIT 1").Scan(&one)
@@ -113,7 +123,7 @@ func HoldsSeafileData(ctx context.Context, db *sql.DB, seafileRole bool) (bool, 
 			return true, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
-			return false, err
+			return false, fmt.Errorf("table %s: %w", t, err)
 		}
 	}
 	return false, nil

@@ -1,0 +1,393 @@
+package restore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"seafbak/dump"
+	"seafbak/state"
+	"seafbak/sync/store"
+)
+
+// Errors of Failover, matched with errors.Is. A refusal or ErrNotStarted means the
+// dump's data was not loaded (at most missing databases were created, empty); any
+// other error may come after part of it was.
+var (
+	// ErrRefusedPrimary: the backup's database server is the one the dump was taken
+	// from, the primary's. The error is a *RefusedPrimaryError.
+	ErrRefusedPrimary = errors.New("refusing: the backup database server is the primary's")
+	// ErrRefusedNotEmpty: a target database already holds Seafile data and
+	// FailoverOptions.Yes is not set. The error is a *RefusedNotEmptyError; it matches
+	// ErrHoldsData too.
+	ErrRefusedNotEmpty = errors.New("refusing: a backup database already holds Seafile data")
+	// ErrNotStarted: the failover could not start (bad options, no such dump, the backup
+	// database server unreachable, a database that could not be created or checked).
+	ErrNotStarted = errors.New("the failover did not start")
+	// ErrNoDump: DumpDir holds no complete set (of that name). Matches ErrNotStarted.
+	ErrNoDump = errors.New("no dump set to load")
+	// ErrDumpDamaged: the chosen set fails its checksums or is not a whole dump; nothing
+	// was loaded. Another set may do.
+	ErrDumpDamaged = errors.New("the dump set is damaged")
+	// ErrStoreProblems: the databases are loaded and the live rows written, but verifying
+	// the backup store found problems. Failover returns its result with this error, so
+	// the report (FailoverResult.Verify) can be shown.
+	ErrStoreProblems = errors.New("the databases are loaded, but the backup store has problems")
+)
+
+// RefusedPrimaryError is Failover's refusal to load a dump into the server it came from.
+type RefusedPrimaryError struct {
+	Server dump.Identity // the backup database server, as it answered
+	Set    string        // the dump set's name
+}
+
+func (e *RefusedPrimaryError) Error() string {
+	return fmt.Sprintf("refusing: the backup database server (%s) is the server dump %s was taken from, the primary's", e.Server, e.Set)
+}
+
+// Is makes errors.Is(err, ErrRefusedPrimary) true.
+func (e *RefusedPrimaryError) Is(target error) bool { return target == ErrRefusedPrimary }
+
+// RefusedNotEmptyError is Failover's refusal to overwrite a database holding Seafile data.
+type RefusedNotEmptyError struct {
+	Role     dump.Role
+	Database string // the target database's name
+	Set      string // the dump set's name
+}
+
+func (e *RefusedNotEmptyError) Error() string {
+	return fmt.Sprintf("refusing: the %s database %s %v", e.Role, e.Database, ErrHoldsData)
+}
+
+// Is makes errors.Is(err, ErrRefusedNotEmpty) and errors.Is(err, ErrHoldsData) true.
+func (e *RefusedNotEmptyError) Is(target error) bool {
+	return target == ErrRefusedNotEmpty || target == ErrHoldsData
+}
+
+// MissingDatabaseError says the chosen set holds a database FailoverOptions.Databases
+// gives no target for. Nothing was loaded; it matches ErrNotStarted.
+type MissingDatabaseError struct {
+	Role dump.Role
+	Set  string
+}
+
+func (e *MissingDatabaseError) Error() string {
+	return fmt.Sprintf("dump %s holds the %s database, but no backup database is given for it", e.Set, e.Role)
+}
+
+// Is makes errors.Is(err, ErrNotStarted) true.
+func (e *MissingDatabaseError) Is(target error) bool { return target == ErrNotStarted }
+
+// tagged is err, also matching tags with errors.Is; its message is err's alone, so the
+// CLI prints what it always printed.
+type tagged struct {
+	err  error
+	tags []error
+}
+
+func (t *tagged) Error() string   { return t.err.Error() }
+func (t *tagged) Unwrap() []error { return append([]error{t.err}, t.tags...) }
+
+func tag(err error, tags ...error) error { return &tagged{err: err, tags: tags} }
+
+// notStarted marks an error that stopped the failover before anything was loaded.
+func notStarted(err error) error { return tag(err, ErrNotStarted) }
+
+// FailoverOptions configure Failover.
+type FailoverOptions struct {
+	// DumpDir holds the sets `seafbak dump` writes.
+	DumpDir string
+	// DumpSet names the set to load (its directory's name in DumpDir); "": the latest.
+	DumpSet string
+	// Databases are the backup's databases by role: where each dumped database is
+	// loaded. Seafile is required: its server is the one checked against the primary and
+	// where missing databases are created, and Repo/Branch/RepoHead are written in it.
+	// The others must be on that same server. A role the chosen set holds but Databases
+	// lacks fails with a *MissingDatabaseError; a role here the set lacks is left alone.
+	Databases map[dump.Role]*mysql.Config
+	// Store is the backup store Seafile will serve; its root is the seafile-data
+	// directory named in the start steps.
+	Store *store.FS
+	// State holds the backed-up heads written as the live rows.
+	State *state.Dir
+	// Yes overwrites target databases that already hold Seafile data.
+	Yes bool
+	// Log receives progress of the rows and the verify (nil: none).
+	Log *slog.Logger
+	// Progress, if set, is called as the failover goes, from the calling goroutine, so a
+	// CLI can print each step when it happens (a load can take minutes).
+	Progress func(FailoverProgress)
+}
+
+// FailoverStage says which step a FailoverProgress reports.
+type FailoverStage int
+
+const (
+	// FailoverLoading: every check passed; Set's databases are about to be loaded.
+	FailoverLoading FailoverStage = iota + 1
+	// FailoverLoaded: Role's dump is loaded into Database.
+	FailoverLoaded
+	// FailoverRowsWritten: Rows says what the live rows got.
+	FailoverRowsWritten
+	// FailoverVerifying: the backup store's verify starts.
+	FailoverVerifying
+)
+
+// FailoverProgress is one step of Failover.
+type FailoverProgress struct {
+	Stage    FailoverStage
+	Set      dump.Set
+	Role     dump.Role  // FailoverLoaded
+	Database string     // FailoverLoaded
+	Rows     RowsResult // FailoverRowsWritten
+}
+
+// FailoverResult is what a failover did.
+type FailoverResult struct {
+	// Set is the dump set loaded.
+	Set dump.Set
+	// Loaded names the database each of the set's roles was loaded into.
+	Loaded map[dump.Role]string
+	// Rows is what the live rows (Repo/Branch/RepoHead) got from the state.
+	Rows RowsResult
+	// Verify is the backup store's verify report (set once the verify ran).
+	Verify *VerifyReport
+	// Start is what Seafile on the backup host must be pointed at.
+	Start StartSteps
+}
+
+// StartSteps are what Seafile's configuration must name to serve the backup.
+type StartSteps struct {
+	// Net and Addr are the backup database server: "tcp" and host:port, or "unix" and
+	// the socket's path (seafile.conf, ccnet.conf and seahub_settings.py name it).
+	Net, Addr string
+	// SeafileDB (seafile.conf), CcnetDB (ccnet.conf) and SeahubDB (seahub_settings.py)
+	// are the databases' names; "" for one the dump did not hold.
+	SeafileDB, CcnetDB, SeahubDB string
+	// DataDir is the seafile-data directory: the backup store's root.
+	DataDir string
+}
+
+// Failover makes the backup host ready to serve as the primary: it chooses the dump set
+// (DumpSet, or the latest) and checks it whole; refuses when the backup's database
+// server is the one the dump came from (the primary's); creates missing databases;
+// refuses databases that already hold Seafile data unless Yes; loads each dumped
+// database; writes Repo/Branch/RepoHead from the state's backed-up heads (only those
+// are known complete in the store); and verifies the store against them.
+//
+// Refusals are *RefusedPrimaryError and *RefusedNotEmptyError; failures before anything
+// was loaded match ErrNotStarted. When the store has problems, Failover returns the
+// result (with its Verify report) and ErrStoreProblems.
+func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error) {
+	server, err := checkFailoverOptions(opts)
+	if err != nil {
+		return nil, notStarted(err)
+	}
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(FailoverProgress) {}
+	}
+
+	set, err := chooseSet(opts.DumpDir, opts.DumpSet)
+	if err != nil {
+		return nil, tag(err, ErrNoDump, ErrNotStarted)
+	}
+	if err := set.Verify(); err != nil {
+		return nil, tag(fmt.Errorf("dump %s is damaged: %w", set.Name, err), ErrDumpDamaged)
+	}
+
+	// Never over the primary: the dump names the server it came from, which works when
+	// the primary is gone (the usual reason for a failover).
+	sdb, err := openDB(ctx, "backup", server)
+	if err != nil {
+		return nil, notStarted(err)
+	}
+	here, err := dump.ServerIdentity(ctx, sdb)
+	sdb.Close()
+	if err != nil {
+		return nil, notStarted(err)
+	}
+	for _, role := range set.Roles() {
+		if from := set.Manifest.Files[role].Server; from.Same(here) {
+			return nil, &RefusedPrimaryError{Server: here, Set: set.Name}
+		}
+	}
+
+	targets := map[dump.Role]*mysql.Config{}
+	for _, role := range set.Roles() {
+		c := opts.Databases[role]
+		if c == nil {
+			return nil, &MissingDatabaseError{Role: role, Set: set.Name}
+		}
+		targets[role] = c
+	}
+	if err := createDatabases(ctx, server, targets); err != nil {
+		return nil, notStarted(err)
+	}
+	bdb, err := openDB(ctx, "backup", opts.Databases[dump.Seafile])
+	if err != nil {
+		return nil, notStarted(err)
+	}
+	defer bdb.Close()
+
+	if !opts.Yes {
+		for _, role := range sortedRoles(targets) {
+			db, err := openDB(ctx, "backup", targets[role])
+			if err != nil {
+				return nil, notStarted(err)
+			}
+			holds, err := HoldsSeafileData(ctx, db, role)
+			db.Close()
+			if err != nil {
+				return nil, notStarted(fmt.Errorf("%s database %s: %w", role, targets[role].DBName, err))
+			}
+			if holds {
+				return nil, &RefusedNotEmptyError{Role: role, Database: targets[role].DBName, Set: set.Name}
+			}
+		}
+	}
+
+	res := &FailoverResult{Set: set, Loaded: map[dump.Role]string{}}
+	progress(FailoverProgress{Stage: FailoverLoading, Set: set})
+	for _, role := range sortedRoles(targets) {
+		if err := dump.Load(ctx, set, role, targets[role]); err != nil {
+			return nil, err
+		}
+		res.Loaded[role] = targets[role].DBName
+		progress(FailoverProgress{Stage: FailoverLoaded, Set: set, Role: role, Database: targets[role].DBName})
+	}
+	if err := EnsureLiveTables(ctx, bdb); err != nil {
+		return nil, err
+	}
+	res.Rows, err = WriteLiveRows(ctx, opts.State, bdb, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	progress(FailoverProgress{Stage: FailoverRowsWritten, Set: set, Rows: res.Rows})
+
+	heads, err := store.NewRows(bdb).Heads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	progress(FailoverProgress{Stage: FailoverVerifying, Set: set})
+	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	res.Start = StartSteps{
+		Net:       server.Net,
+		Addr:      server.Addr,
+		SeafileDB: res.Loaded[dump.Seafile],
+		CcnetDB:   res.Loaded[dump.Ccnet],
+		SeahubDB:  res.Loaded[dump.Seahub],
+		DataDir:   opts.Store.Root(),
+	}
+	if !res.Verify.OK() {
+		return res, ErrStoreProblems
+	}
+	return res, nil
+}
+
+// checkFailoverOptions rejects options Failover cannot work with and returns the
+// backup database server's config (the seafile database's, no database selected).
+func checkFailoverOptions(opts FailoverOptions) (*mysql.Config, error) {
+	switch {
+	case opts.DumpDir == "":
+		return nil, errors.New("failover: no dump directory")
+	case opts.Store == nil || opts.State == nil:
+		return nil, errors.New("failover: no backup store or no state")
+	}
+	seafile := opts.Databases[dump.Seafile]
+	if seafile == nil || seafile.DBName == "" {
+		return nil, errors.New("failover: no backup seafile database")
+	}
+	for role, c := range opts.Databases {
+		if c == nil {
+			continue
+		}
+		if c.DBName == "" {
+			return nil, fmt.Errorf("failover: the backup %s database has no name", role)
+		}
+		// The guard and CREATE DATABASE run on the seafile database's server only.
+		if c.Net != seafile.Net || c.Addr != seafile.Addr {
+			return nil, fmt.Errorf("failover: the backup %s database is on %s, not on the seafile database's server %s", role, c.Addr, seafile.Addr)
+		}
+	}
+	server := seafile.Clone()
+	server.DBName = ""
+	return server, nil
+}
+
+// chooseSet is the set named name in dir, or the latest when name is "".
+func chooseSet(dir, name string) (dump.Set, error) {
+	if name == "" {
+		return dump.Latest(dir)
+	}
+	sets, err := dump.List(dir)
+	if err != nil {
+		return dump.Set{}, err
+	}
+	var names []string
+	for _, s := range sets {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return dump.Set{}, fmt.Errorf("no complete dump %q in %s (there are: %s)", name, dir, strings.Join(names, ", "))
+}
+
+func sortedRoles(m map[dump.Role]*mysql.Config) []dump.Role {
+	roles := make([]dump.Role, 0, len(m))
+	for r := range m {
+		roles = append(roles, r)
+	}
+	sort.Slice(roles, func(i, j int) bool { return roles[i] < roles[j] })
+	return roles
+}
+
+// createDatabases creates the target databases that do not exist yet.
+func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump.Role]*mysql.Config) error {
+	db, err := openDB(ctx, "backup", server)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, role := range sortedRoles(targets) {
+		name := targets[role].DBName
+		q := "CREATE DATABASE IF NOT EXISTS `" + strings.ReplaceAll(name, "`", "``") + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && (me.Number == 1044 || me.Number == 1045) {
+				return fmt.Errorf("create the %s database %s: %w (create it, or grant seafbak CREATE on the backup server)", role, name, err)
+			}
+			return fmt.Errorf("create the %s database %s: %w", role, name, err)
+		}
+	}
+	return nil
+}
+
+// openDB connects with c and pings; errors never show the password. Every query is
+// bounded by c's socket deadlines (the config's db_timeout); the first ping by them too,
+// but at least 15 s, so a slow server that is starting up is not mistaken for a dead one.
+func openDB(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
+	conn, err := mysql.NewConnector(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s database: %w", what, err)
+	}
+	db := sql.OpenDB(conn)
+	pctx, cancel := context.WithTimeout(ctx, max(15*time.Second, c.Timeout+c.ReadTimeout))
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)
+	}
+	return db, nil
+}

@@ -1,0 +1,365 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+
+	"seafbak/dump"
+	"seafbak/internal/mariadbtest"
+	"seafbak/internal/testenv"
+	"seafbak/restore"
+)
+
+// realHead is the head of testdata/real-library.
+const realHead = "5715208e10e33de4ac89cd441c52d948df77125b"
+
+// dbConfig is root's config for database db on s.
+func dbConfig(t *testing.T, s *mariadbtest.Server, db string) *mysql.Config {
+	t.Helper()
+	c, err := mysql.ParseDSN(s.DSN(db))
+	must(t, err)
+	return c
+}
+
+// failoverPrimary is a primary (on srv) with the real library backed up and ccnet and
+// seahub databases holding a little data, dumped into a set.
+type failoverPrimary struct {
+	env     *testenv.Env
+	dumpDir string
+	set     dump.Set
+}
+
+func newFailoverPrimary(t *testing.T) *failoverPrimary {
+	t.Helper()
+	ctx := context.Background()
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	testenv.SyncOK(t, env.Engine(false), testenv.RealLibraryID)
+
+	ccnet, seahub := env.PrimaryDBName+"_ccnet", env.PrimaryDBName+"_seahub"
+	must(t, srv.CreateDatabase(ccnet, mariadbtest.SchemaFile("ccnet.sql")))
+	must(t, srv.CreateDatabase(seahub))
+	runSQL(t, srv, ccnet, "INSERT INTO EmailUser (email, passwd, is_staff, is_active, ctime) VALUES ('zoë@example.com', 'PBKDF2SHA256$x', 0, 1, 1700000000)")
+	runSQL(t, srv, seahub, "CREATE TABLE base_userstarredfiles (id int PRIMARY KEY AUTO_INCREMENT, email varchar(255), repo_id char(36), path longtext)",
+		"INSERT INTO base_userstarredfiles (email, repo_id, path) VALUES ('zoë@example.com', '"+testenv.RealLibraryID+"', '/a')")
+
+	p := &failoverPrimary{env: env, dumpDir: filepath.Join(t.TempDir(), "dumps")}
+	var err error
+	p.set, err = dump.Run(ctx, dump.Options{Dir: p.dumpDir, Databases: map[dump.Role]*mysql.Config{
+		dump.Seafile: dbConfig(t, srv, env.PrimaryDBName),
+		dump.Ccnet:   dbConfig(t, srv, ccnet),
+		dump.Seahub:  dbConfig(t, srv, seahub),
+	}})
+	must(t, err)
+	return p
+}
+
+// runSQL runs statements in database db of s.
+func runSQL(t *testing.T, s *mariadbtest.Server, db string, stmts ...string) {
+	t.Helper()
+	h, err := s.Open(db)
+	must(t, err)
+	defer h.Close()
+	for _, q := range stmts {
+		if _, err := h.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// targets names the three backup databases prefix_seafile, prefix_ccnet and
+// prefix_seahub on s.
+func targets(t *testing.T, s *mariadbtest.Server, prefix string) map[dump.Role]*mysql.Config {
+	return map[dump.Role]*mysql.Config{
+		dump.Seafile: dbConfig(t, s, prefix+"_seafile"),
+		dump.Ccnet:   dbConfig(t, s, prefix+"_ccnet"),
+		dump.Seahub:  dbConfig(t, s, prefix+"_seahub"),
+	}
+}
+
+// options are Failover's options for p into dbs, recording the stages it reports.
+func (p *failoverPrimary) options(dbs map[dump.Role]*mysql.Config, yes bool, stages *[]restore.FailoverStage) restore.FailoverOptions {
+	return restore.FailoverOptions{
+		DumpDir:   p.dumpDir,
+		Databases: dbs,
+		Store:     p.env.Store,
+		State:     p.env.State,
+		Yes:       yes,
+		Progress: func(fp restore.FailoverProgress) {
+			if stages != nil {
+				*stages = append(*stages, fp.Stage)
+			}
+		},
+	}
+}
+
+// checkFailedOver checks that the failover into prefix's databases on s loaded the dump
+// and wrote the backed-up head.
+func checkFailedOver(t *testing.T, s *mariadbtest.Server, prefix string, res *restore.FailoverResult, set dump.Set) {
+	t.Helper()
+	if res.Set.Name != set.Name {
+		t.Errorf("set %s, want %s", res.Set.Name, set.Name)
+	}
+	want := map[dump.Role]string{dump.Seafile: prefix + "_seafile", dump.Ccnet: prefix + "_ccnet", dump.Seahub: prefix + "_seahub"}
+	for role, name := range want {
+		if res.Loaded[role] != name {
+			t.Errorf("%s loaded into %q, want %q", role, res.Loaded[role], name)
+		}
+	}
+	if res.Rows.Set+res.Rows.Unchanged != 1 || res.Rows.Deleted != 0 {
+		t.Errorf("rows: %+v, want the one library", res.Rows)
+	}
+	if res.Verify == nil || !res.Verify.OK() || len(res.Verify.Libraries) != 1 {
+		t.Fatalf("verify: %+v", res.Verify)
+	}
+	st := res.Start
+	if st.Net != "unix" || st.Addr != s.Socket || st.SeafileDB != want[dump.Seafile] || st.CcnetDB != want[dump.Ccnet] || st.SeahubDB != want[dump.Seahub] {
+		t.Errorf("start steps: %+v", st)
+	}
+	db, err := s.Open(prefix + "_seafile")
+	must(t, err)
+	defer db.Close()
+	var head string
+	must(t, db.QueryRow("SELECT commit_id FROM Branch WHERE repo_id = ? AND name = 'master'", testenv.RealLibraryID).Scan(&head))
+	if head != realHead {
+		t.Errorf("restored head %s, want %s", head, realHead)
+	}
+	cdb, err := s.Open(prefix + "_ccnet")
+	must(t, err)
+	defer cdb.Close()
+	var email string
+	must(t, cdb.QueryRow("SELECT email FROM EmailUser").Scan(&email))
+	if email != "zoë@example.com" {
+		t.Errorf("ccnet EmailUser: %q", email)
+	}
+}
+
+func TestFailover(t *testing.T) {
+	ctx := context.Background()
+	p := newFailoverPrimary(t)
+	other, err := mariadbtest.Start()
+	must(t, err)
+	t.Cleanup(func() { other.Stop() })
+	if p.env.BackupDir != p.env.Store.Root() {
+		t.Fatalf("store root %s, backup dir %s", p.env.Store.Root(), p.env.BackupDir)
+	}
+
+	t.Run("refused over the primary", func(t *testing.T) {
+		var stages []restore.FailoverStage
+		prefix := mariadbtest.DBName(t)
+		_, err := restore.Failover(ctx, p.options(targets(t, srv, prefix), true, &stages))
+		var rp *restore.RefusedPrimaryError
+		if !errors.Is(err, restore.ErrRefusedPrimary) || !errors.As(err, &rp) || rp.Set != p.set.Name {
+			t.Fatalf("failover onto the primary's server: %v", err)
+		}
+		if len(stages) != 0 {
+			t.Errorf("stages reported: %v", stages)
+		}
+		// Refused before creating anything.
+		root, err := srv.Open("")
+		must(t, err)
+		defer root.Close()
+		var n int
+		must(t, root.QueryRow("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE ?", prefix+"%").Scan(&n))
+		if n != 0 {
+			t.Errorf("%d databases created on the primary's server", n)
+		}
+	})
+
+	t.Run("no dump", func(t *testing.T) {
+		opts := p.options(targets(t, other, mariadbtest.DBName(t)), false, nil)
+		opts.DumpDir = t.TempDir()
+		_, err := restore.Failover(ctx, opts)
+		if !errors.Is(err, restore.ErrNoDump) || !errors.Is(err, restore.ErrNotStarted) || !errors.Is(err, dump.ErrNoSet) {
+			t.Fatalf("failover without a dump: %v", err)
+		}
+		opts.DumpDir, opts.DumpSet = p.dumpDir, "1999-01-01T00-00-00Z"
+		if _, err := restore.Failover(ctx, opts); !errors.Is(err, restore.ErrNoDump) {
+			t.Fatalf("failover with an unknown set: %v", err)
+		}
+	})
+
+	t.Run("missing database", func(t *testing.T) {
+		dbs := targets(t, other, mariadbtest.DBName(t))
+		delete(dbs, dump.Seahub)
+		_, err := restore.Failover(ctx, p.options(dbs, false, nil))
+		var md *restore.MissingDatabaseError
+		if !errors.As(err, &md) || md.Role != dump.Seahub || md.Set != p.set.Name || !errors.Is(err, restore.ErrNotStarted) {
+			t.Fatalf("failover without a seahub target: %v", err)
+		}
+	})
+
+	t.Run("bad options", func(t *testing.T) {
+		for name, opts := range map[string]restore.FailoverOptions{
+			"no databases": {DumpDir: p.dumpDir, Store: p.env.Store, State: p.env.State},
+			"no store":     {DumpDir: p.dumpDir, Databases: targets(t, other, "x"), State: p.env.State},
+			"two servers": {DumpDir: p.dumpDir, Store: p.env.Store, State: p.env.State, Databases: map[dump.Role]*mysql.Config{
+				dump.Seafile: dbConfig(t, other, "x_seafile"), dump.Ccnet: dbConfig(t, srv, "x_ccnet")}},
+		} {
+			if _, err := restore.Failover(ctx, opts); !errors.Is(err, restore.ErrNotStarted) {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	})
+
+	// A fresh backup server: loaded, rows written, verify ok; again it refuses (the
+	// databases hold data now) unless Yes.
+	prefix := mariadbtest.DBName(t)
+	t.Run("success", func(t *testing.T) {
+		var stages []restore.FailoverStage
+		res, err := restore.Failover(ctx, p.options(targets(t, other, prefix), false, &stages))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFailedOver(t, other, prefix, res, p.set)
+		want := []restore.FailoverStage{restore.FailoverLoading, restore.FailoverLoaded, restore.FailoverLoaded, restore.FailoverLoaded, restore.FailoverRowsWritten, restore.FailoverVerifying}
+		if !slices.Equal(stages, want) {
+			t.Errorf("stages %v, want %v", stages, want)
+		}
+		if res.Start.DataDir != p.env.BackupDir {
+			t.Errorf("data dir %s, want %s", res.Start.DataDir, p.env.BackupDir)
+		}
+	})
+
+	t.Run("refused not empty, accepted with yes", func(t *testing.T) {
+		var stages []restore.FailoverStage
+		_, err := restore.Failover(ctx, p.options(targets(t, other, prefix), false, &stages))
+		var ne *restore.RefusedNotEmptyError
+		if !errors.Is(err, restore.ErrRefusedNotEmpty) || !errors.Is(err, restore.ErrHoldsData) || !errors.As(err, &ne) {
+			t.Fatalf("second failover: %v", err)
+		}
+		if ne.Role != dump.Ccnet || ne.Database != prefix+"_ccnet" || ne.Set != p.set.Name {
+			t.Errorf("refusal: %+v", ne)
+		}
+		if len(stages) != 0 {
+			t.Errorf("stages reported: %v", stages)
+		}
+		res, err := restore.Failover(ctx, p.options(targets(t, other, prefix), true, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFailedOver(t, other, prefix, res, p.set)
+	})
+
+	// Databases made from Seafile's schema, never used, hold no data: no Yes needed.
+	t.Run("empty schema accepted", func(t *testing.T) {
+		prefix := mariadbtest.DBName(t)
+		must(t, other.CreateDatabase(prefix+"_seafile", mariadbtest.SchemaFile("seafile.sql")))
+		must(t, other.CreateDatabase(prefix+"_ccnet", mariadbtest.SchemaFile("ccnet.sql")))
+		must(t, other.CreateDatabase(prefix+"_seahub"))
+		seahubSchema(t, other, prefix+"_seahub")
+		res, err := restore.Failover(ctx, p.options(targets(t, other, prefix), false, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFailedOver(t, other, prefix, res, p.set)
+	})
+
+	t.Run("damaged dump", func(t *testing.T) {
+		dir := t.TempDir()
+		out, err := exec.Command("cp", "-a", p.set.Dir, dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("copy set: %v %s", err, out)
+		}
+		f := filepath.Join(dir, p.set.Name, p.set.Manifest.Files[dump.Ccnet].Name)
+		b, err := os.ReadFile(f)
+		must(t, err)
+		b[len(b)/2] ^= 0xff
+		must(t, os.WriteFile(f, b, 0o600))
+		opts := p.options(targets(t, other, mariadbtest.DBName(t)), false, nil)
+		opts.DumpDir = dir
+		if _, err := restore.Failover(ctx, opts); !errors.Is(err, restore.ErrDumpDamaged) || errors.Is(err, restore.ErrNotStarted) {
+			t.Fatalf("failover from a damaged dump: %v", err)
+		}
+	})
+
+	// Last: it damages the store.
+	t.Run("store problems", func(t *testing.T) {
+		var block string
+		must(t, filepath.WalkDir(filepath.Join(p.env.BackupDir, "storage", "blocks"), func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && block == "" {
+				block = path
+			}
+			return err
+		}))
+		if block == "" {
+			t.Fatal("no block in the backup")
+		}
+		must(t, os.Remove(block))
+		res, err := restore.Failover(ctx, p.options(targets(t, other, prefix), true, nil))
+		if !errors.Is(err, restore.ErrStoreProblems) || res == nil || res.Verify == nil || res.Verify.OK() {
+			t.Fatalf("failover with a damaged store: %v %+v", err, res)
+		}
+		if res.Rows.Set+res.Rows.Unchanged != 1 || res.Loaded[dump.Seafile] != prefix+"_seafile" {
+			t.Errorf("result: %+v", res)
+		}
+	})
+}
+
+// seahubSchema makes a seahub database as Seahub's schema (seahub/sql/mysql.sql) leaves
+// it: Django's bookkeeping tables with their rows, Seahub's own tables empty.
+func seahubSchema(t *testing.T, s *mariadbtest.Server, db string) {
+	t.Helper()
+	runSQL(t, s, db,
+		"CREATE TABLE django_migrations (id int PRIMARY KEY AUTO_INCREMENT, app varchar(255) NOT NULL, name varchar(255) NOT NULL, applied datetime NOT NULL)",
+		"INSERT INTO django_migrations (app, name, applied) VALUES ('contenttypes', '0001_initial', '2019-11-25 14:33:59')",
+		"CREATE TABLE django_content_type (id int PRIMARY KEY AUTO_INCREMENT, app_label varchar(100) NOT NULL, model varchar(100) NOT NULL)",
+		"INSERT INTO django_content_type (app_label, model) VALUES ('contenttypes', 'contenttype')",
+		"CREATE TABLE auth_permission (id int PRIMARY KEY AUTO_INCREMENT, name varchar(255) NOT NULL, content_type_id int NOT NULL, codename varchar(100) NOT NULL)",
+		"INSERT INTO auth_permission (name, content_type_id, codename) VALUES ('Can add content type', 1, 'add_contenttype')",
+		"CREATE TABLE base_userstarredfiles (id int PRIMARY KEY AUTO_INCREMENT, email varchar(255), repo_id char(36), path longtext)",
+	)
+}
+
+func TestFailoverHoldsSeafileData(t *testing.T) {
+	ctx := context.Background()
+	base := mariadbtest.DBName(t)
+	holds := func(role dump.Role, db string) bool {
+		t.Helper()
+		h, err := srv.Open(db)
+		must(t, err)
+		defer h.Close()
+		got, err := restore.HoldsSeafileData(ctx, h, role)
+		must(t, err)
+		return got
+	}
+	check := func(what string, got, want bool) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s: holds data %v, want %v", what, got, want)
+		}
+	}
+
+	seafile := base + "_seafile"
+	must(t, srv.CreateDatabase(seafile, mariadbtest.SchemaFile("seafile.sql")))
+	check("seafile schema, no rows", holds(dump.Seafile, seafile), false)
+	runSQL(t, srv, seafile, "INSERT INTO Repo (repo_id) VALUES ('"+testenv.RealLibraryID+"')",
+		"INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', '"+testenv.RealLibraryID+"', '"+realHead+"')")
+	check("seafile, rows only in the live tables sync keeps", holds(dump.Seafile, seafile), false)
+	runSQL(t, srv, seafile, "INSERT INTO RepoOwner (repo_id, owner_id) VALUES ('"+testenv.RealLibraryID+"', 'zoë@example.com')")
+	check("seafile with a RepoOwner row", holds(dump.Seafile, seafile), true)
+
+	ccnet := base + "_ccnet"
+	must(t, srv.CreateDatabase(ccnet, mariadbtest.SchemaFile("ccnet.sql")))
+	check("ccnet schema, no rows", holds(dump.Ccnet, ccnet), false)
+	runSQL(t, srv, ccnet, "INSERT INTO EmailUser (email, passwd, is_staff, is_active, ctime) VALUES ('zoë@example.com', 'x', 0, 1, 1700000000)")
+	check("ccnet with an EmailUser row", holds(dump.Ccnet, ccnet), true)
+
+	seahub := base + "_seahub"
+	must(t, srv.CreateDatabase(seahub))
+	check("seahub with no tables", holds(dump.Seahub, seahub), false)
+	seahubSchema(t, srv, seahub)
+	check("seahub schema (Django's bookkeeping rows only)", holds(dump.Seahub, seahub), false)
+	// Django's bookkeeping is exempt in seahub only.
+	check("the same tables as the ccnet role", holds(dump.Ccnet, seahub), true)
+	runSQL(t, srv, seahub, "INSERT INTO base_userstarredfiles (email, repo_id, path) VALUES ('zoë@example.com', '"+testenv.RealLibraryID+"', '/a')")
+	check("seahub with a starred file", holds(dump.Seahub, seahub), true)
+}
