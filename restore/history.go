@@ -131,7 +131,7 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 				if checkRoots {
 					n.rootPresent = n.c.RootID == object.EmptyID
 					if !n.rootPresent {
-						has, err := s.Has(ctx, object.KindFS, lib.StoreID, n.c.RootID)
+						has, err := s.Has(ctx, object.KindFS, lib.For(object.KindFS), n.c.RootID)
 						n.rootPresent = err == nil && has
 					}
 				}
@@ -171,7 +171,7 @@ func readCommit(ctx context.Context, s store.Store, lib Library, id string) (*ob
 	if err := object.CheckID(id); err != nil {
 		return nil, err
 	}
-	raw, err := s.Get(ctx, object.KindCommit, lib.RepoID, id)
+	raw, err := s.Get(ctx, object.KindCommit, lib.For(object.KindCommit), id)
 	if err != nil {
 		return nil, err
 	}

@@ -293,7 +293,7 @@ func planTree(ctx context.Context, s store.Store, lib Library, rootID string) (*
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		raw, err := s.Get(ctx, object.KindFS, lib.StoreID, id)
+		raw, err := s.Get(ctx, object.KindFS, lib.For(object.KindFS), id)
 		if err != nil {
 			return fmt.Errorf("%s: %w", displayPath(p.path(d)), err)
 		}
@@ -831,7 +831,7 @@ func (w *writer) copyBlocks(ctx context.Context, j fileJob, f *os.File, buf []by
 	e := j.f
 	// writeFile's error names the file; a path built here for every file would cost its
 	// depth each time.
-	raw, err := w.s.Get(ctx, object.KindFS, w.lib.StoreID, e.id)
+	raw, err := w.s.Get(ctx, object.KindFS, w.lib.For(object.KindFS), e.id)
 	if err != nil {
 		return err
 	}
@@ -847,7 +847,7 @@ func (w *writer) copyBlocks(ctx context.Context, j fileJob, f *os.File, buf []by
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rc, err := w.s.Open(ctx, object.KindBlock, w.lib.StoreID, b)
+		rc, err := w.s.Open(ctx, object.KindBlock, w.lib.For(object.KindBlock), b)
 		if err != nil {
 			return err
 		}

@@ -35,15 +35,14 @@ type Entry struct {
 	Blocks []string
 }
 
-// Library names where a library's objects are in the store.
-type Library struct {
-	RepoID  string // commits live here
-	StoreID string // fs objects and blocks live here (the origin for a virtual library)
-}
+// Library names where a library's objects are in the store: commits under RepoID, fs
+// objects and blocks under StoreID (the origin's id for a virtual library). It is
+// object.Keys, so every read asks lib.For(kind) rather than picking an id by hand.
+type Library = object.Keys
 
 // Commit reads and checks one commit of a library from the store.
 func Commit(ctx context.Context, s store.Store, lib Library, id string) (*object.Commit, error) {
-	raw, err := s.Get(ctx, object.KindCommit, lib.RepoID, id)
+	raw, err := s.Get(ctx, object.KindCommit, lib.For(object.KindCommit), id)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", id, err)
 	}
@@ -103,7 +102,7 @@ func walkDir(ctx context.Context, s store.Store, lib Library, id, dir string, fn
 }
 
 func readFS(ctx context.Context, s store.Store, lib Library, id, where string) (*object.FS, error) {
-	raw, err := s.Get(ctx, object.KindFS, lib.StoreID, id)
+	raw, err := s.Get(ctx, object.KindFS, lib.For(object.KindFS), id)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", displayPath(where), err)
 	}
@@ -118,7 +117,7 @@ func readFS(ctx context.Context, s store.Store, lib Library, id, where string) (
 func CopyFile(ctx context.Context, s store.Store, lib Library, e Entry, w io.Writer) error {
 	var n int64
 	for _, b := range e.Blocks {
-		rc, err := s.Open(ctx, object.KindBlock, lib.StoreID, b)
+		rc, err := s.Open(ctx, object.KindBlock, lib.For(object.KindBlock), b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}

@@ -42,7 +42,7 @@ func (r *run) proveRecordable(ctx context.Context, holes []state.Hole, truncated
 		return violation("the walk never reached the head commit")
 	}
 	for _, id := range ids {
-		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.lib.ID, id)
+		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.keys.For(object.KindCommit), id)
 		if errors.Is(err, store.ErrNotExist) {
 			if id == r.lib.Head {
 				return violation("the head commit is not in the store")
@@ -62,7 +62,7 @@ func (r *run) proveRecordable(ctx context.Context, holes []state.Hole, truncated
 		if c.RootID == object.EmptyID || holeCommits[id] || cut[id] {
 			continue
 		}
-		has, err := r.e.Store.Has(ctx, object.KindFS, r.lib.StoreID, c.RootID)
+		has, err := r.e.Store.Has(ctx, object.KindFS, r.keys.For(object.KindFS), c.RootID)
 		if err != nil {
 			return fmt.Errorf("check the store holds head %s: root %s of commit %s: %w", r.lib.Head, c.RootID, id, err)
 		}

@@ -24,6 +24,7 @@ const fsBatch = 1000
 type run struct {
 	e       *Engine
 	lib     primary.Library
+	keys    object.Keys // lib's ids by object kind: never pick lib.ID or lib.StoreID by hand
 	rec     state.Library
 	recheck bool // presence proves nothing: read and verify present objects too
 	log     *slog.Logger
@@ -95,6 +96,7 @@ type origin struct {
 func newRun(e *Engine, lib primary.Library, rec state.Library, recheck bool, log *slog.Logger) *run {
 	r := &run{
 		e: e, lib: lib, rec: rec, recheck: recheck, log: log,
+		keys:       object.Keys{RepoID: lib.ID, StoreID: lib.StoreID},
 		knownHoles: map[string]bool{},
 		commits:    map[string]*object.Commit{},
 		reached:    map[string]bool{},
@@ -159,7 +161,7 @@ func (r *run) skipTrimmedTrees(ctx context.Context) error {
 			continue
 		}
 		if oldByRoot[c.RootID] == nil {
-			has, err := r.e.Store.Has(ctx, object.KindFS, r.lib.StoreID, c.RootID)
+			has, err := r.e.Store.Has(ctx, object.KindFS, r.keys.For(object.KindFS), c.RootID)
 			if err != nil {
 				return err
 			}
@@ -267,7 +269,7 @@ func (r *run) walkCommits(ctx context.Context) error {
 // loadCommit returns the commit to walk, or nil when the backup has it and it can be
 // trusted. descend says whether its parents must be walked too.
 func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.Commit, descend bool, err error) {
-	has, err := r.e.Store.Has(ctx, object.KindCommit, r.lib.ID, id)
+	has, err := r.e.Store.Has(ctx, object.KindCommit, r.keys.For(object.KindCommit), id)
 	if err != nil {
 		return nil, false, err
 	}
@@ -275,7 +277,7 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 		return nil, false, nil
 	}
 	if has {
-		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.lib.ID, id)
+		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.keys.For(object.KindCommit), id)
 		if err != nil {
 			return nil, false, err
 		}
@@ -362,14 +364,14 @@ func (r *run) walkTree(ctx context.Context, c *object.Commit) error {
 // and nothing below it is needed. During a re-check a present object is read and
 // verified, and returned as a node to descend into.
 func (r *run) fromStore(ctx context.Context, p pending, c *object.Commit) (n *node, present bool, err error) {
-	has, err := r.e.Store.Has(ctx, object.KindFS, r.lib.StoreID, p.id)
+	has, err := r.e.Store.Has(ctx, object.KindFS, r.keys.For(object.KindFS), p.id)
 	if err != nil || !has {
 		return nil, false, err
 	}
 	if !r.recheck {
 		return nil, true, nil
 	}
-	raw, err := r.e.Store.Get(ctx, object.KindFS, r.lib.StoreID, p.id)
+	raw, err := r.e.Store.Get(ctx, object.KindFS, r.keys.For(object.KindFS), p.id)
 	if err != nil {
 		return nil, false, err
 	}
@@ -472,11 +474,11 @@ func (r *run) children(ctx context.Context, n *node, next []pending) ([]pending,
 // blockPresent says whether the backup has a good copy of block id. During a re-check
 // the copy is read and hashed: after a crash it may be present but empty.
 func (r *run) blockPresent(ctx context.Context, id, where string) (bool, error) {
-	has, err := r.e.Store.Has(ctx, object.KindBlock, r.lib.StoreID, id)
+	has, err := r.e.Store.Has(ctx, object.KindBlock, r.keys.For(object.KindBlock), id)
 	if err != nil || !has || !r.recheck {
 		return has, err
 	}
-	rc, err := r.e.Store.Open(ctx, object.KindBlock, r.lib.StoreID, id)
+	rc, err := r.e.Store.Open(ctx, object.KindBlock, r.keys.For(object.KindBlock), id)
 	if err != nil {
 		return false, err
 	}
@@ -611,7 +613,7 @@ func (r *run) copyBlock(ctx context.Context, id string) (size int64, srcErr, fat
 		return 0, err, nil
 	}
 	defer rc.Close()
-	w, err := r.e.Store.Create(ctx, object.KindBlock, r.lib.StoreID, id)
+	w, err := r.e.Store.Create(ctx, object.KindBlock, r.keys.For(object.KindBlock), id)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -679,7 +681,7 @@ func (r *run) writeFS(ctx context.Context) error {
 			}
 		}
 		if ok && !n.fromStore {
-			if err := store.Put(ctx, r.e.Store, object.KindFS, r.lib.StoreID, id, n.raw); err != nil {
+			if err := store.Put(ctx, r.e.Store, object.KindFS, r.keys.For(object.KindFS), id, n.raw); err != nil {
 				return false, err
 			}
 			r.stats.fs++
@@ -706,7 +708,7 @@ func (r *run) fileComplete(ctx context.Context, id string, n *node) (bool, error
 		size, ok := r.blockSize[b]
 		if !ok {
 			var err error
-			if size, err = r.e.Store.Size(ctx, object.KindBlock, r.lib.StoreID, b); err != nil {
+			if size, err = r.e.Store.Size(ctx, object.KindBlock, r.keys.For(object.KindBlock), b); err != nil {
 				return false, err
 			}
 		}
@@ -738,7 +740,7 @@ func (r *run) writeCommits(ctx context.Context) error {
 				}
 			}
 		}
-		if err := store.Put(ctx, r.e.Store, object.KindCommit, r.lib.ID, c.ID, c.Raw); err != nil {
+		if err := store.Put(ctx, r.e.Store, object.KindCommit, r.keys.For(object.KindCommit), c.ID, c.Raw); err != nil {
 			return err
 		}
 		r.stats.commits++
@@ -777,7 +779,7 @@ func (r *run) keepOldHead(ctx context.Context, oldHead string) (bool, error) {
 		if id == oldHead {
 			return false, nil
 		}
-		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.lib.ID, id)
+		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.keys.For(object.KindCommit), id)
 		if errors.Is(err, store.ErrNotExist) {
 			continue // a hole in history
 		}

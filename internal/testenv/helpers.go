@@ -61,13 +61,14 @@ func (e *Env) PrimaryFile(lib *seafgen.Library, name string) (fileID string, blo
 	e.T.Helper()
 	root, err := lib.RootID(lib.Head)
 	must(e.T, err)
-	raw, err := os.ReadFile(ObjectPath(e.PrimaryDir, object.KindFS, lib.StoreID, root))
+	fsKey := object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}.For(object.KindFS)
+	raw, err := os.ReadFile(ObjectPath(e.PrimaryDir, object.KindFS, fsKey, root))
 	must(e.T, err)
 	dir, err := object.ParseFS(root, raw)
 	must(e.T, err)
 	for _, d := range dir.Dirents {
 		if d.Name == name {
-			raw, err := os.ReadFile(ObjectPath(e.PrimaryDir, object.KindFS, lib.StoreID, d.ID))
+			raw, err := os.ReadFile(ObjectPath(e.PrimaryDir, object.KindFS, fsKey, d.ID))
 			must(e.T, err)
 			f, err := object.ParseFS(d.ID, raw)
 			must(e.T, err)

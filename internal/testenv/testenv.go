@@ -168,6 +168,8 @@ type ObjectKey struct {
 func Reachable(t testing.TB, dataDir, repoID, storeID, head string) (found map[ObjectKey]bool, missing []ObjectKey) {
 	t.Helper()
 	found = map[ObjectKey]bool{}
+	keys := object.Keys{RepoID: repoID, StoreID: storeID}
+	key := func(kind object.Kind, id string) ObjectKey { return ObjectKey{kind, keys.For(kind), id} }
 	read := func(k ObjectKey) []byte {
 		data, err := os.ReadFile(filepath.Join(dataDir, "storage", string(k.Kind), k.StoreID, k.ID[:2], k.ID[2:]))
 		if os.IsNotExist(err) {
@@ -185,7 +187,7 @@ func Reachable(t testing.TB, dataDir, repoID, storeID, head string) (found map[O
 			return
 		}
 		seenFS[id] = true
-		raw := read(ObjectKey{object.KindFS, storeID, id})
+		raw := read(key(object.KindFS, id))
 		if raw == nil {
 			return
 		}
@@ -195,7 +197,7 @@ func Reachable(t testing.TB, dataDir, repoID, storeID, head string) (found map[O
 			walkFS(d.ID)
 		}
 		for _, b := range fs.BlockIDs {
-			k := ObjectKey{object.KindBlock, storeID, b}
+			k := key(object.KindBlock, b)
 			if !found[k] {
 				read(k)
 			}
@@ -210,7 +212,7 @@ func Reachable(t testing.TB, dataDir, repoID, storeID, head string) (found map[O
 			continue
 		}
 		seenC[id] = true
-		raw := read(ObjectKey{object.KindCommit, repoID, id})
+		raw := read(key(object.KindCommit, id))
 		if raw == nil {
 			continue
 		}

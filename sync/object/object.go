@@ -24,6 +24,25 @@ func (k Kind) Valid() bool {
 	return k == KindCommit || k == KindFS || k == KindBlock
 }
 
+// Keys are the two ids a library's objects are filed under in a store: Seafile keeps
+// a library's commits under the library's own id, and its fs objects and blocks under
+// the store id, which for a virtual library (a sub-folder synced as a library) is its
+// origin's id. Callers ask For(kind) instead of choosing one id by hand at each read
+// or write, so a commit looked up under the store id, or a block under the repo id (a
+// mistake that only virtual libraries would show), cannot be written.
+type Keys struct {
+	RepoID  string // the library's own id: its commits
+	StoreID string // its fs objects and blocks (the origin's id for a virtual library)
+}
+
+// For is the id that objects of kind k are stored under.
+func (k Keys) For(kind Kind) string {
+	if kind == KindCommit {
+		return k.RepoID
+	}
+	return k.StoreID
+}
+
 // EmptyID stands for an empty file or an empty dir. It is never stored nor fetched.
 const EmptyID = "0000000000000000000000000000000000000000"
 

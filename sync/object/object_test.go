@@ -207,3 +207,14 @@ func TestCheckFileSize(t *testing.T) {
 		t.Error("stored-size bounds")
 	}
 }
+
+// A virtual library's commits live under its own id, its fs objects and blocks under
+// its origin's.
+func TestKeysFor(t *testing.T) {
+	k := Keys{RepoID: "virtual", StoreID: "origin"}
+	for kind, want := range map[Kind]string{KindCommit: "virtual", KindFS: "origin", KindBlock: "origin"} {
+		if got := k.For(kind); got != want {
+			t.Errorf("For(%s) = %q, want %q", kind, got, want)
+		}
+	}
+}
