@@ -97,7 +97,7 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		if isDamaged[lib.ID] {
 			continue
 		}
-		if rec := known[lib.ID]; rec == nil || NeedsSync(rec, lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
+		if rec := known[lib.ID]; rec == nil || !rec.UpToDate(lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
 			todo = append(todo, lib)
 		}
 	}
@@ -152,11 +152,6 @@ func (s *Scanner) log() *slog.Logger {
 		return s.Log
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-// NeedsSync reports whether a library with this record must be synced to reach head.
-func NeedsSync(rec *state.Library, head string) bool {
-	return rec.Head != head || rec.Failed() || len(rec.Holes) > 0 || rec.Deleted != nil
 }
 
 // HumanBytes formats a byte count for people.

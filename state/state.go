@@ -54,6 +54,17 @@ type Library struct {
 // Failed reports whether the last attempt failed.
 func (l *Library) Failed() bool { return l.LastError != "" }
 
+// UpToDate reports whether the backup of this library is complete at head, so that a
+// sync to head has nothing to do. It is the one rule for "does this library need a
+// sync": scan uses it to pick libraries, the engine to return at once, so the two
+// cannot disagree about a library. Anything but "done, cleanly, at this head" needs
+// a sync: holes are asked for again by every sync, a library recorded deleted that is
+// listed again came back from the trash, a failed last attempt is retried, and a
+// pending recheck must finish before presence is trusted again.
+func (l *Library) UpToDate(head string) bool {
+	return l.Head == head && len(l.Holes) == 0 && l.Deleted == nil && !l.Failed() && !l.Recheck
+}
+
 // Hole is an object of a library's history the backup lacks because the primary did.
 type Hole struct {
 	Kind      string    `json:"kind"`

@@ -14,6 +14,30 @@ import (
 
 func repoID(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
 
+// UpToDate is true only for a clean record at that very head; each reason to sync
+// alone makes it false.
+func TestUpToDate(t *testing.T) {
+	now := time.Now()
+	clean := func() Library { return Library{ID: repoID(1), Head: "h1"} }
+	if l := clean(); !l.UpToDate("h1") {
+		t.Fatal("a clean record at its head is not up to date")
+	}
+	for name, spoil := range map[string]func(*Library){
+		"other head":  func(l *Library) { l.Head = "h0" },
+		"no head yet": func(l *Library) { l.Head = "" },
+		"holes":       func(l *Library) { l.Holes = []Hole{{Kind: "blocks", ID: "b"}} },
+		"deleted":     func(l *Library) { l.Deleted = &now },
+		"failed":      func(l *Library) { l.LastError = "boom" },
+		"recheck":     func(l *Library) { l.Recheck = true },
+	} {
+		l := clean()
+		spoil(&l)
+		if l.UpToDate("h1") {
+			t.Errorf("%s: up to date", name)
+		}
+	}
+}
+
 func TestSaveLoadAll(t *testing.T) {
 	d, err := Open(t.TempDir())
 	if err != nil {

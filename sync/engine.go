@@ -203,7 +203,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	// Until a re-check completes, a failure must leave the next sync re-checking too:
 	// the marker goes with any failure after the objects are durable.
 	rec.Recheck = recheck
-	if !recheck && rec.Head == lib.Head && len(rec.Holes) == 0 && rec.Deleted == nil && rec.LastError == "" {
+	if rec.UpToDate(lib.Head) { // covers recheck too: rec.Recheck was just set to it
 		// The backup database may lag the state: added to the config later, or restored
 		// from an older dump. Then only its rows need to move.
 		rowsBehind := false
