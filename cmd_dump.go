@@ -28,25 +28,21 @@ func primaryDatabases(e *env) map[dump.Role]*mysql.Config {
 	return dbs
 }
 
-func (c *dumpCmd) run(e *env) int {
+func (c *dumpCmd) Run(e *env) error {
 	if e.cfg.Dump.Dir == "" {
-		fmt.Fprintf(e.stderr, "seafbak dump: config %s: dump.dir: not set; add e.g.\n  dump:\n    dir: /var/backups/seafbak\n    keep: 7\n", e.cfg.Path)
-		return exitCantRun
+		return cantRun(fmt.Errorf("config %s: dump.dir: not set; add e.g.\n  dump:\n    dir: /var/backups/seafbak\n    keep: 7", e.cfg.Path))
 	}
 	st, err := state.Open(e.cfg.State)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak dump:", err)
-		return exitCantRun
+		return cantRun(err)
 	}
 	if err := os.MkdirAll(e.cfg.Dump.Dir, 0o750); err != nil {
-		fmt.Fprintln(e.stderr, "seafbak dump:", err)
-		return exitCantRun
+		return cantRun(err)
 	}
 	start := time.Now()
 	set, err := dump.Run(e.ctx, dump.Options{Dir: e.cfg.Dump.Dir, Keep: e.cfg.Dump.Keep, Databases: primaryDatabases(e), Log: e.log})
 	if set.Name == "" {
-		fmt.Fprintln(e.stderr, "seafbak dump:", err)
-		return exitFailed
+		return failed(err)
 	}
 	var total int64
 	var parts, roles []string
@@ -56,14 +52,13 @@ func (c *dumpCmd) run(e *env) int {
 		roles = append(roles, string(role))
 		parts = append(parts, fmt.Sprintf("%s %s", role, humanBytes(f.Size)))
 	}
+	e.run.Bytes = total
 	if serr := st.SaveDump(state.Dump{Set: set.Name, Dir: set.Dir, Finished: set.Manifest.Finished, Bytes: total, Roles: roles}); serr != nil {
-		fmt.Fprintln(e.stderr, "seafbak dump:", serr)
-		return exitFailed
+		return failed(serr)
 	}
 	fmt.Fprintf(e.stdout, "seafbak dump: %s (%s) in %.1fs\n", set.Dir, strings.Join(parts, ", "), time.Since(start).Seconds())
 	if err != nil { // the set is good; pruning older ones failed
-		fmt.Fprintln(e.stderr, "seafbak dump:", err)
-		return exitFailed
+		return failed(err)
 	}
-	return exitOK
+	return nil
 }

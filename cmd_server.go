@@ -35,20 +35,16 @@ func backupDatabases(e *env) map[dump.Role]*mysql.Config {
 	return targets
 }
 
-func (c *restoreServerCmd) run(e *env) int {
-	fail := func(code int, format string, args ...any) int {
-		fmt.Fprintf(e.stderr, "seafbak restore server: "+format+"\n", args...)
-		return code
-	}
+func (c *restoreServerCmd) Run(e *env) error {
 	if e.cfg.Backup.DB == nil {
-		return fail(exitCantRun, "config %s: backup.db is not set: name the backup host's seafile database (the server Seafile will run on)", e.cfg.Path)
+		return usagef("config %s: backup.db is not set: name the backup host's seafile database (the server Seafile will run on)", e.cfg.Path)
 	}
 	if e.cfg.Dump.Dir == "" {
-		return fail(exitCantRun, "config %s: dump.dir is not set: where seafbak dump wrote its dumps", e.cfg.Path)
+		return usagef("config %s: dump.dir is not set: where seafbak dump wrote its dumps", e.cfg.Path)
 	}
 	fs, st, err := openBackup(e)
 	if err != nil {
-		return fail(exitCantRun, "%v", err)
+		return cantRun(err)
 	}
 	res, err := restore.Failover(e.ctx, restore.FailoverOptions{
 		DumpDir:   e.cfg.Dump.Dir,
@@ -65,27 +61,27 @@ func (c *restoreServerCmd) run(e *env) int {
 	switch {
 	case err == nil:
 	case errors.Is(err, restore.ErrNoDump):
-		return fail(exitCantRun, "%v (run seafbak dump on a schedule; see the README)", err)
+		return cantRun(fmt.Errorf("%w (run seafbak dump on a schedule; see the README)", err))
 	case errors.Is(err, restore.ErrDumpDamaged):
-		return fail(exitFailed, "%v; choose another with --dump", err)
+		return failed(fmt.Errorf("%w; choose another with --dump", err))
 	case errors.Is(err, restore.ErrRefusedPrimary):
-		return fail(exitCantRun, "%v; point backup.db at the backup host's database server", err)
+		return cantRun(fmt.Errorf("%w; point backup.db at the backup host's database server", err))
 	case errors.As(err, &notEmpty):
-		return fail(exitCantRun, "%v; add --yes to overwrite it with dump %s", err, notEmpty.Set)
+		return cantRun(fmt.Errorf("%w; add --yes to overwrite it with dump %s", err, notEmpty.Set))
 	case errors.As(err, &missing):
-		return fail(exitCantRun, "dump %s holds the %s database, but config %s does not say where it goes: set %s", missing.Set, missing.Role, e.cfg.Path, backupDBKeys[missing.Role])
+		return cantRun(fmt.Errorf("dump %s holds the %s database, but config %s does not say where it goes: set %s", missing.Set, missing.Role, e.cfg.Path, backupDBKeys[missing.Role]))
 	case errors.Is(err, restore.ErrNotStarted):
-		return fail(exitCantRun, "%v", err)
+		return cantRun(err)
 	case errors.Is(err, restore.ErrStoreProblems) && res != nil && res.Verify != nil:
 		printVerify(e, res.Verify)
 		fmt.Fprintln(e.stdout, "The databases are loaded, but the backup store has the problems above: see seafbak verify; restore the affected libraries from another copy before starting Seafile.")
-		return exitFailed
+		return reported("store problems")
 	default:
-		return fail(exitFailed, "%v", err)
+		return failed(err)
 	}
 	printVerify(e, res.Verify)
 	printStartSteps(e.stdout, res.Start)
-	return exitOK
+	return nil
 }
 
 func printFailoverProgress(w io.Writer, p restore.FailoverProgress) {

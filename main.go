@@ -1,75 +1,56 @@
 // Command seafbak keeps a real-time, consistent, full-history backup of a Seafile server.
-// This file only parses arguments, wires the packages together and prints; the work is
-// done by sync (the engine), scan (cron's diff and status) and state (the records).
+// Package main only parses arguments, wires the packages together and prints: each
+// command is a kong command struct with a Run method, in its own cmd_*.go file; exit.go
+// holds the one table of exit codes and the one place errors are printed. The work is
+// done by sync (the engine), scan, restore, dump and state.
 package main
 
 import (
+	"cmp"
 	"context"
-	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	gosync "sync"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/go-sql-driver/mysql"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"seafbak/config"
-	"seafbak/scan"
+	"seafbak/metrics"
 	"seafbak/state"
-	seafsync "seafbak/sync"
-	"seafbak/sync/object"
-	"seafbak/sync/primary"
-	"seafbak/sync/store"
-)
-
-// Exit codes, documented in the README.
-const (
-	exitOK      = 0
-	exitFailed  = 1 // some library failed (sync, scan) or is failed (status)
-	exitCantRun = 2 // bad arguments or config, primary or state unreachable: nothing could be told
 )
 
 type cli struct {
-	Config  string           `help:"Config file. Default: $$SEAFBAK_CONFIG, then ${default_config}." placeholder:"FILE"`
-	Verbose bool             `short:"v" help:"Log each library's progress, not only warnings and errors."`
-	Version kong.VersionFlag `help:"Print the version and exit."`
+	Config      string           `help:"Config file. Default: $$SEAFBAK_CONFIG, then ${default_config}." placeholder:"FILE" env:"SEAFBAK_CONFIG"`
+	Verbose     bool             `short:"v" help:"Log each library's progress, not only warnings and errors." xor:"level"`
+	Quiet       bool             `short:"q" help:"Log errors only." xor:"level"`
+	Debug       bool             `help:"Log everything, including retried requests to the primary." xor:"level"`
+	LogFormat   string           `help:"Log format on stderr: text or json." enum:"text,json" default:"text" env:"SEAFBAK_LOG_FORMAT"`
+	MetricsFile string           `help:"After the command, rewrite this .prom file for node_exporter's textfile collector (default: metrics.file of the config)." placeholder:"PATH" env:"SEAFBAK_METRICS_FILE"`
+	Version     kong.VersionFlag `help:"Print the version and exit."`
 
 	Sync    syncCmd    `cmd:"" help:"Back up libraries now (the primary's change hook runs this); waits for a sync of the same library already running."`
 	Scan    scanCmd    `cmd:"" help:"Back up every new or changed library (run from cron every few minutes)."`
 	Status  statusCmd  `cmd:"" help:"Show where every library's backup stands. Exit 0 all healthy, 1 some failed or have holes, 2 could not tell."`
 	Dump    dumpCmd    `cmd:"" help:"Dump the primary's ccnet, seafile (all but the three tables sync keeps live) and seahub databases, consistently, into dump.dir; keep the last dump.keep."`
-	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems found."`
+	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems or holes found."`
 	Restore restoreCmd `cmd:"" help:"Get backed-up data back: one library at any point of its history, or the whole server (failover)."`
 }
 
-type syncCmd struct {
-	Repos []string `arg:"" name:"repo-id" help:"Library ids to back up."`
-	Force bool     `help:"Skip objects that are missing or corrupt on the primary, back up the rest and record the holes; later syncs retry them."`
-}
-
-type scanCmd struct{}
-
-type statusCmd struct {
-	JSON    bool `name:"json" help:"Print one JSON document for scripts (adds every hole, truncated history and deleted libraries)."`
-	Offline bool `help:"Use the state alone, without asking the primary (waiting then means never synced)."`
-}
-
-// env is what a command runs with.
+// env is what a command runs with; kong hands it to each command's Run.
 type env struct {
 	ctx    context.Context
 	cfg    *config.Config
 	log    *slog.Logger
 	stdout io.Writer
 	stderr io.Writer
+	// run is this command's figures for the metrics file; commands fill in what they
+	// copied or checked.
+	run *metrics.Run
 }
 
 // memoryLimit is a soft heap limit: a first backup of a library with 100 000 files holds
@@ -81,10 +62,32 @@ func main() {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(memoryLimit)
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signalContext()
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
+// signalContext is cancelled by SIGINT or SIGTERM, with the signal as its cause, so the
+// run stops where it is (nothing half-recorded) and exits 130 or 143.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if s, ok := <-ch; ok {
+			cancel(interrupt{sig: s.(syscall.Signal)})
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); close(ch); cancel(nil) }
+}
+
+// run is the whole CLI without the process around it, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c cli
 	exit := -1
 	parser, err := kong.New(&c,
@@ -107,37 +110,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "seafbak:", perr)
 		return exitCantRun
 	}
-	level := slog.LevelWarn
-	if c.Verbose {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	cmd := commandName(kctx.Command())
+	log := newLogger(stderr, &c)
 	cfg, err := config.Load(config.Resolve(c.Config))
 	if err != nil {
-		fmt.Fprintln(stderr, "seafbak:", err)
-		return exitCantRun
+		return report(stderr, ctx, cmd, cantRun(err))
 	}
-	e := &env{ctx: ctx, cfg: cfg, log: log, stdout: stdout, stderr: stderr}
-	switch kctx.Command() {
-	case "sync <repo-id>":
-		return c.Sync.run(e)
-	case "scan":
-		return c.Scan.run(e)
-	case "status":
-		return c.Status.run(e)
-	case "dump":
-		return c.Dump.run(e)
-	case "verify", "verify <repo-id>":
-		return c.Verify.run(e)
-	case "restore library <repo-id>":
-		return c.Restore.Library.run(e)
-	case "restore server":
-		return c.Restore.Server.run(e)
+	start := time.Now()
+	e := &env{ctx: ctx, cfg: cfg, log: log, stdout: stdout, stderr: stderr, run: &metrics.Run{Command: cmd, Start: start}}
+	code := report(stderr, ctx, cmd, kctx.Run(e))
+	if path := cmp.Or(c.MetricsFile, cfg.MetricsFile); path != "" {
+		e.run.Duration, e.run.ExitCode = time.Since(start), code
+		if err := writeMetrics(path, cfg, e.run); err != nil {
+			// The backup itself is as the exit code says; monitoring will notice the
+			// stale file, and cron mails this line.
+			fmt.Fprintf(stderr, "seafbak %s: metrics file: %v\n", cmd, err)
+		}
 	}
-	fmt.Fprintln(stderr, "seafbak: unknown command", kctx.Command())
-	return exitCantRun
+	return code
+}
+
+func writeMetrics(path string, cfg *config.Config, run *metrics.Run) error {
+	st, err := state.Open(cfg.State)
+	if err != nil {
+		return err
+	}
+	return metrics.Write(path, st, run, time.Now())
+}
+
+// newLogger logs to stderr at the level the flags ask for: warnings by default, so cron
+// mails only what matters.
+func newLogger(w io.Writer, c *cli) *slog.Logger {
+	level := slog.LevelWarn
+	switch {
+	case c.Debug:
+		level = slog.LevelDebug
+	case c.Verbose:
+		level = slog.LevelInfo
+	case c.Quiet:
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 type exitSignal struct{}
@@ -154,267 +171,35 @@ func parseArgs(p *kong.Kong, args []string) (kctx *kong.Context, err error) {
 	return p.Parse(args)
 }
 
+// buildVersion is set at build time (-ldflags "-X main.buildVersion=v1.2.3"); without it
+// the module version and VCS revision Go records in the binary are used.
+var buildVersion string
+
 func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
+	v := buildVersion
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" && ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	if v == "" {
+		v = "(unknown version)"
+	}
+	if ok {
+		rev, dirty := "", false
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " " + s.Value[:12]
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
 			}
 		}
-		return "seafbak " + v
-	}
-	return "seafbak (unknown version)"
-}
-
-// openDB connects with a checked config; errors never show the password. Every query on
-// the pool it returns is bounded by c's socket deadlines (config's db_timeout), so a
-// server that stops answering fails the query instead of hanging it and the library
-// lock its caller holds; the first ping is bounded by them too (at least 15 s).
-func openDB(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
-	conn, err := mysql.NewConnector(c)
-	if err != nil {
-		return nil, fmt.Errorf("%s database: %w", what, err)
-	}
-	db := sql.OpenDB(conn)
-	pctx, cancel := context.WithTimeout(ctx, max(15*time.Second, c.Timeout+c.ReadTimeout))
-	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)
-	}
-	return db, nil
-}
-
-// wiring is everything the sync engine needs, opened from the config.
-type wiring struct {
-	engine   *seafsync.Engine
-	catalog  primary.Catalog
-	state    *state.Dir
-	closeAll func()
-}
-
-func wire(e *env, force bool) (*wiring, error) {
-	cfg := e.cfg
-	st, err := state.Open(cfg.State)
-	if err != nil {
-		return nil, err
-	}
-	pdb, err := openDB(e.ctx, "primary", cfg.Primary.DB)
-	if err != nil {
-		return nil, err
-	}
-	closers := []func(){func() { pdb.Close() }}
-	closeAll := func() {
-		for _, c := range closers {
-			c()
+		if len(rev) >= 12 {
+			v += " " + rev[:12]
+			if dirty {
+				v += "-dirty"
+			}
 		}
 	}
-	source, err := openSource(e, pdb)
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	durability := store.Batch
-	if cfg.Backup.PerObjectFsync {
-		durability = store.PerObject
-	}
-	fs, err := store.NewFS(cfg.Backup.DataDir, durability)
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	eng := &seafsync.Engine{
-		Source:   source,
-		Store:    fs,
-		State:    st,
-		Log:      e.log,
-		Parallel: cfg.Parallel,
-		Force:    force,
-	}
-	if cfg.Backup.DB != nil {
-		bdb, err := openDB(e.ctx, "backup", cfg.Backup.DB)
-		if err != nil {
-			closeAll()
-			return nil, err
-		}
-		closers = append(closers, func() { bdb.Close() })
-		eng.Rows = store.NewRows(bdb)
-	}
-	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		eng.Observer = newBar(f)
-	}
-	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
-}
-
-// openSource picks where objects come from: the primary's data dir, or its file server.
-func openSource(e *env, pdb *sql.DB) (primary.Source, error) {
-	p := e.cfg.Primary
-	if p.URL == "" {
-		dir, err := primary.NewDir(p.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		return primary.Combine(primary.NewDB(pdb), dir), nil
-	}
-	h, err := primary.NewHTTP(primary.HTTPOptions{
-		URL: p.URL, SyncToken: p.SyncToken, CAFile: p.CAFile,
-		Conns: max(8, 2*e.cfg.Parallel), Log: e.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := h.CheckProtocol(e.ctx); err != nil {
-		return nil, err
-	}
-	return primary.NewRemote(pdb, h, p.SyncToken), nil
-}
-
-func (c *syncCmd) run(e *env) int {
-	// A typo in one id must not leave the others half done: refuse them all first, like
-	// restore and verify do.
-	for _, id := range c.Repos {
-		if err := object.CheckRepoID(id); err != nil {
-			fmt.Fprintln(e.stderr, "seafbak sync:", err)
-			return exitCantRun
-		}
-	}
-	w, err := wire(e, c.Force)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak sync:", err)
-		return exitCantRun
-	}
-	defer w.closeAll()
-	code := exitOK
-	for _, id := range c.Repos {
-		start := time.Now()
-		res, err := w.engine.Sync(e.ctx, id)
-		if err != nil {
-			fmt.Fprintln(e.stderr, "seafbak:", err)
-			code = exitFailed
-			continue
-		}
-		fmt.Fprintln(e.stdout, describe(res, time.Since(start)))
-	}
-	return code
-}
-
-// describe is the one line sync prints per library.
-func describe(r seafsync.Result, took time.Duration) string {
-	switch {
-	case r.Deleted:
-		return fmt.Sprintf("%s %s: deleted on the primary; backup kept at head %s", r.RepoID, r.Name, r.Head)
-	case r.UpToDate:
-		return fmt.Sprintf("%s %s: up to date at %s", r.RepoID, r.Name, r.Head)
-	}
-	s := fmt.Sprintf("%s %s: synced to %s: %s, %s, %s, %s in %.2fs", r.RepoID, r.Name, r.Head,
-		plural(r.Commits, "commit"), plural(r.FSObjects, "fs object"), plural(r.Blocks, "block"), humanBytes(r.Bytes), took.Seconds())
-	if len(r.Holes) > 0 {
-		s += fmt.Sprintf("; %d holes recorded (see seafbak status)", len(r.Holes))
-	}
-	if r.Truncated > 0 {
-		s += fmt.Sprintf("; %d old commits without trees (history truncated on the primary)", r.Truncated)
-	}
-	return s
-}
-
-var humanBytes = scan.HumanBytes
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func (c *scanCmd) run(e *env) int {
-	w, err := wire(e, false)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak scan:", err)
-		return exitCantRun
-	}
-	defer w.closeAll()
-	s := &scan.Scanner{Engine: w.engine, Catalog: w.catalog, State: w.state, Log: e.log, Parallel: e.cfg.Parallel}
-	sum, err := s.Run(e.ctx)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak:", err)
-		return exitCantRun
-	}
-	fmt.Fprintln(e.stdout, sum.String())
-	if sum.Failed > 0 {
-		return exitFailed
-	}
-	return exitOK
-}
-
-func (c *statusCmd) run(e *env) int {
-	st, err := state.Open(e.cfg.State)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak status:", err)
-		return exitCantRun
-	}
-	var cat primary.Catalog
-	if !c.Offline {
-		pdb, err := openDB(e.ctx, "primary", e.cfg.Primary.DB)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "seafbak status: %v (use --offline to report from the state alone)\n", err)
-			return exitCantRun
-		}
-		defer pdb.Close()
-		cat = primary.NewDB(pdb)
-	}
-	rep, err := scan.Status(e.ctx, cat, st)
-	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak status:", err)
-		return exitCantRun
-	}
-	if c.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.WriteText(e.stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "seafbak status:", err)
-		return exitCantRun
-	}
-	if !rep.Healthy() {
-		return exitFailed
-	}
-	return exitOK
-}
-
-// bar shows copying progress on a terminal; cron never sees it. A scan syncs several
-// libraries at once, so it is locked.
-type bar struct {
-	mu  gosync.Mutex
-	out *os.File
-	b   *progressbar.ProgressBar
-}
-
-func newBar(out *os.File) *bar { return &bar{out: out} }
-
-func (b *bar) Planned(repoID string, blocks int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b != nil {
-		b.b.Finish()
-	}
-	b.b = progressbar.NewOptions(blocks,
-		progressbar.OptionSetWriter(b.out),
-		progressbar.OptionSetDescription(repoID[:8]+" blocks"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowBytes(false),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
-}
-
-func (b *bar) Copied(int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b != nil {
-		b.b.Add(1)
-	}
+	return "seafbak " + v
 }

@@ -48,6 +48,9 @@ type Config struct {
 	// libraries a scan syncs at once.
 	Parallel int
 	Dump     Dump
+	// MetricsFile, if set, is the .prom file every command rewrites for node_exporter's
+	// textfile collector.
+	MetricsFile string
 	// DBTimeout bounds every wait on the primary's and the backup's database: connecting,
 	// and each read and write of a query's traffic, so a server that stops answering
 	// (hung, SIGSTOPped, a dead network path) fails the sync and frees its library's
@@ -154,6 +157,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		"backup.ccnet_db":    {set: str(&cfg.Backup.CcnetDB)},
 		"backup.seahub_db":   {set: str(&cfg.Backup.SeahubDB)},
 		"dump.dir":           {set: str(&cfg.Dump.Dir)},
+		"metrics.file":       {set: str(&cfg.MetricsFile)},
 		"dump.keep": {set: func(n *yaml.Node) error {
 			v, err := strconv.Atoi(n.Value)
 			if n.Kind != yaml.ScalarNode || err != nil || v < 1 || v > 1000 {
@@ -218,10 +222,13 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := checkSource(path, cfg, seen); err != nil {
 		return nil, err
 	}
-	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "primary.ca_file": cfg.Primary.CAFile} {
+	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "metrics.file": cfg.MetricsFile, "primary.ca_file": cfg.Primary.CAFile} {
 		if _, set := seen[key]; set && !strings.HasPrefix(v, "/") {
 			return nil, &Error{File: path, Line: seen[key], Key: key, Msg: fmt.Sprintf("%q must be an absolute path", v)}
 		}
+	}
+	if cfg.MetricsFile != "" && !strings.HasSuffix(cfg.MetricsFile, ".prom") {
+		return nil, &Error{File: path, Line: seen["metrics.file"], Key: "metrics.file", Msg: "must end in .prom, the only files node_exporter's textfile collector reads"}
 	}
 	if cfg.Primary.DataDir == cfg.Backup.DataDir {
 		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir", Msg: "is the same directory as primary.data_dir"}

@@ -36,6 +36,9 @@ type Engine struct {
 	// Force skips objects that are missing or corrupt on the primary, recording them as
 	// holes, instead of failing the library.
 	Force bool
+	// LockWait is how long Sync waits for another invocation syncing the same library:
+	// 0 as long as ctx allows, less than 0 not at all (state.ErrLocked at once).
+	LockWait time.Duration
 	// Recheck re-reads and verifies every object of each library's history (and of its
 	// old heads) instead of trusting presence, fetching again what is missing or damaged
 	// in the backup: the repair of bit rot or a lost disk sector.
@@ -95,7 +98,7 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 	if err := object.CheckRepoID(repoID); err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
-	lock, err := e.State.Lock(ctx, repoID)
+	lock, err := e.lock(ctx, repoID)
 	if err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
@@ -108,6 +111,23 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
 	return e.syncLocked(ctx, lib)
+}
+
+// lock takes repoID's lock, waiting as LockWait says.
+func (e *Engine) lock(ctx context.Context, repoID string) (*state.Lock, error) {
+	switch {
+	case e.LockWait < 0:
+		return e.State.TryLock(repoID)
+	case e.LockWait == 0:
+		return e.State.Lock(ctx, repoID)
+	}
+	wctx, cancel := context.WithTimeout(ctx, e.LockWait)
+	defer cancel()
+	l, err := e.State.Lock(wctx, repoID)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return nil, fmt.Errorf("library %s: %w (waited %s)", repoID, state.ErrLocked, e.LockWait)
+	}
+	return l, err
 }
 
 // SyncListed backs up a library the caller has just listed from the primary. If another
@@ -170,10 +190,10 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	res.OldHead, res.Head = rec.Head, rec.Head
 	if lib.Version == 0 {
-		return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, object.ErrVersion0))
+		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, object.ErrVersion0))
 	}
 	if lib.HeadError != nil {
-		return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, lib.HeadError))
+		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, lib.HeadError))
 	}
 	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID)
 	if err != nil {
@@ -191,7 +211,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		// No record, but the store has this library's commits: the record was lost or
 		// moved aside, and with it the holes that say which present commits lack part
 		// of their tree. Presence proves nothing until every object is re-read.
-		has, err := e.Store.HasLibrary(ctx, object.KindCommit, lib.ID)
+		has, err := e.Store.HasLibrary(ctx, object.KindCommit, object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}.For(object.KindCommit))
 		if err != nil {
 			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 		}
@@ -210,12 +230,13 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		if e.Rows != nil {
 			dbHead, err := e.Rows.Head(ctx, lib.ID)
 			if err != nil {
-				return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+				return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
 			}
 			rowsBehind = dbHead != lib.Head
 		}
 		if !rowsBehind {
 			res.UpToDate = true
+			e.log().Debug("up to date", "repo", lib.ID, "name", lib.Name, "head", lib.Head)
 			return res, nil
 		}
 	}
@@ -227,18 +248,20 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	// marker that would make the next sync re-check the whole library.
 	if p, ok := e.Source.(primary.Preparer); ok {
 		if err := p.Prepare(ctx, lib); err != nil {
-			return res, e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 		}
 	}
 	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
+	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
+	started := time.Now()
 	r := newRun(e, lib, rec, recheck, log)
 	runErr := r.transfer(ctx)
 	// Whatever happened, make what was written durable so the marker can go: the objects
 	// written are complete (each was renamed into place only when whole).
 	if err := e.Store.Sync(ctx); err != nil {
-		return res, e.fail(rec, lib, fmt.Errorf("sync %s: %w", lib.ID, errors.Join(runErr, err)))
+		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, errors.Join(runErr, err)))
 	}
 	res.Commits, res.FSObjects, res.Blocks, res.Bytes = r.stats.commits, r.stats.fs, r.stats.blocks, r.stats.bytes
 	res.Rechecked = recheck
@@ -249,7 +272,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		// Holes found are kept even though the head does not move: commits above them
 		// may be in the store already, and only the record says they lack something.
 		rec.Holes = unionHoles(rec.Holes, holes)
-		err := e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, runErr))
+		err := e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, runErr))
 		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -260,7 +283,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	// re-hash the whole library.
 	failMeta := func(err error) error {
 		rec.Holes = unionHoles(rec.Holes, holes)
-		err = e.fail(rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
+		err = e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -316,16 +339,22 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	res.Head = lib.Head
 	res.Holes = rec.Holes
 	res.Truncated = len(r.truncated)
+	log.Info("synced", "name", lib.Name, "head", lib.Head, "commits", res.Commits, "fs_objects", res.FSObjects,
+		"blocks", res.Blocks, "bytes", res.Bytes, "truncated", res.Truncated, "seconds", time.Since(started).Seconds())
 	if len(rec.Holes) > 0 {
 		log.Warn("library synced with holes: objects missing or corrupt on the primary were skipped", "holes", len(rec.Holes))
 	}
 	return res, nil
 }
 
-// fail records a failed attempt in the library's state and returns err.
-func (e *Engine) fail(rec state.Library, lib primary.Library, err error) error {
-	rec.LastAttempt = e.now()
-	rec.LastError = err.Error()
+// fail records a failed attempt in the library's state and returns err. An attempt cut
+// short by ctx (Ctrl-C, SIGTERM, a caller's deadline) is not the library's failure: only
+// what the next sync must know (a pending re-check, holes found) is recorded.
+func (e *Engine) fail(ctx context.Context, rec state.Library, lib primary.Library, err error) error {
+	if ctx.Err() == nil {
+		rec.LastAttempt = e.now()
+		rec.LastError = err.Error()
+	}
 	if rec.StoreID == "" {
 		rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
 	}

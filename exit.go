@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+
+	"seafbak/state"
+	seafsync "seafbak/sync"
+	"seafbak/sync/primary"
+)
+
+// The one table of exit codes, documented in the README. Commands return errors of a
+// class; report turns them into a code and prints them, with the admin's next step.
+const (
+	exitOK      = 0
+	exitFailed  = 1   // some library failed (sync, scan), is failed (status), or a check found problems
+	exitCantRun = 2   // bad arguments or config, primary or state unreachable: nothing could be done
+	exitSIGINT  = 130 // interrupted (Ctrl-C): unfinished libraries keep their previous head
+	exitSIGTERM = 143 // stopped (SIGTERM, systemd): the same
+)
+
+// class is what kind of failure a command met, which decides its exit code.
+type class int
+
+const (
+	classFailed  class = iota + 1 // the work ran and some of it failed
+	classCantRun                  // the work could not start (arguments, config, connections)
+)
+
+// cliError is a command's error with its class. printed marks an error whose text the
+// command already wrote (a per-library report), so report adds nothing.
+type cliError struct {
+	class   class
+	err     error
+	printed bool
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+// cantRun marks err as stopping the command before it could do its work (exit 2).
+func cantRun(err error) error { return &cliError{class: classCantRun, err: err} }
+
+// failed marks err as the failure of work that ran (exit 1).
+func failed(err error) error { return &cliError{class: classFailed, err: err} }
+
+// usagef is a bad argument (exit 2).
+func usagef(format string, args ...any) error {
+	return &cliError{class: classCantRun, err: fmt.Errorf(format, args...)}
+}
+
+// reported is a failure whose details the command has already printed (exit 1).
+func reported(what string) error {
+	return &cliError{class: classFailed, err: errors.New(what), printed: true}
+}
+
+// interrupt records which signal cancelled the run.
+type interrupt struct{ sig syscall.Signal }
+
+func (i interrupt) Error() string { return "interrupted by " + sigName(i.sig) }
+
+func sigName(s syscall.Signal) string {
+	if s == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT"
+}
+
+// report prints err for command cmd and returns the exit code. An error caused by a
+// signal exits 130 or 143 whatever the command made of it.
+func report(w io.Writer, ctx context.Context, cmd string, err error) int {
+	var sig interrupt
+	if cause := context.Cause(ctx); errors.As(cause, &sig) {
+		fmt.Fprintf(w, "seafbak %s: %v; libraries not finished keep their previous backed-up head\n", cmd, sig)
+		if sig.sig == syscall.SIGTERM {
+			return exitSIGTERM
+		}
+		return exitSIGINT
+	}
+	if err == nil {
+		return exitOK
+	}
+	code := exitFailed
+	var ce *cliError
+	if errors.As(err, &ce) {
+		if ce.class == classCantRun {
+			code = exitCantRun
+		}
+		if ce.printed {
+			return code
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "seafbak %s: %s\n", cmd, line)
+	}
+	if h := hint(err); h != "" {
+		fmt.Fprintf(w, "  hint: %s\n", h)
+	}
+	return code
+}
+
+// hint is what the admin can do about a typed cause that does not say so itself.
+func hint(err error) string {
+	var oe *seafsync.ObjectError
+	switch {
+	case errors.As(err, &oe) && oe.Class == seafsync.Unreachable, errors.Is(err, primary.ErrUnreachable):
+		return "the primary did not answer; check its file server (primary.url) or data dir mount (primary.data_dir) and run again: nothing was recorded, no hole was made"
+	case errors.Is(err, state.ErrLocked):
+		return "another seafbak is syncing this library and will finish it; wait longer with --lock-wait, or let the next scan pick it up"
+	case errors.Is(err, seafsync.ErrInvariant):
+		return "keep the log and the state file of this library and report it; the backup keeps its previous head"
+	}
+	return ""
+}
+
+// commandName is kong's command path without its arguments ("restore library").
+func commandName(path string) string {
+	var words []string
+	for _, w := range strings.Fields(path) {
+		if strings.HasPrefix(w, "<") {
+			continue
+		}
+		words = append(words, w)
+	}
+	return strings.Join(words, " ")
+}
