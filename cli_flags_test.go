@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,5 +191,23 @@ func TestCLIMetricsFile(t *testing.T) {
 	}
 	if code, _, errs := seafbak("--config", cfg, "--metrics-file", prom+".txt", "status"); code != 0 || !strings.Contains(errs, ".prom") {
 		t.Fatalf("a metrics file not named .prom: %d %q", code, errs)
+	}
+}
+
+// The shell asks for completions by running seafbak with COMP_LINE set.
+func TestShellCompletion(t *testing.T) {
+	for line, want := range map[string]string{
+		"seafbak res":           "restore\n",
+		"seafbak restore l":     "library\n",
+		"seafbak sync --no-w":   "--no-wait\n",
+		"seafbak --log-format ": "json\ntext\n",
+	} {
+		t.Setenv("COMP_LINE", line)
+		code, out, errs := seafbak()
+		got := strings.Split(strings.TrimSpace(out), "\n")
+		sort.Strings(got)
+		if code != 0 || strings.Join(got, "\n")+"\n" != want {
+			t.Errorf("COMP_LINE %q: %d %q %q, want %q", line, code, out, errs, want)
+		}
 	}
 }

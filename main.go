@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/posener/complete"
+	"github.com/willabides/kongplete"
 
 	"seafbak/config"
 	"seafbak/metrics"
@@ -39,6 +41,8 @@ type cli struct {
 	Dump    dumpCmd    `cmd:"" help:"Dump the primary's ccnet, seafile (all but the three tables sync keeps live) and seahub databases, consistently, into dump.dir; keep the last dump.keep."`
 	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems or holes found."`
 	Restore restoreCmd `cmd:"" help:"Get backed-up data back: one library at any point of its history, or the whole server (failover)."`
+
+	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion of seafbak's commands and flags for your shell (bash, zsh, fish); --uninstall removes it."`
 }
 
 // env is what a command runs with; kong hands it to each command's Run.
@@ -102,6 +106,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "seafbak:", err)
 		return exitCantRun
 	}
+	// Shell completion: the shell runs seafbak with COMP_LINE set; answer and stop.
+	answerCompletion(parser, func(code int) { exit = code; panic(exitSignal{}) })
+	if exit >= 0 {
+		return exit
+	}
 	kctx, perr := parseArgs(parser, args)
 	if exit >= 0 { // --help or --version
 		return exit
@@ -158,6 +167,18 @@ func newLogger(w io.Writer, c *cli) *slog.Logger {
 }
 
 type exitSignal struct{}
+
+// answerCompletion answers a shell's completion request (COMP_LINE set), if any.
+func answerCompletion(p *kong.Kong, exit func(int)) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(exitSignal); !ok {
+				panic(r)
+			}
+		}
+	}()
+	kongplete.Complete(p, kongplete.WithExitFunc(exit), kongplete.WithPredictor("file", complete.PredictFiles("*")))
+}
 
 // parseArgs runs kong's parser, turning its exit (after --help/--version) into a return.
 func parseArgs(p *kong.Kong, args []string) (kctx *kong.Context, err error) {
