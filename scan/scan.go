@@ -41,9 +41,19 @@ func (s Summary) String() string {
 		s.Checked, s.Synced, s.Failed, s.Busy, s.Deleted, HumanBytes(s.Bytes), s.Elapsed.Seconds())
 }
 
+// Engine is what a scan needs of the sync engine (*sync.Engine).
+type Engine interface {
+	// SyncListed backs up a library just listed, or returns state.ErrLocked at once.
+	SyncListed(ctx context.Context, lib primary.Library) (seafsync.Result, error)
+	// MarkDeleted records a library gone from the primary.
+	MarkDeleted(ctx context.Context, repoID string) (seafsync.Result, error)
+	// BackupHeads lists the backup database's master heads; nil without one.
+	BackupHeads(ctx context.Context) (map[string]string, error)
+}
+
 // Scanner runs scans.
 type Scanner struct {
-	Engine  *seafsync.Engine
+	Engine  Engine
 	Catalog primary.Catalog
 	State   *state.Dir
 	Log     *slog.Logger
@@ -67,11 +77,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	sum.Checked = len(libs)
 	// The backup database may lag the state (added to the config later, restored from
 	// an older dump): such libraries need their rows moved even with nothing to copy.
-	var dbHeads map[string]string
-	if s.Engine.Rows != nil {
-		if dbHeads, err = s.Engine.Rows.Heads(ctx); err != nil {
-			return sum, fmt.Errorf("scan: %w", err)
-		}
+	dbHeads, err := s.Engine.BackupHeads(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("scan: %w", err)
 	}
 	known := make(map[string]*state.Library, len(recs))
 	for i := range recs {

@@ -141,6 +141,15 @@ func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, e
 	return e.syncLocked(ctx, lib)
 }
 
+// BackupHeads lists the master heads in the backup database, which may lag the state
+// (added to the config later, restored from an older dump); nil when there is none.
+func (e *Engine) BackupHeads(ctx context.Context) (map[string]string, error) {
+	if e.Rows == nil {
+		return nil, nil
+	}
+	return e.Rows.Heads(ctx)
+}
+
 // MarkDeleted records that the primary no longer has repoID. Its objects and history
 // stay in the backup; its backup database rows go, so a failover server shows what the
 // primary showed.
