@@ -1,0 +1,361 @@
+package restore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	gosync "sync"
+	"sync/atomic"
+
+	"seafbak/sync/object"
+	"seafbak/sync/store"
+)
+
+// The first pass of Verify: every object of every store read and checked once, in
+// parallel, recording which are bad. verify_report.go places what was found.
+
+// key is an object id in binary, to keep the sets of a large store small.
+type key [20]byte
+
+func keyOf(id string) key {
+	var k key
+	hex.Decode(k[:], []byte(id)) // ids are checked before they get here
+	return k
+}
+
+const shards = 64
+
+// keySet is a set of object ids safe for concurrent use.
+type keySet struct {
+	sh [shards]struct {
+		mu gosync.Mutex
+		m  map[key]struct{}
+	}
+}
+
+// add reports whether k was not in the set yet.
+func (s *keySet) add(k key) bool {
+	sh := &s.sh[k[0]%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.m[k]; ok {
+		return false
+	}
+	if sh.m == nil {
+		sh.m = map[key]struct{}{}
+	}
+	sh.m[k] = struct{}{}
+	return true
+}
+
+// Block sizes recorded in a sizeMap besides real sizes.
+const (
+	sizePending = -1 // someone is looking
+	sizeAbsent  = -2 // missing or unreadable
+)
+
+// sizeMap records each block met and its size; safe for concurrent use.
+type sizeMap struct {
+	sh [shards]struct {
+		mu gosync.Mutex
+		m  map[key]int64
+	}
+}
+
+// claim returns the recorded size, or claims the block (ok false) if it was never met.
+func (s *sizeMap) claim(k key) (size int64, ok bool) {
+	sh := &s.sh[k[0]%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if size, ok = sh.m[k]; ok {
+		return size, true
+	}
+	if sh.m == nil {
+		sh.m = map[key]int64{}
+	}
+	sh.m[k] = sizePending
+	return 0, false
+}
+
+func (s *sizeMap) set(k key, size int64) {
+	sh := &s.sh[k[0]%shards]
+	sh.mu.Lock()
+	sh.m[k] = size
+	sh.mu.Unlock()
+}
+
+// storeCheck is what is known of one store (a library, or an origin and its virtual
+// libraries) while verifying.
+type storeCheck struct {
+	id     string
+	fs     keySet  // fs objects met
+	blocks sizeMap // blocks met, with their sizes
+
+	mu    gosync.Mutex
+	bad   map[key]*badObject // fs objects and blocks found missing or damaged
+	dirty atomic.Bool        // something is wrong that only a re-walk can place
+}
+
+type badObject struct {
+	missing bool
+	err     string
+}
+
+func newStoreCheck(id string) *storeCheck {
+	return &storeCheck{id: id, bad: map[key]*badObject{}}
+}
+
+func (st *storeCheck) markBad(id string, missing bool, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	k := keyOf(id)
+	if _, ok := st.bad[k]; !ok {
+		st.bad[k] = &badObject{missing: missing, err: err.Error()}
+	}
+	st.dirty.Store(true)
+}
+
+func (st *storeCheck) lookup(id string) *badObject {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.bad[keyOf(id)]
+}
+
+// job is an fs object to read and check, or a block to hash.
+type job struct {
+	st        *storeCheck
+	id        string
+	block     bool
+	dir       bool  // fs: what the referring entry says the object is
+	encrypted bool  // fs: blocks are ciphertext (sizes padded)
+	size      int64 // block: stored size
+}
+
+// verifier runs the first, fast pass of Verify: every object of every store once, in
+// parallel. It records which objects are bad; placing them (paths, commits, heads,
+// expected or not) is the second pass, run only for libraries with something bad.
+type verifier struct {
+	ctx    context.Context
+	s      store.Store
+	sample float64
+	seed   uint64
+	prog   *progress
+	stores map[string]*storeCheck
+	bufs   gosync.Pool
+	hiMark int // blocks queued beyond which workers hash before walking on
+
+	mu        gosync.Mutex
+	cond      *gosync.Cond
+	fsQ       []job
+	blockQ    []job
+	pending   int // jobs queued or running
+	producers int // history walks still running
+
+	nCommits, nFS, nBlocks, nHashed, nBytes atomic.Int64
+}
+
+func (v *verifier) submit(j job) {
+	v.mu.Lock()
+	if j.block {
+		v.blockQ = append(v.blockQ, j)
+	} else {
+		v.fsQ = append(v.fsQ, j)
+	}
+	v.pending++
+	v.cond.Signal()
+	v.mu.Unlock()
+}
+
+func (v *verifier) producerDone() {
+	v.mu.Lock()
+	v.producers--
+	v.cond.Broadcast()
+	v.mu.Unlock()
+}
+
+// next takes a job: blocks first once many are queued (so the queue stays short), else
+// fs objects depth first (so the walk's frontier stays small).
+func (v *verifier) next() (job, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for {
+		if v.ctx.Err() != nil {
+			return job{}, false
+		}
+		var q *[]job
+		switch {
+		case len(v.blockQ) > 0 && (len(v.blockQ) >= v.hiMark || len(v.fsQ) == 0):
+			q = &v.blockQ
+		case len(v.fsQ) > 0:
+			q = &v.fsQ
+		case v.pending == 0 && v.producers == 0:
+			return job{}, false
+		default:
+			v.cond.Wait()
+			continue
+		}
+		j := (*q)[len(*q)-1]
+		*q = (*q)[:len(*q)-1]
+		return j, true
+	}
+}
+
+func (v *verifier) worker() {
+	for {
+		j, ok := v.next()
+		if !ok {
+			return
+		}
+		if j.block {
+			v.hashBlock(j)
+		} else {
+			v.checkFS(j)
+		}
+		v.mu.Lock()
+		v.pending--
+		if v.pending == 0 && v.producers == 0 {
+			v.cond.Broadcast()
+		}
+		v.mu.Unlock()
+	}
+}
+
+// commit is called for every commit the history walks read.
+func (v *verifier) commit(st *storeCheck, c *object.Commit) {
+	v.nCommits.Add(1)
+	if c.RootID != object.EmptyID && st.fs.add(keyOf(c.RootID)) {
+		v.prog.todo(1, 0)
+		v.submit(job{st: st, id: c.RootID, dir: true, encrypted: c.Encrypted})
+	}
+}
+
+func (v *verifier) checkFS(j job) {
+	defer v.prog.done(1, 0)
+	st := j.st
+	raw, err := v.s.Get(v.ctx, object.KindFS, st.id, j.id)
+	if err != nil {
+		if v.ctx.Err() == nil {
+			st.markBad(j.id, errors.Is(err, store.ErrNotExist), err)
+		}
+		return
+	}
+	v.nFS.Add(1)
+	f, err := object.ParseFS(j.id, raw)
+	if err != nil {
+		st.markBad(j.id, false, err)
+		return
+	}
+	if f.IsDir() != j.dir {
+		st.dirty.Store(true) // the second pass names the entry
+		return
+	}
+	if f.IsDir() {
+		for _, d := range f.Dirents {
+			if d.ID != object.EmptyID && st.fs.add(keyOf(d.ID)) {
+				v.prog.todo(1, 0)
+				v.submit(job{st: st, id: d.ID, dir: d.IsDir(), encrypted: j.encrypted})
+			}
+		}
+		return
+	}
+	var total int64
+	known := true
+	for _, b := range f.BlockIDs {
+		size := v.blockSize(st, b)
+		if size < 0 {
+			known = false
+			continue
+		}
+		total += size
+	}
+	if known {
+		if err := object.CheckFileSize(f.ID, f.Size, len(f.BlockIDs), total, j.encrypted); err != nil {
+			st.markBad(j.id, false, err)
+		}
+	}
+}
+
+// blockSize returns a block's stored size, or a negative number if it is missing. The
+// first to meet a block checks it and, if it is in the sample, queues it for hashing.
+func (v *verifier) blockSize(st *storeCheck, id string) int64 {
+	k := keyOf(id)
+	size, met := st.blocks.claim(k)
+	if met && size != sizePending {
+		return size
+	}
+	size, err := v.s.Size(v.ctx, object.KindBlock, st.id, id)
+	if met { // another worker is on it: only the size is needed here
+		if err != nil {
+			return sizeAbsent
+		}
+		return size
+	}
+	if err != nil {
+		if v.ctx.Err() == nil {
+			st.markBad(id, errors.Is(err, store.ErrNotExist), err)
+		}
+		st.blocks.set(k, sizeAbsent)
+		return sizeAbsent
+	}
+	st.blocks.set(k, size)
+	v.nBlocks.Add(1)
+	if v.sampled(k) {
+		v.prog.todo(1, size)
+		v.submit(job{st: st, id: id, block: true, size: size})
+	} else {
+		v.prog.todo(1, 0)
+		v.prog.done(1, 0)
+	}
+	return size
+}
+
+// sampled decides, the same way for the same seed, whether a block is hashed.
+func (v *verifier) sampled(k key) bool {
+	if v.sample >= 1 {
+		return true
+	}
+	x := binary.LittleEndian.Uint64(k[:8]) ^ v.seed
+	x ^= x >> 30 // splitmix64's finaliser
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11)/(1<<53) < v.sample
+}
+
+// readerOnly hides WriterTo, so copies go through the pooled buffer.
+type readerOnly struct{ io.Reader }
+
+func (v *verifier) hashBlock(j job) {
+	defer v.prog.done(1, j.size)
+	st := j.st
+	rc, err := v.s.Open(v.ctx, object.KindBlock, st.id, j.id)
+	if err != nil {
+		if v.ctx.Err() == nil {
+			st.markBad(j.id, errors.Is(err, store.ErrNotExist), err)
+		}
+		return
+	}
+	bp := v.bufs.Get().(*[]byte)
+	h := object.NewBlockHasher(j.id)
+	_, err = io.CopyBuffer(h, readerOnly{rc}, *bp)
+	v.bufs.Put(bp)
+	rc.Close()
+	if err == nil {
+		err = h.Check()
+	}
+	if err == nil && h.Size() != j.size {
+		err = fmt.Errorf("block %s changed size while being read (%d, then %d bytes)", j.id, j.size, h.Size())
+	}
+	if err != nil {
+		if v.ctx.Err() == nil {
+			st.markBad(j.id, false, err)
+		}
+		return
+	}
+	v.nHashed.Add(1)
+	v.nBytes.Add(h.Size())
+}
