@@ -1,37 +1,66 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
+	"seafbak/internal/fsutil"
 	"seafbak/scan"
 	"seafbak/state"
 	"seafbak/sync/primary"
 )
 
 type statusCmd struct {
-	JSON    bool `name:"json" help:"Print one JSON document for scripts (adds every hole, truncated history and deleted libraries)."`
-	Offline bool `help:"Use the state alone, without asking the primary (waiting then means never synced)."`
+	JSON      bool `name:"json" help:"Print one JSON document for scripts (adds every hole, truncated history and deleted libraries)."`
+	Offline   bool `help:"Use the state alone, without asking the primary (waiting then means never synced)."`
+	IfChanged bool `name:"if-changed" help:"For cron: print the status and exit 1 only when the unhealthy libraries (failed, with holes, and their errors) differ from the last --if-changed run; otherwise print nothing and exit 0."`
 }
+
+// healthFile, in the state dir, holds the unhealthy libraries as the last
+// status --if-changed saw them (see health).
+const healthFile = "status-if-changed"
 
 func (c *statusCmd) Run(e *env) error {
 	st, err := state.Open(e.cfg.State)
 	if err != nil {
 		return cantRun(err)
 	}
+	rep, err := c.report(e, st)
+	if c.IfChanged {
+		return c.ifChanged(e, st, rep, err)
+	}
+	if err != nil {
+		return err
+	}
+	return c.print(e, rep)
+}
+
+func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 	var cat primary.Catalog
 	if !c.Offline {
 		pdb, err := openDB(e.ctx, "primary", e.cfg.Primary.DB)
 		if err != nil {
-			return cantRun(fmt.Errorf("%w (use --offline to report from the state alone)", err))
+			return nil, cantRun(fmt.Errorf("%w (use --offline to report from the state alone)", err))
 		}
 		defer pdb.Close()
 		cat = primary.NewDB(pdb)
 	}
 	rep, err := scan.Status(e.ctx, cat, st)
 	if err != nil {
-		return cantRun(err)
+		return nil, cantRun(err)
 	}
+	return rep, nil
+}
+
+func (c *statusCmd) print(e *env, rep *scan.Report) error {
+	var err error
 	if c.JSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -46,4 +75,83 @@ func (c *statusCmd) Run(e *env) error {
 		return reported("some libraries failed or have holes")
 	}
 	return nil
+}
+
+// ifChanged prints the report (or the error that kept status from making one) only
+// when the health it shows differs from what the previous --if-changed run recorded, so
+// cron mails once when a library starts failing, once when its error changes and once
+// when it recovers, not every few minutes. A status that could not tell (the primary's
+// database down) is a health of its own: reported once, and again when it changes.
+func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr error) error {
+	var now string
+	if rerr != nil {
+		now = "cannot tell\t" + firstLineOf(rerr.Error()) + "\n"
+	} else {
+		var err error
+		if now, err = health(rep, st); err != nil {
+			return cantRun(err)
+		}
+	}
+	path := filepath.Join(st.Root(), healthFile)
+	before, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return cantRun(fmt.Errorf("status --if-changed: %w", err))
+	}
+	// No file yet: the last known health is "all healthy" (nothing to mail about).
+	if bytes.Equal(before, []byte(now)) {
+		return nil
+	}
+	if rerr == nil {
+		if perr := c.print(e, rep); perr != nil && !isReported(perr) {
+			return perr
+		}
+	}
+	if err := fsutil.WriteFileAtomic(path, []byte(now), 0o640); err != nil {
+		return cantRun(fmt.Errorf("status --if-changed: record the health in %s: %w (the next run reports again)", path, err))
+	}
+	if rerr != nil {
+		return rerr
+	}
+	return reported("the libraries' health changed since the last status --if-changed")
+}
+
+// health is the report's unhealthy libraries, one sorted line each: failed ones with
+// the first line of their error, then those with holes. A failed library that a sync
+// is retrying right now (status shows it syncing) still counts as failed with its
+// recorded error, so a retry does not look like a change of health.
+func health(rep *scan.Report, st *state.Dir) (string, error) {
+	var lines []string
+	for _, f := range rep.FailedList {
+		lines = append(lines, "failed\t"+f.RepoID+"\t"+firstLineOf(f.Error))
+	}
+	for _, s := range rep.SyncingList {
+		rec, ok, err := st.Load(s.RepoID)
+		if err != nil {
+			return "", err
+		}
+		if ok && rec.Failed() {
+			lines = append(lines, "failed\t"+s.RepoID+"\t"+firstLineOf(rec.LastError))
+		}
+	}
+	for _, h := range rep.Holes {
+		if h.DeletedAt == nil { // as Report.WithHoles counts them
+			lines = append(lines, "holes\t"+h.RepoID)
+		}
+	}
+	slices.Sort(lines)
+	if len(lines) == 0 {
+		return "", nil
+	}
+	return strings.Join(lines, "\n") + "\n", nil
+}
+
+func firstLineOf(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.TrimRight(s, "\r")
+}
+
+// isReported tells an "already printed, exit 1" error from a real one.
+func isReported(err error) bool {
+	var ce *cliError
+	return errors.As(err, &ce) && ce.printed
 }
