@@ -6,9 +6,10 @@
 # It starts a private MariaDB (no TCP port, removed at the end), generates a
 # primary Seafile server (database rows and seafile-data in Seafile's exact
 # format), then runs the real seafbak binary against it -- status, scan, a
-# change on the primary, sync, status -- and proves the backup is usable by
-# reading the libraries' files back from the backup alone. Extra arguments
-# go to the demo program (scripts/demo/main.go).
+# change on the primary, sync, status, verify, restore library (compared with
+# the primary's files), dump, status --if-changed -- and proves the backup is
+# usable by reading the libraries' files back from the backup alone. Extra
+# arguments go to the demo program (scripts/demo/main.go).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,8 +1,10 @@
 // Command demo shows seafbak's main job end to end, as a terminal transcript: a private
 // MariaDB and a generated primary Seafile server (database rows and seafile-data in
 // Seafile's exact format), then the real seafbak binary run step by step against it --
-// status, scan, a change on the primary, sync, status -- and finally the libraries read
-// back from the backup alone and compared, file by file, with what was written.
+// status, scan, a change on the primary, sync, status, verify, restore library (at the
+// head and at an older commit, each compared file by file with the primary's), dump --
+// and finally the libraries read back from the backup alone and compared, file by file,
+// with what was written.
 //
 // Run it with scripts/demo.sh, or from the repository root (Seafile's schema is found by
 // walking up to go.mod):
@@ -47,6 +49,8 @@ import (
 const (
 	primaryDB = "seafile_primary"
 	backupDB  = "seafile_backup"
+	ccnetDB   = "ccnet_primary"  // the primary's ccnet and seahub databases, for dump
+	seahubDB  = "seahub_primary" // (a Seafile server keeps all three on one server)
 	owner     = "alice@example.com"
 
 	bulkFiles = 2000
@@ -95,7 +99,11 @@ func run(ctx context.Context, bin, dir string) (err error) {
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
 		return fmt.Errorf("-seafbak %s: not a binary (build one with: go build -o %s .)", bin, bin)
 	}
-	schema, err := schemaFile()
+	schema, err := schemaFile("seafile.sql")
+	if err != nil {
+		return err
+	}
+	ccnetSchema, err := schemaFile("ccnet.sql")
 	if err != nil {
 		return err
 	}
@@ -136,10 +144,14 @@ func run(ctx context.Context, bin, dir string) (err error) {
 		dbs[name] = db
 	}
 	pdb, bdb := dbs[primaryDB], dbs[backupDB]
+	if err := userDatabases(ctx, srv, ccnetSchema); err != nil {
+		return err
+	}
 
 	primaryDir := filepath.Join(dir, "primary", "seafile-data")
 	backupDir := filepath.Join(dir, "backup", "seafile-data")
 	stateDir := filepath.Join(dir, "backup", "state")
+	dumpDir := filepath.Join(dir, "backup", "dumps")
 	logf("generating the primary's libraries")
 	t0 = time.Now()
 	p, err := generate(ctx, primaryDir, pdb)
@@ -167,12 +179,17 @@ func run(ctx context.Context, bin, dir string) (err error) {
 	cfgPath := filepath.Join(dir, "seafbak.yml")
 	cfg := fmt.Sprintf(`primary:
   db: "root@unix(%[1]s)/%[2]s"
+  ccnet_db: %[7]s
+  seahub_db: %[8]s
   data_dir: %[3]s
 backup:
   db: "root@unix(%[1]s)/%[4]s"
   data_dir: %[5]s
 state: %[6]s
-`, srv.Socket, primaryDB, primaryDir, backupDB, backupDir, stateDir)
+dump:
+  dir: %[9]s
+  keep: 7
+`, srv.Socket, primaryDB, primaryDir, backupDB, backupDir, stateDir, ccnetDB, seahubDB, dumpDir)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -226,6 +243,84 @@ state: %[6]s
 	if err := sh.statusJSON(); err != nil {
 		return err
 	}
+
+	// The nightly check: every object of every backed-up head's history, hashed.
+	out, err = sh.step("verify")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "seafbak verify: 4 libraries, 0 failed") {
+		return fmt.Errorf("verify: expected 4 libraries, 0 failed")
+	}
+
+	// Getting files back: Documents as backed up last, and as it was before the edit,
+	// each compared file by file (names, sizes, contents) with the primary's commit.
+	restoreDir := filepath.Join(dir, "restore")
+	say("")
+	say("# A user wants Documents back, and the Résumé.txt of before the edit:")
+	if _, err := sh.step("restore", "library", p.docs.ID, "--list"); err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		commit string
+		args   []string
+	}{
+		{p.docs.Head, nil},
+		{before, []string{"--commit", before}},
+	} {
+		to := filepath.Join(restoreDir, fmt.Sprintf("Documents-%.8s", r.commit))
+		out, err := sh.step(append([]string{"restore", "library", p.docs.ID, "--to", to}, r.args...)...)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "restored commit "+r.commit) {
+			return fmt.Errorf("restore library: expected commit %s restored", r.commit)
+		}
+		if err := compareRestored(p.docs, r.commit, to); err != nil {
+			return fmt.Errorf("restore library of Documents at %.12s: %w", r.commit, err)
+		}
+	}
+	old, err := os.ReadFile(filepath.Join(restoreDir, fmt.Sprintf("Documents-%.8s", before), "Résumé.txt"))
+	if err != nil {
+		return err
+	}
+	say("")
+	say("$ cat %s", filepath.Join(restoreDir, fmt.Sprintf("Documents-%.8s", before), "Résumé.txt"))
+	fmt.Print(string(old))
+
+	// The nightly dump of the databases seafbak does not keep live (users, shares,
+	// Seahub's settings): what restore server loads on failover.
+	say("")
+	say("# The primary's ccnet and seahub databases (users, groups, shares, Seahub) and the")
+	say("# rest of its seafile database go into a nightly dump:")
+	out, err = sh.step("dump")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "seafbak dump: "+dumpDir+"/") {
+		return fmt.Errorf("dump: expected a set under %s", dumpDir)
+	}
+	if err := listDumps(dumpDir); err != nil {
+		return err
+	}
+	out, err = sh.step("status")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Last database dump: ") {
+		return fmt.Errorf("status: expected the last dump")
+	}
+	// What cron runs after every scan: silent (exit 0) while the health does not change.
+	say("")
+	say("# cron's health check after each scan prints (and so mails) only a change of health:")
+	if out, err = sh.step("status", "--if-changed"); err != nil {
+		return err
+	}
+	if out != "" {
+		return fmt.Errorf("status --if-changed: expected nothing printed, all healthy")
+	}
+	say("$ echo $?")
+	say("0")
 
 	// The backup must be usable on its own: read the files back from the backup's
 	// seafile-data and its database, and compare with what the generator wrote.
@@ -535,17 +630,116 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// schemaFile is mariadbtest.SchemaFile("seafile.sql"), with an error instead of a panic
-// when the demo is run from outside the module.
-func schemaFile() (path string, err error) {
+// schemaFile is mariadbtest.SchemaFile(name), with an error instead of a panic when the
+// demo is run from outside the module.
+func schemaFile(name string) (path string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%v (run the demo from the seafbak repository, e.g. with scripts/demo.sh)", r)
 		}
 	}()
-	path = mariadbtest.SchemaFile("seafile.sql")
+	path = mariadbtest.SchemaFile(name)
 	if _, err := os.Stat(path); err != nil {
 		return "", fmt.Errorf("Seafile's schema: %w (run the demo from the seafbak repository, e.g. with scripts/demo.sh)", err)
 	}
 	return path, nil
+}
+
+// userDatabases creates the primary's ccnet database (Seafile's schema, the owner as a
+// user) and a small seahub database (one of Seahub's tables, a starred file), for dump.
+func userDatabases(ctx context.Context, srv *mariadbtest.Server, ccnetSchema string) error {
+	if err := srv.CreateDatabase(ccnetDB, ccnetSchema); err != nil {
+		return err
+	}
+	if err := srv.CreateDatabase(seahubDB); err != nil {
+		return err
+	}
+	for name, stmts := range map[string][]string{
+		ccnetDB: {"INSERT INTO EmailUser (email, passwd, is_staff, is_active, ctime) VALUES ('" + owner + "', 'PBKDF2SHA256$10000$demo', 1, 1, 1700000000000000)"},
+		seahubDB: {
+			"CREATE TABLE base_userstarredfiles (id int PRIMARY KEY AUTO_INCREMENT, email varchar(255) NOT NULL, org_id int NOT NULL, repo_id varchar(36) NOT NULL, path longtext NOT NULL, is_dir tinyint(1) NOT NULL)",
+			"INSERT INTO base_userstarredfiles (email, org_id, repo_id, path, is_dir) VALUES ('" + owner + "', -1, '', '/Photos/Été 2024/vacances.jpg', 0)",
+		},
+	} {
+		db, err := srv.Open(name)
+		if err != nil {
+			return err
+		}
+		for _, q := range stmts {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				db.Close()
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		db.Close()
+	}
+	return nil
+}
+
+// compareRestored compares a directory written by restore library with the library's
+// tree at commit on the primary: the same directories, and files with the same size
+// and SHA-256.
+func compareRestored(l *seafgen.Library, commit, dir string) error {
+	want, err := l.Tree(commit)
+	if err != nil {
+		return err
+	}
+	var got []seafgen.Entry
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			got = append(got, seafgen.Entry{Path: rel + "/", Dir: true})
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		got = append(got, seafgen.Entry{Path: rel, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if g, w := seafgen.FormatTree(got), seafgen.FormatTree(want); g != w {
+		return fmt.Errorf("the restored files differ from the primary's:\n--- restored\n%s--- primary\n%s", g, w)
+	}
+	say("# %s: %d files and %d folders, identical to the primary's commit %.12s", dir, countFiles(got), len(got)-countFiles(got), commit)
+	return nil
+}
+
+// listDumps prints the dump sets under dir, as ls -R would, with sizes.
+func listDumps(dir string) error {
+	say("")
+	say("$ ls -l %s/*", dir)
+	sets, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, set := range sets {
+		if !set.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, set.Name()))
+		if err != nil {
+			return err
+		}
+		say("%s/%s:", dir, set.Name())
+		for _, f := range files {
+			fi, err := f.Info()
+			if err != nil {
+				return err
+			}
+			say("  %8d  %s", fi.Size(), f.Name())
+		}
+	}
+	return nil
 }
