@@ -25,6 +25,7 @@ type restoreLibraryCmd struct {
 	To     string `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR" type:"path"`
 	Commit string `help:"Restore this commit (see --list)." placeholder:"ID"`
 	At     string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
+	Path   string `help:"Restore only this folder or file, a path from the library's top (/Projects/2026, '/Reports/Q3 plan.xlsx'): a folder's contents go into the --to DIR itself, a file goes to DIR/<its name>." placeholder:"PATH"`
 	List   bool   `help:"List the library's backed-up history (commit, time, author, description) instead of restoring."`
 	Force  bool   `help:"Write into a non-empty directory, replacing files of the same name."`
 	JSON   bool   `name:"json" help:"With --list: print JSON."`
@@ -46,6 +47,9 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 		return failed(fmt.Errorf("library %s was never backed up (see seafbak status)", c.Repo))
 	}
 	if c.List {
+		if c.Path != "" {
+			return usagef("--list lists the whole library's history; leave out --path")
+		}
 		return c.list(e, fs, rec)
 	}
 	if c.To == "" {
@@ -54,7 +58,10 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if c.Commit != "" && c.At != "" {
 		return usagef("give --commit or --at, not both")
 	}
-	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Commit: c.Commit, Dir: c.To, Force: c.Force}
+	if _, err := restore.SplitPath(c.Path); err != nil {
+		return usagef("--path: %w", err)
+	}
+	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Commit: c.Commit, Path: c.Path, Dir: c.To, Force: c.Force}
 	if c.At != "" {
 		if opts.At, err = parseTime(c.At); err != nil {
 			return cantRun(err)
@@ -72,8 +79,13 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	res, err := restore.RestoreLibrary(e.ctx, opts)
 	if err != nil {
 		err = fmt.Errorf("%s: %w", c.Repo, err)
-		if errors.Is(err, restore.ErrNotEmpty) {
+		switch {
+		case errors.Is(err, restore.ErrNotEmpty):
 			return cantRun(fmt.Errorf("%w (choose an empty directory, or add --force)", err))
+		case errors.Is(err, restore.ErrBadPath):
+			return usagef("--path: %w", err)
+		case errors.Is(err, restore.ErrPathNotFound):
+			return failed(fmt.Errorf("%w; see which commits the library has with: seafbak restore library %s --list, and give --commit or --at of one holding it", err, c.Repo))
 		}
 		return failed(err)
 	}
@@ -81,8 +93,12 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if res.Resumed {
 		resumed = " (finished an interrupted restore)"
 	}
-	fmt.Fprintf(e.stdout, "%s %s: restored commit %s (%s, %q) into %s%s: %d files, %d dirs, %s in %.1fs\n",
-		c.Repo, rec.Name, res.Commit, res.Time.Format(time.RFC3339), firstLine(res.Description), res.Dir, resumed, res.Files, res.Dirs, humanBytes(res.Bytes), time.Since(start).Seconds())
+	what := "commit " + res.Commit
+	if res.Path != "" {
+		what = fmt.Sprintf("%q of commit %s", res.Path, res.Commit)
+	}
+	fmt.Fprintf(e.stdout, "%s %s: restored %s (%s, %q) into %s%s: %d files, %d dirs, %s in %.1fs\n",
+		c.Repo, rec.Name, what, res.Time.Format(time.RFC3339), firstLine(res.Description), res.Dir, resumed, res.Files, res.Dirs, humanBytes(res.Bytes), time.Since(start).Seconds())
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	gosync "sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"seafbak/internal/fsutil"
 	"seafbak/state"
@@ -35,6 +36,14 @@ var ErrNotEmpty = errors.New("target directory is not empty (force writing into 
 // library's backed-up history.
 var ErrNoCommit = errors.New("no commit of the library at or before that time")
 
+// ErrBadPath is returned for a LibraryOptions.Path that is not a path from the
+// library's top: relative, with empty, "." or ".." components, a NUL, or not UTF-8.
+var ErrBadPath = errors.New("bad path")
+
+// ErrPathNotFound is returned when LibraryOptions.Path is not in the commit restored:
+// a component is missing, or one before the last is a file.
+var ErrPathNotFound = errors.New("no such file or folder")
+
 // LibraryOptions says what RestoreLibrary writes where.
 type LibraryOptions struct {
 	Store store.Store
@@ -51,9 +60,15 @@ type LibraryOptions struct {
 	// head and old heads, whose ctime is not after At), or neither: the backed-up head.
 	Commit string
 	At     time.Time
+	// Path restores one folder or file of the library instead of all of it: a Seafile
+	// path from the library's top ("/Projects/2026", "/Reports/Q3 plan.xlsx"; see
+	// SplitPath). A folder's contents go into Dir (not Dir/<folder name>, and Dir keeps
+	// its own mtime, as for the whole library), a file goes to Dir/<its name>. "" or "/"
+	// is the whole library. A trailing "/" asks for a folder.
+	Path string
 	// Dir is where the files go; it is created if absent. It must be empty unless Force,
 	// or hold nothing but an unfinished restore of the same library and commit (see
-	// MarkerName), which is then finished.
+	// MarkerName; the same Path too), which is then finished.
 	Dir string
 	// Force writes into a non-empty Dir: restored files replace files and symlinks of
 	// the same name, a file or symlink where a restored directory goes is removed; an
@@ -77,11 +92,14 @@ type LibraryResult struct {
 	Commit      string    `json:"commit"`
 	Time        time.Time `json:"time"` // the commit's ctime
 	Description string    `json:"description,omitempty"`
-	Dir         string    `json:"dir"`
-	Dirs        int       `json:"dirs"`
-	Files       int       `json:"files"`
-	Bytes       int64     `json:"bytes"`
-	// Resumed: Dir held an unfinished restore of this library and commit (see
+	// Path is the folder or file restored ("/a/b", no trailing slash); "" for the
+	// whole library.
+	Path  string `json:"path,omitempty"`
+	Dir   string `json:"dir"`
+	Dirs  int    `json:"dirs"`
+	Files int    `json:"files"`
+	Bytes int64  `json:"bytes"`
+	// Resumed: Dir held an unfinished restore of this library, commit and path (see
 	// MarkerName), and this one finished it.
 	Resumed bool `json:"resumed,omitempty"`
 }
@@ -104,6 +122,10 @@ const TempPrefix = ".seafbak-restore-"
 // fails the restore with nothing written. Paths are resolved with os.Root: no name,
 // symlink or race makes a write land outside Dir.
 //
+// With opts.Path, only that folder's tree (its contents go into Dir) or that one file
+// (to Dir/<name>) is read and written; the path is walked from the commit's root, one
+// verified dir object per component.
+//
 // While it writes, Dir holds MarkerName. A restore that was killed (or failed) can be
 // run again into the same Dir: it removes the temp files the first one left and writes
 // every file again, over the whole ones already there.
@@ -120,6 +142,12 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	if opts.Commit != "" && !opts.At.IsZero() {
 		return nil, errors.New("restore: give a commit or a time, not both")
 	}
+	comps, err := SplitPath(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	path := JoinPath(comps)
+	wantDir := len(comps) > 0 && strings.HasSuffix(opts.Path, "/")
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -131,7 +159,6 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	var rec state.Library
 	found := false
 	if opts.State != nil {
-		var err error
 		if rec, found, err = opts.State.Load(opts.RepoID); err != nil {
 			return fail(err)
 		}
@@ -181,17 +208,17 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	}
 	res := &LibraryResult{
 		RepoID: lib.RepoID, StoreID: lib.StoreID, Commit: c.ID, Time: time.Unix(c.Ctime, 0).UTC(),
-		Description: c.Description, Dir: opts.Dir,
+		Description: c.Description, Path: path, Dir: opts.Dir,
 	}
 
-	p, err := planTree(ctx, opts.Store, lib, c.RootID)
+	p, err := planPath(ctx, opts.Store, lib, c, comps, wantDir)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
 			err = fmt.Errorf("the tree of commit %s is not whole in the backup (history truncated by the primary's GC, or a hole): %w", c.ID, err)
 		}
 		return fail(err)
 	}
-	root, resumed, err := openTarget(opts.Dir, opts.Force, lib.RepoID, c.ID)
+	root, resumed, err := openTarget(opts.Dir, opts.Force, unfinished{RepoID: lib.RepoID, Commit: c.ID, Path: path})
 	if err != nil {
 		return fail(err)
 	}
@@ -200,7 +227,7 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	// writing it would clobber the marker, and removing the marker would delete it.
 	marked := !p.rootHas(MarkerName)
 	if marked {
-		if err := writeMarker(root, unfinished{RepoID: lib.RepoID, Commit: c.ID, Started: time.Now().UTC()}); err != nil {
+		if err := writeMarker(root, unfinished{RepoID: lib.RepoID, Commit: c.ID, Path: path, Started: time.Now().UTC()}); err != nil {
 			return fail(fmt.Errorf("%s: %w", MarkerName, err))
 		}
 	}
@@ -209,7 +236,7 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		prog: &progress{p: opts.Progress},
 	}
 	w.prog.todo(int64(len(p.dirs)-1+p.files), p.bytes)
-	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "dirs", len(p.dirs)-1, "files", p.files, "bytes", p.bytes, "dir", opts.Dir, "resumed", resumed)
+	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "path", displayPath(path), "dirs", len(p.dirs)-1, "files", p.files, "bytes", p.bytes, "dir", opts.Dir, "resumed", resumed)
 	if err := w.writeTree(ctx, root, max(opts.Parallel, 0)); err != nil {
 		return fail(err)
 	}
@@ -231,7 +258,10 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 // building every entry's full path costs the sum of all depths, quadratic in a deep
 // tree; paths are built only for error messages.
 type plan struct {
-	dirs  []planDir // dirs[0] is the library's root; parents before children
+	// base is where dirs[0] is in the library (slash-separated, no leading slash; "" for
+	// the library's root); it only prefixes the paths of error messages.
+	base  string
+	dirs  []planDir // dirs[0] is what goes into the target dir; parents before children
 	files int
 	bytes int64
 }
@@ -257,15 +287,18 @@ func (p *plan) path(d int) string {
 	for ; d > 0; d = p.dirs[d].parent {
 		names = append(names, p.dirs[d].name)
 	}
+	if p.base != "" {
+		names = append(names, p.base)
+	}
 	slices.Reverse(names)
 	return strings.Join(names, "/")
 }
 
 func (p *plan) filePath(d int, name string) string {
-	if d == 0 {
-		return name
+	if dp := p.path(d); dp != "" {
+		return dp + "/" + name
 	}
-	return p.path(d) + "/" + name
+	return name
 }
 
 func (p *plan) rootHas(name string) bool {
@@ -282,9 +315,108 @@ func (p *plan) rootHas(name string) bool {
 	return false
 }
 
+// SplitPath checks a LibraryOptions.Path and returns its components: nil for the whole
+// library ("" or "/"). A path starts with "/" and may end with one; its components are
+// Seafile names (UTF-8, any character but '/' and NUL, spaces and non-ASCII included),
+// never empty, "." or "..". Errors wrap ErrBadPath.
+func SplitPath(p string) ([]string, error) {
+	if p == "" || p == "/" {
+		return nil, nil
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("%w %q: %s", ErrBadPath, p, why)
+	}
+	if !utf8.ValidString(p) {
+		return nil, bad("not UTF-8")
+	}
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return nil, bad("give the path from the library's top, starting with / (like /Projects/2026)")
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	comps := strings.Split(rest, "/")
+	for _, c := range comps {
+		switch c {
+		case "":
+			return nil, bad("empty component (//)")
+		case ".", "..":
+			return nil, bad(`"." and ".." are not allowed`)
+		}
+		if err := object.CheckName(c); err != nil {
+			return nil, bad(err.Error())
+		}
+	}
+	return comps, nil
+}
+
+// JoinPath is the path of SplitPath's components: "/a/b", or "" for the whole library.
+func JoinPath(comps []string) string {
+	if len(comps) == 0 {
+		return ""
+	}
+	return "/" + strings.Join(comps, "/")
+}
+
+// planPath walks from commit c's root down the components of a path (each dir object
+// read verified) and plans the folder's tree, or the one file, it ends at. wantDir: the
+// path must be a folder.
+func planPath(ctx context.Context, s store.Store, lib Library, c *object.Commit, comps []string, wantDir bool) (*plan, error) {
+	if len(comps) == 0 {
+		return planTree(ctx, s, lib, c.RootID, "")
+	}
+	full := JoinPath(comps)
+	where := fmt.Sprintf("commit %s (%s)", c.ID, time.Unix(c.Ctime, 0).UTC().Format(time.RFC3339))
+	id := c.RootID
+	for i, name := range comps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		parent := strings.Join(comps[:i], "/")
+		var ents []object.Dirent
+		if id != object.EmptyID {
+			f, err := readFS(ctx, s, lib, id, parent)
+			if err != nil {
+				return nil, err
+			}
+			if !f.IsDir() {
+				return nil, fmt.Errorf("%s/: %w: fs object %s is a file, not a dir", parent, object.ErrInvalid, id)
+			}
+			ents = f.Dirents
+		}
+		k := slices.IndexFunc(ents, func(de object.Dirent) bool { return de.Name == name })
+		if k < 0 {
+			near := ""
+			if j := slices.IndexFunc(ents, func(de object.Dirent) bool { return strings.EqualFold(de.Name, name) }); j >= 0 {
+				near = fmt.Sprintf(" (names are case-sensitive: there is %q)", ents[j].Name)
+			}
+			return nil, fmt.Errorf("%s: %w in %s: %s has no entry %q%s", full, ErrPathNotFound, where, displayPath("/"+parent), name, near)
+		}
+		de := ents[k]
+		if err := object.CheckName(de.Name); err != nil { // ParseFS checked; defence in depth
+			return nil, fmt.Errorf("%s/: %w: %v", parent, object.ErrInvalid, err)
+		}
+		last := i == len(comps)-1
+		if de.IsDir() {
+			if last {
+				return planTree(ctx, s, lib, de.ID, strings.Join(comps, "/"))
+			}
+			id = de.ID
+			continue
+		}
+		if !last || wantDir {
+			return nil, fmt.Errorf("%s: %w in %s: %s is a file, not a folder", full, ErrPathNotFound, where, JoinPath(comps[:i+1]))
+		}
+		p := &plan{base: parent, dirs: []planDir{{parent: -1}}, files: 1, bytes: de.Size}
+		p.dirs[0].files = []planFile{{name: de.Name, id: de.ID, size: de.Size, mtime: de.Mtime}}
+		return p, nil
+	}
+	panic("unreachable")
+}
+
 // planTree reads every dir object of the tree (verified, names checked by ParseFS).
-func planTree(ctx context.Context, s store.Store, lib Library, rootID string) (*plan, error) {
-	p := &plan{dirs: []planDir{{parent: -1}}}
+// base is where the tree is in the library, for error messages.
+func planTree(ctx context.Context, s store.Store, lib Library, rootID, base string) (*plan, error) {
+	p := &plan{base: base, dirs: []planDir{{parent: -1}}}
 	var walk func(d int, id string) error
 	walk = func(d int, id string) error {
 		if id == object.EmptyID {
@@ -330,15 +462,17 @@ func planTree(ctx context.Context, s store.Store, lib Library, rootID string) (*
 }
 
 // MarkerName is the file RestoreLibrary keeps at the top of the target directory while
-// it writes (JSON: library, commit, start time) and removes when every file is in
-// place. A restore that was killed or failed leaves it, and a rerun of the same library
-// and commit into the same directory finishes that restore instead of refusing a
-// non-empty directory.
+// it writes (JSON: library, commit, path, start time) and removes when every file is in
+// place. A restore that was killed or failed leaves it, and a rerun of the same library,
+// commit and path into the same directory finishes that restore instead of refusing a
+// non-empty directory (a restore of another path, or of the whole library, is another
+// restore).
 const MarkerName = ".seafbak-unfinished-restore.json"
 
 type unfinished struct {
 	RepoID  string    `json:"repo_id"`
 	Commit  string    `json:"commit"`
+	Path    string    `json:"path,omitempty"` // JoinPath's form; "" for the whole library
 	Started time.Time `json:"started"`
 }
 
@@ -404,9 +538,9 @@ func isTempName(name string) bool {
 // openTarget creates dir if need be and opens it as the root every write is confined
 // to. Without force, dir must be empty, or hold nothing but temp files of a killed
 // restore (removed here), or hold the marker of an unfinished restore of this very
-// library and commit: then resumed is true, and the restore writes over what that one
-// left (sweeping its temp files dir by dir).
-func openTarget(dir string, force bool, repoID, commitID string) (_ *os.Root, resumed bool, err error) {
+// library, commit and path (want's): then resumed is true, and the restore writes over
+// what that one left (sweeping its temp files dir by dir).
+func openTarget(dir string, force bool, want unfinished) (_ *os.Root, resumed bool, err error) {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -451,14 +585,22 @@ func openTarget(dir string, force bool, repoID, commitID string) (_ *os.Root, re
 	if marker {
 		m, merr := readMarker(r)
 		switch {
-		case merr == nil && m.RepoID == repoID && m.Commit == commitID:
+		case merr == nil && m.RepoID == want.RepoID && m.Commit == want.Commit && m.Path == want.Path:
 			return r, true, nil
 		case force:
 		case merr != nil:
 			return nil, false, fmt.Errorf("%s: %w: it holds %s, which seafbak cannot read (%v); remove it, or add --force to write into the directory", dir, ErrNotEmpty, MarkerName, merr)
 		default:
-			return nil, false, fmt.Errorf("%s: %w: it holds an unfinished restore of library %s at commit %s (started %s); to finish it, rerun that restore (--commit %s), or choose another directory, or add --force to write this one into it",
-				dir, ErrNotEmpty, m.RepoID, m.Commit, m.Started.Format(time.RFC3339), m.Commit)
+			what, again := "", "--commit "+m.Commit
+			switch {
+			case m.Path == "" && want.Path != "":
+				what = " (the whole library)"
+			case m.Path != "":
+				what = fmt.Sprintf(", path %q", m.Path)
+				again += fmt.Sprintf(" --path %q", m.Path)
+			}
+			return nil, false, fmt.Errorf("%s: %w: it holds an unfinished restore of library %s at commit %s%s (started %s); to finish it, rerun that restore (%s), or choose another directory, or add --force to write this one into it",
+				dir, ErrNotEmpty, m.RepoID, m.Commit, what, m.Started.Format(time.RFC3339), again)
 		}
 	}
 	if force {
