@@ -87,12 +87,12 @@ type stopper struct {
 	frozen time.Time
 }
 
-func (s *stopper) Planned(string, int) {
+func (s *stopper) Todo(int64, int64) {
 	if s.frozen.IsZero() {
 		s.frozen = freeze(s.t, s.srv)
 	}
 }
-func (s *stopper) Copied(int64) {}
+func (s *stopper) Done(int64, int64) {}
 
 func appendDBTimeout(t *testing.T, path string) {
 	t.Helper()
@@ -134,7 +134,7 @@ func TestDBTimeoutStoppedServer(t *testing.T) {
 		appendDBTimeout(t, cfg)
 		w := wireFromConfig(t, cfg)
 		stop := &stopper{t: t, srv: own}
-		w.engine.Observer = stop
+		w.engine.Progress = stop
 
 		start := time.Now()
 		err, took := within(t, "sync (backup db frozen mid-sync)", func() time.Time { return stop.frozen }, func() error {
@@ -167,7 +167,7 @@ func TestDBTimeoutStoppedServer(t *testing.T) {
 		// The server answers again: the same wiring (its pool dropped the dead
 		// connections) completes the sync.
 		syscall.Kill(own.PID(), syscall.SIGCONT)
-		w.engine.Observer = nil
+		w.engine.Progress = nil
 		res, err := w.engine.Sync(context.Background(), id)
 		if err != nil || res.Head != head {
 			t.Fatalf("sync after the server came back: %+v %v", res, err)

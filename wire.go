@@ -93,7 +93,7 @@ func wire(e *env, force bool) (*wiring, error) {
 		eng.Rows = store.NewRows(bdb)
 	}
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		eng.Observer = newBar(f)
+		eng.Progress = newCountBar(f, "blocks")
 	}
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
 }
@@ -121,40 +121,6 @@ func openSource(e *env, pdb *sql.DB) (primary.Source, error) {
 	return primary.NewRemote(pdb, h, p.SyncToken), nil
 }
 
-// bar shows copying progress on a terminal; cron never sees it. A scan syncs several
-// libraries at once, so it is locked.
-type bar struct {
-	mu  gosync.Mutex
-	out *os.File
-	b   *progressbar.ProgressBar
-}
-
-func newBar(out *os.File) *bar { return &bar{out: out} }
-
-func (b *bar) Planned(repoID string, blocks int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b != nil {
-		b.b.Finish()
-	}
-	b.b = progressbar.NewOptions(blocks,
-		progressbar.OptionSetWriter(b.out),
-		progressbar.OptionSetDescription(repoID[:8]+" blocks"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowBytes(false),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
-}
-
-func (b *bar) Copied(int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b != nil {
-		b.b.Add(1)
-	}
-}
-
 // terminal returns stderr when it is a terminal: progress bars go only there.
 func terminal(e *env) *os.File {
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -163,32 +129,50 @@ func terminal(e *env) *os.File {
 	return nil
 }
 
-// byteBar is a progress bar over bytes for verify and restore.
-type byteBar struct {
-	mu gosync.Mutex
-	b  *progressbar.ProgressBar
+// meterBar is a progress.Meter drawn on a terminal; cron and systemd never see it. It is
+// locked: a scan syncs several libraries at once into one bar.
+type meterBar struct {
+	mu    gosync.Mutex
+	bytes bool // counts bytes (verify, restore), or objects (sync's blocks)
+	todo  int64
+	b     *progressbar.ProgressBar
 }
 
-func newByteBar(out *os.File, what string) *byteBar {
-	return &byteBar{b: progressbar.NewOptions64(-1,
+// newByteBar counts bytes of file content: verify and restore.
+func newByteBar(out *os.File, what string) *meterBar { return newMeterBar(out, what, true) }
+
+// newCountBar counts objects: the blocks a sync copies.
+func newCountBar(out *os.File, what string) *meterBar { return newMeterBar(out, what, false) }
+
+func newMeterBar(out *os.File, what string, bytes bool) *meterBar {
+	return &meterBar{bytes: bytes, b: progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(out),
 		progressbar.OptionSetDescription(what),
-		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowBytes(bytes),
+		progressbar.OptionShowCount(),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)}
 }
 
-func (b *byteBar) Todo(objects, bytes int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if bytes > 0 {
-		b.b.ChangeMax64(b.b.GetMax64() + bytes)
+func (m *meterBar) pick(objects, bytes int64) int64 {
+	if m.bytes {
+		return bytes
+	}
+	return objects
+}
+
+func (m *meterBar) Todo(objects, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := m.pick(objects, bytes); n > 0 {
+		m.todo += n
+		m.b.ChangeMax64(m.todo)
 	}
 }
 
-func (b *byteBar) Done(objects, bytes int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b.Add64(bytes)
+func (m *meterBar) Done(objects, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.b.Add64(m.pick(objects, bytes))
 }

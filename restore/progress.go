@@ -3,24 +3,14 @@ package restore
 import (
 	gosync "sync"
 
+	meter "seafbak/internal/progress"
 	"seafbak/state"
 )
 
-// Progress follows a long Verify or RestoreLibrary, e.g. to drive a progress bar on a
-// terminal. Work is counted in objects and bytes; the bytes are those of blocks (file
-// content), which are what takes the time.
-//
-// The total is not known in advance by Verify, which discovers objects as it walks:
-// Todo is called again and again as the known total grows, and Done as work finishes,
-// so done ≤ todo at every moment. RestoreLibrary plans the whole tree first and calls
-// Todo once. Calls are serialised: an implementation need not be safe for concurrent
-// use, but must be quick (it is called for every object).
-type Progress interface {
-	// Todo adds objects and bytes to the known amount of work.
-	Todo(objects, bytes int64)
-	// Done adds objects and bytes to the work finished.
-	Done(objects, bytes int64)
-}
+// Progress follows a long Verify or RestoreLibrary (see progress.Meter). Verify
+// discovers objects as it walks and calls Todo as the known total grows; RestoreLibrary
+// plans the whole tree first and calls Todo once. Calls are serialised.
+type Progress = meter.Meter
 
 // progress serialises calls to a Progress, which may be nil.
 type progress struct {

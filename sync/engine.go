@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"time"
 
+	"seafbak/internal/progress"
 	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/primary"
@@ -43,18 +44,11 @@ type Engine struct {
 	// old heads) instead of trusting presence, fetching again what is missing or damaged
 	// in the backup: the repair of bit rot or a lost disk sector.
 	Recheck bool
-	// Observer, if set, hears about progress (a progress bar on a terminal).
-	Observer Observer
+	// Progress, if set, hears of the blocks planned and copied (a progress bar on a
+	// terminal).
+	Progress progress.Meter
 	// Now is the clock (tests set it).
 	Now func() time.Time
-}
-
-// Observer follows a sync's copying.
-type Observer interface {
-	// Planned is called once the walk knows how many blocks must be copied.
-	Planned(repoID string, blocks int)
-	// Copied is called after each block is written.
-	Copied(bytes int64)
 }
 
 // Result says what a sync did.

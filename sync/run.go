@@ -536,8 +536,8 @@ func (r *run) copyBlocks(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	if r.e.Observer != nil {
-		r.e.Observer.Planned(r.lib.ID, len(ids))
+	if r.e.Progress != nil {
+		r.e.Progress.Todo(int64(len(ids)), 0)
 	}
 	workers := r.e.Parallel
 	if workers <= 0 {
@@ -590,8 +590,8 @@ func (r *run) copyBlocks(ctx context.Context) error {
 			r.blockSize[o.id] = o.size
 			r.stats.blocks++
 			r.stats.bytes += o.size
-			if r.e.Observer != nil {
-				r.e.Observer.Copied(o.size)
+			if r.e.Progress != nil {
+				r.e.Progress.Done(1, o.size)
 			}
 		}
 		if firstErr != nil {
