@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"seafbak/restore"
@@ -119,8 +118,8 @@ func (c *restoreLibraryCmd) list(e *env, fs *store.FS, rec state.Library) error 
 	for _, h := range rec.OldHeads {
 		old[h.Head] = true
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "COMMIT\tTIME\tAUTHOR\tDESCRIPTION\tNOTE")
+	var tw table
+	tw.row("COMMIT", "TIME", "AUTHOR", "DESCRIPTION", "NOTE")
 	for _, h := range hist {
 		var note []string
 		switch {
@@ -138,9 +137,9 @@ func (c *restoreLibraryCmd) list(e *env, fs *store.FS, rec state.Library) error 
 		if !h.Time.IsZero() {
 			t = h.Time.Local().Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.ID, t, h.Author, firstLine(h.Description), strings.Join(note, "; "))
+		tw.row(h.ID, t, h.Author, firstLine(h.Description), strings.Join(note, "; "))
 	}
-	return tw.Flush()
+	return tw.write(e.stdout)
 }
 
 // parseTime reads the --at forms.
