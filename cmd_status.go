@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -85,7 +86,7 @@ func (c *statusCmd) print(e *env, rep *scan.Report) error {
 func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr error) error {
 	var now string
 	if rerr != nil {
-		now = "cannot tell\t" + firstLineOf(rerr.Error()) + "\n"
+		now = "cannot tell\t" + errorLine(rerr.Error()) + "\n"
 	} else {
 		var err error
 		if now, err = health(rep, st); err != nil {
@@ -116,13 +117,13 @@ func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr erro
 }
 
 // health is the report's unhealthy libraries, one sorted line each: failed ones with
-// the first line of their error, then those with holes. A failed library that a sync
-// is retrying right now (status shows it syncing) still counts as failed with its
-// recorded error, so a retry does not look like a change of health.
+// the first line of their error (errorLine), then those with holes. A failed library
+// that a sync is retrying right now (status shows it syncing) still counts as failed
+// with its recorded error, so a retry does not look like a change of health.
 func health(rep *scan.Report, st *state.Dir) (string, error) {
 	var lines []string
 	for _, f := range rep.FailedList {
-		lines = append(lines, "failed\t"+f.RepoID+"\t"+firstLineOf(f.Error))
+		lines = append(lines, "failed\t"+f.RepoID+"\t"+errorLine(f.Error))
 	}
 	for _, s := range rep.SyncingList {
 		rec, ok, err := st.Load(s.RepoID)
@@ -130,7 +131,7 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 			return "", err
 		}
 		if ok && rec.Failed() {
-			lines = append(lines, "failed\t"+s.RepoID+"\t"+firstLineOf(rec.LastError))
+			lines = append(lines, "failed\t"+s.RepoID+"\t"+errorLine(rec.LastError))
 		}
 	}
 	for _, h := range rep.Holes {
@@ -148,6 +149,16 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 func firstLineOf(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return strings.TrimRight(s, "\r")
+}
+
+// localPort matches the local end of a Go network error ("read tcp
+// 10.0.0.2:41234->10.0.0.3:8082: ..."), whose port is new on every connection.
+var localPort = regexp.MustCompile(`(tcp[46]? \S+):\d+->`)
+
+// errorLine is the part of an error that tells a change of health: its first line,
+// without what differs on every attempt of the same failure (a connection's local port).
+func errorLine(s string) string {
+	return localPort.ReplaceAllString(firstLineOf(s), "$1:*->")
 }
 
 // isReported tells an "already printed, exit 1" error from a real one.

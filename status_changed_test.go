@@ -132,3 +132,26 @@ func TestStatusIfChanged(t *testing.T) {
 		t.Fatalf("plain status: %d\n%s", code, out)
 	}
 }
+
+// The same failure on every attempt is the same health, though a connection's local port
+// differs each time; another failure is another health.
+func TestStatusIfChangedErrorLine(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"sync x: primary unreachable: read tcp 10.0.0.2:41234->10.0.0.3:8082: read: connection reset by peer",
+			"sync x: primary unreachable: read tcp 10.0.0.2:50001->10.0.0.3:8082: read: connection reset by peer"},
+		{"write tcp [::1]:39999->[::1]:80: broken pipe", "write tcp [::1]:40000->[::1]:80: broken pipe"},
+		{"first line\nsecond", "first line\nother second"},
+	} {
+		if a, b := errorLine(c.a), errorLine(c.b); a != b {
+			t.Errorf("errorLine differs: %q, %q", a, b)
+		}
+	}
+	for _, c := range []struct{ a, b string }{
+		{"read tcp 10.0.0.2:41234->10.0.0.3:8082: reset", "read tcp 10.0.0.2:41234->10.0.0.3:8083: reset"},
+		{"block abc: missing on the primary", "block abd: missing on the primary"},
+	} {
+		if errorLine(c.a) == errorLine(c.b) {
+			t.Errorf("errorLine the same for %q and %q", c.a, c.b)
+		}
+	}
+}
