@@ -70,9 +70,17 @@ func sigName(s syscall.Signal) string {
 	return "SIGINT"
 }
 
+// errStoppedAsAsked is returned by a command whose normal way to stop is a signal
+// (watch, under systemd): it exits 0, not 130 or 143.
+var errStoppedAsAsked = errors.New("stopped by a signal, as asked")
+
 // report prints err for command cmd and returns the exit code. An error caused by a
-// signal exits 130 or 143 whatever the command made of it.
+// signal exits 130 or 143 whatever the command made of it, unless the command says a
+// signal is its normal stop.
 func report(w io.Writer, ctx context.Context, cmd string, err error) int {
+	if errors.Is(err, errStoppedAsAsked) {
+		return exitOK
+	}
 	var sig interrupt
 	if cause := context.Cause(ctx); errors.As(cause, &sig) {
 		fmt.Fprintf(w, "seafbak %s: %v; libraries not finished keep their previous backed-up head\n", cmd, sig)

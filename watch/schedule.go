@@ -1,0 +1,165 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	gosync "sync"
+	"time"
+
+	"seafbak/state"
+	"seafbak/sync/primary"
+)
+
+// job is one piece of work on a library: bring it to lib's head, or (gone) record that
+// the primary no longer has it.
+type job struct {
+	lib  primary.Library
+	gone bool
+	// seen is when the change this job backs up was first noticed: the start of the
+	// latency logged once it is durable.
+	seen time.Time
+}
+
+// covers reports whether running j leaves nothing for k to do.
+func (j job) covers(k job) bool { return j.gone == k.gone && j.lib.Head == k.lib.Head }
+
+// scheduler runs jobs: at most parallel at once, one at a time per library. A change
+// that arrives while its library is busy waits as the one pending job of that library,
+// replacing any older pending one, so any number of changes during a sync make one
+// follow-up sync. A library whose job failed waits, exponentially longer after each
+// failure in a row, before its next job; the others are not delayed. It keeps nothing a
+// restart needs: the state on disk says what is done.
+type scheduler struct {
+	do         func(ctx context.Context, j job) error
+	parallel   int
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+
+	mu      gosync.Mutex
+	libs    map[string]*slot
+	queue   []string // libraries with a pending job and none running, oldest first
+	running int
+	ran     int // jobs finished, for tests
+	wg      gosync.WaitGroup
+}
+
+// slot is one library the scheduler is busy with: running, pending or backing off.
+type slot struct {
+	current  *job // running
+	pending  *job // to run next
+	queued   bool // in scheduler.queue
+	failures int  // failed jobs in a row
+	retryAt  time.Time
+}
+
+func newScheduler(do func(context.Context, job) error, parallel int, minBackoff, maxBackoff time.Duration, log *slog.Logger) *scheduler {
+	return &scheduler{
+		do: do, parallel: max(parallel, 1),
+		minBackoff: minBackoff, maxBackoff: max(maxBackoff, minBackoff),
+		now: time.Now, log: log, libs: map[string]*slot{},
+	}
+}
+
+// want asks for j. It starts at once if a slot is free and its library is neither busy
+// nor backing off; otherwise it waits as the library's pending job.
+func (s *scheduler) want(ctx context.Context, j job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := j.lib.ID
+	sl := s.libs[id]
+	if sl == nil {
+		sl = &slot{}
+		s.libs[id] = sl
+	}
+	if sl.current != nil && sl.current.covers(j) {
+		sl.pending = nil // the running job does it; an older pending one is stale
+		return
+	}
+	if sl.pending != nil && sl.pending.seen.Before(j.seen) {
+		j.seen = sl.pending.seen // the older change is durable only when j is
+	}
+	sl.pending = &j
+	if sl.current == nil && !sl.queued {
+		sl.queued = true
+		s.queue = append(s.queue, id)
+	}
+	s.dispatchLocked(ctx)
+}
+
+// dispatch starts what may start now: libraries whose backoff has passed.
+func (s *scheduler) dispatch(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dispatchLocked(ctx)
+}
+
+func (s *scheduler) dispatchLocked(ctx context.Context) {
+	if ctx.Err() != nil {
+		return // stopping: no new work
+	}
+	now := s.now()
+	for i := 0; i < len(s.queue) && s.running < s.parallel; {
+		id := s.queue[i]
+		sl := s.libs[id]
+		if now.Before(sl.retryAt) {
+			i++
+			continue
+		}
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+		j := *sl.pending
+		sl.queued, sl.pending, sl.current = false, nil, &j
+		s.running++
+		s.wg.Add(1)
+		go s.run(ctx, j)
+	}
+}
+
+func (s *scheduler) run(ctx context.Context, j job) {
+	defer s.wg.Done()
+	err := s.do(ctx, j)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := j.lib.ID
+	sl := s.libs[id]
+	sl.current = nil
+	s.running--
+	s.ran++
+	switch {
+	case err == nil:
+		sl.failures, sl.retryAt = 0, time.Time{}
+	case ctx.Err() != nil:
+		// Stopped: the engine recorded nothing half-done, and this is no failure.
+	case errors.Is(err, state.ErrLocked):
+		// Another seafbak (a hook's sync, cron's scan) is on it; the next poll sees
+		// whether it finished.
+	case err != nil:
+		sl.failures++
+		wait := s.backoff(sl.failures)
+		sl.retryAt = s.now().Add(wait)
+		s.log.Error("library failed to sync", "repo", id, "name", j.lib.Name, "err", err,
+			"failures_in_a_row", sl.failures, "retry_in", wait.String())
+	}
+	switch {
+	case sl.pending != nil:
+		sl.queued = true
+		s.queue = append(s.queue, id)
+	case sl.failures == 0:
+		delete(s.libs, id) // nothing to remember
+	}
+	s.dispatchLocked(ctx)
+}
+
+// backoff is the wait after n failures in a row: minBackoff, doubling, capped.
+func (s *scheduler) backoff(n int) time.Duration {
+	d := s.minBackoff
+	for i := 1; i < n && d < s.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.maxBackoff)
+}
+
+// wait returns when every started job has returned.
+func (s *scheduler) wait() { s.wg.Wait() }

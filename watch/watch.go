@@ -1,0 +1,194 @@
+// Package watch is seafbak's long-running change hook: it polls the primary's library
+// heads and runs, for each library that changed, the same per-library sync as
+// `seafbak sync`, in process. Each sync stays a stateless batch step of the engine:
+// what is backed up is on disk (store and state), so a watcher can be killed at any
+// instant and restarted, and runs beside cron scans and hook syncs (the per-library
+// locks keep them apart).
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"seafbak/state"
+	seafsync "seafbak/sync"
+	"seafbak/sync/primary"
+)
+
+// Engine is what a watcher needs of the sync engine (*sync.Engine).
+type Engine interface {
+	// SyncListed backs up a library just listed, or returns state.ErrLocked at once.
+	SyncListed(ctx context.Context, lib primary.Library) (seafsync.Result, error)
+	// MarkDeleted records a library gone from the primary.
+	MarkDeleted(ctx context.Context, repoID string) (seafsync.Result, error)
+	// BackupHeads lists the backup database's master heads; nil without one.
+	BackupHeads(ctx context.Context) (map[string]string, error)
+}
+
+// Defaults of the Watcher's zero fields.
+const (
+	DefaultPoll       = 2 * time.Second
+	DefaultMaxBackoff = 5 * time.Minute
+	// minBackoff is the wait after a library's first failure; it doubles after each
+	// further failure in a row.
+	minBackoff = 2 * time.Second
+	// warnAfter failed polls in a row, the failures are logged as warnings (then at
+	// every doubling of the count), not at info.
+	warnAfter = 5
+)
+
+// Watcher keeps the backup following the primary until its context ends.
+type Watcher struct {
+	Engine  Engine
+	Catalog primary.Catalog
+	State   *state.Dir
+	Log     *slog.Logger
+	// Poll is how often the primary's heads are listed (default 2 s).
+	Poll time.Duration
+	// Parallel is how many libraries sync at once (default 1).
+	Parallel int
+	// MaxBackoff caps the wait before a failing library is tried again (default 5 min).
+	MaxBackoff time.Duration
+}
+
+// Run lists the primary's heads every Poll and syncs each library whose head differs
+// from the state, and records libraries gone from the primary as deleted. A failed
+// listing is retried at the next tick. When ctx ends it starts nothing new, waits for
+// the running syncs (which see ctx ended and stop without recording anything half-done)
+// and returns nil.
+func (w *Watcher) Run(ctx context.Context) error {
+	if w.Engine == nil || w.Catalog == nil || w.State == nil {
+		return errors.New("watch: engine, catalog and state are required")
+	}
+	poll := cmpOr(w.Poll, DefaultPoll)
+	s := newScheduler(w.do, w.Parallel, min(minBackoff, cmpOr(w.MaxBackoff, DefaultMaxBackoff)), cmpOr(w.MaxBackoff, DefaultMaxBackoff), w.log())
+	defer s.wait()
+	w.log().Info("watching the primary", "poll", poll.String(), "parallel", s.parallel)
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	failures := 0
+	for {
+		err := w.poll(ctx, s)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			failures++
+			if warnable(failures) {
+				w.log().Warn("listing the primary's heads keeps failing; retrying", "failures_in_a_row", failures, "err", err)
+			} else {
+				w.log().Info("listing the primary's heads failed; retrying at the next tick", "failures_in_a_row", failures, "err", err)
+			}
+		case failures > 0:
+			if failures >= warnAfter {
+				w.log().Warn("listing the primary's heads works again", "after_failures", failures)
+			}
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			w.log().Info("stopping: waiting for the running syncs", "cause", context.Cause(ctx))
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// poll lists the primary's libraries and heads in one query and asks for a job for each
+// library the state says is not backed up at that head, and for each recorded library
+// the primary no longer lists. It is scan's comparison, without the syncing.
+func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
+	libs, err := w.Catalog.Libraries(ctx)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	// A damaged record is left out here, so its library is asked for like a new one
+	// and the engine fails it, naming the file; the backoff keeps that from repeating
+	// every poll.
+	recs, _, err := w.State.All()
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	// The backup database may lag the state (added to the config later, restored from
+	// an older dump): such libraries need their rows moved even with nothing to copy.
+	dbHeads, err := w.Engine.BackupHeads(ctx)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	now := time.Now()
+	known := make(map[string]*state.Library, len(recs))
+	for i := range recs {
+		known[recs[i].ID] = &recs[i]
+	}
+	listed := make(map[string]bool, len(libs))
+	for _, lib := range libs {
+		listed[lib.ID] = true
+		if rec := known[lib.ID]; rec == nil || !rec.UpToDate(lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
+			s.want(ctx, job{lib: lib, seen: now})
+		}
+	}
+	for _, rec := range recs {
+		if !listed[rec.ID] && rec.Deleted == nil {
+			s.want(ctx, job{lib: primary.Library{ID: rec.ID, Name: rec.Name, Head: rec.Head}, gone: true, seen: now})
+		}
+	}
+	s.dispatch(ctx) // libraries whose backoff has passed
+	return nil
+}
+
+// do runs one job and logs what it made durable, with the latency from when the change
+// was first seen. Failures are the scheduler's to log, with their backoff.
+func (w *Watcher) do(ctx context.Context, j job) error {
+	start := time.Now()
+	var res seafsync.Result
+	var err error
+	if j.gone {
+		res, err = w.Engine.MarkDeleted(ctx, j.lib.ID)
+	} else {
+		res, err = w.Engine.SyncListed(ctx, j.lib)
+	}
+	log := w.log().With("repo", j.lib.ID, "name", j.lib.Name)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		log.Info("sync stopped; the library keeps its previous backed-up head")
+	case errors.Is(err, state.ErrLocked):
+		log.Debug("another seafbak is syncing this library; looking again at the next poll")
+	case err != nil:
+	case res.Deleted:
+		log.Info("library deleted on the primary recorded", "latency_seconds", time.Since(j.seen).Seconds())
+	case res.UpToDate:
+		log.Debug("already up to date", "head", res.Head)
+	default:
+		log.Info("change backed up", "head", res.Head, "commits", res.Commits, "fs_objects", res.FSObjects,
+			"blocks", res.Blocks, "bytes", res.Bytes, "sync_seconds", time.Since(start).Seconds(),
+			"latency_seconds", time.Since(j.seen).Seconds())
+	}
+	return err
+}
+
+func (w *Watcher) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// warnable says whether the n-th failed poll in a row is logged as a warning: the
+// warnAfter-th, then at every doubling, so an outage of the primary's database is told
+// without a line every tick.
+func warnable(n int) bool {
+	if n < warnAfter || n%warnAfter != 0 {
+		return false
+	}
+	k := n / warnAfter
+	return k&(k-1) == 0
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
