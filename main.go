@@ -27,7 +27,7 @@ import (
 )
 
 type cli struct {
-	Config      string           `help:"Config file. Default: $$SEAFBAK_CONFIG, then ${default_config}." placeholder:"FILE" env:"SEAFBAK_CONFIG"`
+	Config      string           `help:"Config file (default: ${default_config})." placeholder:"FILE" env:"SEAFBAK_CONFIG"`
 	Verbose     bool             `short:"v" help:"Log each library's progress, not only warnings and errors." xor:"level"`
 	Quiet       bool             `short:"q" help:"Log errors only." xor:"level"`
 	Debug       bool             `help:"Log everything, including retried requests to the primary." xor:"level"`
