@@ -1,18 +1,33 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"time"
 
+	"seafbak/config"
 	"seafbak/watch"
 )
 
 type watchCmd struct {
-	Poll time.Duration `default:"2s" help:"How often the primary's library heads are listed (one query)."`
+	Poll *time.Duration `help:"How often the primary's library heads are listed (one query); default watch.poll of the config, 2s if unset." placeholder:"DURATION"`
 }
 
-func (c *watchCmd) Run(e *env) error {
-	if c.Poll <= 0 {
-		return usagef("--poll must be positive, not %s", c.Poll)
+// watchMetricsEvery is the least time between two rewrites of the metrics file while
+// watch runs (a variable for tests). The file is rewritten after a poll round in which a
+// sync finished (backed up, recorded a deletion, or failed), not on a fixed interval:
+// an idle watch leaves it alone (each rewrite reads every library's record, 10 000 of
+// them on a large server), while a change shows within seconds of being durable; 10 s
+// bounds the rewrites when libraries change all the time.
+var watchMetricsEvery = 10 * time.Second
+
+func (c *watchCmd) Run(e *env, cl *cli) error {
+	poll := e.cfg.Watch.Poll
+	if c.Poll != nil {
+		poll = *c.Poll
+		if poll < config.MinWatchPoll || poll > config.MaxWatchPoll {
+			return usagef("--poll must be from %s to %s, not %s", config.MinWatchPoll, config.MaxWatchPoll, poll)
+		}
 	}
 	w, err := wire(e, false)
 	if err != nil {
@@ -23,9 +38,28 @@ func (c *watchCmd) Run(e *env) error {
 	w.engine.Progress = nil
 	wt := &watch.Watcher{
 		Engine: w.engine, Catalog: w.catalog, State: w.state, Log: e.log,
-		Poll: c.Poll, Parallel: e.cfg.Parallel,
+		Poll: poll, Parallel: e.cfg.Parallel, AfterRoundEvery: watchMetricsEvery,
 	}
-	if err := wt.Run(e.ctx); err != nil {
+	// The run's figures so far; main writes the final ones when watch exits.
+	figures := func() {
+		c := wt.Copied()
+		e.run.Bytes, e.run.Objects = c.Bytes, c.Objects
+		e.run.Duration = time.Since(e.run.Start)
+	}
+	if path := cmp.Or(cl.MetricsFile, e.cfg.MetricsFile); path != "" {
+		wt.AfterRound = func(context.Context) {
+			figures()
+			// Exit code 0 while running: watch exits 0 whatever its syncs did; failing
+			// libraries show as seafbak_library_failed.
+			run := *e.run
+			if err := writeMetrics(path, e.cfg, &run); err != nil {
+				e.log.Error("cannot rewrite the metrics file; trying again after the next sync", "err", err)
+			}
+		}
+	}
+	err = wt.Run(e.ctx)
+	figures()
+	if err != nil {
 		return cantRun(err)
 	}
 	// Run returns nil only once ctx ended: SIGTERM or SIGINT, the normal stop.

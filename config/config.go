@@ -30,6 +30,18 @@ const (
 	maxDBTimeout = time.Hour
 )
 
+// DefaultWatchPoll is how often `seafbak watch` lists the primary's heads when the file
+// has no watch.poll.
+const DefaultWatchPoll = 2 * time.Second
+
+// The range watch.poll (and watch's --poll) must lie in: below 100 ms the heads query
+// runs all the time on the primary's database for little gain; above 10 minutes watch is
+// no faster than the cron scan it is meant to beat.
+const (
+	MinWatchPoll = 100 * time.Millisecond
+	MaxWatchPoll = 10 * time.Minute
+)
+
 // Environment variables that carry database passwords, so they need not sit in the file.
 const (
 	EnvPrimaryPassword = "SEAFBAK_PRIMARY_DB_PASSWORD"
@@ -57,6 +69,13 @@ type Config struct {
 	// lock instead of holding it forever. Applied to Primary.DB and Backup.DB as the
 	// driver's timeout, readTimeout and writeTimeout, unless a DSN sets its own.
 	DBTimeout time.Duration
+	Watch     Watch
+}
+
+// Watch is how `seafbak watch` follows the primary.
+type Watch struct {
+	// Poll is how often the primary's library heads are listed (one query).
+	Poll time.Duration
 }
 
 // Primary is the Seafile server being backed up. Objects come from exactly one of
@@ -134,7 +153,7 @@ func Load(path string) (*Config, error) {
 
 // Parse checks a configuration's text; path is used in messages.
 func Parse(path string, data []byte) (*Config, error) {
-	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}, DBTimeout: DefaultDBTimeout}
+	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}, DBTimeout: DefaultDBTimeout, Watch: Watch{Poll: DefaultWatchPoll}}
 	var primaryDSN, backupDSN string
 	var durability string
 	str := func(dst *string) func(*yaml.Node) error {
@@ -184,6 +203,14 @@ func Parse(path string, data []byte) (*Config, error) {
 				return errors.New("must be a duration from 1s to 1h, written like 30s or 2m")
 			}
 			cfg.DBTimeout = d
+			return nil
+		}},
+		"watch.poll": {set: func(n *yaml.Node) error {
+			d, err := time.ParseDuration(n.Value)
+			if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || err != nil || d < MinWatchPoll || d > MaxWatchPoll {
+				return errors.New("must be a duration from 100ms to 10m, written like 2s or 500ms")
+			}
+			cfg.Watch.Poll = d
 			return nil
 		}},
 	}

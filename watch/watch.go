@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"seafbak/state"
@@ -32,6 +34,8 @@ type Engine interface {
 const (
 	DefaultPoll       = 2 * time.Second
 	DefaultMaxBackoff = 5 * time.Minute
+	// DefaultAfterRoundEvery is the least time between two AfterRound calls.
+	DefaultAfterRoundEvery = 10 * time.Second
 	// minBackoff is the wait after a library's first failure; it doubles after each
 	// further failure in a row.
 	minBackoff = 2 * time.Second
@@ -52,6 +56,34 @@ type Watcher struct {
 	Parallel int
 	// MaxBackoff caps the wait before a failing library is tried again (default 5 min).
 	MaxBackoff time.Duration
+	// AfterRound, if set, is called by Run after a poll round when a sync has finished
+	// since its last call (a change backed up, a deletion recorded, or a failure), but
+	// not sooner than AfterRoundEvery (default 10 s) after its last call: a round that
+	// comes too soon leaves it to a later round. It runs between polls, so a slow hook
+	// delays the next listing, never a running sync. seafbak watch rewrites the metrics
+	// file with it.
+	AfterRound func(ctx context.Context)
+	// AfterRoundEvery is the least time between two AfterRound calls (default 10 s).
+	AfterRoundEvery time.Duration
+
+	// finished is set by each sync that changed or failed something, and cleared when
+	// AfterRound is called.
+	finished atomic.Bool
+	mu       gosync.Mutex
+	copied   Copied
+}
+
+// Copied is what a watcher's syncs have copied since it started.
+type Copied struct {
+	Bytes   int64
+	Objects int64 // commits, fs objects and blocks
+}
+
+// Copied is what the watcher's syncs have copied so far.
+func (w *Watcher) Copied() Copied {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.copied
 }
 
 // Run lists the primary's heads every Poll and syncs each library whose head differs
@@ -70,6 +102,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	failures := 0
+	var lastHook time.Time
 	for {
 		err := w.poll(ctx, s)
 		switch {
@@ -86,6 +119,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.log().Warn("listing the primary's heads works again", "after_failures", failures)
 			}
 			failures = 0
+		}
+		if w.AfterRound != nil && ctx.Err() == nil && time.Since(lastHook) >= cmpOr(w.AfterRoundEvery, DefaultAfterRoundEvery) &&
+			w.finished.CompareAndSwap(true, false) {
+			lastHook = time.Now()
+			w.AfterRound(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -149,6 +187,12 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 	} else {
 		res, err = w.Engine.SyncListed(ctx, j.lib)
 	}
+	if res.Bytes > 0 || res.Commits+res.FSObjects+res.Blocks > 0 {
+		w.mu.Lock()
+		w.copied.Bytes += res.Bytes
+		w.copied.Objects += int64(res.Commits + res.FSObjects + res.Blocks)
+		w.mu.Unlock()
+	}
 	log := w.log().With("repo", j.lib.ID, "name", j.lib.Name)
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -156,11 +200,14 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 	case errors.Is(err, state.ErrLocked):
 		log.Debug("another seafbak is syncing this library; looking again at the next poll")
 	case err != nil:
+		w.finished.Store(true) // the state records the failure
 	case res.Deleted:
+		w.finished.Store(true)
 		log.Info("library deleted on the primary recorded", "latency_seconds", time.Since(j.seen).Seconds())
 	case res.UpToDate:
 		log.Debug("already up to date", "head", res.Head)
 	default:
+		w.finished.Store(true)
 		log.Info("change backed up", "head", res.Head, "commits", res.Commits, "fs_objects", res.FSObjects,
 			"blocks", res.Blocks, "bytes", res.Bytes, "sync_seconds", time.Since(start).Seconds(),
 			"latency_seconds", time.Since(j.seen).Seconds())
