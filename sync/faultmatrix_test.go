@@ -12,6 +12,7 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+	"time"
 
 	"seafbak/internal/seafgen"
 	"seafbak/internal/seafhttptest"
@@ -86,6 +87,14 @@ func runFault(t *testing.T, source string, tg target, f faultKind) {
 	var fs *seafhttptest.Server
 	if source == "http" {
 		fs = env.StartFileServer()
+		if f == oversize {
+			// The test server reads an fs object over the bound (72 MiB) whole before it
+			// answers; under -race on a loaded machine that outlasts the usual 5 s stall
+			// limit, which would turn the case into "unreachable".
+			h, err := primary.NewHTTP(primary.HTTPOptions{URL: fs.URL(), SyncToken: testenv.SyncToken, Backoff: 5 * time.Millisecond, StallTimeout: 2 * time.Minute})
+			must(t, err)
+			env.HTTP = h
+		}
 	}
 	g := seafgen.New(env.PrimaryDir)
 	g.BlockSize = 4096
