@@ -3,6 +3,11 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
 	"seafbak/config"
@@ -57,6 +62,15 @@ func (c *watchCmd) Run(e *env, cl *cli) error {
 			}
 		}
 	}
+	if listen := e.cfg.Watch.WebhookListen; listen != "" {
+		stop, err := serveWebhook(listen, e.cfg.Watch.WebhookSecret, wt, e.log)
+		if err != nil {
+			return cantRun(err)
+		}
+		// Up until the running syncs are done: a webhook that finds nobody listening
+		// counts as a connection error, which disables it in Seahub.
+		defer stop()
+	}
 	err = wt.Run(e.ctx)
 	figures()
 	if err != nil {
@@ -64,4 +78,39 @@ func (c *watchCmd) Run(e *env, cl *cli) error {
 	}
 	// Run returns nil only once ctx ended: SIGTERM or SIGINT, the normal stop.
 	return errStoppedAsAsked
+}
+
+// serveWebhook listens on listen for Seafile 14's webhooks, each asking wt to poll now,
+// and returns the function that shuts the server down (waiting at most a few seconds
+// for requests in flight, which never wait for a sync).
+func serveWebhook(listen, secret string, wt *watch.Watcher, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("watch.webhook_listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           &watch.Webhook{Secret: []byte(secret), Trigger: wt.Check, Log: log},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("the webhook receiver stopped; polling goes on", "listen", listen, "err", err)
+		}
+	}()
+	log.Info("receiving Seafile webhooks", "listen", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+		}
+		<-done
+	}, nil
 }

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"sort"
@@ -47,7 +48,13 @@ const (
 	EnvPrimaryPassword = "SEAFBAK_PRIMARY_DB_PASSWORD"
 	EnvBackupPassword  = "SEAFBAK_BACKUP_DB_PASSWORD"
 	EnvSyncToken       = "SEAFBAK_SYNC_TOKEN"
+	// EnvWebhookSecret (or the file EnvWebhookSecret_FILE names) overrides
+	// watch.webhook_secret.
+	EnvWebhookSecret = "SEAFBAK_WEBHOOK_SECRET"
 )
+
+// MinWebhookSecret is the least length of watch.webhook_secret.
+const MinWebhookSecret = 16
 
 // Config is a loaded, checked configuration.
 type Config struct {
@@ -76,6 +83,12 @@ type Config struct {
 type Watch struct {
 	// Poll is how often the primary's library heads are listed (one query).
 	Poll time.Duration
+	// WebhookListen, if set, is the host:port where watch receives Seafile 14's
+	// webhooks; empty is off.
+	WebhookListen string
+	// WebhookSecret is the shared secret the webhooks' X-Seafile-Signature is checked
+	// with; set whenever WebhookListen is.
+	WebhookSecret string
 }
 
 // Primary is the Seafile server being backed up. Objects come from exactly one of
@@ -213,6 +226,8 @@ func Parse(path string, data []byte) (*Config, error) {
 			cfg.Watch.Poll = d
 			return nil
 		}},
+		"watch.webhook_listen": {set: str(&cfg.Watch.WebhookListen)},
+		"watch.webhook_secret": {set: str(&cfg.Watch.WebhookSecret)},
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -247,6 +262,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, &Error{File: path, Line: seen["backup.durability"], Key: "backup.durability", Msg: fmt.Sprintf("%q is not one of batch, per-object", durability)}
 	}
 	if err := checkSource(path, cfg, seen); err != nil {
+		return nil, err
+	}
+	if err := checkWebhook(path, cfg, seen); err != nil {
 		return nil, err
 	}
 	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "metrics.file": cfg.MetricsFile, "primary.ca_file": cfg.Primary.CAFile} {
@@ -294,6 +312,35 @@ func checkSource(path string, cfg *Config, seen map[string]int) error {
 	}
 	if len(p.SyncToken) < 16 {
 		return &Error{File: path, Line: seen["primary.sync_token"], Key: "primary.sync_token", Msg: "missing or shorter than 16 characters; generate one once with: openssl rand -hex 32 (or set " + EnvSyncToken + ")"}
+	}
+	return nil
+}
+
+// checkWebhook checks watch.webhook_listen and watch.webhook_secret: both or neither
+// (the secret may come from EnvWebhookSecret instead), a host:port with a port number,
+// and a secret of at least MinWebhookSecret characters.
+func checkWebhook(path string, cfg *Config, seen map[string]int) error {
+	w := &cfg.Watch
+	if _, set := seen["watch.webhook_listen"]; !set {
+		if _, set := seen["watch.webhook_secret"]; set {
+			return &Error{File: path, Line: seen["watch.webhook_secret"], Key: "watch.webhook_secret", Msg: "only applies with watch.webhook_listen"}
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(w.WebhookListen)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, " /") {
+		return &Error{File: path, Line: seen["watch.webhook_listen"], Key: "watch.webhook_listen", Msg: fmt.Sprintf("%q is not a host:port to listen on (e.g. 127.0.0.1:8089, or :8089 for every address)", w.WebhookListen)}
+	}
+	secret, err := secretFromEnv(EnvWebhookSecret)
+	if err != nil {
+		return &Error{File: path, Line: seen["watch.webhook_secret"], Key: "watch.webhook_secret", Msg: err.Error()}
+	}
+	if secret != "" {
+		w.WebhookSecret = secret
+	}
+	if len(w.WebhookSecret) < MinWebhookSecret {
+		return &Error{File: path, Line: seen["watch.webhook_secret"], Key: "watch.webhook_secret", Msg: "missing or shorter than 16 characters; it is required with watch.webhook_listen and must be the secret set on the webhook in Seahub (generate one with: openssl rand -hex 32, or set " + EnvWebhookSecret + ")"}
 	}
 	return nil
 }

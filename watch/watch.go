@@ -71,6 +71,9 @@ type Watcher struct {
 	finished atomic.Bool
 	mu       gosync.Mutex
 	copied   Copied
+	// kick asks Run for a poll round now (see Check); one pending request at most.
+	kickOnce gosync.Once
+	kick     chan struct{}
 }
 
 // Copied is what a watcher's syncs have copied since it started.
@@ -130,8 +133,30 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.log().Info("stopping: waiting for the running syncs", "cause", context.Cause(ctx))
 			return nil
 		case <-tick.C:
+		case <-w.kicks():
 		}
 	}
+}
+
+// Check asks Run for a poll round now rather than at the next tick, because something
+// (a Seafile webhook) says library repoID changed. It never blocks: requests made while
+// one is pending fold into it, so a burst of webhooks costs one round. A round rather
+// than a lookup of that one library because a round is the one path that compares with
+// the state and the backup database, records deletions and hands the work to the
+// scheduler (coalescing, backoff, parallel); its cost is the heads query every Poll
+// already makes. The id only goes into the debug log.
+func (w *Watcher) Check(repoID string) {
+	select {
+	case w.kicks() <- struct{}{}:
+		w.log().Debug("change reported; polling now", "repo", repoID)
+	default:
+		w.log().Debug("change reported; a poll is already due", "repo", repoID)
+	}
+}
+
+func (w *Watcher) kicks() chan struct{} {
+	w.kickOnce.Do(func() { w.kick = make(chan struct{}, 1) })
+	return w.kick
 }
 
 // poll lists the primary's libraries and heads in one query and asks for a job for each
