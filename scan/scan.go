@@ -81,10 +81,6 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("scan: %w", err)
 	}
-	known := make(map[string]*state.Library, len(recs))
-	for i := range recs {
-		known[recs[i].ID] = &recs[i]
-	}
 	// A damaged record fails its library until the admin moves it aside: syncing would
 	// have to guess what the record held.
 	names := make(map[string]string, len(libs))
@@ -99,13 +95,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		s.log().Error("library failed to sync", "repo", de.RepoID, "name", names[de.RepoID], "err", de)
 	}
 	var todo []primary.Library
-	onPrimary := make(map[string]bool, len(libs))
-	for _, lib := range libs {
-		onPrimary[lib.ID] = true
-		if isDamaged[lib.ID] {
-			continue
-		}
-		if rec := known[lib.ID]; rec == nil || !rec.UpToDate(lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
+	changed, gone := Compare(libs, recs, dbHeads)
+	for _, lib := range changed {
+		if !isDamaged[lib.ID] {
 			todo = append(todo, lib)
 		}
 	}
@@ -127,10 +119,8 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		}
 		sum.Bytes += res.Bytes
 	}
-	for _, rec := range recs {
-		if !onPrimary[rec.ID] && rec.Deleted == nil {
-			record(s.Engine.MarkDeleted(ctx, rec.ID))
-		}
+	for _, rec := range gone {
+		record(s.Engine.MarkDeleted(ctx, rec.ID))
 	}
 	parallel := max(s.Parallel, 1)
 	sem := make(chan struct{}, parallel)
@@ -153,6 +143,30 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		return sum, fmt.Errorf("scan: %w", err)
 	}
 	return sum, nil
+}
+
+// Compare is the one comparison of the primary's listing with the backup: changed are
+// the listed libraries not backed up at their head (new, moved, failed, with holes, or
+// whose backup database row lags), gone the recorded libraries the primary no longer
+// lists and not yet marked deleted. Scan and watch both decide their work with it.
+func Compare(libs []primary.Library, recs []state.Library, dbHeads map[string]string) (changed []primary.Library, gone []state.Library) {
+	known := make(map[string]*state.Library, len(recs))
+	for i := range recs {
+		known[recs[i].ID] = &recs[i]
+	}
+	listed := make(map[string]bool, len(libs))
+	for _, lib := range libs {
+		listed[lib.ID] = true
+		if rec := known[lib.ID]; rec == nil || !rec.UpToDate(lib.Head) || dbHeads != nil && dbHeads[lib.ID] != lib.Head {
+			changed = append(changed, lib)
+		}
+	}
+	for _, rec := range recs {
+		if !listed[rec.ID] && rec.Deleted == nil {
+			gone = append(gone, rec)
+		}
+	}
+	return changed, gone
 }
 
 func (s *Scanner) log() *slog.Logger {

@@ -140,17 +140,22 @@ func TestWebhookEmptySecret(t *testing.T) {
 type countingCatalog struct {
 	primary.Catalog
 	n atomic.Int32
+	// hold, if set, keeps the third listing waiting until it is closed, so calls made
+	// meanwhile meet a round in progress however fast rounds are.
+	hold chan struct{}
 }
 
 func (c *countingCatalog) Libraries(context.Context) ([]primary.Library, error) {
-	c.n.Add(1)
+	if c.n.Add(1) == 3 && c.hold != nil {
+		<-c.hold
+	}
 	return nil, nil
 }
 
 // Check makes Run poll now rather than at the next tick, never blocks, and a burst of
 // calls folds into at most one extra round.
 func TestCheckPollsNow(t *testing.T) {
-	cat := &countingCatalog{}
+	cat := &countingCatalog{hold: make(chan struct{})}
 	w := &Watcher{Engine: noEngine{}, Catalog: cat, State: newTestState(t), Poll: time.Hour}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -158,10 +163,13 @@ func TestCheckPollsNow(t *testing.T) {
 	waitFor(t, "rounds", func() bool { return cat.n.Load() == 1 }) // the first round, at start
 	w.Check(hookRepo)
 	waitFor(t, "rounds", func() bool { return cat.n.Load() == 2 })
+	w.Check(hookRepo)
+	waitFor(t, "rounds", func() bool { return cat.n.Load() == 3 }) // held in its listing
 	for range 100 {
 		w.Check(hookRepo) // never blocks
 	}
-	waitFor(t, "rounds", func() bool { return cat.n.Load() >= 3 })
+	close(cat.hold)
+	waitFor(t, "rounds", func() bool { return cat.n.Load() >= 4 })
 	time.Sleep(50 * time.Millisecond)
 	if n := cat.n.Load(); n > 4 {
 		t.Errorf("100 checks made %d rounds; want them folded", n-2)
