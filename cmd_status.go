@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"seafbak/internal/dbconn"
 	"seafbak/internal/fsutil"
 	"seafbak/scan"
 	"seafbak/state"
@@ -46,7 +47,7 @@ func (c *statusCmd) Run(e *env) error {
 func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 	var cat primary.Catalog
 	if !c.Offline {
-		pdb, err := openDB(e.ctx, "primary", e.cfg.Primary.DB)
+		pdb, err := dbconn.Open(e.ctx, "primary", e.cfg.Primary.DB)
 		if err != nil {
 			return nil, cantRun(fmt.Errorf("%w (use --offline to report from the state alone)", err))
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"seafbak/internal/dbconn"
 	"seafbak/restore"
 	"seafbak/state"
 	"seafbak/sync/object"
@@ -45,7 +46,7 @@ func (c *verifyCmd) Run(e *env) error {
 	}
 	opts := restore.VerifyOptions{Store: fs, State: st, Log: e.log, Libraries: c.Repos, Sample: c.Sample, Parallel: 0}
 	if e.cfg.Backup.DB != nil {
-		bdb, err := openDB(e.ctx, "backup", e.cfg.Backup.DB)
+		bdb, err := dbconn.Open(e.ctx, "backup", e.cfg.Backup.DB)
 		if err != nil {
 			return cantRun(err)
 		}

@@ -1,41 +1,20 @@
 package main
 
 import (
-	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	gosync "sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"seafbak/internal/dbconn"
 	"seafbak/state"
 	seafsync "seafbak/sync"
 	"seafbak/sync/primary"
 	"seafbak/sync/store"
 )
-
-// openDB connects with a checked config; errors never show the password. Every query on
-// the pool it returns is bounded by c's socket deadlines (config's db_timeout), so a
-// server that stops answering fails the query instead of hanging it and the library
-// lock its caller holds; the first ping is bounded by them too (at least 15 s).
-func openDB(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
-	conn, err := mysql.NewConnector(c)
-	if err != nil {
-		return nil, fmt.Errorf("%s database: %w", what, err)
-	}
-	db := sql.OpenDB(conn)
-	pctx, cancel := context.WithTimeout(ctx, max(15*time.Second, c.Timeout+c.ReadTimeout))
-	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)
-	}
-	return db, nil
-}
 
 // wiring is everything the sync engine needs, opened from the config.
 type wiring struct {
@@ -51,7 +30,7 @@ func wire(e *env, force bool) (*wiring, error) {
 	if err != nil {
 		return nil, err
 	}
-	pdb, err := openDB(e.ctx, "primary", cfg.Primary.DB)
+	pdb, err := dbconn.Open(e.ctx, "primary", cfg.Primary.DB)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +63,7 @@ func wire(e *env, force bool) (*wiring, error) {
 		Force:    force,
 	}
 	if cfg.Backup.DB != nil {
-		bdb, err := openDB(e.ctx, "backup", cfg.Backup.DB)
+		bdb, err := dbconn.Open(e.ctx, "backup", cfg.Backup.DB)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -92,7 +71,7 @@ func wire(e *env, force bool) (*wiring, error) {
 		closers = append(closers, func() { bdb.Close() })
 		eng.Rows = store.NewRows(bdb)
 	}
-	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if f := terminal(e); f != nil {
 		eng.Progress = newCountBar(f, "blocks")
 	}
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil

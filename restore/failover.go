@@ -2,17 +2,16 @@ package restore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"seafbak/dump"
+	"seafbak/internal/dbconn"
 	"seafbak/state"
 	"seafbak/sync/store"
 )
@@ -205,7 +204,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 
 	// Never over the primary: the dump names the server it came from, which works when
 	// the primary is gone (the usual reason for a failover).
-	sdb, err := openDB(ctx, "backup", server)
+	sdb, err := dbconn.Open(ctx, "backup", server)
 	if err != nil {
 		return nil, notStarted(err)
 	}
@@ -231,7 +230,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	if err := createDatabases(ctx, server, targets); err != nil {
 		return nil, notStarted(err)
 	}
-	bdb, err := openDB(ctx, "backup", opts.Databases[dump.Seafile])
+	bdb, err := dbconn.Open(ctx, "backup", opts.Databases[dump.Seafile])
 	if err != nil {
 		return nil, notStarted(err)
 	}
@@ -239,7 +238,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 
 	if !opts.Yes {
 		for _, role := range sortedRoles(targets) {
-			db, err := openDB(ctx, "backup", targets[role])
+			db, err := dbconn.Open(ctx, "backup", targets[role])
 			if err != nil {
 				return nil, notStarted(err)
 			}
@@ -355,7 +354,7 @@ func sortedRoles(m map[dump.Role]*mysql.Config) []dump.Role {
 
 // createDatabases creates the target databases that do not exist yet.
 func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump.Role]*mysql.Config) error {
-	db, err := openDB(ctx, "backup", server)
+	db, err := dbconn.Open(ctx, "backup", server)
 	if err != nil {
 		return err
 	}
@@ -372,22 +371,4 @@ func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump
 		}
 	}
 	return nil
-}
-
-// openDB connects with c and pings; errors never show the password. Every query is
-// bounded by c's socket deadlines (the config's db_timeout); the first ping by them too,
-// but at least 15 s, so a slow server that is starting up is not mistaken for a dead one.
-func openDB(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
-	conn, err := mysql.NewConnector(c)
-	if err != nil {
-		return nil, fmt.Errorf("%s database: %w", what, err)
-	}
-	db := sql.OpenDB(conn)
-	pctx, cancel := context.WithTimeout(ctx, max(15*time.Second, c.Timeout+c.ReadTimeout))
-	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)
-	}
-	return db, nil
 }
