@@ -147,11 +147,6 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 	return strings.Join(lines, "\n") + "\n", nil
 }
 
-func firstLineOf(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return strings.TrimRight(s, "\r")
-}
-
 // localPort matches the local end of a Go network error ("read tcp
 // 10.0.0.2:41234->10.0.0.3:8082: ..."), whose port is new on every connection.
 var localPort = regexp.MustCompile(`(tcp[46]? \S+):\d+->`)
@@ -159,7 +154,7 @@ var localPort = regexp.MustCompile(`(tcp[46]? \S+):\d+->`)
 // errorLine is the part of an error that tells a change of health: its first line,
 // without what differs on every attempt of the same failure (a connection's local port).
 func errorLine(s string) string {
-	return localPort.ReplaceAllString(firstLineOf(s), "$1:*->")
+	return localPort.ReplaceAllString(firstLine(s), "$1:*->")
 }
 
 // isReported tells an "already printed, exit 1" error from a real one.

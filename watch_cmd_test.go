@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -85,7 +84,7 @@ func TestWatchCommandRewritesMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	var out bytes.Buffer
-	var errb lockedBuffer
+	var errb testenv.LockedBuffer
 	done := make(chan int, 1)
 	go func() { done <- runContext(ctx, []string{"--config", cfg, "-v", "watch"}, &out, &errb) }()
 	stopped := false
@@ -149,22 +148,4 @@ func must1[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
-}
-
-// lockedBuffer is stderr written by watch's goroutines and read by the test meanwhile.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"seafbak/internal/seafgen"
+	"seafbak/internal/testenv"
 	"seafbak/restore"
 )
 
@@ -33,12 +34,12 @@ func TestWatchKill9MidSync(t *testing.T) {
 
 	type watcher struct {
 		cmd  *exec.Cmd
-		logs *lockedBuffer
+		logs *testenv.LockedBuffer
 		done chan struct{} // closed once it exited, with err
 		err  error
 	}
 	start := func() *watcher {
-		w := &watcher{cmd: exec.Command(bin, "--config", cfg, "-v", "watch", "--poll", "100ms"), logs: &lockedBuffer{}, done: make(chan struct{})}
+		w := &watcher{cmd: exec.Command(bin, "--config", cfg, "-v", "watch", "--poll", "100ms"), logs: &testenv.LockedBuffer{}, done: make(chan struct{})}
 		w.cmd.Stderr = w.logs
 		must(t, w.cmd.Start())
 		go func() { w.err = w.cmd.Wait(); close(w.done) }()

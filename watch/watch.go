@@ -30,7 +30,7 @@ const (
 	DefaultPoll       = 2 * time.Second
 	DefaultMaxBackoff = 5 * time.Minute
 	// DefaultAfterRoundEvery is the least time between two AfterRound calls.
-	DefaultAfterRoundEvery = 10 * time.Second
+	DefaultAfterRoundEvery = time.Minute
 	// DefaultFullEvery is how often a poll compares every library with the state and
 	// the backup database.
 	DefaultFullEvery = time.Minute
@@ -56,12 +56,12 @@ type Watcher struct {
 	MaxBackoff time.Duration
 	// AfterRound, if set, is called by Run after a poll round when a sync has finished
 	// since its last call (a change backed up, a deletion recorded, or a failure), but
-	// not sooner than AfterRoundEvery (default 10 s) after its last call: a round that
+	// not sooner than AfterRoundEvery (default 1 min) after its last call: a round that
 	// comes too soon leaves it to a later round. It runs between polls, so a slow hook
 	// delays the next listing, never a running sync. seafbak watch rewrites the metrics
 	// file with it.
 	AfterRound func(ctx context.Context)
-	// AfterRoundEvery is the least time between two AfterRound calls (default 10 s).
+	// AfterRoundEvery is the least time between two AfterRound calls (default 1 min).
 	AfterRoundEvery time.Duration
 	// FullEvery is how often a poll compares every library with the state and the
 	// backup database (default 1 min), as a scan does. Reading every state record is

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	gosync "sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,24 +27,6 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// lockedBuffer collects the watcher's log lines from its goroutines.
-type lockedBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // flakyCatalog fails its first fail listings, as a primary database that is restarting.
@@ -88,7 +69,7 @@ func TestWatchFollowsThePrimary(t *testing.T) {
 		must(t, l.InsertRows(ctx, env.PrimaryDB))
 		libs = append(libs, l)
 	}
-	var logs lockedBuffer
+	var logs testenv.LockedBuffer
 	catalog := &flakyCatalog{Catalog: env.Catalog}
 	catalog.fail.Store(6) // the first six polls fail: warned at the fifth, then it recovers
 	w := &Watcher{
@@ -200,7 +181,7 @@ func TestWatchStopMidSyncThenRestart(t *testing.T) {
 	_, err = l.CommitBulk("bulk", 200, 4<<20, 1)
 	must(t, err)
 	must(t, l.InsertRows(ctx, env.PrimaryDB))
-	var logs lockedBuffer
+	var logs testenv.LockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	eng := env.Engine(false)
 	eng.Log = log

@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	gosync "sync"
 	"testing"
 
 	"seafbak/internal/seafgen"
@@ -77,4 +79,23 @@ func (e *Env) PrimaryFile(lib *seafgen.Library, name string) (fileID string, blo
 	}
 	e.T.Fatalf("no %s at the root of %s", name, lib.ID)
 	return "", nil
+}
+
+// LockedBuffer collects what goroutines write (a logger, a child's stderr) while the
+// test reads it.
+type LockedBuffer struct {
+	mu  gosync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
