@@ -111,16 +111,18 @@ func report(w io.Writer, ctx context.Context, cmd string, err error) int {
 	return code
 }
 
-// hint is what the admin can do about a typed cause that does not say so itself.
+// hint is what the admin can do about a typed cause whose text does not say so. An
+// ObjectError and ErrInvariant carry their advice in their text (status shows that text
+// too), so they get none here.
 func hint(err error) string {
 	var oe *seafsync.ObjectError
 	switch {
-	case errors.As(err, &oe) && oe.Class == seafsync.Unreachable, errors.Is(err, primary.ErrUnreachable):
-		return "the primary did not answer; check its file server (primary.url) or data dir mount (primary.data_dir) and run again: nothing was recorded, no hole was made"
+	case errors.As(err, &oe), errors.Is(err, seafsync.ErrInvariant):
+		return ""
+	case errors.Is(err, primary.ErrUnreachable):
+		return "the primary did not answer; check its file server (primary.url) or data dir mount (primary.data_dir) and run again: nothing was recorded"
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library and will finish it; wait longer with --lock-wait, or let the next scan pick it up"
-	case errors.Is(err, seafsync.ErrInvariant):
-		return "keep the log and the state file of this library and report it; the backup keeps its previous head"
 	}
 	return ""
 }
