@@ -145,10 +145,7 @@ func TestRestoreRealLibraryEveryCommit(t *testing.T) {
 // A non-empty target is refused unless forced; forced, symlinks planted in it (where a
 // restored dir and a restored file go) are replaced, never followed out of the target.
 func TestRestoreTargetNotEmptyAndSymlinks(t *testing.T) {
-	env, g := primaryWithGenerator(t)
-	lib, _ := richLibrary(t, g)
-	env.Publish(lib)
-	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	env, lib, _ := backedUpRichLibrary(t)
 	ctx := context.Background()
 
 	base := t.TempDir()

@@ -44,6 +44,16 @@ type richCommits struct {
 	created, first, renamed, side, merge, changed string
 }
 
+// backedUpRichLibrary is richLibrary on a fresh primary, published and backed up.
+func backedUpRichLibrary(t *testing.T) (*testenv.Env, *seafgen.Library, richCommits) {
+	t.Helper()
+	env, g := primaryWithGenerator(t)
+	lib, rc := richLibrary(t, g)
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	return env, lib, rc
+}
+
 // richLibrary has history with everything Seafile trees hold: nested and renamed
 // folders, deletes, empty files and dirs, multi-block files, non-ASCII names, a merge.
 func richLibrary(t *testing.T, g *seafgen.Generator) (*seafgen.Library, richCommits) {

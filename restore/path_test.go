@@ -73,10 +73,7 @@ func checkMtimesUnder(t *testing.T, env *testenv.Env, lib restore.Library, commi
 // backup's. The folder of the old commit was renamed since: it is found at that commit
 // under its old name, and not at the head.
 func TestRestorePath(t *testing.T) {
-	env, g := primaryWithGenerator(t)
-	lib, rc := richLibrary(t, g)
-	env.Publish(lib)
-	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	env, lib, rc := backedUpRichLibrary(t)
 	ctx := context.Background()
 	rlib := restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}
 	opts := func(path, dir string) restore.LibraryOptions {
@@ -178,10 +175,7 @@ func TestRestorePath(t *testing.T) {
 // A path that is not in the commit, or goes through a file, or is not a path: a clear
 // error naming the path and the commit, and nothing written, not even the target.
 func TestRestorePathErrors(t *testing.T) {
-	env, g := primaryWithGenerator(t)
-	lib, rc := richLibrary(t, g)
-	env.Publish(lib)
-	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	env, lib, rc := backedUpRichLibrary(t)
 	ctx := context.Background()
 
 	for _, c := range []struct {
@@ -227,10 +221,7 @@ func TestRestorePathErrors(t *testing.T) {
 // that folder, and a restore of another path (or the whole library) into the same
 // directory is another restore, refused with how to finish the first.
 func TestRestorePathRerun(t *testing.T) {
-	env, g := primaryWithGenerator(t)
-	lib, rc := richLibrary(t, g)
-	env.Publish(lib)
-	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	env, lib, rc := backedUpRichLibrary(t)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "out")
 

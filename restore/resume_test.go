@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"seafbak/internal/testenv"
 	"seafbak/restore"
 	"seafbak/sync/object"
 	"seafbak/sync/store"
@@ -43,10 +42,7 @@ const (
 // into the same directory without --force: the temp files are swept, every file is
 // whole, mtimes are right, the marker is gone. Names that only look like seafbak's stay.
 func TestRestoreRerunAfterKill(t *testing.T) {
-	env, g := primaryWithGenerator(t)
-	lib, _ := richLibrary(t, g)
-	env.Publish(lib)
-	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	env, lib, _ := backedUpRichLibrary(t)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "out")
 
@@ -97,10 +93,7 @@ func TestRestoreRerunAfterKill(t *testing.T) {
 // which restore it is and how to finish it; --force writes over it. A directory holding
 // only a killed restore's temp files counts as empty; anything else is refused and left.
 func TestRestoreRerunRefusals(t *testing.T) {
-	env, g := primaryWithGenerator(t)
-	lib, rc := richLibrary(t, g)
-	env.Publish(lib)
-	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	env, lib, rc := backedUpRichLibrary(t)
 	ctx := context.Background()
 
 	dir := filepath.Join(t.TempDir(), "out")
