@@ -16,7 +16,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 
 	"seafbak/internal/mariadbtest"
 	"seafbak/internal/seafgen"
+	"seafbak/sync/store"
 )
 
 var (
@@ -94,23 +94,6 @@ func (t *tracker) left() int {
 		n += len(p)
 	}
 	return n
-}
-
-func backupHeads(ctx context.Context, db *sql.DB) (map[string]string, error) {
-	rows, err := db.QueryContext(ctx, "SELECT repo_id, commit_id FROM Branch WHERE name = 'master'")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := map[string]string{}
-	for rows.Next() {
-		var id, head string
-		if err := rows.Scan(&id, &head); err != nil {
-			return nil, err
-		}
-		m[id] = head
-	}
-	return m, rows.Err()
 }
 
 func loadavg() string {
@@ -248,7 +231,7 @@ func run(root string) error {
 	// The first backup of every library.
 	t0 = time.Now()
 	for {
-		rows, err := backupHeads(ctx, bdb)
+		rows, err := store.NewRows(bdb).Heads(ctx)
 		if err != nil {
 			return fail(err)
 		}
@@ -285,7 +268,7 @@ func run(root string) error {
 		tick := time.NewTicker(checkEvery)
 		defer tick.Stop()
 		for {
-			rows, err := backupHeads(ctx, bdb)
+			rows, err := store.NewRows(bdb).Heads(ctx)
 			now := time.Now()
 			if err != nil {
 				checkErr = err
