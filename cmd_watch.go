@@ -3,15 +3,19 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"seafbak/config"
 	"seafbak/watch"
+	"seafbak/watch/notify"
 )
 
 type watchCmd struct {
@@ -71,6 +75,16 @@ func (c *watchCmd) Run(e *env, cl *cli) error {
 		// counts as a connection error, which disables it in Seahub.
 		defer stop()
 	}
+	if e.cfg.Primary.NotificationURL != "" {
+		nc, err := notificationClient(e, w, wt)
+		if err != nil {
+			return cantRun(err)
+		}
+		nctx, stop := context.WithCancel(e.ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); nc.Run(nctx) }()
+		defer func() { stop(); <-done }()
+	}
 	err = wt.Run(e.ctx)
 	figures()
 	if err != nil {
@@ -78,6 +92,43 @@ func (c *watchCmd) Run(e *env, cl *cli) error {
 	}
 	// Run returns nil only once ctx ended: SIGTERM or SIGINT, the normal stop.
 	return errStoppedAsAsked
+}
+
+// notificationClient follows the notification server for wt: each repo-update event
+// asks for a poll round now, each (re)connect for a full head check, and each listing
+// subscribes new libraries. Tokens are minted with primary.jwt_private_key, or asked
+// of the file server.
+func notificationClient(e *env, w *wiring, wt *watch.Watcher) (*notify.Client, error) {
+	p := e.cfg.Primary
+	var tokens notify.Tokens
+	if p.JWTPrivateKey != "" {
+		tokens = notify.Minter{Key: []byte(p.JWTPrivateKey)}
+	} else if f, ok := w.catalog.(notify.Fetcher); ok {
+		tokens = notify.Fetched{Fetcher: f}
+	} else {
+		return nil, errors.New("primary.notification_url needs primary.jwt_private_key, or primary.url to ask the file server for tokens")
+	}
+	var tlsConf *tls.Config
+	if p.CAFile != "" {
+		pem, err := os.ReadFile(p.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("primary.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("primary.ca_file %s holds no PEM certificate", p.CAFile)
+		}
+		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	nc := &notify.Client{
+		URL: p.NotificationURL, Tokens: tokens, TLS: tlsConf, Log: e.log.With("signal", "notification server"),
+		Changed: wt.Check, Connected: wt.CheckAll,
+	}
+	if _, err := notify.WebsocketURL(p.NotificationURL); err != nil {
+		return nil, err
+	}
+	wt.Listed = nc.SetLibraries
+	return nc, nil
 }
 
 // serveWebhook listens on listen for Seafile 14's webhooks, each asking wt to poll now,

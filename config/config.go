@@ -51,6 +51,9 @@ const (
 	// EnvWebhookSecret (or the file EnvWebhookSecret_FILE names) overrides
 	// watch.webhook_secret.
 	EnvWebhookSecret = "SEAFBAK_WEBHOOK_SECRET"
+	// EnvJWTPrivateKey (or the file EnvJWTPrivateKey_FILE names) overrides
+	// primary.jwt_private_key.
+	EnvJWTPrivateKey = "SEAFBAK_JWT_PRIVATE_KEY"
 )
 
 // MinWebhookSecret is the least length of watch.webhook_secret.
@@ -101,6 +104,12 @@ type Primary struct {
 	CAFile    string        // PEM of a private CA for URL
 	CcnetDB   string        // name of the ccnet database, on primary.db's server (for dump)
 	SeahubDB  string        // name of the seahub database, on primary.db's server (for dump)
+	// NotificationURL, if set, is the notification server's websocket (ws://host:8083/
+	// or wss://host/notification) that watch subscribes to for change events.
+	NotificationURL string
+	// JWTPrivateKey is the Seafile server's JWT_PRIVATE_KEY: with it watch signs its
+	// own subscription tokens; without it, it asks the file server (primary.url) for them.
+	JWTPrivateKey string
 }
 
 // Backup is where the backup goes.
@@ -179,17 +188,19 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 	}
 	fields := map[string]field{
-		"primary.db":         {required: true, set: str(&primaryDSN)},
-		"primary.data_dir":   {set: str(&cfg.Primary.DataDir)},
-		"primary.url":        {set: str(&cfg.Primary.URL)},
-		"primary.sync_token": {set: str(&cfg.Primary.SyncToken)},
-		"primary.ca_file":    {set: str(&cfg.Primary.CAFile)},
-		"primary.ccnet_db":   {set: str(&cfg.Primary.CcnetDB)},
-		"primary.seahub_db":  {set: str(&cfg.Primary.SeahubDB)},
-		"backup.ccnet_db":    {set: str(&cfg.Backup.CcnetDB)},
-		"backup.seahub_db":   {set: str(&cfg.Backup.SeahubDB)},
-		"dump.dir":           {set: str(&cfg.Dump.Dir)},
-		"metrics.file":       {set: str(&cfg.MetricsFile)},
+		"primary.db":               {required: true, set: str(&primaryDSN)},
+		"primary.data_dir":         {set: str(&cfg.Primary.DataDir)},
+		"primary.url":              {set: str(&cfg.Primary.URL)},
+		"primary.sync_token":       {set: str(&cfg.Primary.SyncToken)},
+		"primary.ca_file":          {set: str(&cfg.Primary.CAFile)},
+		"primary.ccnet_db":         {set: str(&cfg.Primary.CcnetDB)},
+		"primary.seahub_db":        {set: str(&cfg.Primary.SeahubDB)},
+		"primary.notification_url": {set: str(&cfg.Primary.NotificationURL)},
+		"primary.jwt_private_key":  {set: str(&cfg.Primary.JWTPrivateKey)},
+		"backup.ccnet_db":          {set: str(&cfg.Backup.CcnetDB)},
+		"backup.seahub_db":         {set: str(&cfg.Backup.SeahubDB)},
+		"dump.dir":                 {set: str(&cfg.Dump.Dir)},
+		"metrics.file":             {set: str(&cfg.MetricsFile)},
 		"dump.keep": {set: func(n *yaml.Node) error {
 			v, err := strconv.Atoi(n.Value)
 			if n.Kind != yaml.ScalarNode || err != nil || v < 1 || v > 1000 {
@@ -267,6 +278,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := checkWebhook(path, cfg, seen); err != nil {
 		return nil, err
 	}
+	if err := checkNotification(path, cfg, seen); err != nil {
+		return nil, err
+	}
 	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "metrics.file": cfg.MetricsFile, "primary.ca_file": cfg.Primary.CAFile} {
 		if _, set := seen[key]; set && !strings.HasPrefix(v, "/") {
 			return nil, &Error{File: path, Line: seen[key], Key: key, Msg: fmt.Sprintf("%q must be an absolute path", v)}
@@ -341,6 +355,37 @@ func checkWebhook(path string, cfg *Config, seen map[string]int) error {
 	}
 	if len(w.WebhookSecret) < MinWebhookSecret {
 		return &Error{File: path, Line: seen["watch.webhook_secret"], Key: "watch.webhook_secret", Msg: "missing or shorter than 16 characters; it is required with watch.webhook_listen and must be the secret set on the webhook in Seahub (generate one with: openssl rand -hex 32, or set " + EnvWebhookSecret + ")"}
+	}
+	return nil
+}
+
+// checkNotification checks primary.notification_url and where its tokens come from:
+// primary.jwt_private_key (or EnvJWTPrivateKey), or else the file server (primary.url).
+func checkNotification(path string, cfg *Config, seen map[string]int) error {
+	p := &cfg.Primary
+	key, err := secretFromEnv(EnvJWTPrivateKey)
+	if err != nil {
+		return &Error{File: path, Line: seen["primary.jwt_private_key"], Key: "primary.jwt_private_key", Msg: err.Error()}
+	}
+	if key != "" {
+		p.JWTPrivateKey = key
+	}
+	if _, set := seen["primary.notification_url"]; !set {
+		if _, set := seen["primary.jwt_private_key"]; set {
+			return &Error{File: path, Line: seen["primary.jwt_private_key"], Key: "primary.jwt_private_key", Msg: "only applies with primary.notification_url"}
+		}
+		return nil
+	}
+	u, err := url.Parse(p.NotificationURL)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		(u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
+		return &Error{File: path, Line: seen["primary.notification_url"], Key: "primary.notification_url", Msg: fmt.Sprintf("%q is not a ws(s)://host[:port][/path] address (e.g. ws://seafile-host:8083/, or wss://seafile.example.com/notification behind Seafile's proxy)", p.NotificationURL)}
+	}
+	if p.JWTPrivateKey == "" && p.URL == "" {
+		return &Error{File: path, Line: seen["primary.notification_url"], Key: "primary.notification_url", Msg: "needs primary.jwt_private_key (JWT_PRIVATE_KEY from the Seafile server's .env or seafile.conf, or set " + EnvJWTPrivateKey + ") when objects come from primary.data_dir: there is no file server to ask for subscription tokens"}
+	}
+	if _, set := seen["primary.jwt_private_key"]; set && p.JWTPrivateKey == "" {
+		return &Error{File: path, Line: seen["primary.jwt_private_key"], Key: "primary.jwt_private_key", Msg: "is empty"}
 	}
 	return nil
 }

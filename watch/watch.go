@@ -70,6 +70,9 @@ type Watcher struct {
 	// poll, or that are not yet backed up; the full comparison catches the rest (a
 	// backup database restored from an older dump, a record changed by hand).
 	FullEvery time.Duration
+	// Listed, if set, is told every library of each successful listing of the primary
+	// (the notification client subscribes to the new ones). It must not block.
+	Listed func(libs []primary.Library)
 
 	// lastHeads is the primary's listing at the last poll, lastFull when the last full
 	// comparison ran: a cache that a restart rebuilds with a full comparison.
@@ -87,6 +90,8 @@ type Watcher struct {
 	// kick asks Run for a poll round now (see Check); one pending request at most.
 	kickOnce gosync.Once
 	kick     chan struct{}
+	// full asks the next round for a full comparison (see CheckAll).
+	full atomic.Bool
 }
 
 // Copied is what a watcher's syncs have copied since it started.
@@ -170,6 +175,17 @@ func (w *Watcher) Check(repoID string) {
 	}
 }
 
+// CheckAll asks Run for a full comparison of every library now: a notification
+// server (re)connected, and changes made while it was away were never announced.
+func (w *Watcher) CheckAll() {
+	w.full.Store(true)
+	select {
+	case w.kicks() <- struct{}{}:
+	default:
+	}
+	w.log().Debug("full head check asked")
+}
+
 func (w *Watcher) kicks() chan struct{} {
 	w.kickOnce.Do(func() { w.kick = make(chan struct{}, 1) })
 	return w.kick
@@ -187,16 +203,21 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 	now := time.Now()
 	var changed []primary.Library
 	var gone []state.Library
-	if w.lastHeads == nil || now.Sub(w.lastFull) >= cmp.Or(w.FullEvery, DefaultFullEvery) {
+	if w.Listed != nil {
+		w.Listed(libs)
+	}
+	if w.full.Swap(false) || w.lastHeads == nil || now.Sub(w.lastFull) >= cmp.Or(w.FullEvery, DefaultFullEvery) {
 		// A damaged record is left out here, so its library is asked for like a new
 		// one and the engine fails it, naming the file; the backoff keeps that from
 		// repeating every poll.
 		recs, _, err := w.State.All()
 		if err != nil {
+			w.full.Store(true)
 			return fmt.Errorf("watch: %w", err)
 		}
 		dbHeads, err := w.Engine.BackupHeads(ctx)
 		if err != nil {
+			w.full.Store(true)
 			return fmt.Errorf("watch: %w", err)
 		}
 		changed, gone = scan.Compare(libs, recs, dbHeads)

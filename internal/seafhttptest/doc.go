@@ -94,7 +94,13 @@
 //     Then token and permission, both bypassing (and refreshing) the
 //     caches; upload also needs RepoInfo.status normal (the origin's for a
 //     virtual library) and "rw". 200 with an empty body.
-//   - recv-fs, quota-check, jwt-token, block-map, accessible-repos and the
+//   - GET /repo/<repo>/jwt-token[/]: 404 with an empty body unless
+//     Options.NotificationURL and JWTKey are set (the file server's
+//     ENABLE_NOTIFICATION_SERVER); then the token only (no permission
+//     check), and 200 {"jwt_token":"<HS256 jwt>"} with claims exp (72 h),
+//     repo_id and username (the token's user). BranchUpdated posts the
+//     file server's repo-update event to the notification server.
+//   - recv-fs, quota-check, block-map, accessible-repos and the
 //     PUT methods exist on the real server but not here: 501 "not
 //     implemented by seafhttptest". The web routes (/files/, /zip/, ...)
 //     are 404.

@@ -39,9 +39,10 @@ const (
 	RouteCheckBlocks      Route = "check-blocks"       // POST /repo/<repo>/check-blocks/
 	RouteBlock            Route = "block"              // GET /repo/<repo>/block/<id>
 	RoutePermissionCheck  Route = "permission-check"   // GET /repo/<repo>/permission-check/
+	RouteJWTToken         Route = "jwt-token"          // GET /repo/<repo>/jwt-token
 
 	// RouteNotImplemented counts requests for routes the real file server
-	// has but this stand-in does not serve (uploads, quota-check, jwt-token,
+	// has but this stand-in does not serve (uploads, quota-check,
 	// block-map, accessible-repos): they get 501.
 	RouteNotImplemented Route = "not-implemented"
 	// RouteNotFound counts requests that match no route (404, as gorilla/mux
@@ -81,6 +82,13 @@ type Options struct {
 	// FSIDListWorkers bounds concurrent fs-id-list computations; 0 means 10
 	// as in the file server (fsIdWorkers). Excess requests wait.
 	FSIDListWorkers int
+
+	// NotificationURL and JWTKey are the file server's INNER_NOTIFICATION_SERVER_URL
+	// and JWT_PRIVATE_KEY with ENABLE_NOTIFICATION_SERVER=true: jwt-token hands out
+	// subscription tokens, and BranchUpdated posts events there. Unset: jwt-token is
+	// 404 and BranchUpdated does nothing, as on a server without notifications.
+	NotificationURL string
+	JWTKey          []byte
 
 	// Now is the clock for cache expiry; nil means time.Now.
 	Now func() time.Time
@@ -379,7 +387,8 @@ var routes = []routeDef{
 	{regexp.MustCompile(`^/repo/` + reRepo + `/pack-fs/?$`), RoutePackFS, (*Server).packFS},
 	{regexp.MustCompile(`^/repo/` + reRepo + `/check-fs/?$`), RouteCheckFS, (*Server).checkFS},
 	{regexp.MustCompile(`^/repo/` + reRepo + `/check-blocks/?$`), RouteCheckBlocks, (*Server).checkBlocks},
-	{regexp.MustCompile(`^/repo/` + reRepo + `/(recv-fs|quota-check|jwt-token)/?$`), RouteNotImplemented, nil},
+	{regexp.MustCompile(`^/repo/` + reRepo + `/jwt-token/?$`), RouteJWTToken, (*Server).jwtToken},
+	{regexp.MustCompile(`^/repo/` + reRepo + `/(recv-fs|quota-check)/?$`), RouteNotImplemented, nil},
 	{regexp.MustCompile(`^/repo/` + reRepo + `/block-map/` + reID + `$`), RouteNotImplemented, nil},
 	{regexp.MustCompile(`^/accessible-repos/?$`), RouteNotImplemented, nil},
 }

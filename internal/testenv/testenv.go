@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"seafbak/internal/mariadbtest"
+	"seafbak/internal/notiftest"
 	"seafbak/internal/seafhttptest"
 	"seafbak/restore"
 	"seafbak/state"
@@ -56,7 +57,29 @@ const SyncToken = "seafbak-test-sync-token-0123456789"
 // dir and database) on a real socket; from then on Engine reads objects over HTTP.
 func (e *Env) StartFileServer() *seafhttptest.Server {
 	e.T.Helper()
-	s := seafhttptest.New(e.PrimaryDir, e.PrimaryDB, seafhttptest.Options{Prefix: "/seafhttp", Logf: e.T.Logf})
+	return e.startFileServer(seafhttptest.Options{})
+}
+
+// JWTKey is the notification servers' JWT_PRIVATE_KEY in tests.
+var JWTKey = []byte("seafbak-test-jwt-private-key-0123456789")
+
+// StartNotifications starts a notification server, and the file server as StartFileServer
+// does but with notifications enabled: it hands out subscription tokens, and its
+// BranchUpdated posts events to the notification server as the real one does after a
+// commit. Call Env.Moved after publishing a commit.
+func (e *Env) StartNotifications() (*notiftest.Server, *seafhttptest.Server) {
+	e.T.Helper()
+	n := &notiftest.Server{Key: JWTKey}
+	url, err := n.Start()
+	must(e.T, err)
+	e.T.Cleanup(n.Stop)
+	return n, e.startFileServer(seafhttptest.Options{NotificationURL: url, JWTKey: JWTKey})
+}
+
+func (e *Env) startFileServer(opts seafhttptest.Options) *seafhttptest.Server {
+	e.T.Helper()
+	opts.Prefix, opts.Logf = "/seafhttp", e.T.Logf
+	s := seafhttptest.New(e.PrimaryDir, e.PrimaryDB, opts)
 	base, err := s.Start()
 	must(e.T, err)
 	e.T.Cleanup(func() { s.Close() })
