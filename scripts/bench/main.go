@@ -2,9 +2,12 @@
 // Seafile data, and prints the figures. Run it with scripts/bench.sh.
 //
 // Every seafbak figure is a whole process (start, config, queries, copy, fsync,
-// metadata), timed from outside with its peak RSS from getrusage. Each measurement is
-// repeated -runs times and reported as median [min..max]. The page cache is warm: the
-// primary's files were just written by the generator.
+// metadata), timed from outside, with its CPU-seconds (user+sys) and peak RSS from the
+// child's rusage. Each measurement is repeated -runs times and reported as median
+// [min..max] of wall time, median CPU-seconds and the largest peak RSS; a seafbak figure
+// also says how it compares with rsync -a of the same objects in the same run. CPU-seconds
+// are the steadier figure on a shared machine. The page cache is warm: the primary's files
+// were just written by the generator.
 package main
 
 import (
@@ -19,9 +22,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"seafbak/internal/mariadbtest"
@@ -32,14 +35,17 @@ import (
 
 var (
 	seafbakBin = flag.String("seafbak", "", "seafbak binary")
+	baseline   = flag.String("baseline", "", "another seafbak binary (an older build) to measure beside -seafbak in the same runs, for before/after figures")
 	workDir    = flag.String("dir", "", "work directory (default: a temp dir, removed at the end)")
 	runs       = flag.Int("runs", 3, "repetitions of each measurement")
 	firstFiles = flag.Int("first-files", 10_000, "files in the first-backup library")
 	firstBytes = flag.Int64("first-bytes", 1<<30, "bytes in the first-backup library")
 	bigFiles   = flag.Int("big-files", 100_000, "files in the large library of the one-file-change test")
 	smallFiles = flag.Int("small-files", 1_000, "files in the small library of the one-file-change test")
+	manyFiles  = flag.Int("many-files", 100_000, "files (4 KiB each) in the many-small-files first-backup library")
 	libraries  = flag.Int("libraries", 10_000, "libraries in the scan/status test")
-	only       = flag.String("only", "first,change,scan", "which parts to run")
+	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries)")
+	straceRun  = flag.Bool("strace", false, "after the timed runs of each first backup, run seafbak once more under strace -c -f and print its syscall counts")
 	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback)")
 )
 
@@ -47,7 +53,8 @@ const syncToken = "bench-sync-token-0123456789abcdef"
 
 type sample struct {
 	wall time.Duration
-	rss  int64 // KiB
+	cpu  time.Duration // user+sys of the child
+	rss  int64         // KiB
 }
 
 type figure struct {
@@ -56,17 +63,52 @@ type figure struct {
 }
 
 func (f figure) String() string {
-	s := append([]sample(nil), f.samples...)
-	sort.Slice(s, func(i, j int) bool { return s[i].wall < s[j].wall })
+	w, c := f.medians()
+	var minW, maxW time.Duration = -1, 0
 	var maxRSS int64
-	for _, x := range s {
+	for _, x := range f.samples {
+		if minW < 0 || x.wall < minW {
+			minW = x.wall
+		}
+		maxW = max(maxW, x.wall)
 		maxRSS = max(maxRSS, x.rss)
 	}
-	rss := ""
-	if maxRSS > 0 {
-		rss = fmt.Sprintf("  peak RSS %5.1f MiB", float64(maxRSS)/1024)
+	out := fmt.Sprintf("%-66s %8.3fs [%.3f..%.3f] n=%d", f.name, w.Seconds(), minW.Seconds(), maxW.Seconds(), len(f.samples))
+	if maxW == 0 { // a CPU figure alone
+		out = fmt.Sprintf("%-66s %28s n=%d", f.name, "", len(f.samples))
 	}
-	return fmt.Sprintf("%-58s %8.3fs [%.3f..%.3f] n=%d%s", f.name, s[len(s)/2].wall.Seconds(), s[0].wall.Seconds(), s[len(s)-1].wall.Seconds(), len(s), rss)
+	if c > 0 {
+		out += fmt.Sprintf("  cpu %7.2fs", c.Seconds())
+	}
+	if maxRSS > 0 {
+		out += fmt.Sprintf("  peak RSS %6.1f MiB", float64(maxRSS)/1024)
+	}
+	// Ratios to rsync -a of the same objects, measured in the same runs.
+	if group, _, ok := strings.Cut(f.name, ": "); ok && maxW > 0 && strings.Contains(f.name, "seafbak") {
+		for _, r := range figures {
+			if r.name == group+": rsync -a" {
+				rw, rc := r.medians()
+				out += fmt.Sprintf("  (%.2fx rsync wall", w.Seconds()/rw.Seconds())
+				if rc > 0 && c > 0 {
+					out += fmt.Sprintf(", %.2fx rsync cpu", c.Seconds()/rc.Seconds())
+				}
+				out += ")"
+			}
+		}
+	}
+	return out
+}
+
+// medians are the median wall time and the median CPU-seconds.
+func (f figure) medians() (wall, cpu time.Duration) {
+	w := make([]time.Duration, len(f.samples))
+	c := make([]time.Duration, len(f.samples))
+	for i, x := range f.samples {
+		w[i], c[i] = x.wall, x.cpu
+	}
+	slices.Sort(w)
+	slices.Sort(c)
+	return w[len(w)/2], c[len(c)/2]
 }
 
 var figures []figure
@@ -81,15 +123,16 @@ func record(name string, s sample) {
 	figures = append(figures, figure{name: name, samples: []sample{s}})
 }
 
-// timed runs a command, failing the bench if it fails, and returns its wall time and
-// peak RSS. The command runs under GNU time: getrusage of a child forked straight from
-// this (large) process would count this process's pages in the child's peak.
+// timed runs a command, failing the bench if it fails, and returns its wall time,
+// CPU-seconds and peak RSS. The command runs under GNU time, which reports the child's
+// rusage (user, sys, maxrss from wait4): the rusage of a child forked straight from this
+// (large) process would count this process's pages in the child's peak.
 func timed(name string, args ...string) sample {
-	rssFile, err := os.CreateTemp("", "rss")
+	usage, err := os.CreateTemp("", "rusage")
 	must(err)
-	rssFile.Close()
-	defer os.Remove(rssFile.Name())
-	cmd := exec.Command("/usr/bin/time", append([]string{"-o", rssFile.Name(), "-f", "%M", name}, args...)...)
+	usage.Close()
+	defer os.Remove(usage.Name())
+	cmd := exec.Command("/usr/bin/time", append([]string{"-o", usage.Name(), "-f", "%M %U %S", name}, args...)...)
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	out, err := cmd.Output()
@@ -97,11 +140,98 @@ func timed(name string, args ...string) sample {
 	if err != nil {
 		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
-	data, err := os.ReadFile(rssFile.Name())
+	data, err := os.ReadFile(usage.Name())
 	must(err)
-	rss, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-	must(err)
-	return sample{wall, rss}
+	var rss int64
+	var user, sys float64
+	if _, err := fmt.Sscan(string(data), &rss, &user, &sys); err != nil {
+		log.Fatalf("GNU time's output %q: %v", data, err)
+	}
+	return sample{wall: wall, cpu: time.Duration((user + sys) * float64(time.Second)), rss: rss}
+}
+
+// selfCPU is this process's CPU time so far: over HTTP the test file server runs here.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// seafbaks are the binaries measured: -seafbak, and -baseline under its own label.
+func seafbaks() []struct{ label, bin string } {
+	out := []struct{ label, bin string }{{"", *seafbakBin}}
+	if *baseline != "" {
+		out = append(out, struct{ label, bin string }{", baseline", *baseline})
+	}
+	return out
+}
+
+// firstBackups times cp -a and rsync -a of the primary's storage and a first seafbak
+// sync from each source, interleaved, runs times; over HTTP it also records the CPU
+// the in-process file server spent answering.
+func (e *env) firstBackups(group, db, dir, repoID string, files int) {
+	for i := 0; i < *runs; i++ {
+		dst := filepath.Join(e.root, fmt.Sprintf("cp-%d", e.n))
+		e.n++
+		record(group+": cp -a", timed("cp", "-a", filepath.Join(dir, "storage"), dst))
+		must(os.RemoveAll(dst))
+		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
+		e.n++
+		record(group+": rsync -a", timed("rsync", "-a", filepath.Join(dir, "storage")+"/", dst+"/"))
+		must(os.RemoveAll(dst))
+		for _, src := range e.sources {
+			for _, b := range seafbaks() {
+				cfg, backupDir := e.backup(src, db, dir, "batch")
+				before := selfCPU()
+				s := timed(b.bin, "--config", cfg, "sync", repoID)
+				server := selfCPU() - before
+				record(group+": seafbak sync ["+src+b.label+"]", s)
+				if src == "http" {
+					record(group+": test file server's CPU during seafbak sync [http"+b.label+"]", sample{cpu: server})
+				}
+				must(os.RemoveAll(filepath.Dir(backupDir)))
+			}
+		}
+	}
+	if !*straceRun {
+		return
+	}
+	for _, src := range e.sources {
+		for _, b := range seafbaks() {
+			cfg, backupDir := e.backup(src, db, dir, "batch")
+			out := filepath.Join(e.root, "strace.txt")
+			timed("strace", "-c", "-f", "-o", out, b.bin, "--config", cfg, "sync", repoID)
+			text, err := os.ReadFile(out)
+			must(err)
+			straces = append(straces, fmt.Sprintf("%s: seafbak sync [%s%s] under strace -c -f (%d files):\n%s", group, src, b.label, files, perFile(string(text), files)))
+			must(os.RemoveAll(filepath.Dir(backupDir)))
+		}
+	}
+}
+
+// straces are strace -c summaries, printed after the figures.
+var straces []string
+
+// perFile keeps strace -c's header and its busiest lines, each with its calls per file.
+func perFile(summary string, files int) string {
+	var b strings.Builder
+	lines := strings.Split(strings.TrimSpace(summary), "\n")
+	for i, l := range lines {
+		f := strings.Fields(l)
+		// % time, seconds, usecs/call, calls, [errors,] syscall
+		if i < 2 || len(f) < 5 || i > 16 && f[len(f)-1] != "total" {
+			if i < 2 {
+				b.WriteString(l + "\n")
+			}
+			continue
+		}
+		calls, err := strconv.Atoi(f[3])
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s   %6.2f per file\n", l, float64(calls)/float64(files))
+	}
+	return b.String()
 }
 
 type env struct {
@@ -203,8 +333,11 @@ func main() {
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("seafbak bench on %s, %s, %d runs each, warm page cache\n", host, time.Now().UTC().Format(time.RFC3339), *runs)
-	if parts["first"] {
-		e.firstBackup()
+	if parts["first"] || parts["readback"] {
+		e.firstBackup(parts["first"], parts["readback"])
+	}
+	if parts["many"] {
+		e.manySmallFiles()
 	}
 	if parts["change"] {
 		e.oneFileChange()
@@ -216,9 +349,13 @@ func main() {
 	for _, f := range figures {
 		fmt.Println(f)
 	}
+	for _, s := range straces {
+		fmt.Println()
+		fmt.Print(s)
+	}
 }
 
-func (e *env) firstBackup() {
+func (e *env) firstBackup(first, readback bool) {
 	ctx := context.Background()
 	db, dir := e.primary("bench_first")
 	g := seafgen.New(dir)
@@ -229,20 +366,15 @@ func (e *env) firstBackup() {
 	must(err)
 	must(lib.InsertRows(ctx, mustOpen(e.srv, db)))
 	log.Printf("generated %d files, %d bytes in %s", *firstFiles, *firstBytes, time.Since(t0))
-	label := fmt.Sprintf("(%d files, %.1f GiB)", *firstFiles, float64(*firstBytes)/(1<<30))
-	for i := 0; i < *runs; i++ {
-		dst := filepath.Join(e.root, fmt.Sprintf("cp%d", i))
-		record("first backup "+label+": cp -a", timed("cp", "-a", filepath.Join(dir, "storage"), dst))
-		dst = filepath.Join(e.root, fmt.Sprintf("rsync%d", i))
-		record("first backup "+label+": rsync -a", timed("rsync", "-a", filepath.Join(dir, "storage")+"/", dst+"/"))
-		for _, src := range e.sources {
-			cfg, _ := e.backup(src, db, dir, "batch")
-			record("first backup "+label+": seafbak sync ["+src+"]", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
-		}
+	label := fmt.Sprintf("(%d files, %.2f GiB)", *firstFiles, float64(*firstBytes)/(1<<30))
+	if first {
+		e.firstBackups("first backup "+label, db, dir, lib.ID, *firstFiles)
 	}
 	cfg, backupDir := e.backup("dir", db, dir, "per-object")
 	record("first backup "+label+": seafbak sync [dir, per-object fsync]", timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
-
+	if !readback {
+		return
+	}
 	// Reading the backup back: verify next to sha1sum and cat of the same block files,
 	// then a restore of the whole library next to cp -a.
 	blocks := filepath.Join(backupDir, "storage", "blocks")
@@ -254,6 +386,23 @@ func (e *env) firstBackup() {
 		to := filepath.Join(e.root, fmt.Sprintf("restored%d", i))
 		record("read back "+label+": seafbak restore library", timed(*seafbakBin, "--config", cfg, "restore", "library", lib.ID, "--to", to))
 	}
+}
+
+// manySmallFiles is the first backup of a library of many 4 KiB files, where the cost
+// per object (syscalls, allocations, bookkeeping) rules, and memory shows whether it grows
+// with the number of files.
+func (e *env) manySmallFiles() {
+	ctx := context.Background()
+	db, dir := e.primary("bench_many")
+	g := seafgen.New(dir)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "many"})
+	must(err)
+	t0 := time.Now()
+	_, err = lib.CommitBulk("bulk", *manyFiles, int64(*manyFiles)*4096, 3)
+	must(err)
+	must(lib.InsertRows(ctx, mustOpen(e.srv, db)))
+	log.Printf("generated %d files of 4 KiB in %s", *manyFiles, time.Since(t0))
+	e.firstBackups(fmt.Sprintf("first backup (%d files x 4 KiB)", *manyFiles), db, dir, lib.ID, *manyFiles)
 }
 
 func (e *env) oneFileChange() {
