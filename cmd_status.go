@@ -5,17 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"seafbak/internal/dbconn"
 	"seafbak/internal/fsutil"
 	"seafbak/scan"
 	"seafbak/state"
+	"seafbak/sync/object"
 	"seafbak/sync/primary"
 )
 
@@ -54,7 +57,7 @@ func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 		defer pdb.Close()
 		cat = primary.NewDB(pdb)
 	}
-	rep, err := scan.Status(e.ctx, cat, st)
+	rep, err := scan.StatusTimed(e.ctx, cat, st, backedUpHeadTime(e.cfg.Backup.DataDir))
 	if err != nil {
 		return nil, cantRun(err)
 	}
@@ -77,6 +80,31 @@ func (c *statusCmd) print(e *env, rep *scan.Report) error {
 		return reported("some libraries failed or have holes")
 	}
 	return nil
+}
+
+// backedUpHeadTime reads a commit's time from the backup store, read only (status
+// never writes there). A commit it cannot read or parse has no time: status leaves the
+// figure out rather than fail.
+func backedUpHeadTime(dataDir string) scan.HeadTimer {
+	return func(repoID, commitID string) (time.Time, bool) {
+		if object.CheckRepoID(repoID) != nil || object.CheckID(commitID) != nil {
+			return time.Time{}, false
+		}
+		f, err := os.Open(filepath.Join(dataDir, "storage", "commits", repoID, commitID[:2], commitID[2:]))
+		if err != nil {
+			return time.Time{}, false
+		}
+		defer f.Close()
+		raw, err := io.ReadAll(io.LimitReader(f, object.MaxStoredSize(object.KindCommit)+1))
+		if err != nil {
+			return time.Time{}, false
+		}
+		c, err := object.ParseCommit(raw, commitID, repoID)
+		if err != nil || c.Ctime <= 0 {
+			return time.Time{}, false
+		}
+		return time.Unix(c.Ctime, 0), true
+	}
 }
 
 // ifChanged prints the report (or the error that kept status from making one) only

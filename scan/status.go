@@ -50,8 +50,18 @@ type LibraryState struct {
 	// LagSeconds is how long the backup has not matched the primary: 0 when it does,
 	// the time since its last success otherwise; absent when it never succeeded.
 	LagSeconds *float64 `json:"lag_seconds,omitempty"`
-	Holes      int      `json:"holes,omitempty"`
+	// PrimaryHeadTime is when the primary's head was committed (RepoInfo), HeadTime when
+	// the backed-up head was; BehindSeconds the difference: how much of the primary's
+	// history (in commit time) the backup is missing, 0 when synchronized. Absent where
+	// a time is unknown (offline, never backed up, an old primary without RepoInfo).
+	PrimaryHeadTime *time.Time `json:"primary_head_time,omitempty"`
+	HeadTime        *time.Time `json:"head_time,omitempty"`
+	BehindSeconds   *float64   `json:"behind_seconds,omitempty"`
+	Holes           int        `json:"holes,omitempty"`
 }
+
+// HeadTimer reads when a backed-up commit was made (its ctime), from the backup store.
+type HeadTimer func(repoID, commitID string) (time.Time, bool)
 
 // Entry is one library in a list of the report.
 type Entry struct {
@@ -71,6 +81,12 @@ func (r *Report) Healthy() bool { return r.FailedCount == 0 && r.WithHoles == 0 
 // Status compares the primary's heads (one query) with the state. With cat nil it works
 // from the state alone.
 func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, error) {
+	return StatusTimed(ctx, cat, st, nil)
+}
+
+// StatusTimed is Status that also reads, with headTime, when each library's backed-up
+// head was committed, to tell how far behind the primary it is (BehindSeconds).
+func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTime HeadTimer) (*Report, error) {
 	recs, damaged, err := st.All()
 	if err != nil {
 		return nil, err
@@ -90,7 +106,10 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 	for _, de := range damaged {
 		isDamaged[de.RepoID] = de
 	}
-	type lib struct{ id, name, head string }
+	type lib struct {
+		id, name, head string
+		headTime       time.Time
+	}
 	var libs []lib
 	listed := map[string]bool{}
 	if cat != nil {
@@ -99,13 +118,13 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 			return nil, fmt.Errorf("status: %w", err)
 		}
 		for _, l := range pl {
-			libs = append(libs, lib{l.ID, l.Name, l.Head})
+			libs = append(libs, lib{l.ID, l.Name, l.Head, l.HeadTime})
 			listed[l.ID] = true
 		}
 	} else {
 		for _, rec := range recs {
 			if rec.Deleted == nil {
-				libs = append(libs, lib{rec.ID, rec.Name, rec.Head})
+				libs = append(libs, lib{id: rec.ID, name: rec.Name, head: rec.Head})
 			}
 		}
 	}
@@ -167,6 +186,23 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 			lag := now.Sub(*ls.LastSuccess).Seconds()
 			ls.LagSeconds = &lag
 		}
+		if !l.headTime.IsZero() {
+			t := l.headTime
+			ls.PrimaryHeadTime = &t
+		}
+		if headTime != nil && ls.Head != "" {
+			if t, ok := headTime(l.id, ls.Head); ok {
+				ls.HeadTime = &t
+			}
+		}
+		switch {
+		case ls.State == "synchronized":
+			zero := 0.0
+			ls.BehindSeconds = &zero
+		case ls.PrimaryHeadTime != nil && ls.HeadTime != nil:
+			behind := max(ls.PrimaryHeadTime.Sub(*ls.HeadTime).Seconds(), 0)
+			ls.BehindSeconds = &behind
+		}
 		r.Libraries = append(r.Libraries, ls)
 	}
 	for i := range r.Libraries {
@@ -192,6 +228,10 @@ func Status(ctx context.Context, cat primary.Catalog, st *state.Dir) (*Report, e
 		}
 	}
 	return r, nil
+}
+
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Second)
 }
 
 // WriteText prints the report in the lines and order of Seafile's backup server.
@@ -230,8 +270,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "%s %s %s, first: %s %s%s\n", e.RepoID, e.Name, n, h.Kind, h.ID, at)
 	}
 	if b := r.Behind; b != nil {
-		fmt.Fprintf(w, "Longest behind the primary: %s %s, last backed up %s (%s ago)\n", b.RepoID, b.Name,
-			b.LastSuccess.Format(time.RFC3339), time.Duration(*b.LagSeconds*float64(time.Second)).Round(time.Second))
+		fmt.Fprintf(w, "Longest behind the primary: %s %s, last backed up %s (%s ago)", b.RepoID, b.Name,
+			b.LastSuccess.Format(time.RFC3339), seconds(*b.LagSeconds))
+		if b.BehindSeconds != nil {
+			fmt.Fprintf(w, "; its backed-up head was committed %s before the primary's (%s)",
+				seconds(*b.BehindSeconds), b.PrimaryHeadTime.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
 	}
 	if d := r.LastDump; d != nil {
 		fmt.Fprintf(w, "Last database dump: %s (%s)\n", d.Finished.Format(time.RFC3339), d.Dir)

@@ -163,3 +163,24 @@ func (s *scheduler) backoff(n int) time.Duration {
 
 // wait returns when every started job has returned.
 func (s *scheduler) wait() { s.wg.Wait() }
+
+// waitAtMost waits for the running jobs for up to d and reports whether they all ended.
+func (s *scheduler) waitAtMost(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// running is how many jobs are running now.
+func (s *scheduler) runningNow() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running
+}

@@ -31,6 +31,9 @@ const (
 	DefaultMaxBackoff = 5 * time.Minute
 	// DefaultAfterRoundEvery is the least time between two AfterRound calls.
 	DefaultAfterRoundEvery = time.Minute
+	// DefaultStopWait is how long Run waits, once its context ended, for running syncs
+	// to stop before it returns without them.
+	DefaultStopWait = 30 * time.Second
 	// DefaultFullEvery is how often a poll compares every library with the state and
 	// the backup database.
 	DefaultFullEvery = time.Minute
@@ -70,6 +73,13 @@ type Watcher struct {
 	// poll, or that are not yet backed up; the full comparison catches the rest (a
 	// backup database restored from an older dump, a record changed by hand).
 	FullEvery time.Duration
+	// StopWait bounds how long Run waits for the running syncs once its context ended
+	// (default 30 s). A sync sees the context end and stops at its next step, keeping
+	// the previous backed-up head; one stuck in the kernel (an fsync on a hung NFS
+	// mount) is abandoned: the process exits under it, which is as safe as kill -9
+	// (objects are written atomically, metadata moves only after them, the lock is
+	// released by the kernel), so a restart of watch is never held up by it.
+	StopWait time.Duration
 	// Listed, if set, is told every library of each successful listing of the primary
 	// (the notification client subscribes to the new ones). It must not block.
 	Listed func(libs []primary.Library)
@@ -121,7 +131,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	poll := cmp.Or(w.Poll, DefaultPoll)
 	s := newScheduler(w.do, w.Parallel, min(minBackoff, cmp.Or(w.MaxBackoff, DefaultMaxBackoff)), cmp.Or(w.MaxBackoff, DefaultMaxBackoff), w.log())
-	defer s.wait()
+	defer func() {
+		limit := cmp.Or(w.StopWait, DefaultStopWait)
+		if !s.waitAtMost(limit) {
+			w.log().Error("stopping without the syncs still running; they keep their previous backed-up head and the next sync of their libraries re-checks them",
+				"running", s.runningNow(), "waited", limit.String())
+		}
+	}()
 	w.log().Info("watching the primary", "poll", poll.String(), "parallel", s.parallel)
 	tick := time.NewTicker(poll)
 	defer tick.Stop()

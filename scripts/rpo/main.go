@@ -1,6 +1,6 @@
-// Command rpo measures the recovery point of seafbak watch with polling: how long after
-// a library's head moves on the primary the backup's Branch row holds that head. Run it
-// with scripts/rpo.sh.
+// Command rpo measures the recovery point of seafbak watch, polling only or with a
+// notification server (-notify): how long after a library's head moves on the primary
+// the backup's Branch row holds that head. Run it with scripts/rpo.sh.
 //
 // It starts a private MariaDB, generates a primary of -libraries small libraries (the
 // data-dir source), runs the real seafbak watch --poll as a child process, waits for the
@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"seafbak/internal/mariadbtest"
+	"seafbak/internal/notiftest"
 	"seafbak/internal/seafgen"
 	"seafbak/sync/store"
 )
@@ -46,7 +47,13 @@ var (
 	rate       = flag.Float64("rate", 200, "changes a minute (the count is rate x duration, at uniformly random moments)")
 	settle     = flag.Duration("settle", 60*time.Second, "how long to wait after the last change for every change to be backed up")
 	seed       = flag.Uint64("seed", 1, "random seed of the change schedule and contents")
+	firstWait  = flag.Duration("first-wait", 10*time.Minute, "how long the first backup of every library may take")
+	notify     = flag.Bool("notify", false, "also run a notification server (the in-repo stand-in) that watch subscribes to; each change is announced to it as the file server does, right after its Branch row moved")
 )
+
+// jwtKey is the stand-in notification server's JWT_PRIVATE_KEY, given to watch as
+// primary.jwt_private_key (the data-dir source has no file server to ask for tokens).
+var jwtKey = []byte("rpo-bench-jwt-private-key-0123456789")
 
 // checkEvery is how often the backup's Branch rows are read.
 const checkEvery = 20 * time.Millisecond
@@ -200,8 +207,19 @@ func run(root string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	var notif *notiftest.Server
+	notifyKeys := ""
+	if *notify {
+		notif = &notiftest.Server{Key: jwtKey}
+		url, err := notif.Start()
+		if err != nil {
+			return err
+		}
+		defer notif.Stop()
+		notifyKeys = fmt.Sprintf("  notification_url: %s\n  jwt_private_key: %s\n", url, jwtKey)
+	}
 	cfg := filepath.Join(dir, "seafbak.yml")
-	text := fmt.Sprintf("primary:\n  db: \"root@unix(%[1]s)/rpo_primary\"\n  data_dir: %[2]s\nbackup:\n  db: \"root@unix(%[1]s)/rpo_backup\"\n  data_dir: %[3]s\nstate: %[4]s\n",
+	text := fmt.Sprintf("primary:\n"+notifyKeys+"  db: \"root@unix(%[1]s)/rpo_primary\"\n  data_dir: %[2]s\nbackup:\n  db: \"root@unix(%[1]s)/rpo_backup\"\n  data_dir: %[3]s\nstate: %[4]s\n",
 		srv.Socket, primaryDir, filepath.Join(dir, "seafile-data"), filepath.Join(dir, "state"))
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		return err
@@ -243,12 +261,22 @@ func run(root string) error {
 			return fail(fmt.Errorf("seafbak watch exited during the first backup: %v", err))
 		case <-time.After(checkEvery):
 		}
-		if time.Since(t0) > 10*time.Minute {
-			return fail(errors.New("first backup not done after 10 minutes"))
+		if time.Since(t0) > *firstWait {
+			return fail(fmt.Errorf("first backup not done after %s (-first-wait)", *firstWait))
 		}
 	}
 	firstBackup := time.Since(t0)
 	log.Printf("first backup of %d libraries seen after %s", len(libs), firstBackup.Round(time.Millisecond))
+	if notif != nil {
+		t0 := time.Now()
+		for slices.ContainsFunc(libs, func(l *seafgen.Library) bool { return notif.Subscribed(l.ID) == 0 }) {
+			if time.Since(t0) > 5*time.Minute {
+				return fail(errors.New("watch did not subscribe to every library within 5 minutes"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		log.Printf("every library subscribed %s later", time.Since(t0).Round(time.Millisecond))
+	}
 
 	// The schedule: uniformly random moments over the duration.
 	n := max(1, int(math.Round(*rate*duration.Minutes())))
@@ -309,6 +337,10 @@ func run(root string) error {
 			t.add(lib.ID, &change{lib: k, head: lib.Head, moved: time.Now()})
 		}
 		t.mu.Unlock()
+		if err == nil && notif != nil {
+			// What the file server does after a commit, from inside the upload request.
+			err = notiftest.PostEvent(notif.URL(), jwtKey, lib.ID, lib.Head)
+		}
 		if err != nil {
 			close(stop)
 			return fail(err)
@@ -361,8 +393,12 @@ func run(root string) error {
 	}
 	slices.Sort(lat)
 
-	fmt.Printf("seafbak watch RPO on %s, %s: --poll %s, %d libraries (%d files of 4 KiB, data-dir source), changes over %s at %.0f a minute\n",
-		host, time.Now().UTC().Format(time.RFC3339), *poll, len(libs), *files, *duration, *rate)
+	signal := "polling only"
+	if notif != nil {
+		signal = "notification server + polling"
+	}
+	fmt.Printf("seafbak watch RPO on %s, %s: %s, --poll %s, %d libraries (%d files of 4 KiB, data-dir source), changes over %s at %.0f a minute\n",
+		host, time.Now().UTC().Format(time.RFC3339), signal, *poll, len(libs), *files, *duration, *rate)
 	fmt.Printf("load average (1/5/15 min) before %s, after %s\n", loadBefore, loadAfter)
 	fmt.Printf("first backup of %d libraries: %.2fs\n", len(libs), firstBackup.Seconds())
 	fmt.Printf("changes made: %d in %.1fs (%d more than 100 ms late), %d overtaken by a later change of their library before being backed up\n",

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -30,7 +31,8 @@ const libraryQuery = `SELECT r.repo_id, b.commit_id,
 	COALESCE(vo.owner_id, vorg.user, o.owner_id, org.user, ''),
 	COALESCE(vs.timestamp, 0),
 	COALESCE(i.is_encrypted, 0),
-	COALESCE(i.version, 1)
+	COALESCE(i.version, 1),
+	COALESCE(i.update_time, 0)
 FROM Repo r
 JOIN Branch b ON b.repo_id = r.repo_id AND b.name = 'master'
 LEFT JOIN VirtualRepo v ON v.repo_id = r.repo_id
@@ -80,13 +82,17 @@ func scanLibrary(s scanner) (Library, error) {
 	var lib Library
 	var origin string
 	var encrypted int
-	if err := s.Scan(&lib.ID, &lib.Head, &origin, &lib.Name, &lib.Owner, &lib.ValidSince, &encrypted, &lib.Version); err != nil {
+	var updated int64
+	if err := s.Scan(&lib.ID, &lib.Head, &origin, &lib.Name, &lib.Owner, &lib.ValidSince, &encrypted, &lib.Version, &updated); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return lib, err
 		}
 		return lib, fmt.Errorf("primary db: read library: %w", dbErr(err))
 	}
 	lib.Encrypted = encrypted != 0
+	if updated > 0 {
+		lib.HeadTime = time.Unix(updated, 0)
+	}
 	lib.StoreID = lib.ID
 	if origin != "" {
 		lib.StoreID = origin

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ErrNotFound is wrapped when the primary does not have an object.
@@ -37,12 +38,15 @@ var ErrLibraryGone = errors.New("library does not exist on the primary")
 
 // Library is one library as the primary describes it.
 type Library struct {
-	ID         string
-	StoreID    string // where fs objects and blocks live: the origin's id for a virtual library
-	Name       string
-	Owner      string
-	Head       string // master branch head commit
-	ValidSince int64  // unix seconds; history older than this may have been GC'd (0: keeps all)
+	ID      string
+	StoreID string // where fs objects and blocks live: the origin's id for a virtual library
+	Name    string
+	Owner   string
+	Head    string // master branch head commit
+	// HeadTime is when the library last changed (RepoInfo.update_time: the file server
+	// sets it to the head commit's time); zero when unknown. For status only.
+	HeadTime   time.Time
+	ValidSince int64 // unix seconds; history older than this may have been GC'd (0: keeps all)
 	Encrypted  bool
 	Version    int
 	// HeadError is set when the primary could not say for sure where the head is
