@@ -22,7 +22,7 @@ var srv *mariadbtest.Server
 func TestMain(m *testing.M) { mariadbtest.Main(m, &srv) }
 
 // writeConfig writes a config for env and returns its path.
-func writeConfig(t *testing.T, env *testenv.Env) string {
+func writeConfig(t testing.TB, env *testenv.Env) string {
 	t.Helper()
 	return writeConfigFor(t, env, srv.Socket)
 }
@@ -36,7 +36,7 @@ func startOwnServer(t *testing.T) (*mariadbtest.Server, error) {
 	return s, err
 }
 
-func writeConfigFor(t *testing.T, env *testenv.Env, socket string) string {
+func writeConfigFor(t testing.TB, env *testenv.Env, socket string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "seafbak.yml")
 	objects := "data_dir: " + env.PrimaryDir
