@@ -42,6 +42,12 @@ const (
 	pingPeriod = time.Second
 )
 
+// message is the real server's Message: every frame it writes.
+type message struct {
+	Type    string          `json:"type"`
+	Content json.RawMessage `json:"content"`
+}
+
 // Server is one notification server. Start it, Stop it (every connection dropped, as
 // a restart does), Start it again on the same address.
 type Server struct {
@@ -173,7 +179,17 @@ func Token(key []byte, repoID, user string, exp time.Time) string {
 // PostEvent posts a repo-update event to url's /events as the file server does when a
 // branch moves (fileop.go notifRepoUpdate: a 300 s token with an empty username).
 func PostEvent(url string, key []byte, repoID, commitID string) error {
-	body, _ := json.Marshal(map[string]any{"type": "repo-update", "content": map[string]string{"repo_id": repoID, "commit_id": commitID}})
+	// Field order as the file server's notifEvent and repoUpdateEvent structs.
+	body, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Content struct {
+			RepoID   string `json:"repo_id"`
+			CommitID string `json:"commit_id"`
+		} `json:"content"`
+	}{Type: "repo-update", Content: struct {
+		RepoID   string `json:"repo_id"`
+		CommitID string `json:"commit_id"`
+	}{repoID, commitID}})
 	base := strings.TrimSuffix(strings.Replace(url, "ws://", "http://", 1), "/")
 	req, err := http.NewRequest(http.MethodPost, base+"/events", strings.NewReader(string(body)))
 	if err != nil {
@@ -246,10 +262,7 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "", http.StatusInternalServerError)
 		return
 	}
-	var m struct {
-		Type    string          `json:"type"`
-		Content json.RawMessage `json:"content"`
-	}
+	var m message
 	if err := json.Unmarshal(body, &m); err != nil {
 		http.Error(w, "", http.StatusInternalServerError)
 		return
@@ -390,7 +403,7 @@ func (c *client) handle(kind string, content json.RawMessage) error {
 }
 
 func (c *client) expired(repoID string) {
-	frame, _ := json.Marshal(map[string]any{"type": "jwt-expired", "content": json.RawMessage(fmt.Sprintf(`{"repo_id":"%s"}`, repoID))})
+	frame, _ := json.Marshal(message{Type: "jwt-expired", Content: json.RawMessage(fmt.Sprintf(`{"repo_id":"%s"}`, repoID))})
 	select {
 	case c.wch <- append(frame, '\n'):
 	case <-c.closed:
