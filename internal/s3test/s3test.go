@@ -11,8 +11,16 @@ package s3test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -116,7 +124,7 @@ func serve(dir, addr string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err = embedgw.RunVersityGW(ctx, be, &embedgw.Config{
+	cfg := &embedgw.Config{
 		RootUserAccess:    AccessKey,
 		RootUserSecret:    SecretKey,
 		Region:            Region,
@@ -126,7 +134,11 @@ func serve(dir, addr string) error {
 		MultipartMaxParts: 10000,
 		Quiet:             true,
 		KeepAlive:         true,
-	})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cert.pem")); err == nil {
+		cfg.CertFile, cfg.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	}
+	err = embedgw.RunVersityGW(ctx, be, cfg)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -135,12 +147,15 @@ func serve(dir, addr string) error {
 
 // Server is one VersityGW process serving S3 on a loopback port, over its own temp dir.
 type Server struct {
-	// Endpoint is host:port, plain HTTP.
+	// Endpoint is host:port: plain HTTP, or HTTPS for StartTLS.
 	Endpoint string
-	dir      string
-	log      string
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	// CAFile is the PEM certificate a StartTLS server's certificate is signed with (it
+	// is its own CA); empty for plain HTTP.
+	CAFile string
+	dir    string
+	log    string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // Start starts a server of the test's own; it is killed when the test ends.
@@ -156,6 +171,56 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartTLS starts a server of the test's own that speaks HTTPS only, with a
+// certificate for 127.0.0.1 from a private CA (CAFile): what ca_file is for.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	if err := writeCert(dir); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newServer(dir)
+	if s != nil {
+		t.Cleanup(s.Stop)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 (cert.pem, key.pem) that
+// is also its own CA.
+func writeCert(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "s3test private CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+}
+
 func newServer(dir string) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,6 +231,9 @@ func newServer(dir string) (*Server, error) {
 	addr := l.Addr().String()
 	l.Close()
 	s := &Server{Endpoint: addr, dir: dir, log: filepath.Join(dir, "server.log")}
+	if _, err := os.Stat(filepath.Join(dir, "cert.pem")); err == nil {
+		s.CAFile = filepath.Join(dir, "cert.pem")
+	}
 	return s, s.start()
 }
 
@@ -252,7 +320,30 @@ func (s *Server) Resume(t testing.TB) {
 	}
 }
 
-func (s *Server) client() (*minio.Client, error) { return clientOf(s.Endpoint) }
+func (s *Server) client() (*minio.Client, error) {
+	if s.CAFile == "" {
+		return clientOf(s.Endpoint)
+	}
+	pemBytes, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	tr, err := minio.DefaultTransport(true)
+	if err != nil {
+		return nil, err
+	}
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return minio.New(s.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(AccessKey, SecretKey, ""),
+		Region:       Region,
+		Secure:       true,
+		Transport:    tr,
+		BucketLookup: minio.BucketLookupPath,
+		MaxRetries:   1,
+	})
+}
 
 func clientOf(endpoint string) (*minio.Client, error) {
 	return minio.New(endpoint, &minio.Options{

@@ -1,0 +1,554 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	gosync "sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"seafbak/sync/object"
+)
+
+// S3 is a Store in Seafile's own S3 layout (what its Pro S3 backend reads): one bucket
+// per kind (commits, fs, blocks), key "<store id>/<object id>" with no xx/ split, the
+// stored bytes exactly the filesystem store's. A Seafile server whose seafile.conf
+// points its three backends at these buckets serves the backup as it is.
+//
+// The filesystem store's invariants hold under S3's semantics:
+//   - Atomic: a PUT (single or multipart) makes an object visible whole when it
+//     completes and never partially; the client sends nothing before Commit, so Abort, a
+//     killed process or a broken upload leave nothing visible.
+//   - Durable: an object is durable once its PUT returned 200 (S3's contract; a server
+//     that acknowledges before its disks have the data breaks it, whatever the client
+//     does). Commit returns only after that, so Sync and SyncAll have nothing to flush.
+//   - Never delete: nothing here deletes. So a presence answer "yes" is never stale,
+//     which is what lets Preload's listing answer Has for a whole sync.
+type S3 struct {
+	c        *minio.Client // reads, HEADs, listings: minio-go retries them itself
+	putc     *minio.Client // PUTs: one attempt each, retried by put
+	attempts int
+	opts     S3Options
+	endpoint string // scheme://host:port, for errors
+
+	mu    gosync.Mutex
+	lists map[listKey]map[[20]byte]struct{} // Preload's listings, grown by Commit
+}
+
+type listKey struct {
+	kind    object.Kind
+	storeID string
+}
+
+var _ Store = (*S3)(nil)
+
+// S3Buckets names the three buckets, one per object kind, as seafile.conf's
+// [commit_object_backend], [fs_object_backend] and [block_backend] do.
+type S3Buckets struct {
+	Commits, FS, Blocks string
+}
+
+// S3Options locates and opens an S3 store. Its String never prints the secret.
+type S3Options struct {
+	Endpoint  string // host[:port], no scheme (e.g. s3.eu-west-1.amazonaws.com, minio:9000)
+	Region    string // optional; default us-east-1
+	Buckets   S3Buckets
+	PathStyle bool   // bucket in the path (most non-AWS servers), not in the host name
+	TLS       bool   // https; the certificate is always verified
+	CAFile    string // optional PEM bundle added to the system's roots, for a private CA
+	// AccessKey and SecretKey; when empty, the AWS environment (AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and then the shared credentials file
+	// (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, profile AWS_PROFILE) are used.
+	AccessKey, SecretKey string
+	// SpillDir holds objects larger than s3MemLimit until their PUT; default os.TempDir().
+	SpillDir string
+	// MaxRetries bounds the attempts of each request (resets, 5xx, 503 SlowDown, with
+	// jittered exponential backoff); 0 is minio-go's default (10).
+	MaxRetries int
+}
+
+func (o S3Options) String() string {
+	scheme := "http"
+	if o.TLS {
+		scheme = "https"
+	}
+	key := "from environment"
+	if o.AccessKey != "" {
+		key = o.AccessKey
+	}
+	return fmt.Sprintf("s3 %s://%s buckets %s,%s,%s (access key %s)", scheme, o.Endpoint, o.Buckets.Commits, o.Buckets.FS, o.Buckets.Blocks, key)
+}
+
+// GoString keeps %#v from printing the secret too.
+func (o S3Options) GoString() string { return o.String() }
+
+// s3MemLimit is the largest object a Writer keeps in memory; larger ones (blocks, up to
+// Seafile's 8 MiB and more) go to a temp file, so memory stays bounded with many
+// writers at once. Commits and fs objects are almost always under it.
+const s3MemLimit = 1 << 20
+
+// NewS3 opens the store and checks that its three buckets exist and the credentials
+// are accepted, so a wrong key or bucket fails before any work with the endpoint and
+// bucket named.
+func NewS3(ctx context.Context, o S3Options) (*S3, error) {
+	scheme := "http"
+	if o.TLS {
+		scheme = "https"
+	}
+	s := &S3{opts: o, endpoint: scheme + "://" + o.Endpoint, lists: map[listKey]map[[20]byte]struct{}{}}
+	if o.Endpoint == "" || o.Buckets.Commits == "" || o.Buckets.FS == "" || o.Buckets.Blocks == "" {
+		return nil, fmt.Errorf("s3 store: endpoint and the three buckets (commits, fs, blocks) are required")
+	}
+	var creds *credentials.Credentials
+	switch {
+	case o.AccessKey != "" && o.SecretKey != "":
+		creds = credentials.NewStaticV4(o.AccessKey, o.SecretKey, "")
+	case o.AccessKey != "" || o.SecretKey != "":
+		return nil, fmt.Errorf("s3 store %s: access key and secret key go together", s.endpoint)
+	default:
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.FileAWSCredentials{},
+		})
+		v, err := creds.GetWithContext(nil)
+		if err != nil || v.AccessKeyID == "" {
+			return nil, fmt.Errorf("s3 store %s: no credentials: set the access key and secret in the config, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials", s.endpoint)
+		}
+	}
+	tr, err := minio.DefaultTransport(o.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("s3 store %s: %w", s.endpoint, err)
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("s3 store %s: ca_file: %w", s.endpoint, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("s3 store %s: ca_file %s: no PEM certificate in it", s.endpoint, o.CAFile)
+		}
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	lookup := minio.BucketLookupDNS
+	if o.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	region := o.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	mo := minio.Options{
+		Creds:        creds,
+		Secure:       o.TLS,
+		Transport:    tr,
+		Region:       region,
+		BucketLookup: lookup,
+		MaxRetries:   o.MaxRetries,
+	}
+	s.c, err = minio.New(o.Endpoint, &mo)
+	if err == nil {
+		mo.MaxRetries = 1
+		s.putc, err = minio.New(o.Endpoint, &mo)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("s3 store %s: %w", s.endpoint, err)
+	}
+	s.attempts = o.MaxRetries
+	if s.attempts <= 0 {
+		s.attempts = minio.MaxRetry
+	}
+	// A one-key listing of each bucket: it needs the permission HasLibrary and Preload
+	// need, and unlike a HEAD its error has a body saying what is wrong.
+	for _, b := range []string{o.Buckets.Commits, o.Buckets.FS, o.Buckets.Blocks} {
+		if err := s.probe(ctx, b); err != nil {
+			if minio.ToErrorResponse(err).Code == "NoSuchBucket" {
+				return nil, fmt.Errorf("s3 store %s: bucket %s does not exist (seafbak does not create buckets: make the three with the server's tools)", s.endpoint, b)
+			}
+			return nil, fmt.Errorf("s3 store %s: bucket %s: %w", s.endpoint, b, s3Cause(err))
+		}
+	}
+	return s, nil
+}
+
+func (s *S3) probe(ctx context.Context, bucket string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{MaxKeys: 1}) {
+		return o.Err
+	}
+	return nil
+}
+
+func (s *S3) String() string { return s.opts.String() }
+
+// s3Cause makes an S3 error readable: minio-go's ErrorResponse prints only its message
+// ("Access Denied."), which hides the code an admin searches for.
+func s3Cause(err error) error {
+	var er minio.ErrorResponse
+	if errors.As(err, &er) && er.Code != "" {
+		return fmt.Errorf("%s (%s, HTTP %d)", er.Message, er.Code, er.StatusCode)
+	}
+	return err
+}
+
+func (s *S3) bucket(kind object.Kind) string {
+	switch kind {
+	case object.KindCommit:
+		return s.opts.Buckets.Commits
+	case object.KindFS:
+		return s.opts.Buckets.FS
+	}
+	return s.opts.Buckets.Blocks
+}
+
+// key builds a key only from a checked kind, library id and object id.
+func (s *S3) key(kind object.Kind, storeID, id string) (bucket, key string, err error) {
+	if !kind.Valid() {
+		return "", "", fmt.Errorf("s3 store: unknown object kind %q", kind)
+	}
+	if err := object.CheckRepoID(storeID); err != nil {
+		return "", "", fmt.Errorf("s3 store: %w", err)
+	}
+	if id != "" {
+		if err := object.CheckID(id); err != nil {
+			return "", "", fmt.Errorf("s3 store: %w", err)
+		}
+	}
+	return s.bucket(kind), storeID + "/" + id, nil
+}
+
+func (s *S3) errorf(op, bucket, key string, err error) error {
+	return fmt.Errorf("s3 store %s: %s %s/%s: %w", s.endpoint, op, bucket, key, s3Cause(err))
+}
+
+func isNotFound(err error) bool {
+	er := minio.ToErrorResponse(err)
+	return er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey"
+}
+
+// Preload lists every object of kind under storeID once (ListObjectsV2, 1000 keys a
+// request), so that Has answers from memory for the rest of the sync instead of one
+// HEAD per object. Objects this store commits afterwards are added; objects another
+// process writes meanwhile are not, which costs at most a redundant, idempotent PUT.
+// Worth it when a sync checks more than a few objects per thousand the library holds.
+func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) error {
+	bucket, prefix, err := s.key(kind, storeID, "")
+	if err != nil {
+		return err
+	}
+	set := map[[20]byte]struct{}{}
+	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if o.Err != nil {
+			return s.errorf("list", bucket, prefix, o.Err)
+		}
+		var id [20]byte
+		// Keys that are not "<store>/<40 hex>" are someone else's; they are no object.
+		if len(o.Key) == len(prefix)+40 {
+			if _, err := hex.Decode(id[:], []byte(o.Key[len(prefix):])); err == nil {
+				set[id] = struct{}{}
+			}
+		}
+	}
+	s.mu.Lock()
+	s.lists[listKey{kind, storeID}] = set
+	s.mu.Unlock()
+	return nil
+}
+
+// listed reports whether Preload's listing answers for this object: known is false
+// when no listing of its library was loaded.
+func (s *S3) listed(kind object.Kind, storeID, id string) (present, known bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set, ok := s.lists[listKey{kind, storeID}]
+	if !ok {
+		return false, false
+	}
+	var b [20]byte
+	hex.Decode(b[:], []byte(id))
+	_, present = set[b]
+	return present, true
+}
+
+func (s *S3) added(kind object.Kind, storeID, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set, ok := s.lists[listKey{kind, storeID}]; ok {
+		var b [20]byte
+		hex.Decode(b[:], []byte(id))
+		set[b] = struct{}{}
+	}
+}
+
+// Has answers from Preload's listing when there is one, else with a HEAD; never a GET.
+func (s *S3) Has(ctx context.Context, kind object.Kind, storeID, id string) (bool, error) {
+	if _, _, err := s.key(kind, storeID, id); err != nil {
+		return false, err
+	}
+	if present, known := s.listed(kind, storeID, id); known {
+		return present, nil
+	}
+	_, err := s.Size(ctx, kind, storeID, id)
+	if errors.Is(err, ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// HasLibrary asks for one key under the library's prefix (ListObjectsV2, max-keys 1).
+func (s *S3) HasLibrary(ctx context.Context, kind object.Kind, storeID string) (bool, error) {
+	bucket, prefix, err := s.key(kind, storeID, "")
+	if err != nil {
+		return false, err
+	}
+	// Stop the listing after its first answer: minio-go would page on.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 1}) {
+		if o.Err != nil {
+			return false, s.errorf("list", bucket, prefix, o.Err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// Size is a HEAD.
+func (s *S3) Size(ctx context.Context, kind object.Kind, storeID, id string) (int64, error) {
+	bucket, key, err := s.key(kind, storeID, id)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.c.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+	if isNotFound(err) {
+		return 0, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+	}
+	if err != nil {
+		return 0, s.errorf("head", bucket, key, err)
+	}
+	return info.Size, nil
+}
+
+// Get reads a commit or fs object whole; the size the GET announces is checked before
+// any byte is read, and the read is bounded anyway.
+func (s *S3) Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error) {
+	r, err := s.open(ctx, kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	limit := object.MaxStoredSize(kind)
+	if r.size > limit {
+		return nil, fmt.Errorf("s3 store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, s.errorf("get", r.bucket, r.key, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("s3 store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, limit)
+	}
+	return data, nil
+}
+
+// Open streams an object with one GET.
+func (s *S3) Open(ctx context.Context, kind object.Kind, storeID, id string) (io.ReadCloser, error) {
+	return s.open(ctx, kind, storeID, id)
+}
+
+type s3Reader struct {
+	*minio.Object
+	bucket, key string
+	size        int64
+}
+
+func (s *S3) open(ctx context.Context, kind object.Kind, storeID, id string) (*s3Reader, error) {
+	bucket, key, err := s.key(kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.c.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s.errorf("get", bucket, key, err)
+	}
+	// minio-go sends the GET lazily; Stat sends it now, so a missing object is
+	// ErrNotExist here and not at the first Read.
+	info, err := o.Stat()
+	if err != nil {
+		o.Close()
+		if isNotFound(err) {
+			return nil, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+		}
+		return nil, s.errorf("get", bucket, key, err)
+	}
+	return &s3Reader{Object: o, bucket: bucket, key: key, size: info.Size}, nil
+}
+
+// Create buffers the object (in memory, then in a temp file past s3MemLimit); Commit
+// PUTs it with its length known, Abort drops it. Nothing reaches the server before
+// Commit, so no partial object can ever be visible.
+func (s *S3) Create(ctx context.Context, kind object.Kind, storeID, id string) (Writer, error) {
+	bucket, key, err := s.key(kind, storeID, id)
+	if err != nil {
+		return nil, err
+	}
+	return &s3Writer{s: s, ctx: ctx, kind: kind, storeID: storeID, id: id, bucket: bucket, key: key}, nil
+}
+
+// Sync has nothing to do: every Commit that returned was a PUT the server acknowledged,
+// and an acknowledged PUT is durable.
+func (s *S3) Sync(context.Context) error { return nil }
+
+// SyncAll has nothing to do either: another process's object is visible here only once
+// its PUT completed, and then it is durable, so whatever a sync trusts as present is.
+func (s *S3) SyncAll(context.Context) error { return nil }
+
+type s3Writer struct {
+	s           *S3
+	ctx         context.Context
+	kind        object.Kind
+	storeID, id string
+	bucket, key string
+	buf         bytes.Buffer
+	spill       *os.File // past s3MemLimit: the whole object, buf emptied into it
+	size        int64
+	done        bool
+	writeErr    error
+}
+
+func (w *s3Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("s3 store: write after commit or abort")
+	}
+	if w.writeErr != nil {
+		return 0, w.writeErr
+	}
+	if w.spill == nil && int64(w.buf.Len()+len(p)) > s3MemLimit {
+		f, err := os.CreateTemp(w.s.opts.SpillDir, "seafbak-s3-"+w.id+".*")
+		if err == nil {
+			// Unlinked at once: a killed process leaves no temp file behind.
+			os.Remove(f.Name())
+			_, err = f.Write(w.buf.Bytes())
+		}
+		if err != nil {
+			w.writeErr = fmt.Errorf("s3 store: spill %s %s to a temp file: %w", w.kind, w.id, err)
+			if f != nil {
+				f.Close()
+			}
+			return 0, w.writeErr
+		}
+		w.spill = f
+		w.buf = bytes.Buffer{}
+	}
+	var n int
+	var err error
+	if w.spill != nil {
+		n, err = w.spill.Write(p)
+		if err != nil {
+			w.writeErr = fmt.Errorf("s3 store: spill %s %s: %w", w.kind, w.id, err)
+			err = w.writeErr
+		}
+	} else {
+		n, err = w.buf.Write(p)
+	}
+	w.size += int64(n)
+	return n, err
+}
+
+// Commit PUTs the object and returns once the server acknowledged it (durable). The
+// reader is seekable, so minio-go can resend the body on a retry. If the answer is
+// lost after the upload (a reset, a 5xx from a proxy), Commit fails although the object
+// may be stored: it is then whole, and the caller's next attempt rewrites it, which
+// is idempotent since the key names the content.
+func (w *s3Writer) Commit() error {
+	if w.done {
+		return errors.New("s3 store: object committed twice")
+	}
+	if w.writeErr != nil {
+		w.Abort()
+		return w.writeErr
+	}
+	w.done = true
+	var body io.ReaderAt = bytes.NewReader(w.buf.Bytes())
+	if w.spill != nil {
+		defer w.spill.Close()
+		body = w.spill
+	}
+	err := w.s.put(w.ctx, w.bucket, w.key, body, w.size)
+	w.buf = bytes.Buffer{}
+	if err != nil {
+		return w.s.errorf("put", w.bucket, w.key, err)
+	}
+	w.s.added(w.kind, w.storeID, w.id)
+	return nil
+}
+
+// put PUTs body, retrying resets, 5xx and 503 SlowDown with jittered exponential
+// backoff (200 ms doubling, at most 1 s apart, as minio-go does) but with a fresh reader
+// per attempt: minio-go's own retry rewinds the reader it was given while net/http may
+// still be reading it for the failed attempt (the race detector caught it when the
+// server was killed mid-upload), which could send a retry garbled bytes.
+func (s *S3) put(ctx context.Context, bucket, key string, body io.ReaderAt, size int64) error {
+	for attempt := 1; ; attempt++ {
+		// SendContentMd5: the server checks what it stores against what was sent, over
+		// HTTPS (where the payload is not signed) too.
+		_, err := s.putc.PutObject(ctx, bucket, key, io.NewSectionReader(body, 0, size), size, minio.PutObjectOptions{
+			ContentType:    "application/octet-stream",
+			SendContentMd5: true,
+		})
+		if err == nil || attempt >= s.attempts || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		wait := min(200*time.Millisecond<<(attempt-1), time.Second)
+		wait = wait/2 + rand.N(wait/2)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// retryable is an S3 answer that may go away (5xx, throttling, a timeout) or no answer
+// at all (refused, reset); a 4xx says the request itself is wrong.
+func retryable(err error) bool {
+	er := minio.ToErrorResponse(err)
+	switch {
+	case er.StatusCode >= 500:
+		return true
+	case er.Code == "SlowDown" || er.Code == "RequestTimeout" || er.Code == "Throttling":
+		return true
+	case er.StatusCode != 0 || er.Code != "":
+		return false
+	}
+	return true
+}
+
+func (w *s3Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.buf = bytes.Buffer{}
+	if w.spill != nil {
+		w.spill.Close()
+	}
+}
