@@ -43,7 +43,7 @@ type S3 struct {
 	endpoint string // scheme://host:port, for errors
 
 	mu    gosync.Mutex
-	lists map[listKey]map[[20]byte]struct{} // Preload's listings, grown by Commit
+	lists map[listKey]map[[20]byte]int64 // Preload's listings (id → size), grown by Commit
 }
 
 type listKey struct {
@@ -106,7 +106,7 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	if o.TLS {
 		scheme = "https"
 	}
-	s := &S3{opts: o, endpoint: scheme + "://" + o.Endpoint, lists: map[listKey]map[[20]byte]struct{}{}}
+	s := &S3{opts: o, endpoint: scheme + "://" + o.Endpoint, lists: map[listKey]map[[20]byte]int64{}}
 	if o.Endpoint == "" || o.Buckets.Commits == "" || o.Buckets.FS == "" || o.Buckets.Blocks == "" {
 		return nil, fmt.Errorf("s3 store: endpoint and the three buckets (commits, fs, blocks) are required")
 	}
@@ -244,17 +244,21 @@ func isNotFound(err error) bool {
 	return er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey"
 }
 
-// Preload lists every object of kind under storeID once (ListObjectsV2, 1000 keys a
-// request), so that Has answers from memory for the rest of the sync instead of one
-// HEAD per object. Objects this store commits afterwards are added; objects another
-// process writes meanwhile are not, which costs at most a redundant, idempotent PUT.
-// Worth it when a sync checks more than a few objects per thousand the library holds.
+// Preload lists every object of kind under storeID once (ListObjectsV2, 1000 keys and
+// their sizes a request), so that Has and Size answer from memory for the rest of the
+// store's life instead of one HEAD per object. Objects this store commits afterwards
+// are added. Objects another process writes meanwhile are not: a sync then sees them
+// absent and writes them again, which is redundant but harmless (same key, same
+// bytes); a "present" is never wrong, since nothing deletes. So Preload is for a
+// sync, which acts on "absent" by writing; verify and restore, which would report it,
+// should not use it. Worth it when a sync checks more than a fraction of the library's
+// objects (BenchmarkS3Presence: the break-even).
 func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) error {
 	bucket, prefix, err := s.key(kind, storeID, "")
 	if err != nil {
 		return err
 	}
-	set := map[[20]byte]struct{}{}
+	set := map[[20]byte]int64{}
 	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix}) {
 		if o.Err != nil {
 			return s.errorf("list", bucket, prefix, o.Err)
@@ -263,7 +267,7 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		// Keys that are not "<store>/<40 hex>" are someone else's; they are no object.
 		if len(o.Key) == len(prefix)+40 {
 			if _, err := hex.Decode(id[:], []byte(o.Key[len(prefix):])); err == nil {
-				set[id] = struct{}{}
+				set[id] = o.Size
 			}
 		}
 	}
@@ -273,28 +277,28 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 	return nil
 }
 
-// listed reports whether Preload's listing answers for this object: known is false
-// when no listing of its library was loaded.
-func (s *S3) listed(kind object.Kind, storeID, id string) (present, known bool) {
+// listed answers from Preload's listing: known is false when no listing of the
+// object's library was loaded.
+func (s *S3) listed(kind object.Kind, storeID, id string) (size int64, present, known bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set, ok := s.lists[listKey{kind, storeID}]
 	if !ok {
-		return false, false
+		return 0, false, false
 	}
 	var b [20]byte
 	hex.Decode(b[:], []byte(id))
-	_, present = set[b]
-	return present, true
+	size, present = set[b]
+	return size, present, true
 }
 
-func (s *S3) added(kind object.Kind, storeID, id string) {
+func (s *S3) added(kind object.Kind, storeID, id string, size int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if set, ok := s.lists[listKey{kind, storeID}]; ok {
 		var b [20]byte
 		hex.Decode(b[:], []byte(id))
-		set[b] = struct{}{}
+		set[b] = size
 	}
 }
 
@@ -302,9 +306,6 @@ func (s *S3) added(kind object.Kind, storeID, id string) {
 func (s *S3) Has(ctx context.Context, kind object.Kind, storeID, id string) (bool, error) {
 	if _, _, err := s.key(kind, storeID, id); err != nil {
 		return false, err
-	}
-	if present, known := s.listed(kind, storeID, id); known {
-		return present, nil
 	}
 	_, err := s.Size(ctx, kind, storeID, id)
 	if errors.Is(err, ErrNotExist) {
@@ -331,11 +332,17 @@ func (s *S3) HasLibrary(ctx context.Context, kind object.Kind, storeID string) (
 	return false, nil
 }
 
-// Size is a HEAD.
+// Size answers from Preload's listing when there is one, else with a HEAD.
 func (s *S3) Size(ctx context.Context, kind object.Kind, storeID, id string) (int64, error) {
 	bucket, key, err := s.key(kind, storeID, id)
 	if err != nil {
 		return 0, err
+	}
+	if size, present, known := s.listed(kind, storeID, id); known {
+		if !present {
+			return 0, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+		}
+		return size, nil
 	}
 	info, err := s.c.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
 	if isNotFound(err) {
@@ -497,7 +504,7 @@ func (w *s3Writer) Commit() error {
 	if err != nil {
 		return w.s.errorf("put", w.bucket, w.key, err)
 	}
-	w.s.added(w.kind, w.storeID, w.id)
+	w.s.added(w.kind, w.storeID, w.id, w.size)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -290,7 +291,7 @@ func TestS3ServerRestartMidWrite(t *testing.T) {
 	}
 }
 
-// Preload lists a library once; then Has answers without a request, including for
+// Preload lists a library once; then Has and Size answer without a request, including for
 // objects committed after the listing, and objects of other libraries still need a HEAD.
 func TestS3Preload(t *testing.T) {
 	srv := s3test.Shared(t)
@@ -303,9 +304,12 @@ func TestS3Preload(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := p.Requests()
-	for _, id := range ids {
+	for i, id := range ids {
 		if has, err := s.Has(ctx, object.KindFS, lib, id); !has || err != nil {
 			t.Fatalf("listed object %s: %v %v", id, has, err)
+		}
+		if n, err := s.Size(ctx, object.KindFS, lib, id); n != int64(len(fmt.Sprint("object ", i))) || err != nil {
+			t.Fatalf("listed object %s: size %d %v", id, n, err)
 		}
 	}
 	absent := storetest.ID([]byte("absent"))
@@ -318,6 +322,12 @@ func TestS3Preload(t *testing.T) {
 	}
 	if has, _ := s.Has(ctx, object.KindFS, lib, storetest.ID(later)); !has {
 		t.Fatal("an object committed after the listing is absent")
+	}
+	if n, _ := s.Size(ctx, object.KindFS, lib, storetest.ID(later)); n != int64(len(later)) {
+		t.Fatalf("an object committed after the listing has size %d", n)
+	}
+	if _, err := s.Size(ctx, object.KindFS, lib, absent); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("Size of an absent object after Preload: %v", err)
 	}
 	if n := p.Requests() - reqs; n != 1 {
 		t.Fatalf("%d requests after Preload, want only the PUT", n)
@@ -377,6 +387,8 @@ func BenchmarkS3Presence(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/object")
 	})
+	// Break-even: a sync that checks k of the library's n objects should list when
+	// k × (µs/object of HEAD) > n × (µs/object of list).
 	b.Run(fmt.Sprintf("list-%d", n), func(b *testing.B) {
 		for b.Loop() {
 			s := openS3(b, o)
