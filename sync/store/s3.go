@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -558,4 +559,31 @@ func (w *s3Writer) Abort() {
 	if w.spill != nil {
 		w.spill.Close()
 	}
+}
+
+// SeafileConf is the seafile.conf sections that make a Seafile server read this store
+// ([commit_object_backend], [fs_object_backend], [block_backend]), for a failover to
+// print. The secret is never printed: a placeholder stands for it.
+func (o S3Options) SeafileConf() string {
+	var b strings.Builder
+	keyID := o.AccessKey
+	if keyID == "" {
+		keyID = "<access key id>"
+	}
+	region := o.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	for _, sec := range []struct{ name, bucket string }{
+		{"commit_object_backend", o.Buckets.Commits},
+		{"fs_object_backend", o.Buckets.FS},
+		{"block_backend", o.Buckets.Blocks},
+	} {
+		fmt.Fprintf(&b, "[%s]\nname = s3\nbucket = %s\nkey_id = %s\nkey = <secret key>\nhost = %s\nuse_https = %t\npath_style_request = %t\naws_region = %s\nuse_v4_signature = true\n\n",
+			sec.name, sec.bucket, keyID, o.Endpoint, o.TLS, o.PathStyle, region)
+	}
+	if o.CAFile != "" {
+		fmt.Fprintf(&b, "# Seafile verifies the endpoint against the system's CAs: add %s to them.\n", o.CAFile)
+	}
+	return strings.TrimRight(b.String(), "\n") + "\n"
 }

@@ -430,3 +430,36 @@ func TestS3TLSWithCAFile(t *testing.T) {
 		t.Fatalf("a CA file without a certificate: %v", err)
 	}
 }
+
+// The sections a failover prints for seafile.conf name the buckets by kind as
+// Seafile's backends expect, and never the secret.
+func TestS3SeafileConf(t *testing.T) {
+	o := store.S3Options{
+		Endpoint:  "s3.example.com:9000",
+		Region:    "eu-west-1",
+		Buckets:   store.S3Buckets{Commits: "sf-commits", FS: "sf-fs", Blocks: "sf-blocks"},
+		PathStyle: true,
+		TLS:       true,
+		AccessKey: "AKIAEXAMPLE",
+		SecretKey: "the-secret",
+	}
+	got := o.SeafileConf()
+	want := `[commit_object_backend]
+name = s3
+bucket = sf-commits
+key_id = AKIAEXAMPLE
+key = <secret key>
+host = s3.example.com:9000
+use_https = true
+path_style_request = true
+aws_region = eu-west-1
+use_v4_signature = true
+
+[fs_object_backend]
+name = s3
+bucket = sf-fs
+`
+	if !strings.HasPrefix(got, want) || !strings.Contains(got, "[block_backend]\nname = s3\nbucket = sf-blocks\n") || strings.Contains(got, "the-secret") {
+		t.Fatalf("seafile.conf sections:\n%s", got)
+	}
+}
