@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
+	"sync"
 )
 
 // MaxFSObjectSize bounds the inflated size of one fs object. A dir of 100 000 entries is
@@ -67,19 +69,59 @@ type fsJSON struct {
 // Inflate decompresses a zlib stream, refusing to produce more than limit bytes, so a
 // zlib bomb costs at most limit bytes of memory.
 func Inflate(compressed []byte, limit int64) ([]byte, error) {
-	zr, err := zlib.NewReader(bytes.NewReader(compressed))
+	var out []byte
+	err := inflate(compressed, limit, func(plain []byte) error {
+		out = bytes.Clone(plain)
+		return nil
+	})
+	return out, err
+}
+
+// inflater is a zlib reader and an output buffer kept for the next object: a fresh
+// reader costs some 40 KiB of decompressor state, and a first backup inflates one fs
+// object per file and dir.
+type inflater struct {
+	src bytes.Reader
+	zr  io.ReadCloser // a zlib.Resetter
+	lim io.LimitedReader
+	out bytes.Buffer
+}
+
+var inflaters = sync.Pool{New: func() any { return new(inflater) }}
+
+// keepInflated is the largest output buffer put back in the pool: a rare huge dir must
+// not pin its size in memory for the rest of the run.
+const keepInflated = 1 << 20
+
+// inflate decompresses compressed (at most limit bytes) into a pooled buffer and calls
+// fn with it; plain is valid only during fn.
+func inflate(compressed []byte, limit int64, fn func(plain []byte) error) error {
+	z := inflaters.Get().(*inflater)
+	defer func() {
+		if z.out.Cap() <= keepInflated {
+			inflaters.Put(z)
+		}
+	}()
+	z.src.Reset(compressed)
+	var err error
+	if z.zr == nil {
+		z.zr, err = zlib.NewReader(&z.src)
+	} else {
+		err = z.zr.(zlib.Resetter).Reset(&z.src, nil)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: not a zlib stream: %v", ErrInvalid, err)
+		z.zr = nil // a failed Reset leaves it unusable
+		return fmt.Errorf("%w: not a zlib stream: %v", ErrInvalid, err)
 	}
-	defer zr.Close()
-	out, err := io.ReadAll(io.LimitReader(zr, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: broken zlib stream: %v", ErrInvalid, err)
+	z.lim = io.LimitedReader{R: z.zr, N: limit + 1}
+	z.out.Reset()
+	if _, err := z.out.ReadFrom(&z.lim); err != nil {
+		return fmt.Errorf("%w: broken zlib stream: %v", ErrInvalid, err)
 	}
-	if int64(len(out)) > limit {
-		return nil, fmt.Errorf("%w: inflates to more than %d bytes", ErrInvalid, limit)
+	if int64(z.out.Len()) > limit {
+		return fmt.Errorf("%w: inflates to more than %d bytes", ErrInvalid, limit)
 	}
-	return out, nil
+	return fn(z.out.Bytes())
 }
 
 // ParseFS checks that compressed is the fs object id (SHA-1 of its inflated bytes) and
@@ -91,17 +133,24 @@ func ParseFS(id string, compressed []byte) (*FS, error) {
 	if id == EmptyID {
 		return nil, fmt.Errorf("%w: the empty id %s is never a stored fs object", ErrInvalid, id)
 	}
-	plain, err := Inflate(compressed, MaxFSObjectSize)
+	want, _ := decodeID(id)
+	// The inflated JSON is needed only to check the id and decode it: json.Unmarshal
+	// copies what it keeps, so the buffer goes back to the pool.
+	var j fsJSON
+	var bad error
+	err := inflate(compressed, MaxFSObjectSize, func(plain []byte) error {
+		if sum := sha1.Sum(plain); sum != want {
+			bad = fmt.Errorf("%w: fs object %s: content hashes to %s", ErrInvalid, id, hex.EncodeToString(sum[:]))
+		} else if err := json.Unmarshal(plain, &j); err != nil {
+			bad = fmt.Errorf("%w: fs object %s is not valid JSON: %v", ErrInvalid, id, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fs object %s: %w", id, err)
 	}
-	sum := sha1.Sum(plain)
-	if got := hex.EncodeToString(sum[:]); got != id {
-		return nil, fmt.Errorf("%w: fs object %s: content hashes to %s", ErrInvalid, id, got)
-	}
-	var j fsJSON
-	if err := json.Unmarshal(plain, &j); err != nil {
-		return nil, fmt.Errorf("%w: fs object %s is not valid JSON: %v", ErrInvalid, id, err)
+	if bad != nil {
+		return nil, bad
 	}
 	if j.Version == nil {
 		return nil, fmt.Errorf("%w: fs object %s has no version", ErrInvalid, id)
@@ -176,18 +225,28 @@ func CheckName(name string) error {
 }
 
 // BlockHasher verifies a block while it streams: write the bytes through it, then Check.
+// A copier reuses one for block after block with Reset.
 type BlockHasher struct {
-	id string
-	h  interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
-	n int64
+	id   string
+	h    hash.Hash
+	n    int64
+	want [sha1.Size]byte
+	sum  [sha1.Size]byte
+	ok   bool // id decoded into want
 }
 
 // NewBlockHasher starts verifying the block id.
 func NewBlockHasher(id string) *BlockHasher {
-	return &BlockHasher{id: id, h: sha1.New()}
+	b := &BlockHasher{h: sha1.New()}
+	b.Reset(id)
+	return b
+}
+
+// Reset starts verifying the block id, forgetting what was written before.
+func (b *BlockHasher) Reset(id string) {
+	b.id, b.n = id, 0
+	b.h.Reset()
+	b.want, b.ok = decodeID(id)
 }
 
 func (b *BlockHasher) Write(p []byte) (int, error) {
@@ -200,10 +259,28 @@ func (b *BlockHasher) Size() int64 { return b.n }
 
 // Check reports whether the bytes seen hash to the block id.
 func (b *BlockHasher) Check() error {
-	if got := hex.EncodeToString(b.h.Sum(nil)); got != b.id {
-		return fmt.Errorf("%w: block %s: content (%d bytes) hashes to %s", ErrInvalid, b.id, b.n, got)
+	b.h.Sum(b.sum[:0])
+	if !b.ok || b.sum != b.want {
+		return fmt.Errorf("%w: block %s: content (%d bytes) hashes to %s", ErrInvalid, b.id, b.n, hex.EncodeToString(b.sum[:]))
 	}
 	return nil
+}
+
+// decodeID is the binary form of a lowercase hex id; ok is false for anything else.
+func decodeID(id string) (sum [sha1.Size]byte, ok bool) {
+	if !ValidID(id) {
+		return sum, false
+	}
+	nibble := func(c byte) byte {
+		if c <= '9' {
+			return c - '0'
+		}
+		return c - 'a' + 10
+	}
+	for i := range sum {
+		sum[i] = nibble(id[2*i])<<4 | nibble(id[2*i+1])
+	}
+	return sum, true
 }
 
 // IsInvalid reports whether err says an object failed validation (as opposed to I/O).

@@ -90,3 +90,47 @@ func TestFSStoreRefusesBadNames(t *testing.T) {
 		}
 	}
 }
+
+// Two stores on one root (two processes, say two containers whose seafbak is pid 1 in
+// each) writing the same object at once each write a temp file of their own: the object
+// ends up whole, one writer's bytes, and no temp file is left.
+func TestFSStoreWritersNeverShareATempFile(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	a, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa, err := a.Create(ctx, object.KindBlock, repo, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := b.Create(ctx, object.KindBlock, repo, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 2 {
+		t.Fatalf("temp files of two writers: %v, want two", ents)
+	}
+	wa.Write([]byte(strings.Repeat("a", 1000)))
+	wb.Write([]byte(strings.Repeat("b", 1000)))
+	wa.Write([]byte(strings.Repeat("a", 1000)))
+	if err := wa.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	wb.Write([]byte(strings.Repeat("b", 1000)))
+	if err := wb.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Get(ctx, object.KindBlock, repo, id)
+	if err != nil || string(got) != strings.Repeat("b", 2000) {
+		t.Fatalf("object after both writers: %.20q... (%d bytes) %v", got, len(got), err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
+		t.Fatalf("temp files left: %v", ents)
+	}
+}
