@@ -31,10 +31,11 @@ type Subject struct {
 	Count func() int
 }
 
-// Two libraries; B shares A's first hex digits, so a prefix bug shows.
+// The two libraries the suite writes to; B differs from A in its last digit only, so a
+// prefix bug shows. A store with a per-library cache can load it for these before.
 const (
-	libA = "7b89d49b-5c5c-4f42-8ded-940c84a3e206"
-	libB = "7b89d49b-5c5c-4f42-8ded-940c84a3e207"
+	LibA = "7b89d49b-5c5c-4f42-8ded-940c84a3e206"
+	LibB = "7b89d49b-5c5c-4f42-8ded-940c84a3e207"
 )
 
 var kinds = []object.Kind{object.KindCommit, object.KindFS, object.KindBlock}
@@ -64,22 +65,22 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		for i, kind := range kinds {
 			data := Random(t, 100+i)
 			id := ID(data)
-			if has, err := s.Store.Has(ctx, kind, libA, id); has || err != nil {
+			if has, err := s.Store.Has(ctx, kind, LibA, id); has || err != nil {
 				t.Fatalf("%s: empty store has it: %v %v", kind, has, err)
 			}
-			if err := store.Put(ctx, s.Store, kind, libA, id, data); err != nil {
+			if err := store.Put(ctx, s.Store, kind, LibA, id, data); err != nil {
 				t.Fatalf("%s: put: %v", kind, err)
 			}
-			if has, err := s.Store.Has(ctx, kind, libA, id); !has || err != nil {
+			if has, err := s.Store.Has(ctx, kind, LibA, id); !has || err != nil {
 				t.Fatalf("%s: not there after Put: %v %v", kind, has, err)
 			}
-			if n, err := s.Store.Size(ctx, kind, libA, id); n != int64(len(data)) || err != nil {
+			if n, err := s.Store.Size(ctx, kind, LibA, id); n != int64(len(data)) || err != nil {
 				t.Fatalf("%s: size %d %v, want %d", kind, n, err, len(data))
 			}
-			if got, err := s.Store.Get(ctx, kind, libA, id); err != nil || !bytes.Equal(got, data) {
+			if got, err := s.Store.Get(ctx, kind, LibA, id); err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("%s: Get: %v, same bytes %v", kind, err, bytes.Equal(got, data))
 			}
-			r, err := s.Store.Open(ctx, kind, libA, id)
+			r, err := s.Store.Open(ctx, kind, LibA, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,15 +90,15 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 				t.Fatalf("%s: Open: %v, same bytes %v", kind, err, bytes.Equal(got, data))
 			}
 			// Seafile's layout, byte for byte, and under the library it was written to only.
-			if raw, found := s.Raw(kind, libA, id); !found || !bytes.Equal(raw, data) {
+			if raw, found := s.Raw(kind, LibA, id); !found || !bytes.Equal(raw, data) {
 				t.Fatalf("%s: not in Seafile's layout (found %v)", kind, found)
 			}
-			if _, found := s.Raw(kind, libB, id); found {
+			if _, found := s.Raw(kind, LibB, id); found {
 				t.Fatalf("%s: also under another library", kind)
 			}
 			for _, other := range kinds {
 				if other != kind {
-					if has, _ := s.Store.Has(ctx, other, libA, id); has {
+					if has, _ := s.Store.Has(ctx, other, LibA, id); has {
 						t.Fatalf("%s is also a %s", kind, other)
 					}
 				}
@@ -118,16 +119,16 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		s := open(t)
 		id := ID([]byte("absent"))
 		for _, kind := range kinds {
-			if has, err := s.Store.Has(ctx, kind, libA, id); has || err != nil {
+			if has, err := s.Store.Has(ctx, kind, LibA, id); has || err != nil {
 				t.Fatalf("Has: %v %v", has, err)
 			}
-			if _, err := s.Store.Size(ctx, kind, libA, id); !errors.Is(err, store.ErrNotExist) {
+			if _, err := s.Store.Size(ctx, kind, LibA, id); !errors.Is(err, store.ErrNotExist) {
 				t.Fatalf("Size: %v, want ErrNotExist", err)
 			}
-			if _, err := s.Store.Get(ctx, kind, libA, id); !errors.Is(err, store.ErrNotExist) {
+			if _, err := s.Store.Get(ctx, kind, LibA, id); !errors.Is(err, store.ErrNotExist) {
 				t.Fatalf("Get: %v, want ErrNotExist", err)
 			}
-			if _, err := s.Store.Open(ctx, kind, libA, id); !errors.Is(err, store.ErrNotExist) {
+			if _, err := s.Store.Open(ctx, kind, LibA, id); !errors.Is(err, store.ErrNotExist) {
 				t.Fatalf("Open: %v, want ErrNotExist", err)
 			}
 		}
@@ -138,7 +139,7 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		for _, size := range []int{10, 3 << 20} { // in memory, and past any spill threshold
 			data := Random(t, size)
 			id := ID(data)
-			w, err := s.Store.Create(ctx, object.KindBlock, libA, id)
+			w, err := s.Store.Create(ctx, object.KindBlock, LibA, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,18 +150,18 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 			w.Abort() // harmless twice
 			// Abandoned: neither Commit nor Abort, as when the writing process is
 			// killed before it commits.
-			w2, err := s.Store.Create(ctx, object.KindBlock, libA, id)
+			w2, err := s.Store.Create(ctx, object.KindBlock, LibA, id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			w2.Write(data[:size/2])
-			if has, err := s.Store.Has(ctx, object.KindBlock, libA, id); has || err != nil {
+			if has, err := s.Store.Has(ctx, object.KindBlock, LibA, id); has || err != nil {
 				t.Fatalf("%d bytes: visible after Abort or mid-write: %v %v", size, has, err)
 			}
-			if has, err := s.Store.HasLibrary(ctx, object.KindBlock, libA); has || err != nil {
+			if has, err := s.Store.HasLibrary(ctx, object.KindBlock, LibA); has || err != nil {
 				t.Fatalf("library visible after Abort or mid-write: %v %v", has, err)
 			}
-			if _, found := s.Raw(object.KindBlock, libA, id); found {
+			if _, found := s.Raw(object.KindBlock, LibA, id); found {
 				t.Fatal("raw object after Abort or mid-write")
 			}
 			w2.Abort()
@@ -174,7 +175,7 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		s := open(t)
 		data := Random(t, 9<<20+17) // Seafile's blocks reach 8 MiB and more
 		id := ID(data)
-		w, err := s.Store.Create(ctx, object.KindBlock, libA, id)
+		w, err := s.Store.Create(ctx, object.KindBlock, LibA, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +191,7 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		if err := w.Commit(); err == nil {
 			t.Fatal("second Commit accepted")
 		}
-		r, err := s.Store.Open(ctx, object.KindBlock, libA, id)
+		r, err := s.Store.Open(ctx, object.KindBlock, LibA, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +201,7 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		if err != nil || n != int64(len(data)) || hex.EncodeToString(h.Sum(nil)) != id {
 			t.Fatalf("streamed back %d bytes, err %v, same %v", n, err, hex.EncodeToString(h.Sum(nil)) == id)
 		}
-		if raw, found := s.Raw(object.KindBlock, libA, id); !found || !bytes.Equal(raw, data) {
+		if raw, found := s.Raw(object.KindBlock, LibA, id); !found || !bytes.Equal(raw, data) {
 			t.Fatal("large block not stored as it was written")
 		}
 	})
@@ -210,18 +211,18 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		limit := object.MaxStoredSize(object.KindCommit)
 		big := bytes.Repeat([]byte("x"), int(limit)+1)
 		id := ID(big)
-		if err := store.Put(ctx, s.Store, object.KindCommit, libA, id, big); err != nil {
+		if err := store.Put(ctx, s.Store, object.KindCommit, LibA, id, big); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Store.Get(ctx, object.KindCommit, libA, id); !errors.Is(err, object.ErrInvalid) {
+		if _, err := s.Store.Get(ctx, object.KindCommit, LibA, id); !errors.Is(err, object.ErrInvalid) {
 			t.Fatalf("Get of a %d-byte commit: %v, want ErrInvalid", len(big), err)
 		}
 		exact := big[:limit]
 		id = ID(exact)
-		if err := store.Put(ctx, s.Store, object.KindCommit, libA, id, exact); err != nil {
+		if err := store.Put(ctx, s.Store, object.KindCommit, LibA, id, exact); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := s.Store.Get(ctx, object.KindCommit, libA, id); err != nil || len(got) != len(exact) {
+		if got, err := s.Store.Get(ctx, object.KindCommit, LibA, id); err != nil || len(got) != len(exact) {
 			t.Fatalf("Get of a commit at the bound: %d bytes, %v", len(got), err)
 		}
 	})
@@ -229,19 +230,19 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 	t.Run("HasLibrary", func(t *testing.T) {
 		s := open(t)
 		for _, kind := range kinds {
-			if has, err := s.Store.HasLibrary(ctx, kind, libA); has || err != nil {
+			if has, err := s.Store.HasLibrary(ctx, kind, LibA); has || err != nil {
 				t.Fatalf("empty store: %v %v", has, err)
 			}
 		}
 		data := []byte("one fs object")
-		if err := store.Put(ctx, s.Store, object.KindFS, libA, ID(data), data); err != nil {
+		if err := store.Put(ctx, s.Store, object.KindFS, LibA, ID(data), data); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []struct {
 			kind object.Kind
 			lib  string
 			want bool
-		}{{object.KindFS, libA, true}, {object.KindCommit, libA, false}, {object.KindBlock, libA, false}, {object.KindFS, libB, false}} {
+		}{{object.KindFS, LibA, true}, {object.KindCommit, LibA, false}, {object.KindBlock, LibA, false}, {object.KindFS, LibB, false}} {
 			if has, err := s.Store.HasLibrary(ctx, c.kind, c.lib); has != c.want || err != nil {
 				t.Fatalf("HasLibrary(%s, %s) = %v %v, want %v", c.kind, c.lib, has, err, c.want)
 			}
@@ -253,11 +254,11 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		data := []byte("written twice, as a resumed sync does")
 		id := ID(data)
 		for range 2 {
-			if err := store.Put(ctx, s.Store, object.KindBlock, libA, id, data); err != nil {
+			if err := store.Put(ctx, s.Store, object.KindBlock, LibA, id, data); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if got, err := s.Store.Get(ctx, object.KindBlock, libA, id); err != nil || !bytes.Equal(got, data) {
+		if got, err := s.Store.Get(ctx, object.KindBlock, LibA, id); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("after a rewrite: %q %v", got, err)
 		}
 		if n := s.Count(); n != 1 {
@@ -272,11 +273,11 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 			kind    object.Kind
 			lib, id string
 		}{
-			{"tmp", libA, good},
-			{object.KindBlock, "../" + libA[3:], good},
-			{object.KindBlock, libA, "../../../../../etc/passwd"},
-			{object.KindBlock, libA, good[:39]},
-			{object.KindBlock, libA, good[:39] + "G"},
+			{"tmp", LibA, good},
+			{object.KindBlock, "../" + LibA[3:], good},
+			{object.KindBlock, LibA, "../../../../../etc/passwd"},
+			{object.KindBlock, LibA, good[:39]},
+			{object.KindBlock, LibA, good[:39] + "G"},
 		} {
 			if w, err := s.Store.Create(ctx, c.kind, c.lib, c.id); err == nil {
 				w.Abort()
@@ -295,7 +296,7 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		for i := range 16 {
 			wg.Go(func() {
 				data := []byte(fmt.Sprintf("object %d", i))
-				if err := store.Put(ctx, s.Store, object.KindBlock, libA, ID(data), data); err != nil {
+				if err := store.Put(ctx, s.Store, object.KindBlock, LibA, ID(data), data); err != nil {
 					errs <- err
 				}
 			})
