@@ -272,7 +272,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if b := r.Behind; b != nil {
 		fmt.Fprintf(w, "Longest behind the primary: %s %s, last backed up %s (%s ago)", b.RepoID, b.Name,
 			b.LastSuccess.Format(time.RFC3339), seconds(*b.LagSeconds))
-		if b.BehindSeconds != nil {
+		if b.BehindSeconds != nil && *b.BehindSeconds > 0 {
 			fmt.Fprintf(w, "; its backed-up head was committed %s before the primary's (%s)",
 				seconds(*b.BehindSeconds), b.PrimaryHeadTime.Format(time.RFC3339))
 		}

@@ -19,6 +19,7 @@ import (
 	"seafbak/scan"
 	"seafbak/state"
 	seafsync "seafbak/sync"
+	"seafbak/sync/object"
 	"seafbak/sync/primary"
 )
 
@@ -102,7 +103,20 @@ type Watcher struct {
 	kick     chan struct{}
 	// full asks the next round for a full comparison (see CheckAll).
 	full atomic.Bool
+	// asked are libraries reported changed (Check) since the last round; listAll says
+	// a round must list every library anyway (too many asked, or one was invalid).
+	asked   map[string]bool
+	listAll bool
 }
+
+// maxAsked is how many reported libraries a round looks up one by one; beyond that one
+// listing of every head is cheaper.
+const maxAsked = 64
+
+// errNeedListing sends a targeted round to a full one: a reported library the primary
+// no longer has is recorded deleted by the listing's comparison, the one path that does,
+// and one that is new since the last listing is announced to Listed by a listing.
+var errNeedListing = errors.New("watch: a reported library is gone; listing all")
 
 // Copied is what a watcher's syncs have copied since it started.
 type Copied struct {
@@ -143,8 +157,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer tick.Stop()
 	failures := 0
 	var lastHook time.Time
+	targeted := false
 	for {
-		err := w.poll(ctx, s)
+		var err error
+		if ids := w.takeAsked(); targeted && ids != nil && !w.full.Load() {
+			if err = w.pollSome(ctx, s, ids); err != nil && ctx.Err() == nil {
+				w.log().Debug("looking up reported libraries failed; listing all", "err", err)
+				err = w.poll(ctx, s)
+			}
+		} else {
+			err = w.poll(ctx, s)
+		}
+		targeted = false
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:
@@ -171,18 +195,30 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		case <-w.kicks():
+			targeted = true
 		}
 	}
 }
 
-// Check asks Run for a poll round now rather than at the next tick, because something
-// (a Seafile webhook) says library repoID changed. It never blocks: requests made while
-// one is pending fold into it, so a burst of webhooks costs one round. A round rather
-// than a lookup of that one library because a round is the one path that compares with
-// the state and the backup database, records deletions and hands the work to the
-// scheduler (coalescing, backoff, parallel); its cost is the heads query every Poll
-// already makes. The id only goes into the debug log.
+// Check asks Run for a round now rather than at the next tick, because something (a
+// notification-server event, a Seafile webhook) says library repoID changed. It never
+// blocks: reports made while one is pending fold into it, so a burst costs one round.
+// That round looks up only the reported libraries (one query each) and compares them
+// with the state, handing changes to the scheduler (coalescing, backoff, parallel) as
+// any round does: with 10 000 libraries that is one row instead of a listing of all.
+// A reported library the primary no longer has or that is new, a failed lookup, or
+// more than maxAsked reports make it a full listing round instead.
 func (w *Watcher) Check(repoID string) {
+	w.mu.Lock()
+	if w.asked == nil {
+		w.asked = map[string]bool{}
+	}
+	if !object.ValidRepoID(repoID) || len(w.asked) >= maxAsked {
+		w.listAll = true
+	} else {
+		w.asked[repoID] = true
+	}
+	w.mu.Unlock()
 	select {
 	case w.kicks() <- struct{}{}:
 		w.log().Debug("change reported; polling now", "repo", repoID)
@@ -200,6 +236,68 @@ func (w *Watcher) CheckAll() {
 	default:
 	}
 	w.log().Debug("full head check asked")
+}
+
+// takeAsked returns and clears the reported libraries; nil when a round must list all
+// (or nothing was reported).
+func (w *Watcher) takeAsked() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.asked))
+	for id := range w.asked {
+		ids = append(ids, id)
+	}
+	all := w.listAll
+	clear(w.asked)
+	w.listAll = false
+	if all || len(ids) == 0 {
+		return nil
+	}
+	return ids
+}
+
+// pollSome is a round over the reported libraries only: each is looked up on the
+// primary and compared with its record, as poll compares every library.
+func (w *Watcher) pollSome(ctx context.Context, s *scheduler, ids []string) error {
+	now := time.Now()
+	var libs []primary.Library
+	var recs []state.Library
+	for _, id := range ids {
+		lib, err := w.Catalog.Library(ctx, id)
+		if errors.Is(err, primary.ErrLibraryGone) {
+			return errNeedListing
+		}
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		if _, known := w.lastHeads[id]; !known {
+			return errNeedListing // new since the last listing: a listing also subscribes it (Listed)
+		}
+		libs = append(libs, lib)
+		rec, found, err := w.State.Load(id)
+		if errors.Is(err, state.ErrDamaged) {
+			continue // asked for like a new library: the engine fails it, naming the file
+		}
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		if found {
+			recs = append(recs, rec)
+		}
+	}
+	changed, _ := scan.Compare(libs, recs, nil) // every record is of a looked-up library: none gone
+	for _, lib := range changed {
+		w.setUnsettled(lib.ID, true)
+		s.want(ctx, job{lib: lib, seen: now})
+	}
+	// The next partial poll need not look at these again for the same head.
+	for _, lib := range libs {
+		if _, known := w.lastHeads[lib.ID]; known {
+			w.lastHeads[lib.ID] = lib.Head
+		}
+	}
+	s.dispatch(ctx)
+	return nil
 }
 
 func (w *Watcher) kicks() chan struct{} {

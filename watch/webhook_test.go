@@ -136,7 +136,8 @@ func TestWebhookEmptySecret(t *testing.T) {
 	}
 }
 
-// countingCatalog counts listings; it lists nothing, so no sync is asked for.
+// countingCatalog counts rounds: listings, and lookups of a reported library (whose
+// record says it is backed up at the head it reports), so no sync is asked for.
 type countingCatalog struct {
 	primary.Catalog
 	n atomic.Int32
@@ -146,17 +147,30 @@ type countingCatalog struct {
 }
 
 func (c *countingCatalog) Libraries(context.Context) ([]primary.Library, error) {
+	c.round()
+	return []primary.Library{{ID: hookRepo, StoreID: hookRepo, Head: hookHead}}, nil
+}
+
+func (c *countingCatalog) Library(_ context.Context, id string) (primary.Library, error) {
+	c.round()
+	return primary.Library{ID: id, StoreID: id, Head: hookHead}, nil
+}
+
+func (c *countingCatalog) round() {
 	if c.n.Add(1) == 3 && c.hold != nil {
 		<-c.hold
 	}
-	return nil, nil
 }
+
+const hookHead = "0123456789012345678901234567890123456789"
 
 // Check makes Run poll now rather than at the next tick, never blocks, and a burst of
 // calls folds into at most one extra round.
 func TestCheckPollsNow(t *testing.T) {
 	cat := &countingCatalog{hold: make(chan struct{})}
-	w := &Watcher{Engine: noEngine{}, Catalog: cat, State: newTestState(t), Poll: time.Hour}
+	st := newTestState(t)
+	must(t, st.Save(state.Library{ID: hookRepo, StoreID: hookRepo, Head: hookHead}))
+	w := &Watcher{Engine: noEngine{}, Catalog: cat, State: st, Poll: time.Hour}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -180,7 +194,7 @@ func TestCheckPollsNow(t *testing.T) {
 	}
 }
 
-// noEngine is never asked for a sync: the catalog above lists nothing.
+// noEngine is never asked for a sync: the catalog above lists one library, backed up.
 type noEngine struct{}
 
 func (noEngine) SyncListed(context.Context, primary.Library) (seafsync.Result, error) {
