@@ -385,6 +385,10 @@ func putMany(t testing.TB, s store.Store, kind object.Kind, n int) []string {
 // already holds: one HEAD per object, or one listing (1000 keys a request) then memory.
 // Both run against the local VersityGW over loopback, so the figures are a floor: a
 // real endpoint adds its round trip to every HEAD but only to every 1000th key listed.
+// Measured on the 2-core dev machine, shared (load 10 to 15), N = 2000: HEAD 783 to
+// 1013 µs/object, listing 151 to 392 µs/object (VersityGW's posix backend stats each
+// file and reads its xattrs to list it). So even locally, listing wins once a sync
+// checks more than a fifth to two fifths of the library; HEADs win for a few-file change.
 func BenchmarkS3Presence(b *testing.B) {
 	srv := s3test.Shared(b)
 	o := newBuckets(b, srv, srv.Endpoint)
