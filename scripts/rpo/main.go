@@ -113,13 +113,16 @@ func loadavg() string {
 }
 
 // peakRSS is a process's VmHWM from /proc, "" if it cannot be read.
-func peakRSS(pid int) string {
+func peakRSS(pid int) string { return procStatus(pid, "VmHWM:") }
+
+// procStatus is one field of /proc/<pid>/status, "" if it cannot be read.
+func procStatus(pid int, field string) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return ""
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field); ok {
 			return strings.TrimSpace(v)
 		}
 	}
@@ -358,7 +361,7 @@ func run(root string) error {
 	}
 	loadAfter := loadavg()
 
-	rss := peakRSS(cmd.Process.Pid)
+	rss, rssNow := peakRSS(cmd.Process.Pid), procStatus(cmd.Process.Pid, "VmRSS:")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fail(err)
 	}
@@ -410,7 +413,7 @@ func run(root string) error {
 	if missed := len(t.all) - len(lat); missed > 0 {
 		fmt.Printf("NOT BACKED UP within %s of the last change: %d changes\n", *settle, missed)
 	}
-	fmt.Printf("seafbak watch: peak RSS %s, CPU (user+sys) %.2fs, exit code %d on SIGTERM\n", rss, cpu.Seconds(), exitCode)
+	fmt.Printf("seafbak watch: peak RSS %s (first backup included), RSS at the end %s, CPU (user+sys) %.2fs, exit code %d on SIGTERM\n", rss, rssNow, cpu.Seconds(), exitCode)
 	if exitCode != 0 {
 		return fail(fmt.Errorf("seafbak watch exited %d on SIGTERM, not 0: %v", exitCode, exitErr))
 	}
