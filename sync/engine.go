@@ -67,6 +67,10 @@ type Result struct {
 	Truncated   int  // commits whose trees the primary's GC removed
 	Rechecked   bool // presence was not trusted (a previous attempt died)
 	OldHeadKept bool // the old head left the primary's history and was recorded
+	// Frontier is the most fs objects the walk held at once: it depends on the tree's
+	// shape (fan-out, depth) and on how far the walk runs ahead of the copy, not on how
+	// many files the library has.
+	Frontier int
 }
 
 // ErrLibraryUnknown is returned for a library that neither the primary nor the backup
@@ -267,6 +271,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, errors.Join(runErr, err)))
 	}
 	res.Commits, res.FSObjects, res.Blocks, res.Bytes = r.stats.commits, r.stats.fs, r.stats.blocks, r.stats.bytes
+	res.Frontier = r.stats.frontier
 	res.Rechecked = recheck
 	now := e.now()
 	holes := r.holesFor(rec.Holes, now)

@@ -53,8 +53,11 @@ type FS struct {
 	// is flushing its objects must not return before that flush is done.
 	syncMu       gosync.Mutex
 	mu           gosync.Mutex
-	pendingFiles []string            // objects renamed into place since the last Sync
-	pendingDirs  map[string]struct{} // directories whose entries changed since then
+	pendingFiles []string // objects renamed into place since the last Sync
+	// pendingMany: more than syncfsAbove objects are pending, so one syncfs will flush
+	// them and their names are not kept (a first backup writes millions).
+	pendingMany bool
+	pendingDirs map[string]struct{} // directories whose entries changed since then
 }
 
 // syncfsAbove is how many pending objects make one syncfs(2) cheaper than fsyncing each.
@@ -231,15 +234,16 @@ func (s *FS) Sync(context.Context) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
-	files, dirs := s.pendingFiles, s.pendingDirs
-	s.pendingFiles, s.pendingDirs = nil, map[string]struct{}{}
+	files, dirs, many := s.pendingFiles, s.pendingDirs, s.pendingMany
+	s.pendingFiles, s.pendingDirs, s.pendingMany = nil, map[string]struct{}{}, false
 	s.mu.Unlock()
-	if len(files) == 0 && len(dirs) == 0 {
+	if len(files) == 0 && len(dirs) == 0 && !many {
 		return nil
 	}
-	if err := flush(s, files, dirs); err != nil {
+	if err := flush(s, many, files, dirs); err != nil {
 		// Keep them pending: the next Sync tries again.
 		s.mu.Lock()
+		s.pendingMany = s.pendingMany || many
 		s.pendingFiles = append(s.pendingFiles, files...)
 		for d := range dirs {
 			s.pendingDirs[d] = struct{}{}
@@ -250,8 +254,8 @@ func (s *FS) Sync(context.Context) error {
 	return nil
 }
 
-func flush(s *FS, files []string, dirs map[string]struct{}) error {
-	if len(files) > syncfsAbove {
+func flush(s *FS, many bool, files []string, dirs map[string]struct{}) error {
+	if many || len(files) > syncfsAbove {
 		return s.syncfs()
 	}
 	for _, f := range files {
@@ -369,7 +373,11 @@ func (w *fsWriter) Commit() (err error) {
 		return fsutil.SyncDir(w.dir)
 	}
 	w.s.mu.Lock()
-	w.s.pendingFiles = append(w.s.pendingFiles, w.path)
+	if w.s.pendingMany || len(w.s.pendingFiles) >= syncfsAbove {
+		w.s.pendingMany, w.s.pendingFiles = true, nil
+	} else {
+		w.s.pendingFiles = append(w.s.pendingFiles, w.path)
+	}
 	w.s.pendingDirs[w.dir] = struct{}{}
 	w.s.mu.Unlock()
 	return nil

@@ -1,0 +1,92 @@
+package sync_test
+
+import (
+	"os"
+	"path/filepath"
+	"runtime/metrics"
+	"strconv"
+	"testing"
+	"time"
+
+	"seafbak/internal/seafgen"
+	"seafbak/internal/testenv"
+	"seafbak/state"
+	seafsync "seafbak/sync"
+	"seafbak/sync/store"
+)
+
+// BenchmarkFirstBackupSmallFiles is the first backup of one library of many 4 KiB files
+// from the data dir, in process, so that allocations and the live heap can be read, and
+// profiled:
+//
+//	SEAFBAK_BENCH_FILES=100000 go test -run '^$' -bench FirstBackupSmallFiles -benchtime 1x \
+//	    -cpuprofile cpu.out -memprofile mem.out ./sync/
+//
+// peak-heap-MiB is the largest live heap seen (sampled every 5 ms): it must not grow
+// with the number of files.
+func BenchmarkFirstBackupSmallFiles(b *testing.B) {
+	files := 20_000
+	if s := os.Getenv("SEAFBAK_BENCH_FILES"); s != "" {
+		var err error
+		if files, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	env := testenv.New(b, srv)
+	lib, err := seafgen.New(env.PrimaryDir).NewLibrary(seafgen.LibraryOptions{Name: "many"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := lib.CommitBulk("bulk", files, int64(files)*4096, 3); err != nil {
+		b.Fatal(err)
+	}
+	env.Publish(lib)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var peak uint64
+	for range b.N {
+		b.StopTimer()
+		root := b.TempDir()
+		st, err := store.NewFS(filepath.Join(root, "seafile-data"), store.Batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sd, err := state.Open(filepath.Join(root, "state"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		eng := &seafsync.Engine{Source: env.Source(), Store: st, State: sd, Parallel: 4}
+		stop := sampleHeap(&peak)
+		b.StartTimer()
+		res := testenv.SyncOK(b, eng, lib.ID)
+		b.StopTimer()
+		stop()
+		if res.Blocks != files {
+			b.Fatalf("%d blocks copied, want %d", res.Blocks, files)
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// sampleHeap records the largest live heap (bytes in heap objects) into peak until stop
+// is called.
+func sampleHeap(peak *uint64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			*peak = max(*peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
