@@ -150,10 +150,10 @@ func (c *Client) SetLibraries(libs []primary.Library) {
 	for _, lib := range libs {
 		listed[lib.ID] = true
 		if s, ok := c.subs[lib.ID]; ok {
-			s.lib = lib
+			s.lib = tokenFields(lib)
 			continue
 		}
-		c.subs[lib.ID] = &sub{lib: lib}
+		c.subs[lib.ID] = &sub{lib: tokenFields(lib)}
 		changed = true
 	}
 	for id := range c.subs {
@@ -170,6 +170,13 @@ func (c *Client) SetLibraries(libs []primary.Library) {
 	if changed {
 		c.poke()
 	}
+}
+
+// tokenFields keeps of a library what asking for its token needs (the file server's
+// token row is made for the owner of the library or its origin), so that the client's
+// memory at 10 000 libraries does not hold every name and head of the last listing.
+func tokenFields(lib primary.Library) primary.Library {
+	return primary.Library{ID: lib.ID, StoreID: lib.StoreID, Owner: lib.Owner}
 }
 
 // Run connects, subscribes and reads events until ctx ends, reconnecting with backoff
