@@ -20,6 +20,11 @@ import (
 // tree, so memory does not grow with the library (issue 10: 162 MiB on 100 000 files
 // when every fetched object waited for the end).
 
+// dirBatch is how many named dirs are fetched at once. Only these are held decoded: a
+// dir's subdirs wait on the stack as bare names until their turn, so a wide dir does not
+// bring its whole next level into memory.
+const dirBatch = 64
+
 // window bounds the jobs (block copies, fs writes) queued or running at once: it is what
 // keeps the walk ahead of the workers without holding the whole tree.
 const window = 512
@@ -116,7 +121,7 @@ type tree struct {
 	c *object.Commit
 	w *workers
 
-	stack   []*tnode          // fetched dirs not yet listed
+	stack   []*tnode          // dirs not yet listed: fetched (fs set) or only named
 	waiting map[string]*tnode // fs objects named but not yet settled, by id
 	copying map[string][]*tnode
 	queue   []job
@@ -195,11 +200,21 @@ func (t *tree) known(ctx context.Context, n *tnode) (ok, settled bool, err error
 	return false, false, nil
 }
 
-// listSome lists the dirs on top of the stack, up to about fsBatch entries, and fetches
-// the entries the backup lacks in as few requests as the batch allows.
+// listSome fetches the named dirs on top of the stack, or lists the fetched dirs on top
+// of it, up to about fsBatch entries: their files the backup lacks are fetched in as few
+// requests as the batch allows, their subdirs go on the stack to be fetched in turn.
 func (t *tree) listSome(ctx context.Context) {
+	if top := t.stack[len(t.stack)-1]; top.fs == nil {
+		var dirs []*tnode
+		for len(t.stack) > 0 && len(dirs) < dirBatch && t.stack[len(t.stack)-1].fs == nil {
+			dirs = append(dirs, t.stack[len(t.stack)-1])
+			t.stack = t.stack[:len(t.stack)-1]
+		}
+		t.fetch(ctx, dirs)
+		return
+	}
 	var fetch, listed []*tnode
-	for len(t.stack) > 0 && len(fetch) < fsBatch && t.err == nil {
+	for len(t.stack) > 0 && t.stack[len(t.stack)-1].fs != nil && len(fetch) < fsBatch && t.err == nil {
 		d := t.stack[len(t.stack)-1]
 		t.stack = t.stack[:len(t.stack)-1]
 		listed = append(listed, d)
@@ -228,7 +243,11 @@ func (t *tree) listSome(ctx context.Context) {
 			}
 			if !n.fromStore {
 				t.waiting[n.id] = n
-				fetch = append(fetch, n)
+				if n.dir {
+					t.stack = append(t.stack, n)
+				} else {
+					fetch = append(fetch, n)
+				}
 			}
 		}
 	}
