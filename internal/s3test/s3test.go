@@ -125,12 +125,15 @@ func serve(dir, addr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg := &embedgw.Config{
-		RootUserAccess:    AccessKey,
-		RootUserSecret:    SecretKey,
-		Region:            Region,
-		Ports:             []string{addr},
-		MaxConnections:    250,
-		MaxRequests:       100,
+		RootUserAccess: AccessKey,
+		RootUserSecret: SecretKey,
+		Region:         Region,
+		Ports:          []string{addr},
+		// Far above what one test package opens: each test's client keeps its idle
+		// connections, and at 250 a `go test -count=3` ran into "Server.Concurrency
+		// limit exceeded" (503) while making buckets.
+		MaxConnections:    4096,
+		MaxRequests:       1024,
 		MultipartMaxParts: 10000,
 		Quiet:             true,
 		KeepAlive:         true,
