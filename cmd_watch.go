@@ -3,17 +3,15 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"seafbak/config"
+	"seafbak/internal/tlsutil"
 	"seafbak/watch"
 	"seafbak/watch/notify"
 )
@@ -108,17 +106,9 @@ func notificationClient(e *env, w *wiring, wt *watch.Watcher) (*notify.Client, e
 	} else {
 		return nil, errors.New("primary.notification_url needs primary.jwt_private_key, or primary.url to ask the file server for tokens")
 	}
-	var tlsConf *tls.Config
-	if p.CAFile != "" {
-		pem, err := os.ReadFile(p.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("primary.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("primary.ca_file %s holds no PEM certificate", p.CAFile)
-		}
-		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tlsConf, err := tlsutil.PrivateCA(p.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("primary %w", err)
 	}
 	nc := &notify.Client{
 		URL: p.NotificationURL, Tokens: tokens, TLS: tlsConf, Log: e.log.With("signal", "notification server"),

@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -18,10 +16,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
+	"seafbak/internal/tlsutil"
 	"seafbak/sync/object"
 )
 
@@ -97,17 +95,9 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Conns <= 0 {
 		opts.Conns = 8
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("primary ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("primary ca_file %s holds no PEM certificate", opts.CAFile)
-		}
-		tlsConf.RootCAs = pool
+	tlsConf, err := tlsutil.PrivateCA(opts.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("primary %w", err)
 	}
 	transport := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment, // HTTPS_PROXY, NO_PROXY

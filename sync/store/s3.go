@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"seafbak/internal/tlsutil"
 	"seafbak/sync/object"
 )
 
@@ -132,16 +133,12 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		return nil, fmt.Errorf("s3 store %s: %w", s.endpoint, err)
 	}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("s3 store %s: ca_file: %w", s.endpoint, err)
-		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("s3 store %s: ca_file %s: no PEM certificate in it", s.endpoint, o.CAFile)
+		if err := tlsutil.AddCA(pool, o.CAFile); err != nil {
+			return nil, fmt.Errorf("s3 store %s: %w", s.endpoint, err)
 		}
 		if tr.TLSClientConfig == nil {
 			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
