@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +20,7 @@ import (
 	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/primary"
+	"seafbak/sync/store"
 )
 
 type statusCmd struct {
@@ -57,7 +58,7 @@ func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 		defer pdb.Close()
 		cat = primary.NewDB(pdb)
 	}
-	rep, err := scan.StatusTimed(e.ctx, cat, st, backedUpHeadTime(e.cfg.Backup.DataDir))
+	rep, err := scan.StatusTimed(e.ctx, cat, st, backedUpHeadTime(e.ctx, e.cfg.Backup.DataDir))
 	if err != nil {
 		return nil, cantRun(err)
 	}
@@ -82,20 +83,16 @@ func (c *statusCmd) print(e *env, rep *scan.Report) error {
 	return nil
 }
 
-// backedUpHeadTime reads a commit's time from the backup store, read only (status
-// never writes there). A commit it cannot read or parse has no time: status leaves the
-// figure out rather than fail.
-func backedUpHeadTime(dataDir string) scan.HeadTimer {
+// backedUpHeadTime reads a commit's time from the backup store, opened read only
+// (status never writes there). A commit it cannot read or parse has no time: status
+// leaves the figure out rather than fail; so does a store it cannot open.
+func backedUpHeadTime(ctx context.Context, dataDir string) scan.HeadTimer {
+	fs, err := store.OpenFS(dataDir)
+	if err != nil {
+		return nil
+	}
 	return func(repoID, commitID string) (time.Time, bool) {
-		if object.CheckRepoID(repoID) != nil || object.CheckID(commitID) != nil {
-			return time.Time{}, false
-		}
-		f, err := os.Open(filepath.Join(dataDir, "storage", "commits", repoID, commitID[:2], commitID[2:]))
-		if err != nil {
-			return time.Time{}, false
-		}
-		defer f.Close()
-		raw, err := io.ReadAll(io.LimitReader(f, object.MaxStoredSize(object.KindCommit)+1))
+		raw, err := fs.Get(ctx, object.KindCommit, repoID, commitID)
 		if err != nil {
 			return time.Time{}, false
 		}

@@ -84,6 +84,15 @@ func NewFS(root string, d Durability) (*FS, error) {
 	return s, nil
 }
 
+// OpenFS opens an existing store only to read it: unlike NewFS it creates nothing and
+// sweeps no temp files, so a read-only command (status) changes nothing on the backup.
+func OpenFS(root string) (*FS, error) {
+	if _, err := os.Stat(filepath.Join(root, "storage")); err != nil {
+		return nil, fmt.Errorf("backup store %s: %w", root, err)
+	}
+	return &FS{root: root, tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}}, nil
+}
+
 // removeStaleTemps deletes temp files a killed seafbak left behind. They were never
 // renamed into place, so they are not objects; an hour-old one has no live writer.
 func (s *FS) removeStaleTemps() {
