@@ -63,7 +63,7 @@ func TestWatchFollowsNotificationServer(t *testing.T) {
 		return time.Since(start)
 	}
 	backedUp("first backup", a, 20*time.Second)
-	waitUntil(t, "subscribed", func() bool { return notif.Subscribed(a.ID) == 1 })
+	testenv.WaitFor(t, "subscribed", 10*time.Second, func() bool { return notif.Subscribed(a.ID) == 1 })
 
 	// A commit, announced as the file server does: backed up long before any poll.
 	var took []time.Duration
@@ -94,7 +94,7 @@ func TestWatchFollowsNotificationServer(t *testing.T) {
 	}
 	backedUp("change made while the notification server was down", a, 15*time.Second)
 	backedUp("library created while the notification server was down", b, 5*time.Second)
-	waitUntil(t, "new library subscribed", func() bool { return notif.Subscribed(b.ID) == 1 })
+	testenv.WaitFor(t, "new library subscribed", 10*time.Second, func() bool { return notif.Subscribed(b.ID) == 1 })
 	testenv.Commit(t, b, "edit", seafgen.Put("b.txt", []byte("bb")))
 	env.Publish(b)
 	must(t, fs.BranchUpdated(b.ID, b.Head))
@@ -104,16 +104,5 @@ func TestWatchFollowsNotificationServer(t *testing.T) {
 	if text := errb.String(); !strings.Contains(text, "connected to the notification server") ||
 		!strings.Contains(text, "notification server connection lost") {
 		t.Fatalf("connection changes not logged:\n%s", text)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

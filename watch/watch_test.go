@@ -45,14 +45,7 @@ func (c *flakyCatalog) Libraries(ctx context.Context) ([]primary.Library, error)
 // waitFor polls cond every 10 ms for up to 20 s and returns how long it took.
 func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 20*time.Second {
-			t.Fatalf("%s: not within 20 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testenv.WaitFor(t, what, 20*time.Second, cond)
 }
 
 func TestWatchFollowsThePrimary(t *testing.T) {

@@ -356,10 +356,7 @@ func (c *client) read() {
 		if err := c.handle(m.Type, m.Content); err != nil {
 			return
 		}
-		c.mu.Lock()
-		silenced := c.silenced
-		c.mu.Unlock()
-		if silenced {
+		if c.isSilenced() {
 			return // the real reader notices it was given up only now
 		}
 	}
@@ -414,17 +411,10 @@ func (c *client) write() {
 	for {
 		select {
 		case frame := <-c.wch:
-			c.mu.Lock()
-			silenced := c.silenced
-			c.mu.Unlock()
-			if silenced {
+			if c.isSilenced() {
 				continue // given up: the event is lost
 			}
-			c.connMu.Lock()
-			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			err := c.conn.WriteMessage(websocket.TextMessage, frame)
-			c.connMu.Unlock()
-			if err != nil {
+			if err := c.send(websocket.TextMessage, frame); err != nil {
 				c.stop()
 				return
 			}
@@ -432,6 +422,20 @@ func (c *client) write() {
 			return
 		}
 	}
+}
+
+// send writes one frame, one writer at a time, within writeWait as the real server.
+func (c *client) send(kind int, data []byte) error {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	return c.conn.WriteMessage(kind, data)
+}
+
+func (c *client) isSilenced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.silenced
 }
 
 func (c *client) keepAlive() {
@@ -451,11 +455,7 @@ func (c *client) keepAlive() {
 				// stays blocked until the client writes, so the socket stays open.
 				continue
 			}
-			c.connMu.Lock()
-			c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			err := c.conn.WriteMessage(websocket.PingMessage, nil)
-			c.connMu.Unlock()
-			if err != nil {
+			if err := c.send(websocket.PingMessage, nil); err != nil {
 				c.stop()
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	gosync "sync"
 	"testing"
+	"time"
 
 	"seafbak/internal/seafgen"
 	seafsync "seafbak/sync"
@@ -98,4 +99,18 @@ func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// WaitFor polls cond every 10 ms until it holds, and fails the test naming what if it
+// does not within limit; it returns how long it took.
+func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
 }

@@ -90,18 +90,6 @@ func (h *harness) events(id string) int {
 	return h.changed[id]
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // post sends an event as the file server does, retrying until a subscriber got it.
 func (h *harness) post(l primary.Library) {
 	h.t.Helper()
@@ -109,7 +97,7 @@ func (h *harness) post(l primary.Library) {
 	if err := notiftest.PostEvent(h.srv.URL(), key, l.ID, strings.Repeat("a", 40)); err != nil {
 		h.t.Fatal(err)
 	}
-	waitFor(h.t, "event for "+l.ID, 3*time.Second, func() bool { return h.events(l.ID) > before })
+	testenv.WaitFor(h.t, "event for "+l.ID, 3*time.Second, func() bool { return h.events(l.ID) > before })
 }
 
 func TestSubscribeEventsAndNewLibraries(t *testing.T) {
@@ -117,10 +105,10 @@ func TestSubscribeEventsAndNewLibraries(t *testing.T) {
 	h := start(t, srv, Minter{Key: key}, nil)
 	libs := []primary.Library{lib(1), lib(2), lib(3)}
 	h.c.SetLibraries(libs)
-	waitFor(t, "subscribed", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "subscribed", 5*time.Second, func() bool {
 		return srv.Subscribed(libs[0].ID) == 1 && srv.Subscribed(libs[2].ID) == 1
 	})
-	waitFor(t, "Connected called", time.Second, func() bool { return h.connected.Load() == 1 })
+	testenv.WaitFor(t, "Connected called", time.Second, func() bool { return h.connected.Load() == 1 })
 	for _, l := range libs {
 		h.post(l)
 	}
@@ -129,7 +117,7 @@ func TestSubscribeEventsAndNewLibraries(t *testing.T) {
 	}
 	// A library the primary lists later is subscribed; one it stops listing is not.
 	h.c.SetLibraries([]primary.Library{libs[1], libs[2], lib(4)})
-	waitFor(t, "new library subscribed, gone one unsubscribed", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "new library subscribed, gone one unsubscribed", 5*time.Second, func() bool {
 		return srv.Subscribed(lib(4).ID) == 1 && srv.Subscribed(libs[0].ID) == 0
 	})
 	h.post(lib(4))
@@ -144,7 +132,7 @@ func TestRefusedTokensBackOffAndPollingGoesOn(t *testing.T) {
 	tokens := newTokens([]byte("not-the-server-key-0123456789abc"), time.Hour)
 	h := start(t, srv, tokens, func(c *Client) { c.Housekeeping = 100 * time.Millisecond })
 	h.c.SetLibraries([]primary.Library{lib(1), lib(2)})
-	waitFor(t, "refusals", 5*time.Second, func() bool { return h.c.Stats().Refused >= 2 })
+	testenv.WaitFor(t, "refusals", 5*time.Second, func() bool { return h.c.Stats().Refused >= 2 })
 	time.Sleep(3 * time.Second)
 	// Backoff: 2 s after the first refusal, then 4 s: at most 2 tokens per library in 3 s.
 	if n := tokens.calls.Load(); n > 4 {
@@ -158,7 +146,7 @@ func TestRefusedTokensBackOffAndPollingGoesOn(t *testing.T) {
 	}
 	// The connection itself stays: the server's key fixed, the next retry subscribes.
 	tokens.key.Store(&key)
-	waitFor(t, "subscribed once the key is right", 15*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
+	testenv.WaitFor(t, "subscribed once the key is right", 15*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
 }
 
 func TestExpiredTokensAreRenewed(t *testing.T) {
@@ -168,9 +156,9 @@ func TestExpiredTokensAreRenewed(t *testing.T) {
 	tokens := newTokens(key, 2*time.Second)
 	h := start(t, srv, tokens, func(c *Client) { c.RenewBefore = time.Millisecond })
 	h.c.SetLibraries([]primary.Library{lib(1)})
-	waitFor(t, "subscribed", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
-	waitFor(t, "renewed after expiry", 10*time.Second, func() bool { return tokens.calls.Load() >= 3 })
-	waitFor(t, "subscribed again", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
+	testenv.WaitFor(t, "subscribed", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
+	testenv.WaitFor(t, "renewed after expiry", 10*time.Second, func() bool { return tokens.calls.Load() >= 3 })
+	testenv.WaitFor(t, "subscribed again", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
 	h.post(lib(1))
 	if s := h.c.Stats(); s.Refused != 0 || s.Connects != 1 {
 		t.Fatalf("an expired token counted as refused, or the connection dropped: %+v", s)
@@ -186,7 +174,7 @@ func TestRenewedBeforeExpiry(t *testing.T) {
 	})
 	h.c.SetLibraries([]primary.Library{lib(1)})
 	// Renewed in the last quarter of its 3 s life, long before a 2.5 s RenewBefore.
-	took := waitFor(t, "renewed before expiry", 5*time.Second, func() bool { return tokens.calls.Load() >= 2 })
+	took := testenv.WaitFor(t, "renewed before expiry", 5*time.Second, func() bool { return tokens.calls.Load() >= 2 })
 	if took < 2*time.Second || took > 3*time.Second {
 		t.Errorf("renewed %s after the first token; want between 2.25 s and 3 s", took)
 	}
@@ -199,13 +187,13 @@ func TestSilentServerIsLeftAndRejoined(t *testing.T) {
 	srv := &notiftest.Server{Key: key}
 	h := start(t, srv, Minter{Key: key}, nil)
 	h.c.SetLibraries([]primary.Library{lib(1)})
-	waitFor(t, "subscribed", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
+	testenv.WaitFor(t, "subscribed", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
 	// The server gives up on the connection (as after missed pongs): no pings, no
 	// events, the socket open. The client must notice and connect again.
 	srv.Silence()
-	took := waitFor(t, "reconnected", 10*time.Second, func() bool { return h.c.Stats().Connects == 2 && srv.Subscribed(lib(1).ID) == 1 })
+	took := testenv.WaitFor(t, "reconnected", 10*time.Second, func() bool { return h.c.Stats().Connects == 2 && srv.Subscribed(lib(1).ID) == 1 })
 	t.Logf("silent server noticed and rejoined in %s", took.Round(time.Millisecond))
-	waitFor(t, "Connected called again", time.Second, func() bool { return h.connected.Load() == 2 })
+	testenv.WaitFor(t, "Connected called again", time.Second, func() bool { return h.connected.Load() == 2 })
 	h.post(lib(1))
 }
 
@@ -213,7 +201,7 @@ func TestServerRestart(t *testing.T) {
 	srv := &notiftest.Server{Key: key}
 	h := start(t, srv, Minter{Key: key}, nil)
 	h.c.SetLibraries([]primary.Library{lib(1)})
-	waitFor(t, "subscribed", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
+	testenv.WaitFor(t, "subscribed", 5*time.Second, func() bool { return srv.Subscribed(lib(1).ID) == 1 })
 	srv.Stop()
 	// An event while it is down is lost (the file server's POST fails).
 	if err := notiftest.PostEvent(srv.URL(), key, lib(1).ID, strings.Repeat("b", 40)); err == nil {
@@ -223,7 +211,7 @@ func TestServerRestart(t *testing.T) {
 	if _, err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "reconnected after restart", 15*time.Second, func() bool { return h.connected.Load() == 2 && srv.Subscribed(lib(1).ID) == 1 })
+	took := testenv.WaitFor(t, "reconnected after restart", 15*time.Second, func() bool { return h.connected.Load() == 2 && srv.Subscribed(lib(1).ID) == 1 })
 	t.Logf("reconnected %s after the restart", took.Round(time.Millisecond))
 	h.post(lib(1))
 	if !strings.Contains(h.logs.String(), "notification server connection lost") {
