@@ -146,9 +146,7 @@ func (c *Client) SetLibraries(libs []primary.Library) {
 	c.init()
 	c.mu.Lock()
 	changed := false
-	listed := make(map[string]bool, len(libs))
 	for _, lib := range libs {
-		listed[lib.ID] = true
 		if s, ok := c.subs[lib.ID]; ok {
 			s.lib = tokenFields(lib)
 			continue
@@ -156,14 +154,23 @@ func (c *Client) SetLibraries(libs []primary.Library) {
 		c.subs[lib.ID] = &sub{lib: tokenFields(lib)}
 		changed = true
 	}
-	for id := range c.subs {
-		if !listed[id] {
-			if c.subs[id].sent {
-				c.dropped = append(c.dropped, id)
-				c.stats.Subscribed--
+	// Listed ids are distinct: more subscriptions than listed libraries means some are
+	// gone. Only then is the listing made a set, so a poll with nothing new or gone
+	// allocates nothing here.
+	if len(c.subs) > len(libs) {
+		listed := make(map[string]bool, len(libs))
+		for _, lib := range libs {
+			listed[lib.ID] = true
+		}
+		for id, s := range c.subs {
+			if !listed[id] {
+				if s.sent {
+					c.dropped = append(c.dropped, id)
+					c.stats.Subscribed--
+				}
+				delete(c.subs, id)
+				changed = true
 			}
-			delete(c.subs, id)
-			changed = true
 		}
 	}
 	c.mu.Unlock()
