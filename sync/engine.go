@@ -188,6 +188,31 @@ func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, 
 	return res, nil
 }
 
+// preload lists a library's objects in one go where the store can (S3), for a first
+// backup: it asks about nearly every object, and after a killed first backup most of
+// them are there. Later syncs ask about few objects (the walk stops at present dirs),
+// so one request each is cheaper than listing a library of millions. A failed listing
+// costs only speed: presence is then asked object by object. The returned func forgets
+// the listings.
+func (e *Engine) preload(ctx context.Context, lib primary.Library, log *slog.Logger) func() {
+	p, ok := e.Store.(store.Preloader)
+	if !ok {
+		return func() {}
+	}
+	keys := object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}
+	kinds := []object.Kind{object.KindCommit, object.KindFS, object.KindBlock}
+	for _, k := range kinds {
+		if err := p.Preload(ctx, k, keys.For(k)); err != nil {
+			log.Warn("listing the backup store failed; asking object by object", "kind", k, "err", err)
+		}
+	}
+	return func() {
+		for _, k := range kinds {
+			p.Forget(k, keys.For(k))
+		}
+	}
+}
+
 // syncLocked runs one sync of lib; the caller holds lib's lock.
 func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, error) {
 	res := Result{RepoID: lib.ID, Name: lib.Name}
@@ -263,6 +288,9 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
 	started := time.Now()
+	if rec.Head == "" && !recheck {
+		defer e.preload(ctx, lib, log)()
+	}
 	r := newRun(e, lib, rec, recheck, log)
 	runErr := r.transfer(ctx)
 	// Whatever happened, make what was written durable so the marker can go: the objects

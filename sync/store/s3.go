@@ -275,6 +275,15 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 	return nil
 }
 
+// Forget drops Preload's listing of a library: Has and Size go back to HEADs for it.
+func (s *S3) Forget(kind object.Kind, storeID string) {
+	s.mu.Lock()
+	delete(s.lists, listKey{kind, storeID})
+	s.mu.Unlock()
+}
+
+var _ Preloader = (*S3)(nil)
+
 // listed answers from Preload's listing: known is false when no listing of the
 // object's library was loaded.
 func (s *S3) listed(kind object.Kind, storeID, id string) (size int64, present, known bool) {

@@ -38,6 +38,18 @@ type Store interface {
 	SyncAll(ctx context.Context) error
 }
 
+// Preloader is a Store that can answer presence for a whole library from one listing
+// instead of a request per object (S3: one ListObjectsV2 page per 1000 keys against one
+// HEAD per object). A sync preloads a library when it expects to ask about most of its
+// objects (its first backup, or the resumption of one), and forgets the listing when it
+// is done, so a scan of many libraries holds one listing per running sync, not one per
+// library. A listing may say "absent" for an object another process wrote since; the
+// sync then writes it again, which is redundant but harmless.
+type Preloader interface {
+	Preload(ctx context.Context, kind object.Kind, storeID string) error
+	Forget(kind object.Kind, storeID string)
+}
+
 // Writer receives one object's bytes. Exactly one of Commit or Abort must be called.
 type Writer interface {
 	io.Writer
