@@ -1,0 +1,811 @@
+// Package storecopy copies a whole backup store into another one (`seafbak store copy`):
+// a filesystem store to S3 and back, or any Store to any other. Every library the state
+// records is copied with its full history (its head and the old heads the primary moved
+// away from), verified object by object as it is read, and written bottom-up as the
+// engine writes: blocks, then files, then dirs from the leaves up, then commits oldest
+// first, so the destination keeps invariant 1 (present means complete) at every instant.
+// A present dir or commit in the destination is trusted as complete and skipped, which
+// is what makes a rerun after a kill resume where the last run stopped.
+//
+// Objects the state records as missing (holes the primary could not give, trees the
+// primary's GC truncated) are missing from the copy too, the same way: what is above
+// them is not written. A corrupt object in the source is never copied: its library
+// fails, naming the object, and the other libraries go on. Nothing is ever deleted, in
+// either store; the state is only read.
+package storecopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"seafbak/internal/progress"
+	"seafbak/restore"
+	"seafbak/state"
+	"seafbak/sync/object"
+	"seafbak/sync/store"
+)
+
+// Options says what Copy copies and how.
+type Options struct {
+	From, To store.Store
+	// State holds the library records: which libraries, heads and old heads to copy,
+	// and which objects are known to be missing (holes, truncated history).
+	State *state.Dir
+	// Libraries limits the copy to these library ids; empty means every library.
+	Libraries []string
+	Log       *slog.Logger // nil: silent
+	// Parallel is how many objects are copied at once (default 8).
+	Parallel int
+	// Full does not trust a commit present in the destination to have its history below
+	// it: every commit of every history is read from the source and its tree walked
+	// (present dirs are still trusted as complete). For a destination that something
+	// other than seafbak wrote to, or after holes were filled in the source.
+	Full     bool
+	Progress progress.Meter // nil: none
+}
+
+// Counts are objects of each kind and their stored bytes.
+type Counts struct {
+	Commits   int64 `json:"commits"`
+	FSObjects int64 `json:"fs_objects"`
+	Blocks    int64 `json:"blocks"`
+	Bytes     int64 `json:"bytes"`
+}
+
+// Objects is the number of objects of every kind.
+func (c Counts) Objects() int64 { return c.Commits + c.FSObjects + c.Blocks }
+
+func (c *Counts) add(o Counts) {
+	c.Commits += o.Commits
+	c.FSObjects += o.FSObjects
+	c.Blocks += o.Blocks
+	c.Bytes += o.Bytes
+}
+
+// LibraryResult is what Copy did for one library.
+type LibraryResult struct {
+	RepoID  string   `json:"repo_id"`
+	StoreID string   `json:"store_id,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	Heads   []string `json:"heads,omitempty"`
+	// Copied are the objects written into the destination; Present those found there
+	// already and skipped (a present dir or commit stands for everything below it,
+	// which is not counted).
+	Copied  Counts `json:"copied"`
+	Present Counts `json:"present"`
+	// Incomplete counts commits whose trees are not whole in the source, as the state
+	// records (holes, truncated history): copied as they are, without what is missing.
+	Incomplete int `json:"incomplete,omitempty"`
+	// Skipped says why nothing was copied (no head backed up yet).
+	Skipped string `json:"skipped,omitempty"`
+	// Error says why the library failed; what was copied before stays (complete).
+	Error string `json:"error,omitempty"`
+}
+
+// Result is what Copy did.
+type Result struct {
+	Libraries []LibraryResult `json:"libraries"`
+	Copied    Counts          `json:"copied"`
+	Present   Counts          `json:"present"`
+	Failed    int             `json:"failed"`
+	Seconds   float64         `json:"seconds"`
+}
+
+// ObjectError is an object of the source that cannot be copied: missing without the
+// state saying why, or corrupt (its bytes do not match its id).
+type ObjectError struct {
+	RepoID  string
+	Kind    object.Kind
+	ID      string
+	Path    string // where in the tree, "" for a commit
+	Commit  string // the commit whose tree it is in
+	Missing bool
+	Err     error
+}
+
+func (e *ObjectError) Error() string {
+	what := "corrupt in the source store"
+	if e.Missing {
+		what = "missing from the source store"
+	}
+	s := fmt.Sprintf("library %s: %s %s", e.RepoID, kindName(e.Kind), e.ID)
+	if e.Path != "" {
+		s += fmt.Sprintf(" at %q", e.Path)
+	}
+	if e.Commit != "" && e.Commit != e.ID {
+		s += " in commit " + e.Commit
+	}
+	return fmt.Sprintf("%s: %s, not copied: %v (run seafbak verify --repair on the source first)", s, what, e.Err)
+}
+
+func (e *ObjectError) Unwrap() error { return e.Err }
+
+// kindName is an object kind in the singular, for messages.
+func kindName(k object.Kind) string {
+	switch k {
+	case object.KindCommit:
+		return "commit"
+	case object.KindFS:
+		return "fs object"
+	}
+	return "block"
+}
+
+// ErrFailed is wrapped by Copy's error when some libraries failed.
+var ErrFailed = errors.New("libraries failed to copy")
+
+// Copy copies every library of the state (or opts.Libraries) from opts.From into
+// opts.To, then makes the destination durable (To.Sync). Libraries that fail are
+// reported in the result and Copy's error wraps ErrFailed; an error without a result's
+// worth of libraries (the state unreadable, ctx ended) stops Copy as a whole.
+func Copy(ctx context.Context, opts Options) (Result, error) {
+	start := time.Now()
+	var res Result
+	if opts.From == nil || opts.To == nil || opts.State == nil {
+		return res, errors.New("store copy: no source, destination or state")
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	par := opts.Parallel
+	if par <= 0 {
+		par = 8
+	}
+	recs, err := records(opts)
+	if err != nil {
+		return res, err
+	}
+	c := &copier{opts: opts, log: log, tokens: make(chan struct{}, par), prog: opts.Progress}
+	c.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
+
+	// Libraries sharing a store (an origin and its virtual libraries) are copied one
+	// after the other by the same worker: they share fs objects and blocks, and one
+	// listing of the destination's store serves them all.
+	groups := map[string][]state.Library{}
+	var order []string
+	for _, r := range recs {
+		sid := restore.LibraryOf(r).StoreID
+		if groups[sid] == nil {
+			order = append(order, sid)
+		}
+		groups[sid] = append(groups[sid], r)
+	}
+	results := make(map[string][]LibraryResult, len(order))
+	var mu gosync.Mutex
+	next := make(chan string)
+	var wg gosync.WaitGroup
+	for range min(max(par/2, 1), max(len(order), 1)) {
+		wg.Go(func() {
+			for sid := range next {
+				rs := c.group(ctx, sid, groups[sid])
+				mu.Lock()
+				results[sid] = rs
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, sid := range order {
+		select {
+		case next <- sid:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	for _, sid := range order {
+		res.Libraries = append(res.Libraries, results[sid]...)
+	}
+	sort.Slice(res.Libraries, func(i, j int) bool { return res.Libraries[i].RepoID < res.Libraries[j].RepoID })
+	var firstErr string
+	for _, l := range res.Libraries {
+		res.Copied.add(l.Copied)
+		res.Present.add(l.Present)
+		if l.Error != "" {
+			res.Failed++
+			if firstErr == "" {
+				firstErr = l.Error
+			}
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("store copy: %w", err)
+	}
+	// S3: a no-op (a PUT is durable when it returns); filesystem: fsync what was written.
+	if err := opts.To.Sync(ctx); err != nil {
+		return res, fmt.Errorf("store copy: making the destination durable: %w", err)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if res.Failed > 0 {
+		return res, fmt.Errorf("store copy: %d of %d %w; first: %s", res.Failed, len(res.Libraries), ErrFailed, firstErr)
+	}
+	return res, nil
+}
+
+// records loads the libraries to copy.
+func records(opts Options) ([]state.Library, error) {
+	if len(opts.Libraries) == 0 {
+		recs, err := state.Whole(opts.State.All())
+		if err != nil {
+			return nil, fmt.Errorf("store copy: %w", err)
+		}
+		return recs, nil
+	}
+	var recs []state.Library
+	seen := map[string]bool{}
+	for _, id := range opts.Libraries {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		rec, found, err := opts.State.Load(id)
+		if err != nil {
+			return nil, fmt.Errorf("store copy: %w", err)
+		}
+		if !found {
+			return nil, fmt.Errorf("store copy: library %s was never backed up (not in seafbak's state)", id)
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
+// copier is one Copy.
+type copier struct {
+	opts   Options
+	log    *slog.Logger
+	tokens chan struct{} // one per object copy running in a goroutine of its own
+	prog   progress.Meter
+	bufs   gosync.Pool
+}
+
+// group copies the libraries sharing store id sid.
+func (c *copier) group(ctx context.Context, sid string, recs []state.Library) []LibraryResult {
+	out := make([]LibraryResult, 0, len(recs))
+	if p, ok := c.opts.To.(store.Preloader); ok && object.ValidRepoID(sid) {
+		for _, kind := range []object.Kind{object.KindFS, object.KindBlock} {
+			if err := p.Preload(ctx, kind, sid); err != nil {
+				c.log.Debug("could not list the destination's objects; asking object by object", "store", sid, "kind", kind, "err", err)
+			}
+			defer p.Forget(kind, sid)
+		}
+	}
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			break
+		}
+		out = append(out, c.library(ctx, rec))
+	}
+	return out
+}
+
+// library copies one library's whole history.
+func (c *copier) library(ctx context.Context, rec state.Library) LibraryResult {
+	keys := restore.LibraryOf(rec)
+	lr := LibraryResult{RepoID: rec.ID, StoreID: keys.StoreID, Name: rec.Name, Heads: restore.StateHeads(rec)}
+	fail := func(err error) LibraryResult {
+		lr.Error = err.Error()
+		c.log.Error("library not copied", "repo", rec.ID, "err", err)
+		return lr
+	}
+	if err := object.CheckRepoID(keys.RepoID); err != nil {
+		return fail(err)
+	}
+	if err := object.CheckRepoID(keys.StoreID); err != nil {
+		return fail(fmt.Errorf("library %s: store %w", rec.ID, err))
+	}
+	if len(lr.Heads) == 0 {
+		lr.Skipped = "no head backed up yet"
+		return lr
+	}
+	if p, ok := c.opts.To.(store.Preloader); ok {
+		if err := p.Preload(ctx, object.KindCommit, keys.RepoID); err != nil {
+			c.log.Debug("could not list the destination's commits; asking one by one", "repo", rec.ID, "err", err)
+		}
+		defer p.Forget(object.KindCommit, keys.RepoID)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	l := &libCopy{c: c, ctx: ctx, cancel: cancel, rec: rec, keys: keys, inflight: map[string]chan struct{}{},
+		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, rewalk: map[string]bool{}, truncated: map[string]bool{}, truncBefore: math.MinInt64}
+	for _, h := range rec.Holes {
+		l.holes[h.ID] = h
+		l.holeCommits[h.Commit] = true
+	}
+	for _, id := range rec.Truncated {
+		l.truncated[id] = true
+	}
+	err := l.run()
+	lr.Copied, lr.Present, lr.Incomplete = l.copied.counts(), l.present.counts(), l.incomplete
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			lr.Error = fmt.Sprintf("library %s: interrupted", rec.ID)
+			return lr
+		}
+		return fail(err)
+	}
+	c.log.Info("library copied", "repo", rec.ID, "name", rec.Name, "objects_copied", lr.Copied.Objects(), "objects_present", lr.Present.Objects(), "bytes", lr.Copied.Bytes)
+	return lr
+}
+
+// atomicCounts counts objects from several goroutines.
+type atomicCounts struct{ commits, fs, blocks, bytes atomic.Int64 }
+
+func (a *atomicCounts) counts() Counts {
+	return Counts{Commits: a.commits.Load(), FSObjects: a.fs.Load(), Blocks: a.blocks.Load(), Bytes: a.bytes.Load()}
+}
+
+func (a *atomicCounts) add(kind object.Kind, n int64) {
+	switch kind {
+	case object.KindCommit:
+		a.commits.Add(1)
+	case object.KindFS:
+		a.fs.Add(1)
+	default:
+		a.blocks.Add(1)
+	}
+	a.bytes.Add(n)
+}
+
+// libCopy is the copy of one library.
+type libCopy struct {
+	c      *copier
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	rec    state.Library
+	keys   object.Keys
+
+	holes       map[string]state.Hole
+	holeCommits map[string]bool // commits with a recorded hole: their trees may lack objects
+	rewalk      map[string]bool // commits present in the destination whose trees are walked again
+	truncated   map[string]bool
+	truncBefore int64 // commits at or before this ctime may have truncated trees
+
+	mu       gosync.Mutex
+	inflight map[string]chan struct{} // fs objects and blocks being copied, closed when done
+
+	copied, present atomicCounts
+	incomplete      int
+}
+
+// run reads the history from the heads back to what the destination has, then copies
+// the commits oldest first, each one's tree before it.
+func (l *libCopy) run() error {
+	commits, err := l.history()
+	if err != nil {
+		return err
+	}
+	for _, c := range commits {
+		if err := l.ctx.Err(); err != nil {
+			return err
+		}
+		tr := &treeRun{l: l, c: c, truncated: l.truncated[c.ID] || c.Ctime <= l.truncBefore}
+		whole, err := tr.dir(c.RootID, "/")
+		if err != nil {
+			return err
+		}
+		if !whole {
+			l.incomplete++
+			l.c.log.Debug("commit's tree is incomplete in the source, as the state records", "repo", l.rec.ID, "commit", c.ID)
+		}
+		if l.rewalk[c.ID] {
+			continue
+		}
+		if err := l.put(object.KindCommit, l.keys.RepoID, c.ID, c.Raw); err != nil {
+			return fmt.Errorf("library %s: commit %s: %w", l.rec.ID, c.ID, err)
+		}
+	}
+	return nil
+}
+
+// history returns the commits to copy, parents before children: every commit reachable
+// from the heads that the destination lacks. A commit present in the destination has
+// its history below it (commits are written oldest first) and stops the walk there,
+// unless Full is set or the state records a hole in its tree (the source may have been
+// filled since).
+func (l *libCopy) history() ([]*object.Commit, error) {
+	s := l.c.opts
+	got := map[string]*object.Commit{}
+	seen := map[string]bool{}
+	queue := slices.Clone(restore.StateHeads(l.rec))
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if err := l.ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := object.CheckID(id); err != nil {
+			return nil, fmt.Errorf("library %s: %w", l.rec.ID, err)
+		}
+		has, err := s.To.Has(l.ctx, object.KindCommit, l.keys.RepoID, id)
+		if err != nil {
+			return nil, fmt.Errorf("library %s: destination: commit %s: %w", l.rec.ID, id, err)
+		}
+		if has {
+			l.present.add(object.KindCommit, 0)
+			if !s.Full && !l.holeCommits[id] {
+				continue
+			}
+		}
+		c, err := l.readCommit(id)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			continue // a recorded hole: its parents cannot be known
+		}
+		got[id] = c
+		if has {
+			// Its tree is walked again (what was a hole may be in the source now), the
+			// commit itself is not written again.
+			l.rewalk[id] = true
+			if !s.Full {
+				continue
+			}
+		}
+		queue = append(queue, c.Parents()...)
+	}
+	// Truncation is recorded for the commits where the engine met it; any commit not
+	// newer than one of those is past the history limit too (as verify judges).
+	for id := range l.truncated {
+		c := got[id]
+		if c == nil && object.ValidID(id) {
+			c, _ = l.readCommit(id) // only for its time: the walk did not need it
+		}
+		if c != nil && c.Ctime > l.truncBefore {
+			l.truncBefore = c.Ctime
+		}
+	}
+	return topoOrder(got), nil
+}
+
+// readCommit reads and checks a commit of the source; nil when the state records it as
+// a hole.
+func (l *libCopy) readCommit(id string) (*object.Commit, error) {
+	raw, err := l.c.opts.From.Get(l.ctx, object.KindCommit, l.keys.RepoID, id)
+	if err != nil {
+		if l.ctx.Err() != nil {
+			return nil, l.ctx.Err()
+		}
+		missing := errors.Is(err, store.ErrNotExist)
+		if _, hole := l.holes[id]; hole && missing {
+			return nil, nil
+		}
+		if !missing && !object.IsInvalid(err) {
+			return nil, fmt.Errorf("library %s: source: commit %s: %w", l.rec.ID, id, err)
+		}
+		return nil, &ObjectError{RepoID: l.rec.ID, Kind: object.KindCommit, ID: id, Commit: id, Missing: missing, Err: err}
+	}
+	c, err := object.ParseCommit(raw, id, l.keys.RepoID)
+	if err != nil {
+		return nil, &ObjectError{RepoID: l.rec.ID, Kind: object.KindCommit, ID: id, Commit: id, Err: err}
+	}
+	return c, nil
+}
+
+// topoOrder lists commits parents first (among those given), oldest first where the
+// graph leaves a choice.
+func topoOrder(got map[string]*object.Commit) []*object.Commit {
+	ids := make([]string, 0, len(got))
+	for id := range got {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := got[ids[i]], got[ids[j]]
+		if a.Ctime != b.Ctime {
+			return a.Ctime < b.Ctime
+		}
+		return a.ID < b.ID
+	})
+	out := make([]*object.Commit, 0, len(got))
+	state := map[string]uint8{} // 1 open, 2 done
+	for _, start := range ids {
+		if state[start] != 0 {
+			continue
+		}
+		stack := []string{start}
+		for len(stack) > 0 {
+			id := stack[len(stack)-1]
+			c := got[id]
+			switch state[id] {
+			case 0:
+				state[id] = 1
+				ps := c.Parents()
+				for i := len(ps) - 1; i >= 0; i-- {
+					if got[ps[i]] != nil && state[ps[i]] == 0 {
+						stack = append(stack, ps[i])
+					}
+				}
+				continue
+			case 1:
+				state[id] = 2
+				out = append(out, c)
+			}
+			stack = stack[:len(stack)-1]
+		}
+	}
+	return out
+}
+
+// put writes a small object into the destination and counts it.
+func (l *libCopy) put(kind object.Kind, sid, id string, raw []byte) error {
+	if err := store.Put(l.ctx, l.c.opts.To, kind, sid, id, raw); err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+	l.copied.add(kind, int64(len(raw)))
+	if l.c.prog != nil {
+		l.c.prog.Todo(1, 0)
+		l.c.prog.Done(1, 0)
+	}
+	return nil
+}
+
+// claim makes this goroutine the one copying id, or waits for the one that is and
+// returns false: the caller then looks at the destination again.
+func (l *libCopy) claim(id string) (release func(), mine bool) {
+	l.mu.Lock()
+	if ch, busy := l.inflight[id]; busy {
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-l.ctx.Done():
+		}
+		return nil, false
+	}
+	ch := make(chan struct{})
+	l.inflight[id] = ch
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		delete(l.inflight, id)
+		l.mu.Unlock()
+		close(ch)
+	}, true
+}
+
+// treeRun copies the tree of one commit.
+type treeRun struct {
+	l         *libCopy
+	c         *object.Commit
+	truncated bool
+}
+
+// missing judges an object the source lacks or cannot read: nil when the state
+// explains it (a hole, truncated history, a dir above a hole), else the error.
+func (t *treeRun) missing(kind object.Kind, id, p string, err error) error {
+	l := t.l
+	if l.ctx.Err() != nil {
+		return l.ctx.Err()
+	}
+	missing := errors.Is(err, store.ErrNotExist)
+	if !missing && !object.IsInvalid(err) {
+		return fmt.Errorf("library %s: source: %s %s at %q: %w", l.rec.ID, kindName(kind), id, p, err)
+	}
+	if missing && t.explained(id, p) {
+		return nil
+	}
+	return &ObjectError{RepoID: l.rec.ID, Kind: kind, ID: id, Path: p, Commit: t.c.ID, Missing: missing, Err: err}
+}
+
+// explained says whether the state expects the object at path p of this commit's tree
+// to be missing: the rules of verify.
+func (t *treeRun) explained(id, p string) bool {
+	if _, ok := t.l.holes[id]; ok {
+		return true
+	}
+	if t.truncated {
+		return true
+	}
+	for _, h := range t.l.rec.Holes {
+		if h.Path == "" {
+			continue
+		}
+		if p == "/" || h.Path == p || strings.HasPrefix(h.Path, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// group runs a dir's entries, each in a goroutine of its own while tokens last and in
+// the caller's otherwise, so that a dir waiting for its entries never starves them.
+type group struct {
+	wg    gosync.WaitGroup
+	mu    gosync.Mutex
+	whole bool
+	err   error
+}
+
+func (t *treeRun) spawn(g *group, fn func() (bool, error)) {
+	record := func(ok bool, err error) {
+		g.mu.Lock()
+		if err != nil && g.err == nil {
+			g.err = err
+			t.l.cancel(err)
+		}
+		if !ok {
+			g.whole = false
+		}
+		g.mu.Unlock()
+	}
+	select {
+	case t.l.c.tokens <- struct{}{}:
+		g.wg.Go(func() {
+			defer func() { <-t.l.c.tokens }()
+			record(fn())
+		})
+	default:
+		record(fn())
+	}
+}
+
+// dir copies the dir id (at path p) and everything below it, writing it last. whole is
+// false when something below is missing as the state expects: the dir is then not
+// written, so a present dir stays a complete one.
+func (t *treeRun) dir(id, p string) (whole bool, err error) {
+	return t.fsObject(id, p, true)
+}
+
+func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
+	l := t.l
+	if id == object.EmptyID {
+		return true, nil
+	}
+	if err := l.ctx.Err(); err != nil {
+		return false, err
+	}
+	for {
+		has, err := l.c.opts.To.Has(l.ctx, object.KindFS, l.keys.StoreID, id)
+		if err != nil {
+			return false, fmt.Errorf("library %s: destination: fs object %s at %q: %w", l.rec.ID, id, p, err)
+		}
+		if has {
+			l.present.add(object.KindFS, 0)
+			return true, nil
+		}
+		release, mine := l.claim(id)
+		if !mine {
+			if err := l.ctx.Err(); err != nil {
+				return false, err
+			}
+			continue
+		}
+		defer release()
+		break
+	}
+	raw, err := l.c.opts.From.Get(l.ctx, object.KindFS, l.keys.StoreID, id)
+	if err != nil {
+		return false, t.missing(object.KindFS, id, p, err)
+	}
+	f, err := object.ParseFS(id, raw)
+	if err == nil && f.IsDir() != wantDir {
+		err = fmt.Errorf("%w: fs object %s: its dir entry and the object disagree on being a directory", object.ErrInvalid, id)
+	}
+	if err != nil {
+		return false, t.missing(object.KindFS, id, p, err)
+	}
+	g := &group{whole: true}
+	if f.IsDir() {
+		for _, d := range f.Dirents {
+			if err := l.ctx.Err(); err != nil {
+				break
+			}
+			cp := joinPath(p, d.Name)
+			t.spawn(g, func() (bool, error) { return t.fsObject(d.ID, cp, d.IsDir()) })
+		}
+	} else {
+		for _, b := range f.BlockIDs {
+			if err := l.ctx.Err(); err != nil {
+				break
+			}
+			t.spawn(g, func() (bool, error) { return t.block(b, p) })
+		}
+	}
+	g.wg.Wait()
+	if g.err != nil {
+		return false, g.err
+	}
+	if err := l.ctx.Err(); err != nil {
+		return false, err
+	}
+	if !g.whole {
+		return false, nil
+	}
+	if err := l.put(object.KindFS, l.keys.StoreID, id, raw); err != nil {
+		return false, fmt.Errorf("library %s: fs object %s at %q: %w", l.rec.ID, id, p, err)
+	}
+	return true, nil
+}
+
+func joinPath(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// readerOnly hides WriterTo so copies go through the pooled buffer.
+type readerOnly struct{ io.Reader }
+
+// block copies one block of the file at p, verifying its content on the way: a block
+// whose bytes do not hash to its id is aborted, never committed.
+func (t *treeRun) block(id, p string) (bool, error) {
+	l := t.l
+	s := l.c.opts
+	for {
+		has, err := s.To.Has(l.ctx, object.KindBlock, l.keys.StoreID, id)
+		if err != nil {
+			return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
+		}
+		if has {
+			l.present.add(object.KindBlock, 0)
+			return true, nil
+		}
+		release, mine := l.claim(id)
+		if !mine {
+			if err := l.ctx.Err(); err != nil {
+				return false, err
+			}
+			continue
+		}
+		defer release()
+		break
+	}
+	rc, err := s.From.Open(l.ctx, object.KindBlock, l.keys.StoreID, id)
+	if err != nil {
+		return false, t.missing(object.KindBlock, id, p, err)
+	}
+	defer rc.Close()
+	w, err := s.To.Create(l.ctx, object.KindBlock, l.keys.StoreID, id)
+	if err != nil {
+		return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
+	}
+	h := object.NewBlockHasher(id)
+	bp := l.c.bufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(io.MultiWriter(h, w), readerOnly{rc}, *bp)
+	l.c.bufs.Put(bp)
+	if err == nil {
+		if herr := h.Check(); herr != nil {
+			w.Abort()
+			return false, t.missing(object.KindBlock, id, p, herr)
+		}
+	}
+	if err != nil {
+		w.Abort()
+		if l.ctx.Err() != nil {
+			return false, l.ctx.Err()
+		}
+		return false, fmt.Errorf("library %s: block %s of %q: %w", l.rec.ID, id, p, err)
+	}
+	if l.c.prog != nil {
+		l.c.prog.Todo(1, h.Size())
+	}
+	if err := w.Commit(); err != nil {
+		return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
+	}
+	l.copied.add(object.KindBlock, h.Size())
+	if l.c.prog != nil {
+		l.c.prog.Done(1, h.Size())
+	}
+	return true, nil
+}
