@@ -101,7 +101,7 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	return nil
 }
 
-func (c *restoreLibraryCmd) list(e *env, fs *store.FS, rec state.Library) error {
+func (c *restoreLibraryCmd) list(e *env, fs store.Store, rec state.Library) error {
 	hist, err := restore.History(e.ctx, fs, restore.LibraryOf(rec), restore.StateHeads(rec))
 	if err != nil {
 		return failed(fmt.Errorf("--list: %w", err))

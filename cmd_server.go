@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -110,10 +111,20 @@ The backup host is ready to serve. To start Seafile on it:
        conf/ccnet.conf          [Database]  DB = %s
        conf/seahub_settings.py  DATABASES['default']['NAME'] = '%s'
      (host, port, user and password of that server in each).
-  3. Point Seafile at the backup's data: its seafile-data directory is
-       %s
-     (link it as <seafile>/seafile-data, or set it where your installation names it).
+  3. %s
   4. Start Seafile and Seahub: ./seafile.sh start && ./seahub.sh start
   5. Check: log in, open a few libraries; seafbak status --offline lists what was backed up.
-`, s.Addr, name(s.SeafileDB), name(s.CcnetDB), name(s.SeahubDB), s.DataDir)
+`, s.Addr, name(s.SeafileDB), name(s.CcnetDB), name(s.SeahubDB), dataStep(s))
+}
+
+// dataStep says where Seafile finds the backed-up objects: a seafile-data directory, or
+// (S3, a Pro server's backend) the buckets seafile.conf must name.
+func dataStep(s restore.StartSteps) string {
+	if s.StorageConf == "" {
+		return "Point Seafile at the backup's data: its seafile-data directory is\n       " + s.DataDir +
+			"\n     (link it as <seafile>/seafile-data, or set it where your installation names it)."
+	}
+	conf := strings.ReplaceAll(strings.TrimRight(s.StorageConf, "\n"), "\n", "\n       ")
+	return "Point Seafile at the backup's buckets (Seafile Pro's S3 backend): put these sections\n" +
+		"     in conf/seafile.conf, with the secret key in place of <secret key>:\n       " + conf
 }

@@ -14,13 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"seafbak/config"
 	"seafbak/internal/dbconn"
 	"seafbak/internal/fsutil"
 	"seafbak/scan"
 	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/primary"
-	"seafbak/sync/store"
 )
 
 type statusCmd struct {
@@ -58,7 +58,7 @@ func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 		defer pdb.Close()
 		cat = primary.NewDB(pdb)
 	}
-	rep, err := scan.StatusTimed(e.ctx, cat, st, backedUpHeadTime(e.ctx, e.cfg.Backup.DataDir))
+	rep, err := scan.StatusTimed(e.ctx, cat, st, backedUpHeadTime(e.ctx, e.cfg))
 	if err != nil {
 		return nil, cantRun(err)
 	}
@@ -86,8 +86,8 @@ func (c *statusCmd) print(e *env, rep *scan.Report) error {
 // backedUpHeadTime reads a commit's time from the backup store, opened read only
 // (status never writes there). A commit it cannot read or parse has no time: status
 // leaves the figure out rather than fail; so does a store it cannot open.
-func backedUpHeadTime(ctx context.Context, dataDir string) scan.HeadTimer {
-	fs, err := store.OpenFS(dataDir)
+func backedUpHeadTime(ctx context.Context, cfg *config.Config) scan.HeadTimer {
+	fs, err := openStore(ctx, cfg, true)
 	if err != nil {
 		return nil
 	}

@@ -19,16 +19,16 @@ type verifyCmd struct {
 }
 
 // openBackup opens what restore and verify read: the backup store and the state.
-func openBackup(e *env) (*store.FS, *state.Dir, error) {
+func openBackup(e *env) (store.Store, *state.Dir, error) {
 	st, err := state.Open(e.cfg.State)
 	if err != nil {
 		return nil, nil, err
 	}
-	fs, err := store.NewFS(e.cfg.Backup.DataDir, store.Batch)
+	bs, err := openStore(e.ctx, e.cfg, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	return fs, st, nil
+	return bs, st, nil
 }
 
 func (c *verifyCmd) Run(e *env) error {

@@ -13,13 +13,19 @@ import (
 	"testing"
 
 	"seafbak/internal/mariadbtest"
+	"seafbak/internal/s3test"
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 )
 
 var srv *mariadbtest.Server
 
-func TestMain(m *testing.M) { mariadbtest.Main(m, &srv) }
+// TestMain runs the tests with one MariaDB server; in the child that s3test.Start runs,
+// it is the S3 server instead.
+func TestMain(m *testing.M) {
+	s3test.ServeIfChild()
+	mariadbtest.Main(m, &srv)
+}
 
 // writeConfig writes a config for env and returns its path.
 func writeConfig(t testing.TB, env *testenv.Env) string {

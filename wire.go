@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	gosync "sync"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"seafbak/config"
 	"seafbak/internal/dbconn"
 	"seafbak/state"
 	seafsync "seafbak/sync"
@@ -45,18 +48,14 @@ func wire(e *env, force bool) (*wiring, error) {
 		closeAll()
 		return nil, err
 	}
-	durability := store.Batch
-	if cfg.Backup.PerObjectFsync {
-		durability = store.PerObject
-	}
-	fs, err := store.NewFS(cfg.Backup.DataDir, durability)
+	bs, err := openStore(e.ctx, cfg, false)
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
 	eng := &seafsync.Engine{
 		Source:   source,
-		Store:    fs,
+		Store:    bs,
 		State:    st,
 		Log:      e.log,
 		Parallel: cfg.Parallel,
@@ -75,6 +74,37 @@ func wire(e *env, force bool) (*wiring, error) {
 		eng.Progress = newCountBar(f, "blocks")
 	}
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
+}
+
+// openStore opens the backup store the config selects: the filesystem (backup.data_dir)
+// or S3 (backup.s3). readOnly opens an existing filesystem store without creating or
+// sweeping anything (status); S3 has nothing to create either way, and NewS3 checks
+// the buckets and credentials before any work.
+func openStore(ctx context.Context, cfg *config.Config, readOnly bool) (store.Store, error) {
+	b := cfg.Backup
+	switch b.Store {
+	case config.StoreS3:
+		return store.NewS3(ctx, s3Options(b.S3))
+	case config.StoreFS, "":
+		if readOnly {
+			return store.OpenFS(b.DataDir)
+		}
+		durability := store.Batch
+		if b.PerObjectFsync {
+			durability = store.PerObject
+		}
+		return store.NewFS(b.DataDir, durability)
+	}
+	return nil, fmt.Errorf("backup.store %q is not one of fs, s3", b.Store)
+}
+
+func s3Options(c config.S3) store.S3Options {
+	return store.S3Options{
+		Endpoint: c.Endpoint, Region: c.Region,
+		Buckets:   store.S3Buckets{Commits: c.CommitBucket, FS: c.FSBucket, Blocks: c.BlockBucket},
+		PathStyle: c.PathStyle, TLS: c.UseHTTPS, CAFile: c.CAFile,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey,
+	}
 }
 
 // openSource picks where objects come from: the primary's data dir, or its file server.

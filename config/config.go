@@ -54,6 +54,15 @@ const (
 	// EnvJWTPrivateKey (or the file EnvJWTPrivateKey_FILE names) overrides
 	// primary.jwt_private_key.
 	EnvJWTPrivateKey = "SEAFBAK_JWT_PRIVATE_KEY"
+	// EnvS3SecretKey (or the file EnvS3SecretKey_FILE names) overrides
+	// backup.s3.secret_key.
+	EnvS3SecretKey = "SEAFBAK_S3_SECRET_KEY"
+)
+
+// The backup stores backup.store selects.
+const (
+	StoreFS = "fs" // a seafile-data directory (backup.data_dir), the default
+	StoreS3 = "s3" // S3-compatible object storage in Seafile's S3 layout (backup.s3)
 )
 
 // MinWebhookSecret is the least length of watch.webhook_secret.
@@ -114,13 +123,43 @@ type Primary struct {
 
 // Backup is where the backup goes.
 type Backup struct {
+	// Store is StoreFS (DataDir) or StoreS3 (S3).
+	Store   string
 	DataDir string
+	S3      S3
 	DB      *mysql.Config // optional: the backup's seafile database, kept live
 	// PerObjectFsync fsyncs each object as it is written instead of one syncfs per sync.
 	PerObjectFsync bool
 	CcnetDB        string // the backup's ccnet database name, on backup.db's server (restore)
 	SeahubDB       string // the backup's seahub database name, on backup.db's server (restore)
 }
+
+// S3 is an S3-compatible backup store, one bucket per object kind as Seafile's S3
+// backend reads them. Its String never prints the secret.
+type S3 struct {
+	Endpoint     string // host[:port], no scheme
+	Region       string // empty: us-east-1
+	CommitBucket string
+	FSBucket     string
+	BlockBucket  string
+	PathStyle    bool // bucket in the path (MinIO, Ceph, Garage, ...), not the host name
+	UseHTTPS     bool // default true
+	CAFile       string
+	// AccessKey and SecretKey; both empty means the AWS environment or shared
+	// credentials file.
+	AccessKey, SecretKey string
+}
+
+func (s S3) String() string {
+	scheme := "https"
+	if !s.UseHTTPS {
+		scheme = "http"
+	}
+	return fmt.Sprintf("s3 %s://%s (buckets %s, %s, %s)", scheme, s.Endpoint, s.CommitBucket, s.FSBucket, s.BlockBucket)
+}
+
+// GoString keeps %#v from printing the secret too.
+func (s S3) GoString() string { return s.String() }
 
 // Dump is where `seafbak dump` keeps its dumps.
 type Dump struct {
@@ -175,7 +214,8 @@ func Load(path string) (*Config, error) {
 
 // Parse checks a configuration's text; path is used in messages.
 func Parse(path string, data []byte) (*Config, error) {
-	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}, DBTimeout: DefaultDBTimeout, Watch: Watch{Poll: DefaultWatchPoll}}
+	cfg := &Config{Path: path, Parallel: 4, Dump: Dump{Keep: 7}, DBTimeout: DefaultDBTimeout, Watch: Watch{Poll: DefaultWatchPoll},
+		Backup: Backup{Store: StoreFS, S3: S3{UseHTTPS: true}}}
 	var primaryDSN, backupDSN string
 	var durability string
 	str := func(dst *string) func(*yaml.Node) error {
@@ -184,6 +224,15 @@ func Parse(path string, data []byte) (*Config, error) {
 				return errors.New("must be a string")
 			}
 			*dst = n.Value
+			return nil
+		}
+	}
+	boolean := func(dst *bool) func(*yaml.Node) error {
+		return func(n *yaml.Node) error {
+			if n.Kind != yaml.ScalarNode || (n.Value != "true" && n.Value != "false") {
+				return errors.New("must be true or false")
+			}
+			*dst = n.Value == "true"
 			return nil
 		}
 	}
@@ -209,10 +258,21 @@ func Parse(path string, data []byte) (*Config, error) {
 			cfg.Dump.Keep = v
 			return nil
 		}},
-		"backup.data_dir":   {required: true, set: str(&cfg.Backup.DataDir)},
-		"backup.db":         {set: str(&backupDSN)},
-		"backup.durability": {set: str(&durability)},
-		"state":             {required: true, set: str(&cfg.State)},
+		"backup.store":            {set: str(&cfg.Backup.Store)},
+		"backup.data_dir":         {set: str(&cfg.Backup.DataDir)},
+		"backup.s3.endpoint":      {set: str(&cfg.Backup.S3.Endpoint)},
+		"backup.s3.region":        {set: str(&cfg.Backup.S3.Region)},
+		"backup.s3.commit_bucket": {set: str(&cfg.Backup.S3.CommitBucket)},
+		"backup.s3.fs_bucket":     {set: str(&cfg.Backup.S3.FSBucket)},
+		"backup.s3.block_bucket":  {set: str(&cfg.Backup.S3.BlockBucket)},
+		"backup.s3.path_style":    {set: boolean(&cfg.Backup.S3.PathStyle)},
+		"backup.s3.use_https":     {set: boolean(&cfg.Backup.S3.UseHTTPS)},
+		"backup.s3.ca_file":       {set: str(&cfg.Backup.S3.CAFile)},
+		"backup.s3.access_key":    {set: str(&cfg.Backup.S3.AccessKey)},
+		"backup.s3.secret_key":    {set: str(&cfg.Backup.S3.SecretKey)},
+		"backup.db":               {set: str(&backupDSN)},
+		"backup.durability":       {set: str(&durability)},
+		"state":                   {required: true, set: str(&cfg.State)},
 		"parallel": {set: func(n *yaml.Node) error {
 			v, err := strconv.Atoi(n.Value)
 			if n.Kind != yaml.ScalarNode || err != nil || v < 1 || v > 64 {
@@ -272,6 +332,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	default:
 		return nil, &Error{File: path, Line: seen["backup.durability"], Key: "backup.durability", Msg: fmt.Sprintf("%q is not one of batch, per-object", durability)}
 	}
+	if err := checkStore(path, cfg, seen); err != nil {
+		return nil, err
+	}
 	if err := checkSource(path, cfg, seen); err != nil {
 		return nil, err
 	}
@@ -281,7 +344,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := checkNotification(path, cfg, seen); err != nil {
 		return nil, err
 	}
-	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "metrics.file": cfg.MetricsFile, "primary.ca_file": cfg.Primary.CAFile} {
+	for key, v := range map[string]string{"primary.data_dir": cfg.Primary.DataDir, "backup.data_dir": cfg.Backup.DataDir, "state": cfg.State, "dump.dir": cfg.Dump.Dir, "metrics.file": cfg.MetricsFile, "primary.ca_file": cfg.Primary.CAFile, "backup.s3.ca_file": cfg.Backup.S3.CAFile} {
 		if _, set := seen[key]; set && !strings.HasPrefix(v, "/") {
 			return nil, &Error{File: path, Line: seen[key], Key: key, Msg: fmt.Sprintf("%q must be an absolute path", v)}
 		}
@@ -289,10 +352,95 @@ func Parse(path string, data []byte) (*Config, error) {
 	if cfg.MetricsFile != "" && !strings.HasSuffix(cfg.MetricsFile, ".prom") {
 		return nil, &Error{File: path, Line: seen["metrics.file"], Key: "metrics.file", Msg: "must end in .prom, the only files node_exporter's textfile collector reads"}
 	}
-	if cfg.Primary.DataDir == cfg.Backup.DataDir {
+	if cfg.Backup.Store == StoreFS && cfg.Primary.DataDir == cfg.Backup.DataDir {
 		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir", Msg: "is the same directory as primary.data_dir"}
 	}
 	return cfg, nil
+}
+
+// checkStore checks backup.store and the keys of the store it selects; the other
+// store's keys are refused, so a half-edited file cannot back up somewhere unexpected.
+func checkStore(path string, cfg *Config, seen map[string]int) error {
+	b := &cfg.Backup
+	var s3Keys []string
+	for k := range seen {
+		if strings.HasPrefix(k, "backup.s3.") {
+			s3Keys = append(s3Keys, k)
+		}
+	}
+	sort.Strings(s3Keys)
+	switch b.Store {
+	case StoreFS:
+		if _, set := seen["backup.data_dir"]; !set {
+			return &Error{File: path, Key: "backup.data_dir", Msg: "missing; it is required with backup.store: fs (the default); or set backup.store: s3 and backup.s3"}
+		}
+		if len(s3Keys) > 0 {
+			return &Error{File: path, Line: seen[s3Keys[0]], Key: s3Keys[0], Msg: "only applies with backup.store: s3"}
+		}
+		return nil
+	case StoreS3:
+	default:
+		return &Error{File: path, Line: seen["backup.store"], Key: "backup.store", Msg: fmt.Sprintf("%q is not one of fs, s3", b.Store)}
+	}
+	for _, k := range []string{"backup.data_dir", "backup.durability"} {
+		if _, set := seen[k]; set {
+			return &Error{File: path, Line: seen[k], Key: k, Msg: "only applies with backup.store: fs (an S3 object is durable once its upload returned)"}
+		}
+	}
+	s := &b.S3
+	for _, k := range []struct {
+		key string
+		v   string
+	}{{"backup.s3.endpoint", s.Endpoint}, {"backup.s3.commit_bucket", s.CommitBucket}, {"backup.s3.fs_bucket", s.FSBucket}, {"backup.s3.block_bucket", s.BlockBucket}} {
+		if k.v == "" {
+			return &Error{File: path, Line: seen[k.key], Key: k.key, Msg: "missing or empty; it is required with backup.store: s3"}
+		}
+	}
+	if strings.Contains(s.Endpoint, "://") || strings.ContainsAny(s.Endpoint, "/ ?#@") {
+		return &Error{File: path, Line: seen["backup.s3.endpoint"], Key: "backup.s3.endpoint", Msg: fmt.Sprintf("%q is not a host[:port] (e.g. s3.eu-west-1.amazonaws.com or minio.internal:9000); give no scheme, https is backup.s3.use_https", s.Endpoint)}
+	}
+	if host, port, err := net.SplitHostPort(s.Endpoint); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+			return &Error{File: path, Line: seen["backup.s3.endpoint"], Key: "backup.s3.endpoint", Msg: fmt.Sprintf("%q is not a host[:port]", s.Endpoint)}
+		}
+	}
+	buckets := map[string]string{}
+	for _, k := range []struct{ key, v string }{{"backup.s3.commit_bucket", s.CommitBucket}, {"backup.s3.fs_bucket", s.FSBucket}, {"backup.s3.block_bucket", s.BlockBucket}} {
+		if !validBucket(k.v) {
+			return &Error{File: path, Line: seen[k.key], Key: k.key, Msg: fmt.Sprintf("%q is not a bucket name (3-63 characters: a-z, 0-9, '.', '-')", k.v)}
+		}
+		if other, dup := buckets[k.v]; dup {
+			return &Error{File: path, Line: seen[k.key], Key: k.key, Msg: fmt.Sprintf("is the same bucket as %s; Seafile's S3 layout keys every kind as <store id>/<object id>, so each kind needs its own bucket", other)}
+		}
+		buckets[k.v] = k.key
+	}
+	if _, set := seen["backup.s3.ca_file"]; set && !s.UseHTTPS {
+		return &Error{File: path, Line: seen["backup.s3.ca_file"], Key: "backup.s3.ca_file", Msg: "only applies with backup.s3.use_https: true"}
+	}
+	secret, err := secretFromEnv(EnvS3SecretKey)
+	if err != nil {
+		return &Error{File: path, Line: seen["backup.s3.secret_key"], Key: "backup.s3.secret_key", Msg: err.Error()}
+	}
+	if secret != "" {
+		s.SecretKey = secret
+	}
+	if (s.AccessKey == "") != (s.SecretKey == "") {
+		return &Error{File: path, Line: seen["backup.s3.access_key"], Key: "backup.s3.access_key", Msg: "access_key and secret_key (or " + EnvS3SecretKey + ") go together; give neither to use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials"}
+	}
+	return nil
+}
+
+// validBucket is S3's bucket naming rule, enough to catch a path or a URL given as one.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return b[0] != '.' && b[0] != '-' && b[len(b)-1] != '.' && b[len(b)-1] != '-'
 }
 
 // checkSource checks that objects come from exactly one place, with what it needs.

@@ -111,9 +111,10 @@ type FailoverOptions struct {
 	// The others must be on that same server. A role the chosen set holds but Databases
 	// lacks fails with a *MissingDatabaseError; a role here the set lacks is left alone.
 	Databases map[dump.Role]*mysql.Config
-	// Store is the backup store Seafile will serve; its root is the seafile-data
-	// directory named in the start steps.
-	Store *store.FS
+	// Store is the backup store Seafile will serve: a *store.FS, whose root is the
+	// seafile-data directory named in the start steps, or a *store.S3, whose
+	// seafile.conf backend sections they print.
+	Store store.Store
 	// State holds the backed-up heads written as the live rows.
 	State *state.Dir
 	// Yes overwrites target databases that already hold Seafile data.
@@ -170,8 +171,12 @@ type StartSteps struct {
 	// SeafileDB (seafile.conf), CcnetDB (ccnet.conf) and SeahubDB (seahub_settings.py)
 	// are the databases' names; "" for one the dump did not hold.
 	SeafileDB, CcnetDB, SeahubDB string
-	// DataDir is the seafile-data directory: the backup store's root.
+	// DataDir is the seafile-data directory: the backup store's root ("" for S3).
 	DataDir string
+	// StorageConf is, for an S3 store, the seafile.conf sections ([commit_object_backend],
+	// [fs_object_backend], [block_backend]) that point Seafile at its buckets, the
+	// secret left as a placeholder.
+	StorageConf string
 }
 
 // Failover makes the backup host ready to serve as the primary: it chooses the dump set
@@ -286,7 +291,12 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		SeafileDB: res.Loaded[dump.Seafile],
 		CcnetDB:   res.Loaded[dump.Ccnet],
 		SeahubDB:  res.Loaded[dump.Seahub],
-		DataDir:   opts.Store.Root(),
+	}
+	switch s := opts.Store.(type) {
+	case *store.FS:
+		res.Start.DataDir = s.Root()
+	case *store.S3:
+		res.Start.StorageConf = s.SeafileConf()
 	}
 	if !res.Verify.OK() {
 		return res, ErrStoreProblems

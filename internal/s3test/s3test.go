@@ -55,13 +55,7 @@ const (
 
 // Main runs the package's tests, or, in a child started by Start, the S3 server.
 func Main(m *testing.M) {
-	if os.Getenv(envServe) != "" {
-		if err := serve(os.Getenv(envDir), os.Getenv(envAddr)); err != nil {
-			fmt.Fprintln(os.Stderr, "s3test server:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	ServeIfChild()
 	code := m.Run()
 	shared.mu.Lock()
 	if shared.s != nil {
@@ -70,6 +64,21 @@ func Main(m *testing.M) {
 	}
 	shared.mu.Unlock()
 	os.Exit(code)
+}
+
+// ServeIfChild is, in a child started by Start, the S3 server: it serves and exits.
+// Otherwise it returns at once. A TestMain that must run another harness (mariadbtest.Main)
+// calls it first instead of Main; such a package uses Start, not Shared, since Main's
+// cleanup of the shared server does not run.
+func ServeIfChild() {
+	if os.Getenv(envServe) == "" {
+		return
+	}
+	if err := serve(os.Getenv(envDir), os.Getenv(envAddr)); err != nil {
+		fmt.Fprintln(os.Stderr, "s3test server:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 var shared struct {

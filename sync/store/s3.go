@@ -567,6 +567,9 @@ func (w *s3Writer) Abort() {
 	}
 }
 
+// SeafileConf is the seafile.conf sections that point a Seafile server at this store.
+func (s *S3) SeafileConf() string { return s.opts.SeafileConf() }
+
 // SeafileConf is the seafile.conf sections that make a Seafile server read this store
 // ([commit_object_backend], [fs_object_backend], [block_backend]), for a failover to
 // print. The secret is never printed: a placeholder stands for it.
