@@ -42,6 +42,7 @@ type cli struct {
 	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems or holes found."`
 	Restore restoreCmd `cmd:"" help:"Get backed-up data back: one library at any point of its history, or the whole server (failover)."`
 	Watch   watchCmd   `cmd:"" help:"Run as the primary's change hook (a systemd service): poll the primary's heads and back up each library that changed, until SIGTERM or SIGINT (exit 0)."`
+	Store   storeCmd   `cmd:"" help:"Work on the backup store as a whole: copy it into another store (filesystem to S3 and back)."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion of seafbak's commands and flags for your shell (bash, zsh, fish); --uninstall removes it."`
 }

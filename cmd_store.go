@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"seafbak/config"
+	"seafbak/state"
+	"seafbak/storecopy"
+	"seafbak/sync/object"
+)
+
+type storeCmd struct {
+	Copy storeCopyCmd `cmd:"" help:"Copy this config's backup store (every library's full history, as the state records it) into the store of another config: a filesystem store to S3 or back. Verified, bottom-up, resumable: run it again after an interruption. Exit 0 ok, 1 some library failed (a corrupt object is named and not copied)."`
+}
+
+type storeCopyCmd struct {
+	To    string   `required:"" placeholder:"CONFIG" type:"path" predictor:"file" help:"A seafbak config file whose backup store (backup.store, backup.data_dir or backup.s3) receives the copy; nothing else of it is used."`
+	Repos []string `arg:"" optional:"" name:"repo-id" help:"Libraries to copy (default: every library in the state)."`
+	Full  bool     `help:"Do not trust a commit already in the destination to have its history below it: walk every commit's tree (dirs present are still trusted). For a destination written by something else."`
+	JSON  bool     `name:"json" help:"Print one JSON document for scripts."`
+}
+
+func (c *storeCopyCmd) Run(e *env) error {
+	to, err := config.Load(c.To)
+	if err != nil {
+		return cantRun(fmt.Errorf("--to: %w", err))
+	}
+	if sameStore(e.cfg, to) {
+		return usagef("--to %s names the backup store this config already uses; nothing to copy", c.To)
+	}
+	for _, id := range c.Repos {
+		if err := object.CheckRepoID(id); err != nil {
+			return cantRun(err)
+		}
+	}
+	st, err := state.Open(e.cfg.State)
+	if err != nil {
+		return cantRun(err)
+	}
+	from, err := openStore(e.ctx, e.cfg, true)
+	if err != nil {
+		return cantRun(fmt.Errorf("source store: %w", err))
+	}
+	dst, err := openStore(e.ctx, to, false)
+	if err != nil {
+		return cantRun(fmt.Errorf("destination store (%s): %w", c.To, err))
+	}
+	opts := storecopy.Options{From: from, To: dst, State: st, Libraries: c.Repos, Log: e.log, Parallel: max(8, 2*e.cfg.Parallel), Full: c.Full}
+	if f := terminal(e); f != nil {
+		opts.Progress = newByteBar(f, "store copy")
+	}
+	res, err := storecopy.Copy(e.ctx, opts)
+	e.run.Bytes, e.run.Objects = res.Copied.Bytes, res.Copied.Objects()
+	if err != nil && !errors.Is(err, storecopy.ErrFailed) {
+		if e.ctx.Err() != nil {
+			return err // interrupted: report says so, exit 130/143
+		}
+		return cantRun(err)
+	}
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		printStoreCopy(e, res)
+	}
+	if res.Failed > 0 {
+		return reported(fmt.Sprintf("%d libraries failed to copy", res.Failed))
+	}
+	return nil
+}
+
+func printStoreCopy(e *env, res storecopy.Result) {
+	w := e.stdout
+	for _, l := range res.Libraries {
+		switch {
+		case l.Error != "":
+			fmt.Fprintf(w, "%s %s: FAILED: %s\n", l.RepoID, l.Name, l.Error)
+		case l.Skipped != "":
+			fmt.Fprintf(w, "%s %s: skipped: %s\n", l.RepoID, l.Name, l.Skipped)
+		case l.Incomplete > 0:
+			fmt.Fprintf(w, "%s %s: %d commits copied without the objects the state records as missing (holes, truncated history)\n", l.RepoID, l.Name, l.Incomplete)
+		}
+	}
+	rate := 0.0
+	if res.Seconds > 0 {
+		rate = float64(res.Copied.Objects()) / res.Seconds
+	}
+	fmt.Fprintf(w, "seafbak store copy: %d libraries, %d failed; copied %d commits, %d fs objects, %d blocks (%s); %d objects already there; %.1fs (%.0f objects/s)\n",
+		len(res.Libraries), res.Failed, res.Copied.Commits, res.Copied.FSObjects, res.Copied.Blocks, humanBytes(res.Copied.Bytes),
+		res.Present.Objects(), res.Seconds, rate)
+}
+
+// sameStore reports whether two configs name the same backup store.
+func sameStore(a, b *config.Config) bool {
+	sa, sb := a.Backup.Store, b.Backup.Store
+	if sa == "" {
+		sa = config.StoreFS
+	}
+	if sb == "" {
+		sb = config.StoreFS
+	}
+	if sa != sb {
+		return false
+	}
+	if sa == config.StoreFS {
+		pa, err1 := filepath.Abs(a.Backup.DataDir)
+		pb, err2 := filepath.Abs(b.Backup.DataDir)
+		return err1 == nil && err2 == nil && filepath.Clean(pa) == filepath.Clean(pb)
+	}
+	x, y := a.Backup.S3, b.Backup.S3
+	return x.Endpoint == y.Endpoint && x.CommitBucket == y.CommitBucket && x.FSBucket == y.FSBucket && x.BlockBucket == y.BlockBucket
+}
