@@ -195,7 +195,7 @@ func fileBlocks(t *testing.T, dataDir string, l *seafgen.Library, name string) [
 var bucketSeq atomic.Int64
 
 // newS3 makes three fresh buckets on the shared server and opens an S3 store on them.
-func newS3(t *testing.T) (*store.S3, store.S3Options) {
+func newS3(t testing.TB) (*store.S3, store.S3Options) {
 	t.Helper()
 	srv := s3test.Shared(t)
 	n := bucketSeq.Add(1)
