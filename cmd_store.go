@@ -17,10 +17,11 @@ type storeCmd struct {
 }
 
 type storeCopyCmd struct {
-	To    string   `required:"" placeholder:"CONFIG" type:"path" predictor:"file" help:"A seafbak config file whose backup store (backup.store, backup.data_dir or backup.s3) receives the copy; nothing else of it is used."`
-	Repos []string `arg:"" optional:"" name:"repo-id" help:"Libraries to copy (default: every library in the state)."`
-	Full  bool     `help:"Do not trust a commit already in the destination to have its history below it: walk every commit's tree (dirs present are still trusted). For a destination written by something else."`
-	JSON  bool     `name:"json" help:"Print one JSON document for scripts."`
+	To      string   `required:"" placeholder:"CONFIG" type:"path" predictor:"file" help:"A seafbak config file whose backup store (backup.store, backup.data_dir or backup.s3) receives the copy; nothing else of it is used."`
+	Repos   []string `arg:"" optional:"" name:"repo-id" help:"Libraries to copy (default: every library in the state)."`
+	Full    bool     `help:"Do not trust a commit already in the destination to have its history below it: walk every commit's tree (dirs present are still trusted). For a destination written by something else."`
+	Recheck bool     `help:"Trust nothing already in the destination: read every object back and compare it (blocks hashed), writing again what is missing or damaged. Run it after a power loss or OS crash during a copy into a filesystem store (its objects are made durable together at the end). Implies --full."`
+	JSON    bool     `name:"json" help:"Print one JSON document for scripts."`
 }
 
 func (c *storeCopyCmd) Run(e *env) error {
@@ -48,7 +49,7 @@ func (c *storeCopyCmd) Run(e *env) error {
 	if err != nil {
 		return cantRun(fmt.Errorf("destination store (%s): %w", c.To, err))
 	}
-	opts := storecopy.Options{From: from, To: dst, State: st, Libraries: c.Repos, Log: e.log, Parallel: max(8, 2*e.cfg.Parallel), Full: c.Full}
+	opts := storecopy.Options{From: from, To: dst, State: st, Libraries: c.Repos, Log: e.log, Parallel: max(8, 2*e.cfg.Parallel), Full: c.Full, Recheck: c.Recheck}
 	if f := terminal(e); f != nil {
 		opts.Progress = newByteBar(f, "store copy")
 	}

@@ -230,6 +230,30 @@ func TestCLIStoreCopy(t *testing.T) {
 		t.Fatalf("verify of the copy back: %d\n%s%s", code, out, errs)
 	}
 
+	// A lost block below a present file (a power loss in a filesystem store): the plain
+	// rerun trusts presence, --recheck finds it and copies it alone.
+	var lost string
+	for k := range want {
+		if strings.HasPrefix(k, "blocks/"+lib.StoreID+"/") {
+			lost = k[strings.LastIndex(k, "/")+1:]
+			break
+		}
+	}
+	if err := os.Remove(testenv.ObjectPath(back, object.KindBlock, lib.StoreID, lost)); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{}, {"--recheck"}} {
+		code, out, errs = seafbak(append([]string{"--config", cfgFS, "store", "copy", "--to", cfgBack, "--json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("store copy %v: %d\n%s%s", args, code, out, errs)
+		}
+		r := copyResult(t, out)
+		if wantN := int64(len(args)); r.Copied.Objects() != wantN || r.Copied.Blocks != wantN {
+			t.Fatalf("store copy %v copied %+v, want %d block", args, r.Copied, wantN)
+		}
+	}
+	sameStoreObjects(t, "rechecked", want, fsStoreObjects(t, back))
+
 	if code, out, errs := seafbak("--config", cfgFS, "store", "copy", "--to", cfgFS); code != 2 || !strings.Contains(errs, "names the backup store this config already uses") {
 		t.Fatalf("copy onto itself: %d\n%s%s", code, out, errs)
 	}

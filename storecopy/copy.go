@@ -15,7 +15,9 @@
 package storecopy
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +52,14 @@ type Options struct {
 	// it: every commit of every history is read from the source and its tree walked
 	// (present dirs are still trusted as complete). For a destination that something
 	// other than seafbak wrote to, or after holes were filled in the source.
-	Full     bool
+	Full bool
+	// Recheck trusts nothing in the destination: every object of every history is read
+	// from the source, and one already in the destination is read back and compared
+	// (blocks hashed); missing or damaged ones are written again. For a destination
+	// that may have lost writes: a filesystem store after a power loss or an OS crash
+	// during a copy (its objects are made durable together at the end), or bit rot.
+	// Implies Full. Each object is checked once per library per run.
+	Recheck  bool
 	Progress progress.Meter // nil: none
 }
 
@@ -161,6 +170,9 @@ func Copy(ctx context.Context, opts Options) (Result, error) {
 	par := opts.Parallel
 	if par <= 0 {
 		par = 8
+	}
+	if opts.Recheck {
+		opts.Full = true
 	}
 	recs, err := records(opts)
 	if err != nil {
@@ -320,7 +332,7 @@ func (c *copier) library(ctx context.Context, rec state.Library) LibraryResult {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	l := &libCopy{c: c, ctx: ctx, cancel: cancel, rec: rec, keys: keys, inflight: map[string]chan struct{}{},
-		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, rewalk: map[string]bool{}, truncated: map[string]bool{}, truncBefore: math.MinInt64}
+		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, rewalk: map[string]bool{}, settled: map[[20]byte]bool{}, truncated: map[string]bool{}, truncBefore: math.MinInt64}
 	for _, h := range rec.Holes {
 		l.holes[h.ID] = h
 		l.holeCommits[h.Commit] = true
@@ -379,6 +391,7 @@ type libCopy struct {
 
 	mu       gosync.Mutex
 	inflight map[string]chan struct{} // fs objects and blocks being copied, closed when done
+	settled  map[[20]byte]bool        // Recheck: objects checked or written in this run
 
 	copied, present atomicCounts
 	incomplete      int
@@ -455,6 +468,9 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 			continue // a recorded hole: its parents cannot be known
 		}
 		got[id] = c
+		if has && s.Recheck && !l.sameInDest(object.KindCommit, l.keys.RepoID, id, c.Raw) {
+			has = false // damaged in the destination: written again
+		}
 		if has {
 			// Its tree is walked again (what was a hole may be in the source now), the
 			// commit itself is not written again.
@@ -674,12 +690,18 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 	if err := l.ctx.Err(); err != nil {
 		return false, err
 	}
+	recheck := l.c.opts.Recheck
+	var has bool
 	for {
-		has, err := l.c.opts.To.Has(l.ctx, object.KindFS, l.keys.StoreID, id)
+		if recheck && l.isSettled(id) {
+			return true, nil
+		}
+		var err error
+		has, err = l.c.opts.To.Has(l.ctx, object.KindFS, l.keys.StoreID, id)
 		if err != nil {
 			return false, fmt.Errorf("library %s: destination: fs object %s at %q: %w", l.rec.ID, id, p, err)
 		}
-		if has {
+		if has && !recheck {
 			l.present.add(object.KindFS, 0)
 			return true, nil
 		}
@@ -691,6 +713,9 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 			continue
 		}
 		defer release()
+		if recheck && l.isSettled(id) {
+			return true, nil
+		}
 		break
 	}
 	raw, err := l.c.opts.From.Get(l.ctx, object.KindFS, l.keys.StoreID, id)
@@ -731,10 +756,73 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 	if !g.whole {
 		return false, nil
 	}
+	if has && l.sameInDest(object.KindFS, l.keys.StoreID, id, raw) {
+		l.present.add(object.KindFS, 0)
+		l.settle(id)
+		return true, nil
+	}
 	if err := l.put(object.KindFS, l.keys.StoreID, id, raw); err != nil {
 		return false, fmt.Errorf("library %s: fs object %s at %q: %w", l.rec.ID, id, p, err)
 	}
+	l.settle(id)
 	return true, nil
+}
+
+// isSettled says whether Recheck already checked or wrote id in this run.
+func (l *libCopy) isSettled(id string) bool {
+	k, _ := keyOf(id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.settled[k]
+}
+
+func (l *libCopy) settle(id string) {
+	if !l.c.opts.Recheck {
+		return
+	}
+	k, _ := keyOf(id)
+	l.mu.Lock()
+	l.settled[k] = true
+	l.mu.Unlock()
+}
+
+func keyOf(id string) (k [20]byte, ok bool) {
+	_, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil
+}
+
+// sameInDest says whether the destination holds exactly raw as this object; when it
+// does not (damaged, unreadable), the object is written again.
+func (l *libCopy) sameInDest(kind object.Kind, sid, id string, raw []byte) bool {
+	got, err := l.c.opts.To.Get(l.ctx, kind, sid, id)
+	if err == nil && bytes.Equal(got, raw) {
+		return true
+	}
+	if l.ctx.Err() == nil {
+		l.c.log.Warn("destination's copy of an object is damaged or unreadable; writing it again", "repo", l.rec.ID, "kind", kind, "id", id, "err", err)
+	}
+	return false
+}
+
+// blockInDest says whether the destination's copy of a block hashes to its id.
+func (l *libCopy) blockInDest(id string) bool {
+	rc, err := l.c.opts.To.Open(l.ctx, object.KindBlock, l.keys.StoreID, id)
+	if err == nil {
+		h := object.NewBlockHasher(id)
+		bp := l.c.bufs.Get().(*[]byte)
+		_, err = io.CopyBuffer(h, readerOnly{rc}, *bp)
+		l.c.bufs.Put(bp)
+		rc.Close()
+		if err == nil {
+			if err = h.Check(); err == nil {
+				return true
+			}
+		}
+	}
+	if l.ctx.Err() == nil {
+		l.c.log.Warn("destination's copy of a block is damaged or unreadable; writing it again", "repo", l.rec.ID, "id", id, "err", err)
+	}
+	return false
 }
 
 func joinPath(dir, name string) string {
@@ -753,11 +841,14 @@ func (t *treeRun) block(id, p string) (bool, error) {
 	l := t.l
 	s := l.c.opts
 	for {
+		if s.Recheck && l.isSettled(id) {
+			return true, nil
+		}
 		has, err := s.To.Has(l.ctx, object.KindBlock, l.keys.StoreID, id)
 		if err != nil {
 			return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
 		}
-		if has {
+		if has && !s.Recheck {
 			l.present.add(object.KindBlock, 0)
 			return true, nil
 		}
@@ -769,6 +860,14 @@ func (t *treeRun) block(id, p string) (bool, error) {
 			continue
 		}
 		defer release()
+		if s.Recheck && l.isSettled(id) {
+			return true, nil
+		}
+		if has && l.blockInDest(id) {
+			l.present.add(object.KindBlock, 0)
+			l.settle(id)
+			return true, nil
+		}
 		break
 	}
 	rc, err := s.From.Open(l.ctx, object.KindBlock, l.keys.StoreID, id)
@@ -804,6 +903,7 @@ func (t *treeRun) block(id, p string) (bool, error) {
 		return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
 	}
 	l.copied.add(object.KindBlock, h.Size())
+	l.settle(id)
 	if l.c.prog != nil {
 		l.c.prog.Done(1, h.Size())
 	}
