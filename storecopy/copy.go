@@ -387,7 +387,9 @@ type libCopy struct {
 	holeCommits map[string]bool // commits with a recorded hole: their trees may lack objects
 	rewalk      map[string]bool // commits present in the destination whose trees are walked again
 	truncated   map[string]bool
-	truncBefore int64 // commits at or before this ctime may have truncated trees
+	truncOnce   gosync.Once
+	truncBefore int64                     // see truncLimit
+	got         map[string]*object.Commit // the commits the history walk read
 
 	mu       gosync.Mutex
 	inflight map[string]chan struct{} // fs objects and blocks being copied, closed when done
@@ -408,7 +410,7 @@ func (l *libCopy) run() error {
 		if err := l.ctx.Err(); err != nil {
 			return err
 		}
-		tr := &treeRun{l: l, c: c, truncated: l.truncated[c.ID] || c.Ctime <= l.truncBefore}
+		tr := &treeRun{l: l, c: c, truncated: l.truncated[c.ID]}
 		whole, err := tr.dir(c.RootID, "/")
 		if err != nil {
 			return err
@@ -456,9 +458,6 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 		}
 		if has {
 			l.present.add(object.KindCommit, 0)
-			if !s.Full && !l.holeCommits[id] {
-				continue
-			}
 		}
 		c, err := l.readCommit(id)
 		if err != nil {
@@ -467,11 +466,27 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 		if c == nil {
 			continue // a recorded hole: its parents cannot be known
 		}
+		if has && !s.Full && !l.holeCommits[id] {
+			// Trusted with its history if its tree is there too (or was truncated). A
+			// commit copied when its tree had a hole has no root in the destination:
+			// once the source has been filled, its tree and its parents' are walked
+			// again.
+			whole := c.RootID == object.EmptyID || l.truncated[id]
+			if !whole {
+				if whole, err = s.To.Has(l.ctx, object.KindFS, l.keys.StoreID, c.RootID); err != nil {
+					return nil, fmt.Errorf("library %s: destination: fs object %s (root of commit %s): %w", l.rec.ID, c.RootID, id, err)
+				}
+			}
+			if whole {
+				continue
+			}
+			l.rewalk[id] = true
+		}
 		got[id] = c
 		if has && s.Recheck && !l.sameInDest(object.KindCommit, l.keys.RepoID, id, c.Raw) {
 			has = false // damaged in the destination: written again
 		}
-		if has {
+		if has && (s.Full || l.holeCommits[id]) {
 			// Its tree is walked again (what was a hole may be in the source now), the
 			// commit itself is not written again.
 			l.rewalk[id] = true
@@ -481,18 +496,26 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 		}
 		queue = append(queue, c.Parents()...)
 	}
-	// Truncation is recorded for the commits where the engine met it; any commit not
-	// newer than one of those is past the history limit too (as verify judges).
-	for id := range l.truncated {
-		c := got[id]
-		if c == nil && object.ValidID(id) {
-			c, _ = l.readCommit(id) // only for its time: the walk did not need it
-		}
-		if c != nil && c.Ctime > l.truncBefore {
-			l.truncBefore = c.Ctime
-		}
-	}
+	l.got = got
 	return topoOrder(got), nil
+}
+
+// truncLimit is the newest ctime among the commits the state records as truncated:
+// the engine records truncation where it met it, and any commit not newer is past the
+// history limit too (as verify judges). Read once, when a missing object needs it.
+func (l *libCopy) truncLimit() int64 {
+	l.truncOnce.Do(func() {
+		for id := range l.truncated {
+			c := l.got[id]
+			if c == nil && object.ValidID(id) {
+				c, _ = l.readCommit(id) // only for its time: the walk did not need it
+			}
+			if c != nil && c.Ctime > l.truncBefore {
+				l.truncBefore = c.Ctime
+			}
+		}
+	})
+	return l.truncBefore
 }
 
 // readCommit reads and checks a commit of the source; nil when the state records it as
@@ -624,12 +647,15 @@ func (t *treeRun) missing(kind object.Kind, id, p string, err error) error {
 }
 
 // explained says whether the state expects the object at path p of this commit's tree
-// to be missing: the rules of verify.
+// to be missing: verify's rules, and any object of a commit the state records a hole
+// against.
 func (t *treeRun) explained(id, p string) bool {
 	if _, ok := t.l.holes[id]; ok {
 		return true
 	}
-	if t.truncated {
+	// The engine records a hole against every commit whose tree it could not complete
+	// (kind "tree" for those above a hole met under another commit).
+	if t.truncated || t.l.holeCommits[t.c.ID] || t.c.Ctime <= t.l.truncLimit() {
 		return true
 	}
 	for _, h := range t.l.rec.Holes {

@@ -72,7 +72,9 @@ type backup struct {
 	state           *state.Dir
 	libs            map[string]*seafgen.Library
 	holeBlock       string // the block the holey library lacks
+	holeFix         func() // puts the block back on the primary
 	oldHead         string
+	engine          func(force bool) *seafsync.Engine
 }
 
 // newBackup backs up four libraries with everything the copy must carry: history with a
@@ -165,6 +167,8 @@ func newBackup(t *testing.T) *backup {
 	good, err := os.ReadFile(bad)
 	must(t, err)
 	must(t, os.WriteFile(bad, append([]byte{good[0] ^ 0xff}, good[1:]...), 0o644))
+	b.holeFix = func() { must(t, os.WriteFile(bad, good, 0o644)) }
+	b.engine = eng
 	if res := syncOK(true, holey); len(res.Holes) == 0 {
 		t.Fatalf("no hole recorded: %+v", res)
 	}
@@ -543,4 +547,27 @@ func TestCopyRecheckRepairsDestination(t *testing.T) {
 	}
 	sameObjects(t, "rechecked", src, fsObjects(t, dir))
 	verifyOK(t, dst, b.state)
+}
+
+// A hole filled in the source after a copy (the primary repaired, the library synced
+// again: the state no longer records it) is filled in the destination by the next copy:
+// the commit copied without its tree is walked again because its root is missing there.
+func TestCopyAfterHoleFilled(t *testing.T) {
+	b := newBackup(t)
+	ctx := context.Background()
+	s3, o := newS3(t)
+	_, err := storecopy.Copy(ctx, storecopy.Options{From: b.fs, To: s3, State: b.state})
+	must(t, err)
+	holey := findLib(t, b, "Holey")
+	b.holeFix()
+	res, err := b.engine(false).Sync(ctx, holey.ID)
+	must(t, err)
+	if rec, _, _ := b.state.Load(holey.ID); len(rec.Holes) != 0 || res.Blocks == 0 {
+		t.Fatalf("hole not filled: %+v %+v", res, rec.Holes)
+	}
+	again, err := storecopy.Copy(ctx, storecopy.Options{From: b.fs, To: s3, State: b.state})
+	must(t, err)
+	t.Logf("after the hole was filled the copy wrote %+v", again.Copied)
+	sameObjects(t, "filled", fsObjects(t, b.dir), s3Objects(t, o))
+	verifyOK(t, s3, b.state)
 }
