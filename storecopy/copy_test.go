@@ -77,11 +77,11 @@ type backup struct {
 	engine          func(force bool) *seafsync.Engine
 }
 
-// newBackup backs up four libraries with everything the copy must carry: history with a
+// newBackup backs up five libraries with everything the copy must carry: history with a
 // merge, nested and renamed dirs, empty files and dirs, multi-block files, non-ASCII
 // names, an old head the primary moved away from, a virtual library sharing its
-// origin's store, history truncated by the primary's GC, and a hole recorded by
-// sync --force.
+// origin's store, an encrypted library, history truncated by the primary's GC, and a
+// hole recorded by sync --force.
 func newBackup(t *testing.T) *backup {
 	t.Helper()
 	root := t.TempDir()
@@ -144,6 +144,12 @@ func newBackup(t *testing.T) *backup {
 	b.libs[virt.ID] = virt
 	testenv.Commit(t, virt, "in the sub-library", seafgen.Put("v.bin", testenv.RandomBytes(9000, 12)))
 	syncOK(false, virt)
+
+	enc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Secret", Encrypted: true})
+	must(t, err)
+	b.libs[enc.ID] = enc
+	testenv.Commit(t, enc, "ciphertext", seafgen.Put("s/secret.bin", testenv.RandomBytes(10000, 13)), seafgen.Put("s/empty", nil))
+	syncOK(false, enc)
 
 	trunc, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Limited"})
 	must(t, err)
@@ -304,7 +310,7 @@ func TestCopyFSToS3AndBack(t *testing.T) {
 	res, err := storecopy.Copy(ctx, storecopy.Options{From: b.fs, To: s3, State: b.state, Parallel: 4})
 	must(t, err)
 	t.Logf("fs → s3: %d objects (%d bytes) copied in %.2fs", res.Copied.Objects(), res.Copied.Bytes, res.Seconds)
-	if len(res.Libraries) != 4 || res.Failed != 0 {
+	if len(res.Libraries) != 5 || res.Failed != 0 {
 		t.Fatalf("result %+v", res)
 	}
 	if got := int64(len(reachable(t, b, src))); res.Copied.Objects() != got {
