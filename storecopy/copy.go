@@ -232,13 +232,15 @@ feed:
 			}
 		}
 	}
+	// S3: a no-op (a PUT is durable when it returns); filesystem: fsync what was written,
+	// also after an interruption, so that what the rerun trusts survives a power loss.
+	serr := opts.To.Sync(context.WithoutCancel(ctx))
 	res.Seconds = time.Since(start).Seconds()
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("store copy: %w", err)
 	}
-	// S3: a no-op (a PUT is durable when it returns); filesystem: fsync what was written.
-	if err := opts.To.Sync(ctx); err != nil {
-		return res, fmt.Errorf("store copy: making the destination durable: %w", err)
+	if serr != nil {
+		return res, fmt.Errorf("store copy: making the destination durable: %w", serr)
 	}
 	res.Seconds = time.Since(start).Seconds()
 	if res.Failed > 0 {
