@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/minio/minio-go/v7"
 
 	"seafbak/state"
 	seafsync "seafbak/sync"
@@ -124,8 +131,63 @@ func hint(err error) string {
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library and will finish it; wait longer with --lock-wait, or let the next scan pick it up"
 	}
+	return s3Hint(err)
+}
+
+// s3Hint is the next step for an error of the S3 backup store (its text starts "s3
+// store <endpoint>", and names the bucket): credentials refused, permission denied, a
+// certificate not trusted, or a server that did not answer or kept failing after the
+// retries. Libraries keep their previous head in every case: the store returns an
+// error before anything is recorded.
+func s3Hint(err error) string {
+	if !strings.Contains(err.Error(), "s3 store ") {
+		return ""
+	}
+	const kept = "; the libraries keep their previous backed-up head"
+	code, status := s3Answer(err)
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var urlErr *url.Error
+	var netErr *net.OpError
+	switch {
+	case code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" || code == "XAdminUserNotFound" ||
+		code == "InvalidToken" || code == "ExpiredToken" || code == "InvalidClientTokenId":
+		return "the S3 server refused the credentials: check backup.s3.access_key and backup.s3.secret_key (or " +
+			"SEAFBAK_S3_SECRET_KEY; with neither set, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials) " +
+			"against the key on the server" + kept
+	case code == "AuthorizationHeaderMalformed" || code == "IllegalLocationConstraintException":
+		return "the S3 server expects another region: set backup.s3.region to the buckets' region" + kept
+	case code == "AccessDenied" || code == "AllAccessDisabled":
+		return "the S3 server knows the key but denied the request: allow it to list, read and write the three " +
+			"buckets (s3:ListBucket, s3:GetObject, s3:PutObject; seafbak never deletes)" + kept
+	case code == "NoSuchBucket":
+		return "check backup.s3.commit_bucket, fs_bucket and block_bucket, or make the missing bucket with the server's tools" + kept
+	case errors.As(err, &unknownCA), errors.As(err, &hostname):
+		return "the S3 server's certificate is not trusted for backup.s3.endpoint: for a private CA set " +
+			"backup.s3.ca_file to its PEM certificate" + kept
+	case code == "SlowDown" || status >= 500 || code == "" && (errors.As(err, &urlErr) || errors.As(err, &netErr)):
+		return "the S3 server (backup.s3.endpoint) did not answer or kept failing after retries: check it is up " +
+			"and reachable, and run again" + kept
+	}
 	return ""
 }
+
+// s3Answer is the S3 error code and HTTP status of err, if the S3 server answered: from
+// minio-go's ErrorResponse when it is in the chain, else from the "(Code, HTTP n)" the
+// store writes into its errors' text.
+func s3Answer(err error) (code string, status int) {
+	var er minio.ErrorResponse
+	if errors.As(err, &er) && er.Code != "" {
+		return er.Code, er.StatusCode
+	}
+	if m := s3AnswerText.FindStringSubmatch(err.Error()); m != nil {
+		status, _ = strconv.Atoi(m[2])
+		return m[1], status
+	}
+	return "", 0
+}
+
+var s3AnswerText = regexp.MustCompile(`\(([A-Za-z][A-Za-z0-9.]*), HTTP ([1-5][0-9][0-9])\)`)
 
 // commandName is kong's command path without its arguments ("restore library").
 func commandName(path string) string {

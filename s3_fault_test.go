@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -215,7 +217,12 @@ func (s *s3Side) keys(t *testing.T) map[string]bool {
 // (their bytes are checked by verify, which hashes every one).
 func (s *s3Side) complete(t *testing.T, stage string, lib *seafgen.Library) {
 	t.Helper()
-	want, _ := testenv.Reachable(t, s.env.PrimaryDir, lib.ID, lib.StoreID, lib.Head)
+	s.completeAt(t, stage, lib.ID, lib.StoreID, lib.Head)
+}
+
+func (s *s3Side) completeAt(t *testing.T, stage, id, storeID, head string) {
+	t.Helper()
+	want, _ := testenv.Reachable(t, s.env.PrimaryDir, id, storeID, head)
 	got := s.keys(t)
 	for k := range want {
 		if !got[string(k.Kind)+" "+k.StoreID+"/"+k.ID] {
@@ -340,5 +347,295 @@ func (s *s3Side) atHead(t *testing.T, stage string, lib *seafgen.Library) {
 	t.Helper()
 	if st, db := s.stateHead(t, lib.ID), s.env.BackupHead(lib.ID); st != lib.Head || db != lib.Head {
 		t.Fatalf("%s: state head %q, backup db head %q; want %s", stage, st, db, lib.Head)
+	}
+}
+
+// firstThenMore backs up a library to S3 with the binary (its first head), then adds a
+// larger commit on the primary, and returns the first head.
+func firstThenMore(t *testing.T, bin string, side *s3Side, lib *seafgen.Library) string {
+	t.Helper()
+	r := runProc(t, bin, "--config", side.cfg, "sync", lib.ID)
+	if r.exitCode() != 0 {
+		t.Fatalf("first sync: %d\n%s", r.exitCode(), r.out.String())
+	}
+	first := lib.Head
+	_, err := lib.CommitBulk("more", 200, 20<<20, 2)
+	must(t, err)
+	must(t, lib.InsertRows(context.Background(), side.env.PrimaryDB))
+	return first
+}
+
+// The S3 server killed and restarted on the same port and data while a sync uploads:
+// the sync either rides it out (PUTs are retried) and completes, or fails with an error
+// naming the endpoint and leaves the previous head; the next sync completes, verify
+// is clean and the buckets hold exactly the primary's objects.
+func TestS3ServerRestartMidSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and copies a large library")
+	}
+	bin := buildBinary(t)
+	s3 := s3test.Start(t)
+	env := testenv.New(t, srv)
+	side := newS3Side(t, env, s3, s3.Endpoint)
+	lib := bigLibrary(t, env, 60, 6<<20)
+	first := firstThenMore(t, bin, side, lib)
+	before := side.countKeys(side.buckets.blocks, lib.StoreID+"/", 1<<30)
+
+	p := startProc(t, bin, "--config", side.cfg, "sync", lib.ID)
+	if !side.waitBlocks(t, p, lib.StoreID, before+80) {
+		t.Skipf("sync finished before the restart (exit %d): machine too fast\n%s", p.exitCode(), p.out.String())
+	}
+	s3.Restart(t)
+	code, out := p.exitCode(), p.out.String()
+	t.Logf("sync across the restart: exit %d\n%s", code, out)
+	switch code {
+	case 0:
+		side.atHead(t, "sync across the restart", lib)
+	case 1:
+		if !strings.Contains(out, "s3 store http://"+s3.Endpoint) {
+			t.Fatalf("sync across the restart failed without naming the endpoint %s:\n%s", s3.Endpoint, out)
+		}
+		side.checkHeads(t, "after the failed sync", lib.ID, first)
+		side.checkObjects(t, "after the failed sync", lib)
+		r := runProc(t, bin, "--config", side.cfg, "sync", lib.ID)
+		if r.exitCode() != 0 {
+			t.Fatalf("sync after the restart: %d\n%s", r.exitCode(), r.out.String())
+		}
+		side.atHead(t, "sync after the restart", lib)
+	default:
+		t.Fatalf("sync across the restart: exit %d\n%s", code, out)
+	}
+	side.verifyCLI(t, bin, "after the restart")
+	side.complete(t, "after the restart", lib)
+}
+
+// The S3 server down for longer than the retries last, mid-sync: the sync fails (exit
+// 1) with an error naming the endpoint, the previous head stays in state and the
+// backup database, and what reached the buckets is whole and bottom-up; once the
+// server is back, the next sync completes and verify is clean.
+func TestS3ServerDownMidSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and copies a large library")
+	}
+	bin := buildBinary(t)
+	s3 := s3test.Start(t)
+	env := testenv.New(t, srv)
+	side := newS3Side(t, env, s3, s3.Endpoint)
+	lib := bigLibrary(t, env, 60, 6<<20)
+	first := firstThenMore(t, bin, side, lib)
+	before := side.countKeys(side.buckets.blocks, lib.StoreID+"/", 1<<30)
+
+	p := startProc(t, bin, "--config", side.cfg, "sync", lib.ID)
+	if !side.waitBlocks(t, p, lib.StoreID, before+80) {
+		t.Skipf("sync finished before the stop (exit %d): machine too fast\n%s", p.exitCode(), p.out.String())
+	}
+	s3.Stop()
+	start := time.Now()
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		t.Fatalf("sync still running 40 s after the S3 server went away:\n%s", p.out.String())
+	}
+	code, out := p.exitCode(), p.out.String()
+	t.Logf("sync with the server gone: exit %d after %s\n%s", code, time.Since(start).Round(time.Millisecond), out)
+	if code != 1 || !strings.Contains(out, "s3 store http://"+s3.Endpoint) || !strings.Contains(out, "hint: the S3 server (backup.s3.endpoint) did not answer") {
+		t.Fatalf("sync with the S3 server gone: exit %d, want 1 and an error naming http://%s, with the hint:\n%s", code, s3.Endpoint, out)
+	}
+	if st, db := side.stateHead(t, lib.ID), env.BackupHead(lib.ID); st != first || db != first {
+		t.Fatalf("after the failed sync: state head %q, backup db head %q; want the previous %s", st, db, first)
+	}
+	s3.Resume(t)
+	side.checkHeads(t, "after the failed sync", lib.ID, first)
+	side.checkObjects(t, "after the failed sync", lib)
+	r := runProc(t, bin, "--config", side.cfg, "sync", lib.ID)
+	if r.exitCode() != 0 {
+		t.Fatalf("sync once the server is back: %d\n%s", r.exitCode(), r.out.String())
+	}
+	side.atHead(t, "sync once the server is back", lib)
+	side.verifyCLI(t, bin, "once the server is back")
+	side.complete(t, "once the server is back", lib)
+}
+
+const realHead = "5715208e10e33de4ac89cd441c52d948df77125b"
+
+// 503 SlowDown on some PUTs, and PUTs that land but whose answer is lost (the proxy
+// forwards them, then answers 500): each is retried, the sync succeeds, the buckets
+// hold exactly the library's objects, verify is clean.
+func TestS3TransientPutFaults(t *testing.T) {
+	s3 := s3test.Start(t)
+	id := testenv.RealLibraryID
+	for _, c := range []struct {
+		name  string
+		fault s3test.Fault
+	}{{"SlowDown", s3test.SlowDown}, {"FailAfter", s3test.FailAfter}} {
+		t.Run(c.name, func(t *testing.T) {
+			env := testenv.New(t, srv) // a backup database of its own
+			env.LoadRealLibrary()
+			proxy := s3test.NewProxy(t, s3.Endpoint)
+			side := newS3Side(t, env, s3, proxy.Endpoint)
+			// Two of each kind's PUTs at least: 6 of the 38 objects, the first ones
+			// (blocks), and every commit's first attempt.
+			proxy.Inject(firstNEach(map[string]int{side.buckets.blocks: 4, side.buckets.commits: 7}, c.fault))
+			code, out, errs := seafbak("--config", side.cfg, "sync", id)
+			if code != 0 || !strings.Contains(out, "synced to "+realHead) {
+				t.Fatalf("sync with %s on some PUTs: %d\n%s%s", c.name, code, out, errs)
+			}
+			if n := proxy.Injected(c.fault); n != 11 {
+				t.Fatalf("%d PUTs got %s, want 11", n, c.name)
+			}
+			if st, db := side.stateHead(t, id), env.BackupHead(id); st != realHead || db != realHead {
+				t.Fatalf("heads after the sync: state %q, db %q", st, db)
+			}
+			side.completeAt(t, c.name, id, id, realHead)
+			code, out, errs = seafbak("--config", side.cfg, "verify")
+			if code != 0 || !strings.Contains(out, "1 libraries, 0 failed") {
+				t.Fatalf("verify: %d\n%s%s", code, out, errs)
+			}
+		})
+	}
+}
+
+// firstNEach gives fault f to the first n[bucket] PUTs into each bucket.
+func firstNEach(n map[string]int, f s3test.Fault) func(r *http.Request) s3test.Fault {
+	var mu gosync.Mutex
+	return func(r *http.Request) s3test.Fault {
+		if !s3test.IsPut(r) {
+			return s3test.Pass
+		}
+		bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		mu.Lock()
+		defer mu.Unlock()
+		if n[bucket] > 0 {
+			n[bucket]--
+			return f
+		}
+		return s3test.Pass
+	}
+}
+
+// PUTs that keep failing: every PUT of the head commit lands but its answer is lost
+// (500 after the upload), or every PUT gets 503 SlowDown. The sync fails (exit 1) once
+// the retries are spent, with an error naming the endpoint, the bucket and the cause;
+// no head is recorded, even though the head commit is in the bucket; the next sync,
+// faults gone, completes and verify is clean.
+func TestS3PersistentPutFaults(t *testing.T) {
+	s3 := s3test.Start(t)
+	id := testenv.RealLibraryID
+	for _, c := range []struct {
+		name   string
+		fault  s3test.Fault
+		bucket func(s3Buckets) string
+		cause  string
+	}{
+		{"FailAfterOnCommits", s3test.FailAfter, func(b s3Buckets) string { return b.commits }, "InternalError, HTTP 500"},
+		{"SlowDownOnBlocks", s3test.SlowDown, func(b s3Buckets) string { return b.blocks }, "SlowDown, HTTP 503"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := testenv.New(t, srv) // a backup database of its own
+			env.LoadRealLibrary()
+			proxy := s3test.NewProxy(t, s3.Endpoint)
+			side := newS3Side(t, env, s3, proxy.Endpoint)
+			bucket := c.bucket(side.buckets)
+			proxy.Inject(firstNEach(map[string]int{bucket: 1 << 30}, c.fault))
+			code, out, errs := seafbak("--config", side.cfg, "sync", id)
+			t.Logf("sync: exit %d\n%s%s", code, out, errs)
+			if code != 1 || !strings.Contains(errs, "s3 store http://"+proxy.Endpoint) || !strings.Contains(errs, "put "+bucket+"/") || !strings.Contains(errs, c.cause) ||
+				!strings.Contains(errs, "hint: the S3 server (backup.s3.endpoint) did not answer or kept failing after retries") {
+				t.Fatalf("sync with every PUT into %s failing: exit %d, want 1 and an error naming http://%s, the bucket and %q:\n%s%s", bucket, code, proxy.Endpoint, c.cause, out, errs)
+			}
+			if proxy.Injected(c.fault) < 2 {
+				t.Fatalf("the failing PUT was not retried: %d attempts", proxy.Injected(c.fault))
+			}
+			if st, db := side.stateHead(t, id), env.BackupHead(id); st != "" || db != "" {
+				t.Fatalf("heads after a failed first sync: state %q, db %q", st, db)
+			}
+			if c.fault == s3test.FailAfter {
+				// The commit whose PUT failed is in the bucket all the same.
+				_, rest, _ := strings.Cut(errs, "put "+bucket+"/"+id+"/")
+				commit, _, _ := strings.Cut(rest, ":")
+				if has, err := side.store(t).Has(context.Background(), object.KindCommit, id, commit); err != nil || !has {
+					t.Fatalf("commit %q did not land in %s (%v): the fault did not happen after the upload", commit, bucket, err)
+				}
+			}
+			proxy.Inject(nil)
+			code, out, errs = seafbak("--config", side.cfg, "sync", id)
+			if code != 0 || !strings.Contains(out, "synced to "+realHead) {
+				t.Fatalf("sync with the faults gone: %d\n%s%s", code, out, errs)
+			}
+			side.completeAt(t, c.name, id, id, realHead)
+			code, out, errs = seafbak("--config", side.cfg, "verify")
+			if code != 0 || !strings.Contains(out, "1 libraries, 0 failed") {
+				t.Fatalf("verify: %d\n%s%s", code, out, errs)
+			}
+		})
+	}
+}
+
+// A wrong secret, an unknown access key, a missing bucket: every command that opens the
+// store stops before any work with exit 2 and a message naming the endpoint, the bucket
+// and what to fix, and never the secret (neither the configured one nor the right one).
+func TestS3WrongCredentialsAndMissingBucket(t *testing.T) {
+	s3 := s3test.Start(t)
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	id := testenv.RealLibraryID
+	side := newS3Side(t, env, s3, s3.Endpoint)
+	good := mustRead(t, side.cfg)
+	const wrongSecret = "wrong-secret-do-not-print-0123456789"
+	for _, c := range []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"wrong secret", "secret_key: " + s3test.SecretKey, "secret_key: " + wrongSecret,
+			[]string{"bucket " + side.buckets.commits, "SignatureDoesNotMatch", "hint: the S3 server refused the credentials: check backup.s3.access_key and backup.s3.secret_key"}},
+		// VersityGW answers an unknown key with its own code (AWS: InvalidAccessKeyId).
+		{"unknown access key", "access_key: " + s3test.AccessKey, "access_key: nobody-knows-me",
+			[]string{"bucket " + side.buckets.commits, "XAdminUserNotFound", "hint: the S3 server refused the credentials: check backup.s3.access_key and backup.s3.secret_key"}},
+		{"missing bucket", "fs_bucket: " + side.buckets.fs, "fs_bucket: no-such-bucket-here",
+			[]string{"bucket no-such-bucket-here does not exist", "make the three"}},
+	} {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			if !strings.Contains(good, c.from) {
+				t.Fatalf("config has no %q", c.from)
+			}
+			must(t, os.WriteFile(side.cfg, []byte(strings.Replace(good, c.from, c.to, 1)), 0o600))
+			t.Cleanup(func() { os.WriteFile(side.cfg, []byte(good), 0o600) })
+			for _, args := range [][]string{
+				{"sync", id}, {"scan"}, {"verify"}, {"restore", "library", id, "--list"}, {"status"},
+			} {
+				code, out, errs := seafbak(append([]string{"--config", side.cfg}, args...)...)
+				cmd := strings.Join(args, " ")
+				t.Logf("%s: exit %d\n%s%s", cmd, code, out, errs)
+				if cmd == "status" {
+					// status reads the state and the primary; the store only for the
+					// backed-up heads' times, which it leaves out when it cannot (cmd_status.go).
+					if code != 0 || strings.Contains(out+errs, s3test.SecretKey) || strings.Contains(out+errs, wrongSecret) {
+						t.Errorf("status with a %s: exit %d\n%s%s", c.name, code, out, errs)
+					}
+					continue
+				}
+				if code != 2 {
+					t.Errorf("%s with a %s: exit %d, want 2", cmd, c.name, code)
+				}
+				for _, w := range append([]string{"http://" + s3.Endpoint}, c.want...) {
+					if !strings.Contains(errs, w) {
+						t.Errorf("%s with a %s: the message lacks %q:\n%s", cmd, c.name, w, errs)
+					}
+				}
+				for _, secret := range []string{s3test.SecretKey, wrongSecret} {
+					if strings.Contains(out+errs, secret) {
+						t.Errorf("%s with a %s printed a secret key:\n%s%s", cmd, c.name, out, errs)
+					}
+				}
+			}
+			// Nothing was recorded.
+			if st, db := side.stateHead(t, id), env.BackupHead(id); st != "" || db != "" {
+				t.Fatalf("heads after a refused sync: state %q, db %q", st, db)
+			}
+		})
+	}
+	// The right config works.
+	if code, out, errs := seafbak("--config", side.cfg, "sync", id); code != 0 {
+		t.Fatalf("sync with the right config: %d\n%s%s", code, out, errs)
 	}
 }
