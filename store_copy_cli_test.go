@@ -280,3 +280,60 @@ func TestCLIStoreCopy(t *testing.T) {
 		t.Fatalf("the corrupt block was copied: %v", err)
 	}
 }
+
+// SIGTERM stops a copy into a filesystem store with exit 143, what was written made
+// durable; the rerun finishes it.
+func TestCLIStoreCopySIGTERM(t *testing.T) {
+	env := testenv.New(t, srv)
+	g := seafgen.New(env.PrimaryDir)
+	g.BlockSize = 4096
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Big", Owner: "u@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lib.CommitBulk("bulk", 1500, 6<<20, 9); err != nil {
+		t.Fatal(err)
+	}
+	env.Publish(lib)
+	cfgFS := writeConfig(t, env)
+	if code, out, errs := seafbak("--config", cfgFS, "scan"); code != 0 {
+		t.Fatalf("scan: %d\n%s%s", code, out, errs)
+	}
+	want := fsStoreObjects(t, env.BackupDir)
+	dest := filepath.Join(t.TempDir(), "seafile-data")
+	cfgDest := copyConfig(t, env, "  data_dir: "+dest)
+	cmd := exec.Command(buildBinary(t), "--config", cfgFS, "store", "copy", "--to", cfgDest)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "100 blocks copied", 60*time.Second, func() bool {
+		n := 0
+		filepath.WalkDir(filepath.Join(dest, "storage", "blocks"), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n >= 100
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(out.String(), "interrupted by SIGTERM") {
+		t.Fatalf("SIGTERM: exit %d (%v)\n%s", code, err, out.String())
+	}
+	mid := fsStoreObjects(t, dest)
+	code, o, errs := seafbak("--config", cfgFS, "store", "copy", "--to", cfgDest, "--json")
+	if code != 0 {
+		t.Fatalf("rerun: %d\n%s%s", code, o, errs)
+	}
+	res := copyResult(t, o)
+	t.Logf("SIGTERM after %d of %d objects; the rerun copied %d", len(mid), len(want), res.Copied.Objects())
+	if int(res.Copied.Objects())+len(mid) != len(want) {
+		t.Fatalf("rerun copied %d, %d were there, the source has %d", res.Copied.Objects(), len(mid), len(want))
+	}
+	sameStoreObjects(t, "after SIGTERM", want, fsStoreObjects(t, dest))
+}
