@@ -20,7 +20,7 @@ type storeCopyCmd struct {
 	To      string   `required:"" placeholder:"CONFIG" type:"path" predictor:"file" help:"A seafbak config file whose backup store (backup.store, backup.data_dir or backup.s3) receives the copy; nothing else of it is used."`
 	Repos   []string `arg:"" optional:"" name:"repo-id" help:"Libraries to copy (default: every library in the state)."`
 	Full    bool     `help:"Do not trust a commit already in the destination to have its history below it: walk every commit's tree (dirs present are still trusted). For a destination written by something else."`
-	Recheck bool     `help:"Trust nothing already in the destination: read every object back and compare it (blocks hashed), writing again what is missing or damaged. Run it after a power loss or OS crash during a copy into a filesystem store (its objects are made durable together at the end). Implies --full."`
+	Recheck bool     `help:"Trust nothing already in the destination: read every object back and compare it (blocks hashed), writing again what is missing or damaged. A copy into a filesystem store that a power loss or OS crash interrupted is re-checked this way by itself on its next run. Implies --full."`
 	JSON    bool     `name:"json" help:"Print one JSON document for scripts."`
 }
 
@@ -49,11 +49,21 @@ func (c *storeCopyCmd) Run(e *env) error {
 	if err != nil {
 		return cantRun(fmt.Errorf("destination store (%s): %w", c.To, err))
 	}
-	opts := storecopy.Options{From: from, To: dst, State: st, Libraries: c.Repos, Log: e.log, Parallel: max(8, 2*e.cfg.Parallel), Full: c.Full, Recheck: c.Recheck}
+	recheck, copied, err := guardCopy(dst, e.log)
+	if err != nil {
+		return cantRun(err)
+	}
+	opts := storecopy.Options{From: from, To: dst, State: st, Libraries: c.Repos, Log: e.log, Parallel: max(8, 2*e.cfg.Parallel), Full: c.Full, Recheck: c.Recheck || recheck}
 	if f := terminal(e); f != nil {
 		opts.Progress = newByteBar(f, "store copy")
 	}
 	res, err := storecopy.Copy(e.ctx, opts)
+	if err == nil || errors.Is(err, storecopy.ErrFailed) {
+		// The destination was synced: what it holds is durable, the guard's job done.
+		if merr := copied(); merr != nil {
+			return cantRun(fmt.Errorf("destination store: %w", merr))
+		}
+	}
 	e.run.Bytes, e.run.Objects = res.Copied.Bytes, res.Copied.Objects()
 	if err != nil && !errors.Is(err, storecopy.ErrFailed) {
 		if e.ctx.Err() != nil {

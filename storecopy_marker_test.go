@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"seafbak/internal/testenv"
+	"seafbak/sync/object"
+)
+
+// A copy into a filesystem store that a reboot interrupted (its marker names another
+// boot) re-checks the destination by itself and fetches what the crash lost; one that
+// only the process's death interrupted (this boot) trusts presence; a finished copy
+// leaves no marker.
+func TestCLIStoreCopyAfterReboot(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 {
+		t.Fatalf("scan: %d\n%s%s", code, out, errs)
+	}
+	dest := filepath.Join(t.TempDir(), "seafile-data")
+	cfgDest := copyConfig(t, env, "  data_dir: "+dest)
+	boot := filepath.Join(t.TempDir(), "boot_id")
+	old := bootIDPath
+	bootIDPath = boot
+	t.Cleanup(func() { bootIDPath = old })
+	if err := os.WriteFile(boot, []byte("boot-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dest, copyMarkerName)
+	copyJSON := func(what string, wantBlocks int64) {
+		t.Helper()
+		code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest, "--json")
+		if code != 0 {
+			t.Fatalf("%s: %d\n%s%s", what, code, out, errs)
+		}
+		if r := copyResult(t, out); r.Copied.Blocks != wantBlocks {
+			t.Fatalf("%s: copied %+v, want %d blocks", what, r.Copied, wantBlocks)
+		}
+		if _, err := os.Stat(marker); !os.IsNotExist(err) {
+			t.Fatalf("%s: the marker is left: %v", what, err)
+		}
+	}
+	copyJSON("first copy", 12)
+
+	// Lose a block, as a crash of batch durability can, and leave a marker.
+	want := fsStoreObjects(t, env.BackupDir)
+	var lost string
+	for k := range want {
+		if strings.HasPrefix(k, "blocks/") {
+			lost = k
+			break
+		}
+	}
+	parts := strings.Split(lost, "/")
+	losePath := testenv.ObjectPath(dest, object.KindBlock, parts[1], parts[2])
+	lose := func(markerBoot string) {
+		t.Helper()
+		if err := os.Remove(losePath); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(marker, []byte(markerBoot+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same boot: only the process died; the page cache kept every write, so presence is
+	// trusted and the lost block (which a process death cannot lose) is not looked for.
+	lose("boot-1")
+	copyJSON("rerun in the same boot", 0)
+	// Another boot: everything there is re-checked, and the block comes back.
+	if err := os.WriteFile(marker, []byte("boot-0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	copyJSON("rerun after a reboot", 1)
+	sameStoreObjects(t, "after the reboot's re-check", want, fsStoreObjects(t, dest))
+}
