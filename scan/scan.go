@@ -123,7 +123,12 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		record(s.Engine.MarkDeleted(ctx, rec.ID))
 	}
 	parallel := max(s.Parallel, 1)
-	sem := make(chan struct{}, parallel)
+	// Many syncs run at once, each copying only in one of parallel slots: those that
+	// finish copying together share one flush of the store, of the markers and of the
+	// records (a first scan of thousands of small libraries is mostly such flushes).
+	// Each holds its library's lock meanwhile, so a hook for one of them waits its turn.
+	ctx = seafsync.LimitTransfers(ctx, parallel)
+	sem := make(chan struct{}, parallel*inFlightPerSlot)
 	var wg gosync.WaitGroup
 	for _, lib := range todo {
 		if ctx.Err() != nil {
@@ -144,6 +149,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	}
 	return sum, nil
 }
+
+// inFlightPerSlot is how many syncs a scan runs at once per copy slot.
+const inFlightPerSlot = 64
 
 // Compare is the one comparison of the primary's listing with the backup: changed are
 // the listed libraries not backed up at their head (new, moved, failed, with holes, or

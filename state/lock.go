@@ -1,17 +1,17 @@
 package state
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	gosync "sync"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"seafbak/internal/fsutil"
 )
 
 // ErrLocked is returned by TryLock when another invocation is syncing the library.
@@ -115,12 +115,19 @@ func (d *Dir) dirtyPath(storeID, repoID string) (string, error) {
 }
 
 // MarkDirty records, durably, that repoID is about to write unsynced objects to storeID.
+// Only the marker's name matters (its content is the time, for people), so it is made
+// durable by an fsync of dirty/ alone, shared with the markers other syncs of this
+// process leave at the same time.
 func (d *Dir) MarkDirty(storeID, repoID string) error {
 	p, err := d.dirtyPath(storeID, repoID)
 	if err != nil {
 		return err
 	}
-	if err := fsutil.WriteFileAtomic(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o640); err != nil {
+	if err := writeMarker(p); err != nil {
+		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
+	}
+	dir := filepath.Dir(p)
+	if err := d.dirtyDir.do(dir, func([]string) error { return fsyncPath(dir) }); err != nil {
 		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
 	}
 	d.mu.Lock()
@@ -130,6 +137,18 @@ func (d *Dir) MarkDirty(storeID, repoID string) error {
 	}
 	d.mine[filepath.Base(p)] = true
 	return nil
+}
+
+func writeMarker(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(time.Now().UTC().Format(time.RFC3339) + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // ClearDirty removes repoID's marker on storeID after its objects were made durable.
@@ -152,15 +171,14 @@ func (d *Dir) ClearDirty(storeID, repoID string) error {
 // before moving metadata this sync must make the whole store durable, not only what it
 // wrote itself. Markers of this process are left out: its own store flushes them.
 func (d *Dir) OtherWriters(storeID, self string) (bool, error) {
-	entries, err := os.ReadDir(filepath.Join(d.root, "dirty"))
-	if err != nil {
-		return false, fmt.Errorf("state: %w", err)
+	var writers []string
+	if err := d.markersOn(storeID, func(name, writer string) { writers = append(writers, name) }); err != nil {
+		return false, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, e := range entries {
-		writer, ok := strings.CutPrefix(e.Name(), storeID+".")
-		if ok && writer != self && !d.mine[e.Name()] {
+	for _, name := range writers {
+		if name != storeID+"."+self && !d.mine[name] {
 			return true, nil
 		}
 	}
@@ -170,18 +188,63 @@ func (d *Dir) OtherWriters(storeID, self string) (bool, error) {
 // DeadDirty reports whether storeID has a marker left by an attempt that died. The
 // caller holds self's lock, so a marker of its own is always from a dead attempt.
 func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
-	entries, err := os.ReadDir(filepath.Join(d.root, "dirty"))
-	if err != nil {
-		return false, fmt.Errorf("state: %w", err)
+	var writers []string
+	if err := d.markersOn(storeID, func(_, writer string) { writers = append(writers, writer) }); err != nil {
+		return false, err
 	}
-	for _, e := range entries {
-		writer, ok := strings.CutPrefix(e.Name(), storeID+".")
-		if !ok {
-			continue
-		}
+	for _, writer := range writers {
 		if writer == self || !d.Busy(writer) {
 			return true, nil
 		}
 	}
 	return false, nil
 }
+
+// markersOn calls fn with the name and writer of every marker on storeID. A scan keeps
+// hundreds of markers while it syncs many small libraries at once, and every sync reads
+// dirty/ twice: the names are compared in getdents' buffer, and only those on storeID
+// are made into strings.
+func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
+	dir := filepath.Join(d.root, "dirty")
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("state: %w", &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	defer unix.Close(fd)
+	bp := direntBufs.Get().(*[]byte)
+	defer direntBufs.Put(bp)
+	buf := *bp
+	prefix := storeID + "."
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("state: %w", &os.PathError{Op: "getdents", Path: dir, Err: err})
+		}
+		if n <= 0 {
+			return nil
+		}
+		for b := buf[:n]; len(b) >= direntNameOff; {
+			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < direntNameOff || reclen > len(b) {
+				return fmt.Errorf("state: %s: malformed directory entry", dir)
+			}
+			name := b[direntNameOff:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if len(name) > len(prefix) && string(name[:len(prefix)]) == prefix {
+				s := string(name)
+				fn(s, s[len(prefix):])
+			}
+			b = b[reclen:]
+		}
+	}
+}
+
+const direntNameOff = 19
+
+var direntBufs = gosync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -213,6 +213,31 @@ func (e *Engine) preload(ctx context.Context, lib primary.Library, log *slog.Log
 	}
 }
 
+type transferSlotsKey struct{}
+
+// LimitTransfers returns a context under which at most n of the syncs it is given to
+// copy objects at once. A scan runs many more syncs than that at once, so that the
+// durability work around each copy (the dirty marker, the flush of the store, the state
+// record) is shared by the syncs that reach it together rather than paid by each, while
+// the copying itself stays bounded by the configured parallelism.
+func LimitTransfers(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, transferSlotsKey{}, make(chan struct{}, max(n, 1)))
+}
+
+// transferSlot waits for a copy slot of LimitTransfers, if ctx has them.
+func transferSlot(ctx context.Context) (release func(), err error) {
+	slots, _ := ctx.Value(transferSlotsKey{}).(chan struct{})
+	if slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // syncLocked runs one sync of lib; the caller holds lib's lock.
 func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, error) {
 	res := Result{RepoID: lib.ID, Name: lib.Name}
@@ -288,11 +313,20 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
 	started := time.Now()
-	if rec.Head == "" && !recheck {
-		defer e.preload(ctx, lib, log)()
-	}
 	r := newRun(e, lib, rec, recheck, log)
-	runErr := r.transfer(ctx)
+	release, runErr := transferSlot(ctx)
+	if runErr == nil {
+		forget := func() {}
+		if rec.Head == "" && !recheck {
+			forget = e.preload(ctx, lib, log)
+		}
+		runErr = r.transfer(ctx)
+		// The listing and the copy slot are for the copy only: the flush and the
+		// metadata below are shared with other syncs, and the post-condition asks the
+		// store itself.
+		forget()
+		release()
+	}
 	// Whatever happened, make what was written durable so the marker can go: the objects
 	// written are complete (each was renamed into place only when whole).
 	if err := e.Store.Sync(ctx); err != nil {

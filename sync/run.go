@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	gosync "sync"
 	"time"
 
 	"seafbak/state"
@@ -309,6 +310,10 @@ const copyBufSize = 256 << 10
 func newCopier() *copier {
 	return &copier{buf: make([]byte, copyBufSize), h: object.NewBlockHasher(object.EmptyID)}
 }
+
+// copiers are shared by the runs of a process: a scan of thousands of small libraries
+// would otherwise zero a fresh 256 KiB buffer per worker per library (most of its CPU).
+var copiers = gosync.Pool{New: func() any { return newCopier() }}
 
 func (r *run) copyBlock(ctx context.Context, cp *copier, id string) (size int64, srcErr, fatal error) {
 	if err := ctx.Err(); err != nil {

@@ -85,12 +85,20 @@ func (r *run) startWorkers(ctx context.Context) *workers {
 	for range n {
 		go func() {
 			defer func() { finished <- struct{}{} }()
-			cp := newCopier()
+			var cp *copier // taken at the first block: a small library may have none
+			defer func() {
+				if cp != nil {
+					copiers.Put(cp)
+				}
+			}()
 			for j := range w.jobs {
 				res := result{job: j}
 				if err := ctx.Err(); err != nil {
 					res.fatal = err // the sync failed: start nothing more
 				} else if j.block != "" {
+					if cp == nil {
+						cp = copiers.Get().(*copier)
+					}
 					res.size, res.srcErr, res.fatal = r.copyBlock(ctx, cp, j.block)
 				} else {
 					res.fatal = store.Put(ctx, r.e.Store, object.KindFS, r.keys.For(object.KindFS), j.id, j.raw)

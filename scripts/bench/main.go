@@ -44,7 +44,7 @@ var (
 	smallFiles = flag.Int("small-files", 1_000, "files in the small library of the one-file-change test")
 	manyFiles  = flag.Int("many-files", 100_000, "files (4 KiB each) in the many-small-files first-backup library")
 	libraries  = flag.Int("libraries", 10_000, "libraries in the scan/status test")
-	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries)")
+	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries), firstscan (only the first scan of many libraries, -runs times, beside -baseline)")
 	straceRun  = flag.Bool("strace", false, "after the timed runs of each first backup, run seafbak once more under strace -c -f and print its syscall counts")
 	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback)")
 )
@@ -345,6 +345,9 @@ func main() {
 	if parts["scan"] {
 		e.scanStatus()
 	}
+	if parts["firstscan"] {
+		e.firstScans()
+	}
 	fmt.Println()
 	for _, f := range figures {
 		fmt.Println(f)
@@ -451,9 +454,10 @@ func (e *env) oneFileChange() {
 	}
 }
 
-func (e *env) scanStatus() {
+// manyLibraries makes a primary of -libraries one-file libraries.
+func (e *env) manyLibraries(name string) (db, dir string) {
 	ctx := context.Background()
-	db, dir := e.primary("bench_scan")
+	db, dir = e.primary(name)
 	pdb := mustOpen(e.srv, db)
 	g := seafgen.New(dir)
 	t0 := time.Now()
@@ -465,6 +469,42 @@ func (e *env) scanStatus() {
 		must(lib.InsertRows(ctx, pdb))
 	}
 	log.Printf("generated %d libraries in %s", *libraries, time.Since(t0))
+	return db, dir
+}
+
+// firstScans times only the first scan of many new one-file libraries, -runs times
+// from each source, each into a fresh backup, interleaved with -baseline; with -strace
+// it runs each once more under strace -c -f and prints syscalls per library.
+func (e *env) firstScans() {
+	db, dir := e.manyLibraries("bench_firstscan")
+	name := fmt.Sprintf("first scan of %d one-file libraries", *libraries)
+	for i := 0; i < *runs; i++ {
+		for _, src := range e.sources {
+			for _, b := range seafbaks() {
+				cfg, backupDir := e.backup(src, db, dir, "batch")
+				record(name+": seafbak scan ["+src+b.label+"]", timed(b.bin, "--config", cfg, "scan"))
+				must(os.RemoveAll(filepath.Dir(backupDir)))
+			}
+		}
+	}
+	if !*straceRun {
+		return
+	}
+	for _, src := range e.sources {
+		for _, b := range seafbaks() {
+			cfg, backupDir := e.backup(src, db, dir, "batch")
+			out := filepath.Join(e.root, "strace.txt")
+			timed("strace", "-c", "-f", "-o", out, b.bin, "--config", cfg, "scan")
+			text, err := os.ReadFile(out)
+			must(err)
+			straces = append(straces, fmt.Sprintf("%s: seafbak scan [%s%s] under strace -c -f (per library):\n%s", name, src, b.label, perFile(string(text), *libraries)))
+			must(os.RemoveAll(filepath.Dir(backupDir)))
+		}
+	}
+}
+
+func (e *env) scanStatus() {
+	db, dir := e.manyLibraries("bench_scan")
 	for n, src := range e.sources {
 		cfg, _ := e.backup(src, db, dir, "batch")
 		record(fmt.Sprintf("first scan of %d one-file libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))

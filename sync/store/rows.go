@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
+	gosync "sync"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -14,34 +16,106 @@ import (
 // in the database travels by dump.
 type Rows struct {
 	db *sql.DB
+
+	// SetHead is a group commit: the heads set while one transaction runs go together
+	// in the next one (a scan of many small libraries moves hundreds at a time).
+	mu      gosync.Mutex
+	running bool
+	idle    *gosync.Cond // on mu: the running transaction ended
+	next    *headRound   // the round callers join now; nil until one asks
 }
+
+type headRound struct {
+	heads []libraryHead
+	done  chan struct{}
+	err   error
+}
+
+type libraryHead struct{ repoID, head string }
+
+// maxHeadRound bounds the libraries of one transaction (three placeholders a row).
+const maxHeadRound = 1000
 
 // NewRows uses db, a connection to the backup's seafile database.
 func NewRows(db *sql.DB) *Rows { return &Rows{db: db} }
 
 // SetHead points the library's master branch at head, creating its rows if needed, in
-// one transaction so a Seafile server never sees a library without its branch.
+// one transaction so a Seafile server never sees a library without its branch. Heads
+// set at the same time by other syncs of this process share the transaction; if it
+// fails, each is set alone, so one library's error is not another's.
 func (r *Rows) SetHead(ctx context.Context, repoID, head string) error {
+	r.mu.Lock()
+	if r.idle == nil {
+		r.idle = gosync.NewCond(&r.mu)
+	}
+	if rd := r.next; rd != nil && len(rd.heads) < maxHeadRound {
+		rd.heads = append(rd.heads, libraryHead{repoID, head})
+		r.mu.Unlock()
+		// Not cut short by ctx: the transaction may move this head, and the caller
+		// must not believe it did not (it is bounded by db_timeout).
+		<-rd.done
+		if rd.err != nil {
+			return r.setHeads(ctx, []libraryHead{{repoID, head}})
+		}
+		return nil
+	}
+	rd := &headRound{heads: []libraryHead{{repoID, head}}, done: make(chan struct{})}
+	r.next = rd
+	for r.running {
+		r.idle.Wait() // callers arriving meanwhile join rd
+	}
+	r.running = true
+	if r.next == rd {
+		r.next = nil
+	}
+	heads := rd.heads
+	r.mu.Unlock()
+	rd.err = r.setHeads(ctx, heads)
+	close(rd.done)
+	r.mu.Lock()
+	r.running = false
+	r.idle.Broadcast()
+	r.mu.Unlock()
+	if rd.err != nil && len(heads) > 1 {
+		return r.setHeads(ctx, heads[:1]) // this caller's own; the others retry theirs
+	}
+	return rd.err
+}
+
+// setHeads moves the heads of libraries in one transaction.
+func (r *Rows) setHeads(ctx context.Context, heads []libraryHead) error {
+	what := heads[0].repoID
+	if len(heads) > 1 {
+		what = fmt.Sprintf("%s and %d other libraries", heads[0].repoID, len(heads)-1)
+	}
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("backup db: set head of %s: %w", repoID, dbErr(err))
+		return fmt.Errorf("backup db: set head of %s: %w", what, dbErr(err))
 	}
 	defer tx.Rollback()
+	n := len(heads)
+	repos := make([]any, 0, n)
+	branches := make([]any, 0, 2*n)
+	for _, h := range heads {
+		repos = append(repos, h.repoID)
+		branches = append(branches, h.repoID, h.head)
+	}
+	values := func(row string) string { return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ") }
 	stmts := []struct {
 		q    string
 		args []any
 	}{
-		{"INSERT INTO Repo (repo_id) VALUES (?) ON DUPLICATE KEY UPDATE repo_id = VALUES(repo_id)", []any{repoID}},
-		{"INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?) ON DUPLICATE KEY UPDATE commit_id = VALUES(commit_id)", []any{repoID, head}},
-		{"INSERT INTO RepoHead (repo_id, branch_name) VALUES (?, 'master') ON DUPLICATE KEY UPDATE branch_name = VALUES(branch_name)", []any{repoID}},
+		{"INSERT INTO Repo (repo_id) VALUES " + values("(?)") + " ON DUPLICATE KEY UPDATE repo_id = VALUES(repo_id)", repos},
+		{"INSERT INTO Branch (name, repo_id, commit_id) VALUES " + values("('master', ?, ?)") + " ON DUPLICATE KEY UPDATE commit_id = VALUES(commit_id)", branches},
+		{"INSERT INTO RepoHead (repo_id, branch_name) VALUES " + values("(?, 'master')") + " ON DUPLICATE KEY UPDATE branch_name = VALUES(branch_name)", repos},
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s.q, s.args...); err != nil {
-			return fmt.Errorf("backup db: set head of %s: %w", repoID, dbErr(err))
+			return fmt.Errorf("backup db: set head of %s: %w", what, dbErr(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("backup db: set head of %s: commit: %w", repoID, dbErr(err))
+		return fmt.Errorf("backup db: set head of %s: commit: %w", what, dbErr(err))
 	}
 	return nil
 }
