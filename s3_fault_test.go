@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -473,8 +474,8 @@ func TestS3TransientPutFaults(t *testing.T) {
 			env.LoadRealLibrary()
 			proxy := s3test.NewProxy(t, s3.Endpoint)
 			side := newS3Side(t, env, s3, proxy.Endpoint)
-			// Two of each kind's PUTs at least: 6 of the 38 objects, the first ones
-			// (blocks), and every commit's first attempt.
+			// The first 4 PUTs into the blocks bucket and the first 7 into the commits
+			// bucket (retries included): fewer than a PUT's 10 attempts.
 			proxy.Inject(firstNEach(map[string]int{side.buckets.blocks: 4, side.buckets.commits: 7}, c.fault))
 			code, out, errs := seafbak("--config", side.cfg, "sync", id)
 			if code != 0 || !strings.Contains(out, "synced to "+realHead) {
@@ -637,5 +638,37 @@ func TestS3WrongCredentialsAndMissingBucket(t *testing.T) {
 	// The right config works.
 	if code, out, errs := seafbak("--config", side.cfg, "sync", id); code != 0 {
 		t.Fatalf("sync with the right config: %d\n%s%s", code, out, errs)
+	}
+
+	// Nothing listening at the endpoint: exit 2 after the retries, naming it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	closed := l.Addr().String()
+	l.Close()
+	must(t, os.WriteFile(side.cfg, []byte(strings.Replace(good, "endpoint: "+s3.Endpoint, "endpoint: "+closed, 1)), 0o600))
+	code, out, errs := seafbak("--config", side.cfg, "sync", id)
+	if code != 2 || !strings.Contains(errs, "s3 store http://"+closed) || !strings.Contains(errs, "hint: the S3 server (backup.s3.endpoint) did not answer") {
+		t.Fatalf("sync with nothing at the endpoint: exit %d, want 2, the endpoint and the hint:\n%s%s", code, out, errs)
+	}
+	must(t, os.WriteFile(side.cfg, []byte(good), 0o600))
+}
+
+// An HTTPS endpoint whose certificate is from a private CA: without backup.s3.ca_file
+// the certificate is refused (exit 2, the hint names ca_file); with it, sync works.
+func TestS3PrivateCA(t *testing.T) {
+	s3 := s3test.StartTLS(t)
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	id := testenv.RealLibraryID
+	cfg, _ := writeS3Config(t, env, s3, s3.Endpoint)
+	text := strings.Replace(mustRead(t, cfg), "use_https: false", "use_https: true", 1)
+	must(t, os.WriteFile(cfg, []byte(text), 0o600))
+	code, out, errs := seafbak("--config", cfg, "sync", id)
+	if code != 2 || !strings.Contains(errs, "s3 store https://"+s3.Endpoint) || !strings.Contains(errs, "set backup.s3.ca_file") {
+		t.Fatalf("sync to a private CA's endpoint without ca_file: exit %d, want 2, the endpoint and the ca_file hint:\n%s%s", code, out, errs)
+	}
+	must(t, os.WriteFile(cfg, []byte(strings.Replace(text, "use_https: true", "use_https: true\n    ca_file: "+s3.CAFile, 1)), 0o600))
+	if code, out, errs := seafbak("--config", cfg, "sync", id); code != 0 || !strings.Contains(out, "synced to "+realHead) {
+		t.Fatalf("sync with ca_file: %d\n%s%s", code, out, errs)
 	}
 }

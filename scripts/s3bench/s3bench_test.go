@@ -48,6 +48,7 @@ var (
 	runs       = flag.Int("runs", 3, "first backups (each of seafbak and rclone) and verifies")
 	changes    = flag.Int("changes", 5, "one-file changes synced")
 	parts      = flag.String("only", "first,change,verify", "what to measure")
+	straceTo   = flag.String("strace", "", "after the timed one-file changes, sync one more under strace -f -tt -T into this file, with --debug logs in FILE.log")
 )
 
 type sample struct {
@@ -378,6 +379,20 @@ func BenchmarkS3FirstBackupVsRclone(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.record("one-file change: seafbak sync", e.timed(nil, bin, "--config", cfg, "sync", lib.ID))
+	}
+	if *straceTo != "" {
+		if _, err := lib.Commit("one file", seafgen.Put(seafgen.BulkPath(1, *files, 1), []byte(time.Now().String()))); err != nil {
+			b.Fatal(err)
+		}
+		if err := lib.InsertRows(ctx, pdb); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command("strace", "-f", "-tt", "-T", "-o", *straceTo, bin, "--debug", "--config", cfg, "sync", lib.ID)
+		logs, err := cmd.CombinedOutput()
+		os.WriteFile(*straceTo+".log", logs, 0o644)
+		if err != nil {
+			b.Fatalf("sync under strace: %v\n%s", err, logs)
+		}
 	}
 	for i := 0; i < *runs && only["verify"]; i++ {
 		e.record("verify from S3: seafbak verify", e.timed(nil, bin, "--config", cfg, "verify"))
