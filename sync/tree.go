@@ -37,6 +37,10 @@ type tnode struct {
 	dir  bool // what the entry that first named it says it is
 
 	raw       []byte     // as received, to be written once whole
+	// ref is the dir at the same path in a reference tree present in the backup (and so
+	// whole there), "" if none: entries that reference tree has are present without a
+	// presence check each. See reference.
+	ref string
 	fs        *object.FS // a dir until it is listed
 	fromStore bool       // re-read from the backup during a re-check: nothing to write
 
@@ -141,7 +145,7 @@ type tree struct {
 
 // walkTree copies what the backup lacks of c's tree and reports whether the tree is now
 // whole in the backup (false: a hole or truncation below it).
-func (r *run) walkTree(ctx context.Context, w *workers, c *object.Commit) (bool, error) {
+func (r *run) walkTree(ctx context.Context, w *workers, c *object.Commit) (_ bool, err error) {
 	root := c.RootID
 	if root == object.EmptyID {
 		return true, nil
@@ -150,6 +154,9 @@ func (r *run) walkTree(ctx context.Context, w *workers, c *object.Commit) (bool,
 	rootNode := &tnode{id: root, path: "/", dir: true, parents: []*tnode{nil}}
 	if ok, settled, err := t.known(ctx, rootNode); err != nil || settled {
 		return ok, err
+	}
+	if rootNode.ref, err = r.referenceRoot(ctx, c); err != nil {
+		return false, err
 	}
 	if !rootNode.fromStore {
 		t.waiting[root] = rootNode
@@ -208,6 +215,97 @@ func (t *tree) known(ctx context.Context, n *tnode) (ok, settled bool, err error
 	return false, false, nil
 }
 
+// refDir is a dir of a reference tree: a tree present in the backup, hence whole there
+// (invariant 1), at the same path as the dir being listed. An entry whose id it also
+// holds is whole in the backup, so the walk settles it without asking the store: on S3
+// each question is a request, and a one-file change asked one per entry of every dir on
+// the changed path (204 HEADs for 4 new fs objects). A changed subdir is walked with
+// the reference's subdir of the same name, so the walk stays a diff all the way down.
+type refDir struct {
+	ids    map[string]bool
+	byName map[string]object.Dirent
+}
+
+func (d *refDir) has(id string) bool { return d != nil && d.ids[id] }
+
+// subdir is the id of the reference's subdir called name, "" if it has none.
+func (d *refDir) subdir(name string) string {
+	if d == nil {
+		return ""
+	}
+	if e, ok := d.byName[name]; ok && e.IsDir() {
+		return e.ID
+	}
+	return ""
+}
+
+// reference reads the reference dir of d from the backup. Reading it is the proof of
+// its presence; a reference that is absent, unreadable or damaged is no reference, and
+// the walk asks the store entry by entry as before. Never during a re-check, where
+// presence proves nothing.
+func (t *tree) reference(ctx context.Context, d *tnode) *refDir {
+	r := t.r
+	if d.ref == "" || d.ref == d.id || r.recheck {
+		return nil
+	}
+	raw, err := r.e.Store.Get(ctx, object.KindFS, r.keys.For(object.KindFS), d.ref)
+	if err != nil {
+		return nil
+	}
+	fs, err := object.ParseFS(d.ref, raw)
+	if err != nil || !fs.IsDir() {
+		return nil
+	}
+	ref := &refDir{ids: make(map[string]bool, len(fs.Dirents)), byName: make(map[string]object.Dirent, len(fs.Dirents))}
+	for _, e := range fs.Dirents {
+		ref.ids[e.ID] = true
+		ref.byName[e.Name] = e
+	}
+	return ref
+}
+
+// referenceRoot picks the root of the reference tree for c's walk: its first parent's
+// tree, or else the backed-up head's, whichever is present in the backup (a present dir
+// is whole). For a one-file change the parent is the backed-up head.
+func (r *run) referenceRoot(ctx context.Context, c *object.Commit) (string, error) {
+	if r.recheck {
+		return "", nil
+	}
+	for _, id := range []string{c.ParentID, r.rec.Head} {
+		if id == "" {
+			continue
+		}
+		root, err := r.rootOf(ctx, id)
+		if err != nil || root == "" || root == object.EmptyID || root == c.RootID {
+			continue // no reference from this one: the walk only asks more
+		}
+		has, err := r.e.Store.Has(ctx, object.KindFS, r.keys.For(object.KindFS), root)
+		if err != nil {
+			return "", err
+		}
+		if has {
+			return root, nil
+		}
+	}
+	return "", nil
+}
+
+// rootOf is a commit's root dir, from this run's fetched commits or the backup.
+func (r *run) rootOf(ctx context.Context, commitID string) (string, error) {
+	if c := r.commits[commitID]; c != nil {
+		return c.RootID, nil
+	}
+	raw, err := r.e.Store.Get(ctx, object.KindCommit, r.keys.For(object.KindCommit), commitID)
+	if err != nil {
+		return "", err
+	}
+	c, err := object.ParseCommit(raw, commitID, r.lib.ID)
+	if err != nil {
+		return "", err
+	}
+	return c.RootID, nil
+}
+
 // listSome fetches the named dirs on top of the stack, or lists the fetched dirs on top
 // of it, up to about fsBatch entries: their files the backup lacks are fetched in as few
 // requests as the batch allows, their subdirs go on the stack to be fetched in turn.
@@ -228,6 +326,7 @@ func (t *tree) listSome(ctx context.Context) {
 		listed = append(listed, d)
 		fs := d.fs
 		d.fs = nil
+		ref := t.reference(ctx, d)
 		for _, e := range fs.Dirents {
 			if e.ID == object.EmptyID {
 				continue
@@ -237,7 +336,13 @@ func (t *tree) listSome(ctx context.Context) {
 				d.pending++
 				continue
 			}
+			if ref.has(e.ID) {
+				continue // whole in the backup: the reference dir holds it
+			}
 			n := &tnode{id: e.ID, path: path.Join(d.path, e.Name), dir: e.IsDir(), parents: []*tnode{d}}
+			if e.IsDir() {
+				n.ref = ref.subdir(e.Name)
+			}
 			d.pending++ // before known: a re-checked object may settle within it
 			ok, settled, err := t.known(ctx, n)
 			if err != nil {
