@@ -36,11 +36,11 @@ type tnode struct {
 	path string
 	dir  bool // what the entry that first named it says it is
 
-	raw       []byte     // as received, to be written once whole
+	raw []byte // as received, to be written once whole
 	// ref is the dir at the same path in a reference tree present in the backup (and so
 	// whole there), "" if none: entries that reference tree has are present without a
 	// presence check each. See reference.
-	ref string
+	ref       string
 	fs        *object.FS // a dir until it is listed
 	fromStore bool       // re-read from the backup during a re-check: nothing to write
 
