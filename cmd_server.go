@@ -124,7 +124,16 @@ func dataStep(s restore.StartSteps) string {
 		return "Point Seafile at the backup's data: its seafile-data directory is\n       " + s.DataDir +
 			"\n     (link it as <seafile>/seafile-data, or set it where your installation names it)."
 	}
-	conf := strings.ReplaceAll(strings.TrimRight(s.StorageConf, "\n"), "\n", "\n       ")
+	var conf strings.Builder
+	for i, line := range strings.Split(strings.TrimRight(s.StorageConf, "\n"), "\n") {
+		if i > 0 {
+			conf.WriteString("\n")
+			if line != "" { // no trailing blanks on the empty lines between sections
+				conf.WriteString("       ")
+			}
+		}
+		conf.WriteString(line)
+	}
 	return "Point Seafile at the backup's buckets (Seafile Pro's S3 backend): put these sections\n" +
-		"     in conf/seafile.conf, with the secret key in place of <secret key>:\n       " + conf
+		"     in conf/seafile.conf, with the secret key in place of <secret key>:\n       " + conf.String()
 }

@@ -198,14 +198,24 @@ func (s *S3) probe(ctx context.Context, bucket string) error {
 func (s *S3) String() string { return s.opts.String() }
 
 // s3Cause makes an S3 error readable: minio-go's ErrorResponse prints only its message
-// ("Access Denied."), which hides the code an admin searches for.
+// ("Access Denied."), which hides the code an admin searches for. The answer stays in
+// the chain (errors.As finds the minio.ErrorResponse), for main's hints.
 func s3Cause(err error) error {
 	var er minio.ErrorResponse
 	if errors.As(err, &er) && er.Code != "" {
-		return fmt.Errorf("%s (%s, HTTP %d)", er.Message, er.Code, er.StatusCode)
+		return &s3Answer{text: fmt.Sprintf("%s (%s, HTTP %d)", er.Message, er.Code, er.StatusCode), err: err}
 	}
 	return err
 }
+
+// s3Answer is an error the S3 server answered, printed with its code and status.
+type s3Answer struct {
+	text string
+	err  error
+}
+
+func (e *s3Answer) Error() string { return e.text }
+func (e *s3Answer) Unwrap() error { return e.err }
 
 func (s *S3) bucket(kind object.Kind) string {
 	switch kind {
