@@ -244,3 +244,88 @@ func TestDatabaseDown(t *testing.T) {
 	}
 	env.CompareWithPrimary(testenv.RealLibraryID, testenv.RealLibraryID, "5715208e10e33de4ac89cd441c52d948df77125b")
 }
+
+// kill -9 of a scan of many small libraries, whose syncs share their flushes (markers,
+// store, rows, records): every library's recorded head, in the state and in the backup
+// database, is none or the primary's with every object; the syncs in flight left their
+// markers, and the next scan re-checks those libraries and completes them all.
+func TestKill9DuringScan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and syncs hundreds of libraries")
+	}
+	bin := buildBinary(t)
+	env, cfg := newSourceEnv(t, "dir")
+	g := seafgen.New(env.PrimaryDir)
+	var libs []*seafgen.Library
+	for i := range 400 {
+		lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprint("small ", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Commit(t, lib, "file", seafgen.Put("readme.txt", []byte(fmt.Sprint("library ", i))))
+		libs = append(libs, lib)
+	}
+	env.Publish(libs...)
+	records := filepath.Join(env.StateDir, "libraries")
+	cmd := exec.Command(bin, "--config", cfg, "scan")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	killed := false
+	for deadline := time.Now().Add(60 * time.Second); !killed && time.Now().Before(deadline); {
+		select {
+		case err := <-done:
+			t.Skipf("scan finished before the kill (%v): machine too fast", err)
+		default:
+		}
+		if recs, _ := filepath.Glob(filepath.Join(records, "*.json")); len(recs) >= 50 { // not the temp files
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			killed = true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !killed {
+		cmd.Process.Kill()
+		t.Fatal("scan recorded nothing in 60 s")
+	}
+	markers := countFiles(filepath.Join(env.StateDir, "dirty"))
+	recorded := 0
+	for _, lib := range libs {
+		rec, _, err := env.State.Load(lib.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, head := range map[string]string{"state": rec.Head, "backup db": env.BackupHead(lib.ID)} {
+			switch head {
+			case "":
+			case lib.Head:
+				env.CompareWithPrimary(lib.ID, lib.StoreID, head)
+			default:
+				t.Fatalf("%s: %s records %s, want %s or none", lib.Name, what, head, lib.Head)
+			}
+		}
+		if rec.Head != "" {
+			recorded++
+		}
+	}
+	t.Logf("killed with %d of %d libraries recorded and %d markers left", recorded, len(libs), markers)
+	if markers == 0 {
+		t.Fatal("no sync was in flight at the kill: no marker left")
+	}
+	out, err := exec.Command(bin, "--config", cfg, "-v", "scan").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "re-checking") {
+		t.Fatalf("scan after the kill did not re-check (%v):\n%s", err, out)
+	}
+	for _, lib := range libs {
+		env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
+		if rec, _, _ := env.State.Load(lib.ID); rec.Head != lib.Head || env.BackupHead(lib.ID) != lib.Head {
+			t.Fatalf("%s: state %s, db %s after the second scan, want %s", lib.Name, rec.Head, env.BackupHead(lib.ID), lib.Head)
+		}
+	}
+	if n := countFiles(filepath.Join(env.StateDir, "dirty")); n != 0 {
+		t.Fatalf("%d markers left after a clean scan", n)
+	}
+}

@@ -215,27 +215,54 @@ func (e *Engine) preload(ctx context.Context, lib primary.Library, log *slog.Log
 
 type transferSlotsKey struct{}
 
+// slots are LimitTransfers' semaphores.
+type slots struct {
+	copy    chan struct{} // copying objects
+	prepare chan struct{} // Source.Prepare: the primary's database (tokens)
+}
+
 // LimitTransfers returns a context under which at most n of the syncs it is given to
-// copy objects at once. A scan runs many more syncs than that at once, so that the
-// durability work around each copy (the dirty marker, the flush of the store, the state
+// copy objects at once, and at most n prepare at once (over HTTP, a query of the
+// primary's database each: hundreds at once would exceed its max_connections). A scan
+// runs many more syncs than that at once, so that the durability work around each copy
+// (the dirty marker, the flush of the store, the backup database rows, the state
 // record) is shared by the syncs that reach it together rather than paid by each, while
 // the copying itself stays bounded by the configured parallelism.
 func LimitTransfers(ctx context.Context, n int) context.Context {
-	return context.WithValue(ctx, transferSlotsKey{}, make(chan struct{}, max(n, 1)))
+	n = max(n, 1)
+	return context.WithValue(ctx, transferSlotsKey{}, &slots{copy: make(chan struct{}, n), prepare: make(chan struct{}, n)})
 }
 
-// transferSlot waits for a copy slot of LimitTransfers, if ctx has them.
-func transferSlot(ctx context.Context) (release func(), err error) {
-	slots, _ := ctx.Value(transferSlotsKey{}).(chan struct{})
-	if slots == nil {
+// slot waits for one of LimitTransfers' slots (copy or prepare), if ctx has them.
+func slot(ctx context.Context, which func(*slots) chan struct{}) (release func(), err error) {
+	s, _ := ctx.Value(transferSlotsKey{}).(*slots)
+	if s == nil {
 		return func() {}, nil
 	}
+	c := which(s)
 	select {
-	case slots <- struct{}{}:
-		return func() { <-slots }, nil
+	case c <- struct{}{}:
+		return func() { <-c }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+func copySlot(s *slots) chan struct{}    { return s.copy }
+func prepareSlot(s *slots) chan struct{} { return s.prepare }
+
+// prepare runs the source's Prepare, if it has one, in a prepare slot.
+func (e *Engine) prepare(ctx context.Context, lib primary.Library) error {
+	p, ok := e.Source.(primary.Preparer)
+	if !ok {
+		return nil
+	}
+	release, err := slot(ctx, prepareSlot)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return p.Prepare(ctx, lib)
 }
 
 // syncLocked runs one sync of lib; the caller holds lib's lock.
@@ -303,10 +330,8 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	}
 	// Prepare before the marker: a failure here writes nothing, and must not leave a
 	// marker that would make the next sync re-check the whole library.
-	if p, ok := e.Source.(primary.Preparer); ok {
-		if err := p.Prepare(ctx, lib); err != nil {
-			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
-		}
+	if err := e.prepare(ctx, lib); err != nil {
+		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 	}
 	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
@@ -314,7 +339,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
 	started := time.Now()
 	r := newRun(e, lib, rec, recheck, log)
-	release, runErr := transferSlot(ctx)
+	release, runErr := slot(ctx, copySlot)
 	if runErr == nil {
 		forget := func() {}
 		if rec.Head == "" && !recheck {
@@ -348,16 +373,18 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		}
 		return res, err
 	}
-	// The objects written are durable, so whatever happens to the metadata below, the
-	// marker's job is done: a failed database update must not make the next sync
-	// re-hash the whole library.
+	// The objects written are durable and every one of them was verified (a re-check
+	// too has finished), so whatever happens to the metadata below, the marker's job is
+	// done: a failed database update must not make the next sync re-hash the whole
+	// library. It goes now, before the record: a record showing the new head never sits
+	// beside a stale marker (a kill between the two would leave the library up to date
+	// yet re-checked at its next change, and its virtual libraries at every sync).
+	if err := e.State.ClearDirty(lib.StoreID, lib.ID); err != nil {
+		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+	}
 	failMeta := func(err error) error {
 		rec.Holes = unionHoles(rec.Holes, holes)
-		err = e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
-		if cerr := e.State.ClearDirty(lib.StoreID, lib.ID); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-		return err
+		return e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 	}
 	// Objects another process wrote and this sync trusted may not be durable yet.
 	if others, err := e.State.OtherWriters(lib.StoreID, lib.ID); err != nil || others {
@@ -401,9 +428,6 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	rec.Holes = holes
 	rec.Truncated = truncated
 	if err := e.State.Save(rec); err != nil {
-		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
-	}
-	if err := e.State.ClearDirty(lib.StoreID, lib.ID); err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
 	res.Head = lib.Head
