@@ -333,8 +333,14 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	if err := e.prepare(ctx, lib); err != nil {
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 	}
-	if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
-		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	// A store whose every Commit is durable (S3) leaves nothing undurable behind a
+	// sync that dies: no marker, so a killed sync costs the next one no re-check. Stale
+	// markers (from a filesystem store this state served before) are still honoured
+	// above, and cleared by the re-check they cause.
+	if !store.DurableOnCommit(e.Store) {
+		if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
+			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+		}
 	}
 	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
 	started := time.Now()

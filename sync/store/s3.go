@@ -285,6 +285,9 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 	return nil
 }
 
+// DurableOnCommit is true: Commit returns once the PUT returned 200.
+func (s *S3) DurableOnCommit() bool { return true }
+
 // Forget drops Preload's listing of a library: Has and Size go back to HEADs for it.
 func (s *S3) Forget(kind object.Kind, storeID string) {
 	s.mu.Lock()

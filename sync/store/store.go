@@ -50,6 +50,20 @@ type Preloader interface {
 	Forget(kind object.Kind, storeID string)
 }
 
+// CommitDurable is a Store whose Writer.Commit returns only once the object is durable
+// (S3: a PUT is durable when it returned). A
+// sync that dies writing into it leaves only whole, durable objects, so it needs no dirty
+// marker, and a killed sync costs the next one no re-check.
+type CommitDurable interface {
+	DurableOnCommit() bool
+}
+
+// DurableOnCommit reports whether s is a CommitDurable store that says so.
+func DurableOnCommit(s Store) bool {
+	d, ok := s.(CommitDurable)
+	return ok && d.DurableOnCommit()
+}
+
 // Writer receives one object's bytes. Exactly one of Commit or Abort must be called.
 type Writer interface {
 	io.Writer
