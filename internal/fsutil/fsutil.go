@@ -1,7 +1,8 @@
 // Package fsutil holds seafbak's durable-write primitives: writing a small file
-// atomically and fsyncing a directory. Every record, marker and manifest goes through
-// them, so what "durable" means (file fsynced before its rename, the directory fsynced
-// after it) is written once and cannot drift between packages.
+// atomically and fsyncing a directory. Markers and manifests go through them, so what
+// "durable" means (file fsynced before its rename, the directory fsynced after it) is
+// written once. The one exception is state.Dir.Save, which keeps the same order but
+// shares the flushes between the records a scan writes together (state/state.go).
 package fsutil
 
 import (
