@@ -326,10 +326,10 @@ func (c *copier) library(ctx context.Context, rec state.Library) LibraryResult {
 		return lr
 	}
 	if p, ok := c.opts.To.(store.Preloader); ok {
-		if err := p.Preload(ctx, object.KindCommit, keys.RepoID); err != nil {
+		if err := p.Preload(ctx, object.KindCommit, keys.For(object.KindCommit)); err != nil {
 			c.log.Debug("could not list the destination's commits; asking one by one", "repo", rec.ID, "err", err)
 		}
-		defer p.Forget(object.KindCommit, keys.RepoID)
+		defer p.Forget(object.KindCommit, keys.For(object.KindCommit))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -424,7 +424,7 @@ func (l *libCopy) run() error {
 		if l.rewalk[c.ID] {
 			continue
 		}
-		if err := l.put(object.KindCommit, l.keys.RepoID, c.ID, c.Raw); err != nil {
+		if err := l.put(object.KindCommit, l.keys.For(object.KindCommit), c.ID, c.Raw); err != nil {
 			return fmt.Errorf("library %s: commit %s: %w", l.rec.ID, c.ID, err)
 		}
 	}
@@ -454,7 +454,7 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 		if err := object.CheckID(id); err != nil {
 			return nil, fmt.Errorf("library %s: %w", l.rec.ID, err)
 		}
-		has, err := s.To.Has(l.ctx, object.KindCommit, l.keys.RepoID, id)
+		has, err := s.To.Has(l.ctx, object.KindCommit, l.keys.For(object.KindCommit), id)
 		if err != nil {
 			return nil, fmt.Errorf("library %s: destination: commit %s: %w", l.rec.ID, id, err)
 		}
@@ -475,7 +475,7 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 			// again.
 			whole := c.RootID == object.EmptyID || l.truncated[id]
 			if !whole {
-				if whole, err = s.To.Has(l.ctx, object.KindFS, l.keys.StoreID, c.RootID); err != nil {
+				if whole, err = s.To.Has(l.ctx, object.KindFS, l.keys.For(object.KindFS), c.RootID); err != nil {
 					return nil, fmt.Errorf("library %s: destination: fs object %s (root of commit %s): %w", l.rec.ID, c.RootID, id, err)
 				}
 			}
@@ -485,7 +485,7 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 			l.rewalk[id] = true
 		}
 		got[id] = c
-		if has && s.Recheck && !l.sameInDest(object.KindCommit, l.keys.RepoID, id, c.Raw) {
+		if has && s.Recheck && !l.sameInDest(object.KindCommit, l.keys.For(object.KindCommit), id, c.Raw) {
 			has = false // damaged in the destination: written again
 		}
 		if has && (s.Full || l.holeCommits[id]) {
@@ -523,7 +523,7 @@ func (l *libCopy) truncLimit() int64 {
 // readCommit reads and checks a commit of the source; nil when the state records it as
 // a hole.
 func (l *libCopy) readCommit(id string) (*object.Commit, error) {
-	raw, err := l.c.opts.From.Get(l.ctx, object.KindCommit, l.keys.RepoID, id)
+	raw, err := l.c.opts.From.Get(l.ctx, object.KindCommit, l.keys.For(object.KindCommit), id)
 	if err != nil {
 		if l.ctx.Err() != nil {
 			return nil, l.ctx.Err()
@@ -725,7 +725,7 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 			return true, nil
 		}
 		var err error
-		has, err = l.c.opts.To.Has(l.ctx, object.KindFS, l.keys.StoreID, id)
+		has, err = l.c.opts.To.Has(l.ctx, object.KindFS, l.keys.For(object.KindFS), id)
 		if err != nil {
 			return false, fmt.Errorf("library %s: destination: fs object %s at %q: %w", l.rec.ID, id, p, err)
 		}
@@ -746,7 +746,7 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 		}
 		break
 	}
-	raw, err := l.c.opts.From.Get(l.ctx, object.KindFS, l.keys.StoreID, id)
+	raw, err := l.c.opts.From.Get(l.ctx, object.KindFS, l.keys.For(object.KindFS), id)
 	if err != nil {
 		return false, t.missing(object.KindFS, id, p, err)
 	}
@@ -784,12 +784,12 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 	if !g.whole {
 		return false, nil
 	}
-	if has && l.sameInDest(object.KindFS, l.keys.StoreID, id, raw) {
+	if has && l.sameInDest(object.KindFS, l.keys.For(object.KindFS), id, raw) {
 		l.present.add(object.KindFS, 0)
 		l.settle(id)
 		return true, nil
 	}
-	if err := l.put(object.KindFS, l.keys.StoreID, id, raw); err != nil {
+	if err := l.put(object.KindFS, l.keys.For(object.KindFS), id, raw); err != nil {
 		return false, fmt.Errorf("library %s: fs object %s at %q: %w", l.rec.ID, id, p, err)
 	}
 	l.settle(id)
@@ -834,7 +834,7 @@ func (l *libCopy) sameInDest(kind object.Kind, sid, id string, raw []byte) bool 
 
 // blockInDest says whether the destination's copy of a block hashes to its id.
 func (l *libCopy) blockInDest(id string) bool {
-	rc, err := l.c.opts.To.Open(l.ctx, object.KindBlock, l.keys.StoreID, id)
+	rc, err := l.c.opts.To.Open(l.ctx, object.KindBlock, l.keys.For(object.KindBlock), id)
 	if err == nil {
 		h := object.NewBlockHasher(id)
 		bp := l.c.bufs.Get().(*[]byte)
@@ -872,7 +872,7 @@ func (t *treeRun) block(id, p string) (bool, error) {
 		if s.Recheck && l.isSettled(id) {
 			return true, nil
 		}
-		has, err := s.To.Has(l.ctx, object.KindBlock, l.keys.StoreID, id)
+		has, err := s.To.Has(l.ctx, object.KindBlock, l.keys.For(object.KindBlock), id)
 		if err != nil {
 			return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
 		}
@@ -898,12 +898,12 @@ func (t *treeRun) block(id, p string) (bool, error) {
 		}
 		break
 	}
-	rc, err := s.From.Open(l.ctx, object.KindBlock, l.keys.StoreID, id)
+	rc, err := s.From.Open(l.ctx, object.KindBlock, l.keys.For(object.KindBlock), id)
 	if err != nil {
 		return false, t.missing(object.KindBlock, id, p, err)
 	}
 	defer rc.Close()
-	w, err := s.To.Create(l.ctx, object.KindBlock, l.keys.StoreID, id)
+	w, err := s.To.Create(l.ctx, object.KindBlock, l.keys.For(object.KindBlock), id)
 	if err != nil {
 		return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
 	}
