@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,106 +17,142 @@ import (
 
 	"seafbak/internal/s3test"
 	"seafbak/internal/testenv"
+	"seafbak/sync/object"
 )
 
 // s3Buckets names one test's three buckets.
 type s3Buckets struct{ commits, fs, blocks string }
 
+// byKind pairs each object kind with its bucket.
+func (b s3Buckets) byKind() []struct {
+	kind   object.Kind
+	bucket string
+} {
+	return []struct {
+		kind   object.Kind
+		bucket string
+	}{{object.KindCommit, b.commits}, {object.KindFS, b.fs}, {object.KindBlock, b.blocks}}
+}
+
 var s3Seq atomic.Int64
 
-// writeS3Config writes a config for env whose backup store is three fresh buckets on
-// srv, reached through endpoint (the server's, or a fault proxy's), with its own state
-// directory. The keys are the ones an admin writes (backup.store: s3, backup.s3.*).
-func writeS3Config(t testing.TB, env *testenv.Env, srv *s3test.Server, endpoint string) (string, s3Buckets) {
+// writeStoreConfig writes a config for env whose backup store is storeYAML (the backup
+// section's store keys, indented) and whose state directory is state.
+func writeStoreConfig(t testing.TB, env *testenv.Env, storeYAML, state string) string {
 	t.Helper()
-	n := s3Seq.Add(1)
-	b := s3Buckets{fmt.Sprintf("c%d-commits", n), fmt.Sprintf("c%d-fs", n), fmt.Sprintf("c%d-blocks", n)}
-	srv.MakeBuckets(t, b.commits, b.fs, b.blocks)
 	objects := "data_dir: " + env.PrimaryDir
 	if env.FileServer != nil {
 		objects = fmt.Sprintf("url: %s\n  sync_token: %s", env.FileServer.URL(), testenv.SyncToken)
 	}
-	p := filepath.Join(t.TempDir(), "seafbak-s3.yml")
+	p := filepath.Join(t.TempDir(), "seafbak-store.yml")
 	text := fmt.Sprintf(`primary:
   db: "root@unix(%[1]s)/%[2]s"
   %[3]s
 backup:
-  store: s3
-  s3:
-    endpoint: %[4]s
-    region: %[5]s
-    commit_bucket: %[6]s
-    fs_bucket: %[7]s
-    block_bucket: %[8]s
-    path_style: true
-    use_https: false
-    access_key: %[9]s
-    secret_key: %[10]s
-  db: "root@unix(%[1]s)/%[11]s"
-state: %[12]s
-`, srv0(), env.PrimaryDBName, objects, endpoint, s3test.Region, b.commits, b.fs, b.blocks,
-		s3test.AccessKey, s3test.SecretKey, env.BackupDBName, filepath.Join(t.TempDir(), "state"))
+%[4]s
+  db: "root@unix(%[1]s)/%[5]s"
+state: %[6]s
+`, srv.Socket, env.PrimaryDBName, objects, storeYAML, env.BackupDBName, state)
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return p, b
+	return p
 }
 
-func srv0() string { return srv.Socket }
-
-// storedObjects lists a backup store's objects as "kind store/id sha-of-bytes": the
-// filesystem store's files under storage/, or the S3 store's keys, so the two can be
-// compared object for object and byte for byte.
-func fsObjects(t *testing.T, dataDir string) []string {
+// writeS3Config writes a config for env whose backup store is three fresh buckets on
+// srv, reached through endpoint (the server's, or a fault proxy's). The keys are the
+// ones an admin writes (backup.store: s3, backup.s3.*). state is the state directory:
+// "" for one of its own (a second backup beside env's), env.StateDir for the config an
+// admin switches to after copying the store.
+func writeS3Config(t testing.TB, env *testenv.Env, srv *s3test.Server, endpoint, state string) (string, s3Buckets) {
 	t.Helper()
-	var out []string
+	n := s3Seq.Add(1)
+	b := s3Buckets{fmt.Sprintf("c%d-commits", n), fmt.Sprintf("c%d-fs", n), fmt.Sprintf("c%d-blocks", n)}
+	srv.MakeBuckets(t, b.commits, b.fs, b.blocks)
+	if state == "" {
+		state = filepath.Join(t.TempDir(), "state")
+	}
+	return writeStoreConfig(t, env, fmt.Sprintf(`  store: s3
+  s3:
+    endpoint: %s
+    region: %s
+    commit_bucket: %s
+    fs_bucket: %s
+    block_bucket: %s
+    path_style: true
+    use_https: false
+    access_key: %s
+    secret_key: %s`, endpoint, s3test.Region, b.commits, b.fs, b.blocks, s3test.AccessKey, s3test.SecretKey), state), b
+}
+
+// fsStoreObjects reads every object of a filesystem store (the files under storage/),
+// keyed kind/store/id; any other file there fails the test.
+func fsStoreObjects(t *testing.T, dataDir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
 	root := filepath.Join(dataDir, "storage")
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		parts := strings.Split(rel, string(filepath.Separator)) // kind/store/xx/rest
-		if len(parts) != 4 {
+		parts := strings.Split(filepath.ToSlash(rel), "/") // kind/store/xx/rest
+		if len(parts) != 4 || len(parts[2]) != 2 {
 			t.Fatalf("unexpected file in the store: %s", rel)
 		}
 		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		out = append(out, fmt.Sprintf("%s %s/%s%s %x", parts[0], parts[1], parts[2], parts[3], sha(data)))
-		return nil
+		out[parts[0]+"/"+parts[1]+"/"+parts[2]+parts[3]] = data
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(out)
 	return out
 }
 
-func s3Objects(t *testing.T, srv *s3test.Server, b s3Buckets) []string {
+// s3StoreObjects reads every object of the three buckets (Seafile's S3 keys,
+// <store id>/<object id>), keyed kind/store/id as fsStoreObjects keys them.
+func s3StoreObjects(t *testing.T, s3 *s3test.Server, b s3Buckets) map[string][]byte {
 	t.Helper()
-	c := srv.Client(t)
-	var out []string
-	for _, k := range []struct{ kind, bucket string }{{"commits", b.commits}, {"fs", b.fs}, {"blocks", b.blocks}} {
-		for o := range c.ListObjects(context.Background(), k.bucket, minio.ListObjectsOptions{Recursive: true}) {
-			if o.Err != nil {
-				t.Fatal(o.Err)
-			}
-			obj, err := c.GetObject(context.Background(), k.bucket, o.Key, minio.GetObjectOptions{})
+	c := s3.Client(t)
+	out := map[string][]byte{}
+	for _, k := range b.byKind() {
+		for _, key := range s3.Keys(t, k.bucket) {
+			o, err := c.GetObject(context.Background(), k.bucket, key, minio.GetObjectOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			data, err := io.ReadAll(obj)
-			obj.Close()
+			data, err := io.ReadAll(o)
+			o.Close()
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, fmt.Sprintf("%s %s %x", k.kind, o.Key, sha(data)))
+			out[string(k.kind)+"/"+key] = data
 		}
 	}
-	sort.Strings(out)
 	return out
+}
+
+// sameStoreObjects fails the test unless got holds exactly want's objects, byte for byte.
+func sameStoreObjects(t *testing.T, what string, want, got map[string][]byte) {
+	t.Helper()
+	var diffs []string
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			diffs = append(diffs, "missing "+k)
+		} else if !bytes.Equal(g, w) {
+			diffs = append(diffs, "differs "+k)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, "extra "+k)
+		}
+	}
+	if len(diffs) > 0 {
+		sort.Strings(diffs)
+		t.Fatalf("%s: %d of %d objects differ: %s", what, len(diffs), len(want), strings.Join(diffs[:min(20, len(diffs))], "\n"))
+	}
 }
 
 // Everything that reads or writes the backup works on S3 as on the filesystem: sync,
@@ -126,11 +161,9 @@ func s3Objects(t *testing.T, srv *s3test.Server, b s3Buckets) []string {
 // byte, under Seafile's S3 keys (<store id>/<object id>, one bucket per kind).
 func TestCLIOnS3(t *testing.T) {
 	s3 := s3test.Start(t)
-	env := testenv.New(t, srv)
-	env.LoadRealLibrary()
-	id := testenv.RealLibraryID
+	side := realOnS3(t, s3, s3.Endpoint)
+	env, cfgS3, buckets, id := side.env, side.cfg, side.buckets, testenv.RealLibraryID
 	cfgFS := writeConfig(t, env)
-	cfgS3, buckets := writeS3Config(t, env, s3, s3.Endpoint)
 
 	if code, out, errs := seafbak("--config", cfgFS, "sync", id); code != 0 {
 		t.Fatalf("sync to the filesystem: %d\n%s%s", code, out, errs)
@@ -139,10 +172,8 @@ func TestCLIOnS3(t *testing.T) {
 	if code != 0 || !strings.Contains(out, id+" Shared: synced to 5715208e10e33de4ac89cd441c52d948df77125b: 7 commits, 19 fs objects, 12 blocks") || errs != "" {
 		t.Fatalf("sync to S3: %d\n%s%s", code, out, errs)
 	}
-	want, got := fsObjects(t, env.BackupDir), s3Objects(t, s3, buckets)
-	if strings.Join(want, "\n") != strings.Join(got, "\n") {
-		t.Fatalf("S3 objects differ from the filesystem store's:\nS3:\n%s\nfilesystem:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	want, got := fsStoreObjects(t, env.BackupDir), s3StoreObjects(t, s3, buckets)
+	sameStoreObjects(t, "S3 objects against the filesystem store's", want, got)
 	if len(got) != 7+19+12 {
 		t.Fatalf("%d objects in S3, want 38", len(got))
 	}
@@ -200,9 +231,5 @@ func TestCLIOnS3(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("verify --repair: %d\n%s%s", code, out, errs)
 	}
-	if got := s3Objects(t, s3, buckets); strings.Join(want, "\n") != strings.Join(got, "\n") {
-		t.Fatalf("after repair, S3 objects differ from the filesystem store's")
-	}
+	sameStoreObjects(t, "after repair, S3 objects against the filesystem store's", want, s3StoreObjects(t, s3, buckets))
 }
-
-func sha(b []byte) [20]byte { return sha1.Sum(b) }

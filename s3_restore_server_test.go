@@ -19,10 +19,8 @@ import (
 // from SEAFBAK_S3_SECRET_KEY.
 func TestRestoreServerOnS3(t *testing.T) {
 	s3 := s3test.Start(t)
-	env := testenv.New(t, srv)
-	env.LoadRealLibrary()
-	id := testenv.RealLibraryID
-	cfg, b := writeS3Config(t, env, s3, s3.Endpoint)
+	side := realOnS3(t, s3, s3.Endpoint)
+	env, cfg, b, id := side.env, side.cfg, side.buckets, testenv.RealLibraryID
 	dumpDir := filepath.Join(t.TempDir(), "dumps")
 	appendConfig(t, cfg, fmt.Sprintf("dump:\n  dir: %s\n", dumpDir), nil)
 	if code, out, errs := seafbak("--config", cfg, "sync", id); code != 0 {

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,112 +20,6 @@ import (
 	"seafbak/storecopy"
 	"seafbak/sync/object"
 )
-
-var copySeq atomic.Int64
-
-// copyConfig writes a config like env's whose backup store is store (the YAML of the
-// backup section's store keys) and whose state is env's own: the config an admin
-// switches to after migrating the store.
-func copyConfig(t *testing.T, env *testenv.Env, storeYAML string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "seafbak-dest.yml")
-	text := fmt.Sprintf(`primary:
-  db: "root@unix(%[1]s)/%[2]s"
-  data_dir: %[3]s
-backup:
-%[4]s
-state: %[5]s
-`, srv.Socket, env.PrimaryDBName, env.PrimaryDir, storeYAML, env.StateDir)
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// copyS3Config makes three fresh buckets on s3 and a config whose backup store they are.
-func copyS3Config(t *testing.T, env *testenv.Env, s3 *s3test.Server) (string, [3]string) {
-	t.Helper()
-	n := copySeq.Add(1)
-	b := [3]string{fmt.Sprintf("sc%d-commits", n), fmt.Sprintf("sc%d-fs", n), fmt.Sprintf("sc%d-blocks", n)}
-	s3.MakeBuckets(t, b[:]...)
-	return copyConfig(t, env, fmt.Sprintf(`  store: s3
-  s3:
-    endpoint: %s
-    region: %s
-    commit_bucket: %s
-    fs_bucket: %s
-    block_bucket: %s
-    path_style: true
-    use_https: false
-    access_key: %s
-    secret_key: %s`, s3.Endpoint, s3test.Region, b[0], b[1], b[2], s3test.AccessKey, s3test.SecretKey)), b
-}
-
-// storeObjects reads every object of a filesystem store, keyed kind/store/id.
-func fsStoreObjects(t *testing.T, dataDir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	root := filepath.Join(dataDir, "storage")
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		parts := strings.Split(filepath.ToSlash(rel), "/")
-		if len(parts) != 4 || len(parts[2]) != 2 {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		out[parts[0]+"/"+parts[1]+"/"+parts[2]+parts[3]] = data
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// s3StoreObjects reads every object of the three buckets, keyed kind/store/id.
-func s3StoreObjects(t *testing.T, s3 *s3test.Server, b [3]string) map[string][]byte {
-	t.Helper()
-	c := s3.Client(t)
-	out := map[string][]byte{}
-	for i, kind := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
-		for _, k := range s3.Keys(t, b[i]) {
-			o, err := c.GetObject(context.Background(), b[i], k, minio.GetObjectOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := io.ReadAll(o)
-			o.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[string(kind)+"/"+k] = data
-		}
-	}
-	return out
-}
-
-func sameStoreObjects(t *testing.T, what string, want, got map[string][]byte) {
-	t.Helper()
-	var diffs []string
-	for k, w := range want {
-		if g, ok := got[k]; !ok {
-			diffs = append(diffs, "missing "+k)
-		} else if !bytes.Equal(g, w) {
-			diffs = append(diffs, "differs "+k)
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			diffs = append(diffs, "extra "+k)
-		}
-	}
-	if len(diffs) > 0 {
-		t.Fatalf("%s: %d of %d objects differ: %s", what, len(diffs), len(want), strings.Join(diffs[:min(20, len(diffs))], "\n"))
-	}
-}
 
 func copyResult(t *testing.T, out string) storecopy.Result {
 	t.Helper()
@@ -168,7 +59,7 @@ func TestCLIStoreCopy(t *testing.T) {
 		t.Fatalf("scan: %d\n%s%s", code, out, errs)
 	}
 	want := fsStoreObjects(t, env.BackupDir)
-	cfgS3, buckets := copyS3Config(t, env, s3)
+	cfgS3, buckets := writeS3Config(t, env, s3, s3.Endpoint, env.StateDir)
 
 	// Killed -9 once a few hundred blocks are in the bucket.
 	bin := buildBinary(t)
@@ -183,7 +74,7 @@ func TestCLIStoreCopy(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		n := 0
-		for range c.ListObjects(context.Background(), buckets[2], minio.ListObjectsOptions{Recursive: true}) {
+		for range c.ListObjects(context.Background(), buckets.blocks, minio.ListObjectsOptions{Recursive: true}) {
 			n++
 		}
 		if n >= 300 {
@@ -219,7 +110,7 @@ func TestCLIStoreCopy(t *testing.T) {
 
 	// A whole copy, S3 back to a fresh filesystem store, in text.
 	back := filepath.Join(t.TempDir(), "seafile-data")
-	cfgBack := copyConfig(t, env, "  data_dir: "+back)
+	cfgBack := writeStoreConfig(t, env, "  data_dir: "+back, env.StateDir)
 	code, out, errs = seafbak("--config", cfgS3, "store", "copy", "--to", cfgBack)
 	if code != 0 || !strings.Contains(out, "seafbak store copy: 2 libraries, 0 failed; copied ") || errs != "" {
 		t.Fatalf("s3 → fs: %d\n%s%s", code, out, errs)
@@ -272,7 +163,7 @@ func TestCLIStoreCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(t.TempDir(), "seafile-data")
-	code, out, errs = seafbak("--config", cfgFS, "store", "copy", "--to", copyConfig(t, env, "  data_dir: "+bad))
+	code, out, errs = seafbak("--config", cfgFS, "store", "copy", "--to", writeStoreConfig(t, env, "  data_dir: "+bad, env.StateDir))
 	if code != 1 || !strings.Contains(out, lib.ID+" Big: FAILED: ") || !strings.Contains(out, "block "+id) || !strings.Contains(out, "corrupt in the source store") || !strings.Contains(out, "1 failed") {
 		t.Fatalf("copy of a corrupt block: %d\n%s%s", code, out, errs)
 	}
@@ -301,7 +192,7 @@ func TestCLIStoreCopySIGTERM(t *testing.T) {
 	}
 	want := fsStoreObjects(t, env.BackupDir)
 	dest := filepath.Join(t.TempDir(), "seafile-data")
-	cfgDest := copyConfig(t, env, "  data_dir: "+dest)
+	cfgDest := writeStoreConfig(t, env, "  data_dir: "+dest, env.StateDir)
 	cmd := exec.Command(buildBinary(t), "--config", cfgFS, "store", "copy", "--to", cfgDest)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

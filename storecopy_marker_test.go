@@ -22,7 +22,7 @@ func TestCLIStoreCopyAfterReboot(t *testing.T) {
 		t.Fatalf("scan: %d\n%s%s", code, out, errs)
 	}
 	dest := filepath.Join(t.TempDir(), "seafile-data")
-	cfgDest := copyConfig(t, env, "  data_dir: "+dest)
+	cfgDest := writeStoreConfig(t, env, "  data_dir: "+dest, env.StateDir)
 	boot := filepath.Join(t.TempDir(), "boot_id")
 	old := bootIDPath
 	bootIDPath = boot
