@@ -11,16 +11,10 @@ package s3test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -38,6 +32,8 @@ import (
 	"github.com/versity/versitygw/backend/posix"
 	"github.com/versity/versitygw/embedgw"
 	"golang.org/x/sys/unix"
+
+	"seafbak/internal/testcert"
 )
 
 // Credentials and region every server here accepts.
@@ -161,8 +157,8 @@ func serve(dir, addr string) error {
 type Server struct {
 	// Endpoint is host:port: plain HTTP, or HTTPS for StartTLS.
 	Endpoint string
-	// CAFile is the PEM certificate a StartTLS server's certificate is signed with (it
-	// is its own CA); empty for plain HTTP.
+	// CAFile is the PEM certificate of the private CA a StartTLS server's certificate
+	// is signed with; empty for plain HTTP.
 	CAFile string
 	dir    string
 	log    string
@@ -201,36 +197,23 @@ func StartTLS(t testing.TB) *Server {
 	return s
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 (cert.pem, key.pem) that
-// is also its own CA.
+// writeCert writes a private CA (ca.pem) and a certificate it signs for 127.0.0.1
+// (cert.pem, key.pem).
 func writeCert(dir string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certs, err := testcert.New("s3test private CA")
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "s3test private CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	for _, f := range []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{{"ca.pem", certs.CA, 0o644}, {"cert.pem", certs.Cert, 0o644}, {"key.pem", certs.Key, 0o600}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
+			return err
+		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return nil
 }
 
 func newServer(dir string) (*Server, error) {
@@ -243,8 +226,8 @@ func newServer(dir string) (*Server, error) {
 	addr := l.Addr().String()
 	l.Close()
 	s := &Server{Endpoint: addr, dir: dir, log: filepath.Join(dir, "server.log")}
-	if _, err := os.Stat(filepath.Join(dir, "cert.pem")); err == nil {
-		s.CAFile = filepath.Join(dir, "cert.pem")
+	if _, err := os.Stat(filepath.Join(dir, "ca.pem")); err == nil {
+		s.CAFile = filepath.Join(dir, "ca.pem")
 	}
 	return s, s.start()
 }

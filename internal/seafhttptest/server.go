@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"seafbak/internal/testcert"
 )
 
 // Route names a route of the sync protocol; it is the key of the request
@@ -259,11 +261,17 @@ func (s *Server) start(useTLS bool) (string, error) {
 	srv := &http.Server{Handler: s, ErrorLog: log.New(logw, "", 0)}
 	scheme := "http"
 	if useTLS {
-		caPEM, cert, err := newCertificates()
+		certs, err := testcert.New("seafhttptest private CA")
 		if err != nil {
 			l.Close()
 			return "", err
 		}
+		cert, err := tls.X509KeyPair(certs.Cert, certs.Key)
+		if err != nil {
+			l.Close()
+			return "", err
+		}
+		caPEM := certs.CA
 		dir, err := os.MkdirTemp("", "seafhttptest-ca-")
 		if err != nil {
 			l.Close()

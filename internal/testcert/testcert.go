@@ -1,10 +1,11 @@
-package seafhttptest
+// Package testcert makes the certificates of tests' HTTPS servers: a private CA and a
+// server certificate it signs, for 127.0.0.1, ::1 and localhost.
+package testcert
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -13,25 +14,31 @@ import (
 	"time"
 )
 
-// newCertificates makes a private CA and a server certificate it signs, for
-// 127.0.0.1, ::1 and localhost. It returns the CA certificate as PEM and
-// the server's key pair.
-func newCertificates() ([]byte, tls.Certificate, error) {
+// PEM is a private CA and a server certificate it signs, PEM-encoded.
+type PEM struct {
+	CA   []byte // the CA's certificate: what a client trusts
+	Cert []byte // the server's certificate
+	Key  []byte // the server's private key
+}
+
+// New makes a private CA (named name) and a server certificate it signs, for
+// 127.0.0.1, ::1 and localhost, valid from an hour ago for ten days.
+func New(name string) (PEM, error) {
 	now := time.Now()
 	serial := func() (*big.Int, error) {
 		return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
 	caSerial, err := serial()
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          caSerial,
-		Subject:               pkix.Name{CommonName: "seafhttptest private CA"},
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 24 * time.Hour),
 		IsCA:                  true,
@@ -41,19 +48,19 @@ func newCertificates() ([]byte, tls.Certificate, error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
 	leafSerial, err := serial()
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
 	leafTmpl := &x509.Certificate{
 		SerialNumber: leafSerial,
@@ -67,8 +74,15 @@ func newCertificates() ([]byte, tls.Certificate, error) {
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return PEM{}, err
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return caPEM, tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}, nil
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return PEM{}, err
+	}
+	return PEM{
+		CA:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		Key:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}, nil
 }
