@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"seafbak/internal/fsutil"
 )
 
 // ErrLocked is returned by TryLock when another invocation is syncing the library.
@@ -127,7 +129,7 @@ func (d *Dir) MarkDirty(storeID, repoID string) error {
 		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
 	}
 	dir := filepath.Dir(p)
-	if err := d.dirtyDir.do(dir, func([]string) error { return fsyncPath(dir) }); err != nil {
+	if err := d.dirtyDir.Do(dir, func([]string) error { return fsutil.SyncDir(dir) }); err != nil {
 		return fmt.Errorf("state: mark %s dirty: %w", repoID, err)
 	}
 	d.mu.Lock()

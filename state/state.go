@@ -17,6 +17,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
 )
 
@@ -93,7 +94,7 @@ type Dir struct {
 	mine map[string]bool
 	// Group commits: the data of records about to be renamed into place, the
 	// libraries/ directory after renames, the dirty/ directory after new markers.
-	recordData, recordDir, dirtyDir group
+	recordData, recordDir, dirtyDir fsutil.Group
 }
 
 // Open opens (creating if needed) the state directory at root.
@@ -199,32 +200,31 @@ func (d *Dir) Save(rec Library) error {
 }
 
 func (d *Dir) writeRecord(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	// A dot name keeps the temp file out of All (no .json suffix), as in fsutil.
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
+	return fsutil.WriteFileAtomicFlushed(path, data, perm,
+		func(tmp string) error {
+			return d.recordData.Do(tmp, func(files []string) error { return flushFiles(d.root, files) })
+		},
+		func(dir string) error {
+			return d.recordDir.Do(dir, func([]string) error { return fsutil.SyncDir(dir) })
+		})
+}
+
+// syncfsAbove is how many records of one round make a syncfs(2) of the state's
+// filesystem cheaper than fsyncing each.
+const syncfsAbove = 4
+
+// flushFiles makes files' data durable: one fsync each when they are few, else one
+// syncfs of the filesystem holding root.
+func flushFiles(root string, files []string) error {
+	if len(files) > syncfsAbove {
+		return fsutil.Syncfs(root)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	for _, f := range files {
+		if err := fsutil.SyncFile(f); err != nil {
+			return err
+		}
 	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := d.recordData.do(tmp, func(files []string) error { return flushFiles(d.root, files) }); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return d.recordDir.do(dir, func([]string) error { return fsyncPath(dir) })
+	return nil
 }
 
 // All reads every library's record, sorted by id. Damaged records come back apart, also

@@ -49,15 +49,13 @@ type FS struct {
 	tmpTag string
 	tmpSeq atomic.Uint64
 
-	mu gosync.Mutex
 	// Syncs are group commits: a Sync needs a flush that starts after it was called
-	// (its objects were renamed before), so every Sync called while one flush runs is
-	// served by the next one (round), started when that flush ends. Syncs that end
-	// their copies together (a scan of many small libraries) share one syncfs.
-	flushing     bool
-	flushed      *gosync.Cond // signalled when a flush ends; on mu
-	round        *syncRound   // the flush the callers of Sync join now; nil until one asks
-	pendingFiles []string     // objects renamed into place since the last Sync
+	// (its objects were renamed before), so Syncs that end their copies together (a
+	// scan of many small libraries) share one flush of everything pending.
+	flushes fsutil.Group
+
+	mu           gosync.Mutex
+	pendingFiles []string // objects renamed into place since the last flush
 	// pendingMany: more than syncfsAbove objects are pending, so one syncfs will flush
 	// them and their names are not kept (a first backup writes millions).
 	pendingMany bool
@@ -244,36 +242,19 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 	}
 }
 
-type syncRound struct {
-	done chan struct{}
-	err  error
-}
-
 // Sync makes every object written before it was called durable, with their directory
 // entries.
 func (s *FS) Sync(context.Context) error {
-	s.mu.Lock()
-	if r := s.round; r != nil {
-		// A flush that has not started yet: it will take this caller's objects.
+	return s.flushes.Do("", func([]string) error {
+		s.mu.Lock()
+		files, dirs, many := s.pendingFiles, s.pendingDirs, s.pendingMany
+		s.pendingFiles, s.pendingDirs, s.pendingMany = nil, map[string]struct{}{}, false
 		s.mu.Unlock()
-		<-r.done
-		return r.err
-	}
-	r := &syncRound{done: make(chan struct{})}
-	s.round = r
-	if s.flushed == nil {
-		s.flushed = gosync.NewCond(&s.mu)
-	}
-	for s.flushing {
-		s.flushed.Wait() // callers arriving meanwhile join r
-	}
-	s.flushing = true
-	s.round = nil
-	files, dirs, many := s.pendingFiles, s.pendingDirs, s.pendingMany
-	s.pendingFiles, s.pendingDirs, s.pendingMany = nil, map[string]struct{}{}, false
-	s.mu.Unlock()
-	if len(files) > 0 || len(dirs) > 0 || many {
-		if r.err = flush(s, many, files, dirs); r.err != nil {
+		if len(files) == 0 && len(dirs) == 0 && !many {
+			return nil
+		}
+		err := flush(s, many, files, dirs)
+		if err != nil {
 			// Keep them pending: the next Sync tries again.
 			s.mu.Lock()
 			s.pendingMany = s.pendingMany || many
@@ -283,13 +264,8 @@ func (s *FS) Sync(context.Context) error {
 			}
 			s.mu.Unlock()
 		}
-	}
-	close(r.done)
-	s.mu.Lock()
-	s.flushing = false
-	s.flushed.Broadcast()
-	s.mu.Unlock()
-	return r.err
+		return err
+	})
 }
 
 func flush(s *FS, many bool, files []string, dirs map[string]struct{}) error {
@@ -319,13 +295,8 @@ func (s *FS) SyncAll(ctx context.Context) error {
 }
 
 func (s *FS) syncfs() error {
-	d, err := os.Open(s.root)
-	if err != nil {
-		return fmt.Errorf("backup store: sync: %w", err)
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("backup store: syncfs %s: %w", s.root, err)
+	if err := fsutil.Syncfs(s.root); err != nil {
+		return fmt.Errorf("backup store: %w", err)
 	}
 	return nil
 }
