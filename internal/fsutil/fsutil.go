@@ -1,8 +1,8 @@
 // Package fsutil holds seafbak's durable-write primitives: writing a small file
-// atomically and fsyncing a directory. Markers and manifests go through them, so what
-// "durable" means (file fsynced before its rename, the directory fsynced after it) is
-// written once. The one exception is state.Dir.Save, which keeps the same order but
-// shares the flushes between the records a scan writes together (state/state.go).
+// atomically, fsyncing a directory, syncfs, and a group commit (Group) that lets many
+// writers share one flush. Records, markers, manifests and the backup store's objects
+// go through them, so what "durable" means (data fsynced before the rename, the
+// directory fsynced after it) is written once.
 package fsutil
 
 import (
