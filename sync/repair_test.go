@@ -9,6 +9,7 @@ import (
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 	"seafbak/restore"
+	seafsync "seafbak/sync"
 	"seafbak/sync/object"
 )
 
@@ -16,6 +17,13 @@ import (
 // runs) fetches every damaged or missing object again from the primary, verified as
 // always, across the whole history; what the primary no longer has is reported.
 func TestRepairDamagedBackup(t *testing.T) { bothSources(t, testRepairDamagedBackup) }
+
+// The same with a re-check cache of one entry, forgotten at every second object: the
+// cache only saves reads, so the repair must come out the same.
+func TestRepairWithTinyRecheckCache(t *testing.T) {
+	defer seafsync.SetRecheckCacheLimit(1)()
+	bothSources(t, testRepairDamagedBackup)
+}
 
 func testRepairDamagedBackup(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
 	lib := richLibrary(t, g)

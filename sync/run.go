@@ -42,9 +42,9 @@ type run struct {
 	// not grow with the library: ids the primary could not give, fs objects not whole
 	// because of them, and during a re-check (where presence proves nothing) what was
 	// already verified.
-	bad       map[string]bool  // ids the primary could not give, recorded
-	settled   map[string]bool  // fs ids settled in this run: false (not whole), or re-checked
-	blockSize map[string]int64 // re-check: blocks verified or written in this run
+	bad      map[string]bool // ids the primary could not give, recorded
+	notWhole map[string]bool // fs ids settled in this run as not whole (below a hole)
+	verified *verifiedCache  // re-check: objects verified or written in this run (bounded)
 
 	holes     []state.Hole
 	truncated map[string]bool
@@ -65,8 +65,8 @@ func newRun(e *Engine, lib primary.Library, rec state.Library, recheck bool, log
 		reached:    map[string]bool{},
 		whole:      map[string]bool{},
 		bad:        map[string]bool{},
-		settled:    map[string]bool{},
-		blockSize:  map[string]int64{},
+		notWhole:   map[string]bool{},
+		verified:   newVerifiedCache(recheckCacheLimit),
 		truncated:  map[string]bool{},
 	}
 	for _, h := range rec.Holes {

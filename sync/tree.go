@@ -187,8 +187,11 @@ func (t *tree) known(ctx context.Context, n *tnode) (ok, settled bool, err error
 	if r.bad[n.id] {
 		return false, true, nil
 	}
-	if ok, done := r.settled[n.id]; done {
-		return ok, true, nil
+	if r.notWhole[n.id] {
+		return false, true, nil
+	}
+	if r.recheck && r.verified.hasFS(n.id) {
+		return true, true, nil
 	}
 	has, err := r.e.Store.Has(ctx, object.KindFS, r.keys.For(object.KindFS), n.id)
 	if err != nil || !has {
@@ -500,9 +503,11 @@ func (t *tree) release(n *tnode) {
 // settle records that n is whole in the backup (or cannot be) and tells those waiting.
 func (t *tree) settle(n *tnode, ok bool) {
 	delete(t.waiting, n.id)
-	if !ok || t.r.recheck {
-		// Presence answers for the rest; these are few (holes) or a re-check's.
-		t.r.settled[n.id] = ok
+	switch {
+	case !ok:
+		t.r.notWhole[n.id] = true // few: those above holes
+	case t.r.recheck:
+		t.r.verified.addFS(n.id) // presence answers for the rest
 	}
 	n.raw = nil
 	for _, p := range n.parents {
@@ -583,7 +588,7 @@ func (t *tree) done(res result) {
 		r.stats.blocks++
 		r.stats.bytes += res.size
 		if r.recheck {
-			r.blockSize[res.block] = res.size
+			r.verified.addBlock(res.block, res.size)
 		}
 		if r.e.Progress != nil {
 			r.e.Progress.Done(1, res.size)
@@ -609,8 +614,10 @@ func (t *tree) fail(err error) {
 // blockPresent says whether the backup has block id, and its size. During a re-check
 // the copy is read and hashed (once per run): after a crash it may be present but empty.
 func (r *run) blockPresent(ctx context.Context, id, where string) (int64, bool, error) {
-	if size, ok := r.blockSize[id]; ok {
-		return size, true, nil
+	if r.recheck {
+		if size, ok := r.verified.blockSize(id); ok {
+			return size, true, nil
+		}
 	}
 	size, err := r.e.Store.Size(ctx, object.KindBlock, r.keys.For(object.KindBlock), id)
 	if errors.Is(err, store.ErrNotExist) {
@@ -632,6 +639,6 @@ func (r *run) blockPresent(ctx context.Context, id, where string) (int64, bool, 
 		r.log.Warn("backup copy of a block is damaged; fetching it again", "id", id, "path", where, "err", err)
 		return 0, false, nil
 	}
-	r.blockSize[id] = h.Size()
+	r.verified.addBlock(id, h.Size())
 	return h.Size(), true, nil
 }

@@ -1,0 +1,93 @@
+package sync
+
+import "encoding/hex"
+
+// recheckCacheLimit is how many ids of each kind one generation of verifiedCache holds;
+// it keeps two. At most about 64 MiB in all (2 generations x 2 kinds x 2^18 ids), whatever the
+// library's size (TestVerifiedCacheMemoryBounded).
+var recheckCacheLimit = 1 << 18
+
+// verifiedCache remembers, during a re-check, the fs objects and blocks already read and
+// verified in this run, so that an object many commits share is re-read once rather than
+// once per commit. It is only a cache: forgetting an entry costs a second read of that
+// object, never correctness. So it is bounded: a re-check of a library of millions of
+// files would otherwise hold every id it met (issue 10: about 100 bytes per object with
+// string keys, past 256 MiB at two million files).
+//
+// It keeps the newest ids in two generations: when the current one fills up, the older
+// one is dropped. A tree is verified bottom-up, so the dirs nearest the root are always
+// among the newest, and those are what let the next commit's walk skip whole unchanged
+// subtrees.
+type verifiedCache struct {
+	fs     generations[struct{}]
+	blocks generations[int64] // the verified block's size
+}
+
+type generations[V any] struct {
+	cur, old map[[20]byte]V
+	limit    int
+}
+
+func newVerifiedCache(limit int) *verifiedCache {
+	return &verifiedCache{fs: newGenerations[struct{}](limit), blocks: newGenerations[int64](limit)}
+}
+
+func newGenerations[V any](limit int) generations[V] {
+	return generations[V]{cur: map[[20]byte]V{}, limit: max(limit, 1)}
+}
+
+func (g *generations[V]) get(k [20]byte) (V, bool) {
+	if v, ok := g.cur[k]; ok {
+		return v, true
+	}
+	v, ok := g.old[k]
+	return v, ok
+}
+
+func (g *generations[V]) put(k [20]byte, v V) {
+	if len(g.cur) >= g.limit {
+		g.old, g.cur = g.cur, make(map[[20]byte]V, g.limit)
+	}
+	g.cur[k] = v
+}
+
+func (g *generations[V]) len() int { return len(g.cur) + len(g.old) }
+
+// key is id's binary form; ok is false for an id that is not 40 hex digits (the caller
+// checked it; such an id is simply not cached).
+func key(id string) (k [20]byte, ok bool) {
+	if len(id) != 2*len(k) {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil
+}
+
+func (c *verifiedCache) hasFS(id string) bool {
+	k, ok := key(id)
+	if !ok {
+		return false
+	}
+	_, ok = c.fs.get(k)
+	return ok
+}
+
+func (c *verifiedCache) addFS(id string) {
+	if k, ok := key(id); ok {
+		c.fs.put(k, struct{}{})
+	}
+}
+
+func (c *verifiedCache) blockSize(id string) (int64, bool) {
+	k, ok := key(id)
+	if !ok {
+		return 0, false
+	}
+	return c.blocks.get(k)
+}
+
+func (c *verifiedCache) addBlock(id string, size int64) {
+	if k, ok := key(id); ok {
+		c.blocks.put(k, size)
+	}
+}
