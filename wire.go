@@ -119,7 +119,7 @@ func openSource(e *env, pdb *sql.DB) (primary.Source, error) {
 	}
 	h, err := primary.NewHTTP(primary.HTTPOptions{
 		URL: p.URL, SyncToken: p.SyncToken, CAFile: p.CAFile,
-		Conns: max(8, 2*e.cfg.Parallel), Log: e.log,
+		MaxInFlight: 8 * e.cfg.Parallel, Log: e.log,
 	})
 	if err != nil {
 		return nil, err

@@ -81,6 +81,9 @@ func (r *run) startWorkers(ctx context.Context) *workers {
 	if n <= 0 {
 		n = 4
 	}
+	if c, ok := r.e.Source.(primary.Concurrent); ok {
+		n = max(n, c.BlockConcurrency())
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	// Buffered so the workers keep busy while the walk lists and fetches, and never wait
 	// to hand back a result: at most window jobs wait in jobs, n more are running.

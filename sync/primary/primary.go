@@ -91,6 +91,13 @@ type AbsenceChecker interface {
 	MissingFS(ctx context.Context, lib Library, ids []string) ([]string, error)
 }
 
+// Concurrent is a Source whose block reads wait on the network, so a sync should keep
+// more of them in flight than Engine.Parallel (the HTTP source bounds what it sends
+// with its own adaptive limit).
+type Concurrent interface {
+	BlockConcurrency() int
+}
+
 // Preparer is a Source that must set something up before a library's objects can be
 // read (the HTTP source creates the library's token).
 type Preparer interface {

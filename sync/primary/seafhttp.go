@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"seafbak/internal/tlsutil"
@@ -33,6 +34,7 @@ type HTTP struct {
 	syncToken []byte
 	opts      HTTPOptions
 	log       *slog.Logger
+	inflight  *inflight
 }
 
 var _ Objects = (*HTTP)(nil)
@@ -52,9 +54,14 @@ type HTTPOptions struct {
 	Attempts int
 	// Backoff is the first retry's wait, doubled each time (default 200 ms).
 	Backoff time.Duration
-	// Conns is how many connections are kept alive to the server (default 8).
+	// Conns is how many connections are kept alive to the server (default
+	// MaxInFlight).
 	Conns int
-	Log   *slog.Logger
+	// MaxInFlight bounds the requests sent at once (default 32). Below it the number
+	// adapts to the server's answers: it grows while they come back whole and halves
+	// when the server says it is overloaded.
+	MaxInFlight int
+	Log         *slog.Logger
 }
 
 // Errors of the protocol, each with what the admin should do.
@@ -92,8 +99,11 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Backoff <= 0 {
 		opts.Backoff = 200 * time.Millisecond
 	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 32
+	}
 	if opts.Conns <= 0 {
-		opts.Conns = 8
+		opts.Conns = opts.MaxInFlight
 	}
 	tlsConf, err := tlsutil.PrivateCA(opts.CAFile)
 	if err != nil {
@@ -114,7 +124,23 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HTTP{base: u, client: &http.Client{Transport: transport}, syncToken: []byte(opts.SyncToken), opts: opts, log: log}, nil
+	return &HTTP{base: u, client: &http.Client{Transport: transport}, syncToken: []byte(opts.SyncToken), opts: opts, log: log,
+		inflight: newInflight(min(8, opts.MaxInFlight), opts.MaxInFlight)}, nil
+}
+
+// BlockConcurrency is how many blocks one library's sync should copy at once: enough
+// to fill the adaptive limit on requests, which every sync of the process shares.
+func (h *HTTP) BlockConcurrency() int { return h.opts.MaxInFlight }
+
+// overloaded says whether a failed request is the server (or the path to it) asking
+// for less: an overload answer, or no answer in time.
+func overloaded(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.code == http.StatusServiceUnavailable || se.code == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errStalled)
 }
 
 // statusError is an HTTP answer other than 200.
@@ -211,18 +237,27 @@ func (h *HTTP) once(ctx context.Context, r request) (*http.Response, error) {
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	release, err := h.inflight.acquire(ctx)
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
 		cancel(nil)
-		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, scrub(err, h.base))
+		err = fmt.Errorf("%s %s: %w", r.method, r.path, scrub(err, h.base))
+		release(ctx.Err() == nil && overloaded(err))
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
 		cancel(nil)
-		return nil, &statusError{method: r.method, route: r.path, code: resp.StatusCode, body: strings.TrimSpace(string(msg))}
+		err := &statusError{method: r.method, route: r.path, code: resp.StatusCode, body: strings.TrimSpace(string(msg))}
+		release(overloaded(err))
+		return nil, err
 	}
-	resp.Body = newStallGuard(resp.Body, h.opts.StallTimeout, cancel)
+	resp.Body = newStallGuard(resp.Body, h.opts.StallTimeout, cancel, release)
 	return resp, nil
 }
 
@@ -243,17 +278,22 @@ func scrub(err error, base *url.URL) error {
 // stallGuard cancels a response whose body sends nothing for too long. A plain
 // client timeout would also cut off a large block arriving slowly but steadily.
 type stallGuard struct {
-	rc     io.ReadCloser
-	timer  *time.Timer
-	limit  time.Duration
-	cancel context.CancelCauseFunc
+	rc      io.ReadCloser
+	timer   *time.Timer
+	limit   time.Duration
+	cancel  context.CancelCauseFunc
+	release func(overloaded bool) // the request's in-flight slot: given back at the end of the body
+	stalled atomic.Bool
 }
 
 var errStalled = errors.New("the primary stopped sending")
 
-func newStallGuard(rc io.ReadCloser, limit time.Duration, cancel context.CancelCauseFunc) *stallGuard {
-	g := &stallGuard{rc: rc, limit: limit, cancel: cancel}
-	g.timer = time.AfterFunc(limit, func() { cancel(fmt.Errorf("%w for %s", errStalled, limit)) })
+func newStallGuard(rc io.ReadCloser, limit time.Duration, cancel context.CancelCauseFunc, release func(bool)) *stallGuard {
+	g := &stallGuard{rc: rc, limit: limit, cancel: cancel, release: release}
+	g.timer = time.AfterFunc(limit, func() {
+		g.stalled.Store(true)
+		cancel(fmt.Errorf("%w for %s", errStalled, limit))
+	})
 	return g
 }
 
@@ -262,6 +302,10 @@ func (g *stallGuard) Read(p []byte) (int, error) {
 	if n > 0 {
 		g.timer.Reset(g.limit)
 	}
+	if err != nil {
+		// The answer is over (whole, or broken off): its slot is free for the next.
+		g.release(err != io.EOF && (g.stalled.Load() || overloaded(err)))
+	}
 	return n, err
 }
 
@@ -269,6 +313,7 @@ func (g *stallGuard) Close() error {
 	g.timer.Stop()
 	err := g.rc.Close()
 	g.cancel(nil)
+	g.release(false)
 	return err
 }
 
