@@ -13,8 +13,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log"
 	"net/http"
 	"net/url"
@@ -43,10 +45,12 @@ var (
 	bigFiles   = flag.Int("big-files", 100_000, "files in the large library of the one-file-change test")
 	smallFiles = flag.Int("small-files", 1_000, "files in the small library of the one-file-change test")
 	manyFiles  = flag.Int("many-files", 100_000, "files (4 KiB each) in the many-small-files first-backup library")
+	hugeFiles  = flag.Int("huge-files", 2_000_000, "files (64 bytes each) in the huge library of the memory test")
 	libraries  = flag.Int("libraries", 10_000, "libraries in the scan/status test")
-	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries), firstscan (only the first scan of many libraries, -runs times, beside -baseline)")
+	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries), firstscan (only the first scan of many libraries, -runs times, beside -baseline), huge (peak RSS of a first backup, one-file changes and a repair of a -huge-files library; not in the default set: ~40 GiB of disk and an hour at 2 million files)")
 	straceRun  = flag.Bool("strace", false, "after the timed runs of each first backup, run seafbak once more under strace -c -f and print its syscall counts")
-	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback)")
+	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback), wan (http through a proxy adding -rtt)")
+	rtt        = flag.Duration("rtt", 5*time.Millisecond, "round-trip time the wan source adds")
 )
 
 const syncToken = "bench-sync-token-0123456789abcdef"
@@ -186,7 +190,7 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 				s := timed(b.bin, "--config", cfg, "sync", repoID)
 				server := selfCPU() - before
 				record(group+": seafbak sync ["+src+b.label+"]", s)
-				if src == "http" {
+				if src != "dir" {
 					record(group+": test file server's CPU during seafbak sync [http"+b.label+"]", sample{cpu: server})
 				}
 				must(os.RemoveAll(filepath.Dir(backupDir)))
@@ -253,8 +257,11 @@ func (e *env) backup(source, primaryDB, primaryDir, durability string) (cfg, dat
 	cfg = filepath.Join(dir, "seafbak.yml")
 	must(os.MkdirAll(dir, 0o755))
 	objects := "data_dir: " + primaryDir
-	if source == "http" {
+	switch source {
+	case "http":
 		objects = fmt.Sprintf("url: %s\n  sync_token: %s", e.fileServer(primaryDB, primaryDir).URL(), syncToken)
+	case "wan":
+		objects = fmt.Sprintf("url: %s\n  sync_token: %s", startDelayProxy(e.fileServer(primaryDB, primaryDir).URL(), *rtt), syncToken)
 	}
 	text := fmt.Sprintf("primary:\n  db: \"root@unix(%s)/%s\"\n  %s\nbackup:\n  data_dir: %s\n  db: \"root@unix(%s)/%s\"\n  durability: %s\nstate: %s\n",
 		e.srv.Socket, primaryDB, objects, dataDir, e.srv.Socket, name, durability, filepath.Join(dir, "state"))
@@ -347,6 +354,9 @@ func main() {
 	}
 	if parts["firstscan"] {
 		e.firstScans()
+	}
+	if parts["huge"] {
+		e.hugeLibrary()
 	}
 	fmt.Println()
 	for _, f := range figures {
@@ -451,6 +461,65 @@ func (e *env) oneFileChange() {
 			sd := sides[0]
 			record(fmt.Sprintf("no change, %d-file store: rsync -a", files), timed("rsync", "-a", filepath.Join(sd.backupDir, "storage")+"/", sd.copyDir+"/"))
 		}
+	}
+}
+
+// hugeLibrary measures what memory does with a library's size (issue 10: peak RSS under
+// 256 MiB at two million files): a first backup, one-file changes and a repair (verify
+// --repair: every object re-read and hashed) of a generated library of -huge-files tiny
+// files, 100 to a dir. Small files keep the disk to inodes: each file is still a block
+// and an fs object, which is what the walk holds memory for.
+func (e *env) hugeLibrary() {
+	ctx := context.Background()
+	db, dir := e.primary("bench_huge")
+	pdb := mustOpen(e.srv, db)
+	lib, err := seafgen.New(dir).NewLibrary(seafgen.LibraryOptions{Name: "huge"})
+	must(err)
+	const seed = 11
+	t0 := time.Now()
+	_, err = lib.CommitBulk("bulk", *hugeFiles, int64(*hugeFiles)*64, seed)
+	must(err)
+	must(lib.InsertRows(ctx, pdb))
+	log.Printf("generated %d files of 64 bytes in %s", *hugeFiles, time.Since(t0))
+	name := fmt.Sprintf("%d-file library", *hugeFiles)
+	type side struct{ src, cfg, backupDir string }
+	var sides []side
+	for _, src := range e.sources {
+		cfg, backupDir := e.backup(src, db, dir, "batch")
+		record(fmt.Sprintf("first backup, %s: seafbak sync [%s]", name, src), timed(*seafbakBin, "--config", cfg, "sync", lib.ID))
+		sides = append(sides, side{src, cfg, backupDir})
+	}
+	for i := 0; i < *runs; i++ {
+		path := seafgen.BulkPath(seed, *hugeFiles, (i*7919)%*hugeFiles)
+		_, err := lib.Commit("one file", seafgen.Put(path, []byte(fmt.Sprintf("changed %d %d", i, time.Now().UnixNano()))))
+		must(err)
+		must(lib.InsertRows(ctx, pdb))
+		for _, sd := range sides {
+			record(fmt.Sprintf("one-file change, %s: seafbak sync [%s]", name, sd.src), timed(*seafbakBin, "--config", sd.cfg, "sync", lib.ID))
+		}
+	}
+	for _, sd := range sides {
+		// One lost block makes verify --repair re-check the whole library after its
+		// verify: both are measured in that one process.
+		removeOneBlock(filepath.Join(sd.backupDir, "storage", "blocks"))
+		record(fmt.Sprintf("verify, then repair (every object re-read and hashed), %s: seafbak verify --repair [%s]", name, sd.src),
+			timed(*seafbakBin, "--config", sd.cfg, "verify", "--repair", lib.ID))
+		must(os.RemoveAll(filepath.Dir(sd.backupDir)))
+	}
+}
+
+// removeOneBlock deletes the first block file found under blocks.
+func removeOneBlock(blocks string) {
+	errFound := errors.New("found")
+	err := filepath.WalkDir(blocks, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		must(os.Remove(p))
+		return errFound
+	})
+	if !errors.Is(err, errFound) {
+		log.Fatalf("no block to remove under %s: %v", blocks, err)
 	}
 }
 
