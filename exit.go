@@ -109,6 +109,7 @@ func report(w io.Writer, ctx context.Context, cmd string, err error) int {
 			return code
 		}
 	}
+	w = errorWriter(w)
 	for _, line := range strings.Split(err.Error(), "\n") {
 		fmt.Fprintf(w, "seafbak %s: %s\n", cmd, line)
 	}

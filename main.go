@@ -71,7 +71,7 @@ func main() {
 	}
 	ctx, stop := signalContext()
 	stopProfile := startCPUProfile()
-	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := runContext(ctx, os.Args[1:], os.Stdout, journalStderr(os.Stderr))
 	stopProfile()
 	stop()
 	os.Exit(code)
@@ -186,10 +186,20 @@ func newLogger(w io.Writer, c *cli) *slog.Logger {
 		level = slog.LevelError
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+	j, journal := w.(*journalStream)
+	var lw *levelWriter
+	if journal {
+		lw = &levelWriter{j: j}
+		w = lw
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if c.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	if journal {
+		h = journalHandler{inner: h, w: lw}
+	}
+	return slog.New(h)
 }
 
 type exitSignal struct{}
