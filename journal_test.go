@@ -79,4 +79,3 @@ func TestJournalStreamDetected(t *testing.T) {
 		}
 	}
 }
-
