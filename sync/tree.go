@@ -634,9 +634,21 @@ func (r *run) blockPresent(ctx context.Context, id, where string) (int64, bool, 
 		return 0, false, err
 	}
 	defer rc.Close()
-	h := object.NewBlockHasher(id)
-	if _, err := io.Copy(h, rc); err != nil {
-		return 0, false, err
+	// A pooled buffer and hasher: a re-check reads every block of the library, and
+	// io.Copy would allocate 32 KiB for each.
+	cp := copiers.Get().(*copier)
+	defer copiers.Put(cp)
+	h := cp.h
+	h.Reset(id)
+	for {
+		n, err := rc.Read(cp.buf)
+		h.Write(cp.buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, false, err
+		}
 	}
 	if err := h.Check(); err != nil {
 		r.log.Warn("backup copy of a block is damaged; fetching it again", "id", id, "path", where, "err", err)
