@@ -23,9 +23,31 @@ import (
 //	SEAFBAK_BENCH_FILES=100000 go test -run '^$' -bench FirstBackupSmallFiles -benchtime 1x \
 //	    -cpuprofile cpu.out -memprofile mem.out ./sync/
 //
-// peak-heap-MiB is the largest live heap seen (sampled every 5 ms): it must not grow
-// with the number of files.
+// peak-heap-MiB is the largest live heap seen (sampled every 5 ms) above what the
+// generator holds: it must not grow with the number of files.
 func BenchmarkFirstBackupSmallFiles(b *testing.B) {
+	env, lib, files := smallFilesLibrary(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var peak uint64
+	for range b.N {
+		b.StopTimer()
+		eng := freshBackup(b, env)
+		stop := sampleHeap(&peak)
+		b.StartTimer()
+		res := testenv.SyncOK(b, eng, lib.ID)
+		b.StopTimer()
+		stop()
+		if res.Blocks != files {
+			b.Fatalf("%d blocks copied, want %d", res.Blocks, files)
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// smallFilesLibrary publishes a library of SEAFBAK_BENCH_FILES (default 20 000) files of
+// 4 KiB on a fresh primary.
+func smallFilesLibrary(b *testing.B) (*testenv.Env, *seafgen.Library, int) {
 	files := 20_000
 	if s := os.Getenv("SEAFBAK_BENCH_FILES"); s != "" {
 		var err error
@@ -42,31 +64,21 @@ func BenchmarkFirstBackupSmallFiles(b *testing.B) {
 		b.Fatal(err)
 	}
 	env.Publish(lib)
-	b.ReportAllocs()
-	b.ResetTimer()
-	var peak uint64
-	for range b.N {
-		b.StopTimer()
-		root := b.TempDir()
-		st, err := store.NewFS(filepath.Join(root, "seafile-data"), store.Batch)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sd, err := state.Open(filepath.Join(root, "state"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		eng := &seafsync.Engine{Source: env.Source(), Store: st, State: sd, Parallel: 4}
-		stop := sampleHeap(&peak)
-		b.StartTimer()
-		res := testenv.SyncOK(b, eng, lib.ID)
-		b.StopTimer()
-		stop()
-		if res.Blocks != files {
-			b.Fatalf("%d blocks copied, want %d", res.Blocks, files)
-		}
+	return env, lib, files
+}
+
+// freshBackup is an engine from env's primary into a new, empty backup (batch durability).
+func freshBackup(b *testing.B, env *testenv.Env) *seafsync.Engine {
+	root := b.TempDir()
+	st, err := store.NewFS(filepath.Join(root, "seafile-data"), store.Batch)
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	sd, err := state.Open(filepath.Join(root, "state"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &seafsync.Engine{Source: env.Source(), Store: st, State: sd, Parallel: 4}
 }
 
 // sampleHeap records into peak the largest live heap (what a GC found reachable, so
@@ -103,32 +115,8 @@ func sampleHeap(peak *uint64) (stop func()) {
 // read and hashed again. peak-heap-MiB must not grow with the number of files
 // (SEAFBAK_BENCH_FILES as above).
 func BenchmarkRecheckSmallFiles(b *testing.B) {
-	files := 20_000
-	if s := os.Getenv("SEAFBAK_BENCH_FILES"); s != "" {
-		var err error
-		if files, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	env := testenv.New(b, srv)
-	lib, err := seafgen.New(env.PrimaryDir).NewLibrary(seafgen.LibraryOptions{Name: "many"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := lib.CommitBulk("bulk", files, int64(files)*4096, 3); err != nil {
-		b.Fatal(err)
-	}
-	env.Publish(lib)
-	root := b.TempDir()
-	st, err := store.NewFS(filepath.Join(root, "seafile-data"), store.Batch)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sd, err := state.Open(filepath.Join(root, "state"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng := &seafsync.Engine{Source: env.Source(), Store: st, State: sd, Parallel: 4}
+	env, lib, _ := smallFilesLibrary(b)
+	eng := freshBackup(b, env)
 	testenv.SyncOK(b, eng, lib.ID)
 	eng.Recheck = true
 	b.ReportAllocs()
