@@ -118,6 +118,12 @@ func (st *storeCheck) markBad(id string, missing bool, err error) {
 	st.dirty.Store(true)
 }
 
+// forgetMet drops the sets of objects met, once the first pass is over.
+func (st *storeCheck) forgetMet() {
+	st.fs = keySet{}
+	st.blocks = sizeMap{}
+}
+
 func (st *storeCheck) lookup(id string) *badObject {
 	st.mu.Lock()
 	defer st.mu.Unlock()
