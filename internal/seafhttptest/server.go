@@ -151,6 +151,12 @@ func New(dataDir string, db *sql.DB, opts Options) *Server {
 		requests:   make(map[Route]int),
 		closed:     make(chan struct{}),
 	}
+	// The real file server reads its database through a bounded pool ([database]
+	// max_connections in seafile.conf, 100 by default): many requests at once wait for a
+	// connection rather than each opening one, which would exhaust the database server's
+	// own max_connections (151 in the tests' MariaDB) when clients keep dozens of requests
+	// in flight each.
+	db.SetMaxOpenConns(32)
 	if s.prefix != "" && !strings.HasPrefix(s.prefix, "/") {
 		s.prefix = "/" + s.prefix
 	}

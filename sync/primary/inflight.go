@@ -19,6 +19,7 @@ type inflight struct {
 	active  int
 	okSince int       // answers since the limit last grew
 	cut     time.Time // when the limit was last halved
+	lowest  int       // the lowest the limit was halved to (0: never halved)
 	wake    chan struct{}
 }
 
@@ -61,6 +62,9 @@ func (f *inflight) release(overloaded bool) {
 		if now := time.Now(); now.Sub(f.cut) >= cutEvery {
 			f.limit = max(f.limit/2, 1)
 			f.cut = now
+			if f.lowest == 0 || f.limit < f.lowest {
+				f.lowest = f.limit
+			}
 		}
 	default:
 		if f.okSince++; f.okSince >= f.limit && f.limit < f.max {

@@ -112,12 +112,18 @@ func TestHTTPBacksOffAnOverloadedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	limit := h.inflight.current()
-	t.Logf("limit %d, %d overload answers, at most %d answered at once", limit, overloads.Load(), most.Load())
+	h.inflight.mu.Lock()
+	lowest := h.inflight.lowest
+	h.inflight.mu.Unlock()
+	t.Logf("limit %d at the end, halved down to %d; %d overload answers, at most %d answered at once", limit, lowest, overloads.Load(), most.Load())
 	if overloads.Load() == 0 {
 		t.Fatal("the server was never overloaded: the test shows nothing")
 	}
-	if limit > 2*capacity {
-		t.Fatalf("limit %d after the server kept answering 503 beyond %d", limit, capacity)
+	// The limit at the end depends on timing (the last requests, fewer at once, let it
+	// grow again); what must have happened is that it came down to what the server
+	// could take.
+	if lowest == 0 || lowest > capacity {
+		t.Fatalf("limit never came down to the server's %d (lowest %d) while it kept answering 503", capacity, lowest)
 	}
 	if h.inflight.active != 0 {
 		t.Fatalf("%d slots never given back", h.inflight.active)
