@@ -3,7 +3,6 @@ package restore
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +20,7 @@ import (
 type key [20]byte
 
 func keyOf(id string) key {
-	var k key
-	hex.Decode(k[:], []byte(id)) // ids are checked before they get here
+	k, _ := object.BinaryID(id) // ids are checked before they get here
 	return k
 }
 

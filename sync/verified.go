@@ -1,6 +1,6 @@
 package sync
 
-import "encoding/hex"
+import "seafbak/sync/object"
 
 // recheckCacheLimit is how many ids of each kind one generation of verifiedCache holds;
 // it keeps two. At most about 64 MiB in all (2 generations x 2 kinds x 2^18 ids), whatever the
@@ -53,15 +53,9 @@ func (g *generations[V]) put(k [20]byte, v V) {
 
 func (g *generations[V]) len() int { return len(g.cur) + len(g.old) }
 
-// key is id's binary form; ok is false for an id that is not 40 hex digits (the caller
-// checked it; such an id is simply not cached).
-func key(id string) (k [20]byte, ok bool) {
-	if len(id) != 2*len(k) {
-		return k, false
-	}
-	_, err := hex.Decode(k[:], []byte(id))
-	return k, err == nil
-}
+// key is id's binary form; an id that is not one (the caller checked it) is simply not
+// cached.
+func key(id string) ([20]byte, bool) { return object.BinaryID(id) }
 
 func (c *verifiedCache) hasFS(id string) bool {
 	k, ok := key(id)

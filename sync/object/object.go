@@ -6,6 +6,7 @@
 package object
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -79,6 +80,17 @@ var ErrVersion0 = errors.New("version-0 library (created before Seafile 3.0) is 
 
 // ValidID reports whether s is a 40-char lowercase hex object id. Object paths are built
 // from ids, so nothing else may pass.
+// BinaryID is an object id as its 20 bytes: how sets of millions of ids stay small
+// (40-byte strings cost about 100 bytes each in a map). ok is false for an id that is
+// not 40 lowercase hex digits.
+func BinaryID(id string) (b [20]byte, ok bool) {
+	if !ValidID(id) {
+		return b, false
+	}
+	hex.Decode(b[:], []byte(id))
+	return b, true
+}
+
 func ValidID(s string) bool {
 	if len(s) != 40 {
 		return false
