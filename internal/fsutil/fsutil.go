@@ -6,18 +6,27 @@
 package fsutil
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFileAtomic writes data to path through a temp file in the same directory (same
 // filesystem, so the rename is atomic): write, fsync, rename, fsync the directory.
 // Readers see the old file or the new one, never a mix, and the new one survives a
 // crash once this returns. On error the temp file is removed and the old file, if any,
-// is untouched. The file gets exactly perm (no umask): CreateTemp's 0600 is changed
+// is untouched. The file gets exactly perm (no umask): the temp file's 0600 is changed
 // before the rename, so the final name never has other bits.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeAtomic(path, data, perm, (*os.File).Sync, SyncDir)
+	return writeAtomic(path, data, perm, func(fd int, tmp string) error {
+		if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+			return &os.PathError{Op: "sync", Path: tmp, Err: err}
+		}
+		return nil
+	}, SyncDir)
 }
 
 // WriteFileAtomicFlushed is WriteFileAtomic with its two flushes given: syncData makes
@@ -25,39 +34,71 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // after it. The order stays; a caller that writes many files at once
 // shares the flushes between them (state.Dir.Save, through a Group).
 func WriteFileAtomicFlushed(path string, data []byte, perm os.FileMode, syncData, syncDir func(name string) error) error {
-	return writeAtomic(path, data, perm, func(f *os.File) error { return syncData(f.Name()) }, syncDir)
+	return writeAtomic(path, data, perm, func(_ int, tmp string) error { return syncData(tmp) }, syncDir)
 }
 
-// writeAtomic writes through a temp file: written, syncData, renamed, syncDir.
-func writeAtomic(path string, data []byte, perm os.FileMode, syncData func(*os.File) error, syncDir func(string) error) error {
+// writeAtomic writes through a temp file: written, syncData, renamed, syncDir. It works
+// on the bare descriptor: an *os.File would add the netpoller's fcntl and epoll_ctl
+// calls to each of the thousands of records a first scan writes (issue 10).
+func writeAtomic(path string, data []byte, perm os.FileMode, syncData func(fd int, tmp string) error, syncDir func(string) error) (err error) {
 	dir := filepath.Dir(path)
 	// A dot name keeps the temp file out of listings that skip hidden files (the state's
 	// All reads only *.json), and the target's name in it tells a stray one's origin.
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	tmp, fd, err := createTemp(dir, "."+filepath.Base(path)+".")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+		if err != nil {
+			unix.Unlink(tmp)
+		}
+	}()
+	for b := data; len(b) > 0; {
+		n, werr := unix.Write(fd, b)
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			return &os.PathError{Op: "write", Path: tmp, Err: werr}
+		}
+		b = b[n:]
+	}
+	if err := ignoringEINTR(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
+		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
+	}
+	if err := syncData(fd, tmp); err != nil {
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
+	closed = true
+	// close(2) must not be retried on EINTR: the descriptor is gone either way.
+	if err := unix.Close(fd); err != nil {
+		return &os.PathError{Op: "close", Path: tmp, Err: err}
 	}
-	if err := syncData(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
+	if err := ignoringEINTR(func() error { return unix.Rename(tmp, path) }); err != nil {
+		return &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err}
 	}
 	return syncDir(dir)
+}
+
+// createTemp creates a new file prefix+<random> in dir for writing, mode 0600, as
+// os.CreateTemp does but returning the bare descriptor. O_EXCL guarantees the file is
+// this caller's alone; a taken name is retried with another.
+func createTemp(dir, prefix string) (name string, fd int, err error) {
+	for try := 0; ; try++ {
+		name = filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		fd, err = unix.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		switch {
+		case err == nil:
+			return name, fd, nil
+		case err == unix.EINTR || err == unix.EEXIST && try < 100:
+			continue
+		}
+		return "", -1, &os.PathError{Op: "createtemp", Path: filepath.Join(dir, prefix+"*"), Err: err}
+	}
 }
 
 // SyncDir fsyncs a directory, making the entries created, renamed or removed in it
@@ -69,14 +110,31 @@ func SyncDir(dir string) error { return syncName(dir) }
 func SyncFile(path string) error { return syncName(path) }
 
 // syncName fsyncs whatever path names: on Linux a read-only descriptor is enough to
-// fsync a file or a directory.
+// fsync a file or a directory. It uses the bare descriptor: os.Open would add the
+// netpoller's fcntl and epoll_ctl calls, which regular files and directories never use,
+// to every flush of a small library (issue 10).
 func syncName(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
+	})
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer d.Close()
-	return d.Sync()
+	defer unix.Close(fd)
+	if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+		return &os.PathError{Op: "sync", Path: path, Err: err}
+	}
+	return nil
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // SyncDirIn is SyncDir for a directory named inside root (os.Root: the name cannot

@@ -118,6 +118,8 @@ func (f figure) medians() (wall, cpu time.Duration) {
 var figures []figure
 
 func record(name string, s sample) {
+	// Each sample goes to the log as well: a long run stopped early keeps what it measured.
+	log.Printf("%s: %.3fs, cpu %.2fs, peak RSS %.1f MiB", name, s.wall.Seconds(), s.cpu.Seconds(), float64(s.rss)/1024)
 	for i := range figures {
 		if figures[i].name == name {
 			figures[i].samples = append(figures[i].samples, s)

@@ -20,6 +20,32 @@ type Remote struct {
 	sqlDB     *sql.DB
 	syncToken string
 	prepared  sync.Map // repo id + owner whose token row this process has seen or made
+
+	// The token statements are prepared once per process: a first scan asks them for
+	// every library, and an unprepared query with arguments costs the driver three round
+	// trips (prepare, execute, close) where a prepared one costs one.
+	stmtMu                sync.Mutex
+	selectToken, addToken *sql.Stmt
+}
+
+const (
+	selectTokenQuery = "SELECT COUNT(*) FROM RepoUserToken WHERE repo_id = ? AND token = ? AND email = ?"
+	addTokenQuery    = "INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?)"
+)
+
+// stmt prepares query on first use into *slot; a failure is not kept, so the next
+// library tries again (a grant added meanwhile).
+func (r *Remote) stmt(ctx context.Context, slot **sql.Stmt, query string) (*sql.Stmt, error) {
+	r.stmtMu.Lock()
+	defer r.stmtMu.Unlock()
+	if *slot == nil {
+		st, err := r.sqlDB.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		*slot = st
+	}
+	return *slot, nil
 }
 
 var _ Source = (*Remote)(nil)
@@ -107,7 +133,10 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 	}
 	token := Token(r.syncToken, lib.ID)
 	var n int
-	err := r.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM RepoUserToken WHERE repo_id = ? AND token = ? AND email = ?", lib.ID, token, lib.Owner).Scan(&n)
+	sel, err := r.stmt(ctx, &r.selectToken, selectTokenQuery)
+	if err == nil {
+		err = sel.QueryRowContext(ctx, lib.ID, token, lib.Owner).Scan(&n)
+	}
 	if err != nil {
 		return fmt.Errorf("primary db: read RepoUserToken: %w%s", err, grantHint(err))
 	}
@@ -115,7 +144,10 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 		r.prepared.Store(key, struct{}{})
 		return nil
 	}
-	_, err = r.sqlDB.ExecContext(ctx, "INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?)", lib.ID, lib.Owner, token)
+	add, err := r.stmt(ctx, &r.addToken, addTokenQuery)
+	if err == nil {
+		_, err = add.ExecContext(ctx, lib.ID, lib.Owner, token)
+	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && me.Number == 1062 {
 		// Another seafbak inserted it meanwhile, or the row exists for another email
