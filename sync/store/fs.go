@@ -305,11 +305,11 @@ func (s *FS) ensureDir(dir string) error {
 	if _, ok := s.madeDirs.Load(dir); ok {
 		return nil
 	}
-	_, statErr := os.Stat(dir)
-	if statErr != nil {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
+	created, err := s.mkdirs(dir)
+	if err != nil {
+		return err
+	}
+	if created {
 		// New directories: their entries in their parents must survive a crash too.
 		for d := dir; len(d) > len(s.root); d = filepath.Dir(d) {
 			if s.durability == PerObject {
@@ -325,6 +325,30 @@ func (s *FS) ensureDir(dir string) error {
 	}
 	s.madeDirs.Store(dir, struct{}{})
 	return nil
+}
+
+// mkdirs is os.MkdirAll for directories under the store's root, reporting whether it
+// created dir or one of its parents. It tries mkdir(2) first and climbs only on ENOENT: os.MkdirAll stats dir
+// and each parent before creating, three extra calls per directory a new library
+// needs. A name taken by a file is not reported here; the rename into it fails.
+func (s *FS) mkdirs(dir string) (created bool, err error) {
+	err = ignoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
+	switch {
+	case err == nil:
+		return true, nil
+	case err == unix.EEXIST:
+		return false, nil
+	case err == unix.ENOENT && len(filepath.Dir(dir)) > len(s.root):
+		parentCreated, err := s.mkdirs(filepath.Dir(dir))
+		if err != nil {
+			return false, err
+		}
+		err = ignoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
+		if err == nil || err == unix.EEXIST { // EEXIST: another writer made it meanwhile
+			return err == nil || parentCreated, nil
+		}
+	}
+	return false, &fs.PathError{Op: "mkdir", Path: dir, Err: err}
 }
 
 type fsWriter struct {

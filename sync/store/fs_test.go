@@ -134,3 +134,61 @@ func TestFSStoreWritersNeverShareATempFile(t *testing.T) {
 		t.Fatalf("temp files left: %v", ents)
 	}
 }
+
+// A new object's directories are created by climbing only as far as needed, and every
+// directory whose entries changed (the parents of the directories created) is left
+// pending for the next flush; an existing directory changes nothing.
+func TestFSStoreNewDirectoriesArePendingForTheFlush(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(objID string) {
+		t.Helper()
+		w, err := s.Create(ctx, object.KindBlock, repo, objID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(id)
+	blocks := filepath.Join(root, "storage", "blocks")
+	for _, d := range []string{blocks, filepath.Join(blocks, repo), filepath.Join(blocks, repo, id[:2])} {
+		if _, pending := s.pendingDirs[d]; !pending {
+			t.Errorf("%s changed but is not pending a flush (pending: %v)", d, s.pendingDirs)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Another object in the same directory: only that directory changed.
+	put(id[:39] + "c")
+	if len(s.pendingDirs) != 1 {
+		t.Errorf("pending after an object in an existing directory: %v, want only its own", s.pendingDirs)
+	}
+	// A directory made by someone else (another process) is found, not an error.
+	other := strings.Repeat("cd", 20)
+	if err := os.MkdirAll(filepath.Join(blocks, repo, other[:2]), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put(other)
+	// A file where a directory must go fails the write with the path named.
+	if err := os.WriteFile(filepath.Join(blocks, "0"+repo[1:]), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Create(ctx, object.KindBlock, "0"+repo[1:], id)
+	if err == nil {
+		_, _ = w.Write([]byte("x"))
+		err = w.Commit()
+	}
+	if err == nil || !strings.Contains(err.Error(), "0"+repo[1:]) {
+		t.Fatalf("writing below a file: %v, want an error naming the path", err)
+	}
+}
