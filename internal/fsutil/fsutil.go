@@ -22,7 +22,7 @@ import (
 // before the rename, so the final name never has other bits.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return writeAtomic(path, data, perm, func(fd int, tmp string) error {
-		if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+		if err := IgnoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 			return &os.PathError{Op: "sync", Path: tmp, Err: err}
 		}
 		return nil
@@ -67,7 +67,7 @@ func writeAtomic(path string, data []byte, perm os.FileMode, syncData func(fd in
 		}
 		b = b[n:]
 	}
-	if err := ignoringEINTR(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
+	if err := IgnoringEINTR(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
 		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
 	}
 	if err := syncData(fd, tmp); err != nil {
@@ -78,7 +78,7 @@ func writeAtomic(path string, data []byte, perm os.FileMode, syncData func(fd in
 	if err := unix.Close(fd); err != nil {
 		return &os.PathError{Op: "close", Path: tmp, Err: err}
 	}
-	if err := ignoringEINTR(func() error { return unix.Rename(tmp, path) }); err != nil {
+	if err := IgnoringEINTR(func() error { return unix.Rename(tmp, path) }); err != nil {
 		return &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err}
 	}
 	return syncDir(dir)
@@ -115,7 +115,7 @@ func SyncFile(path string) error { return syncName(path) }
 // to every flush of a small library (issue 10).
 func syncName(path string) error {
 	var fd int
-	err := ignoringEINTR(func() (err error) {
+	err := IgnoringEINTR(func() (err error) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
 	})
@@ -123,13 +123,15 @@ func syncName(path string) error {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	if err := ignoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
+	if err := IgnoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 		return &os.PathError{Op: "sync", Path: path, Err: err}
 	}
 	return nil
 }
 
-func ignoringEINTR(f func() error) error {
+// IgnoringEINTR runs f again while it fails with EINTR: the bare syscalls seafbak makes
+// on files (here and in the backup store) are not retried by the runtime as os.File's are.
+func IgnoringEINTR(f func() error) error {
 	for {
 		if err := f(); err != unix.EINTR {
 			return err

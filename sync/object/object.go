@@ -78,8 +78,6 @@ var ErrInvalid = errors.New("invalid object")
 // binary object format seafbak does not read.
 var ErrVersion0 = errors.New("version-0 library (created before Seafile 3.0) is not supported; upgrade it with Seafile's own tools first")
 
-// ValidID reports whether s is a 40-char lowercase hex object id. Object paths are built
-// from ids, so nothing else may pass.
 // BinaryID is an object id as its 20 bytes: how sets of millions of ids stay small
 // (40-byte strings cost about 100 bytes each in a map). ok is false for an id that is
 // not 40 lowercase hex digits.
@@ -91,6 +89,8 @@ func BinaryID(id string) (b [20]byte, ok bool) {
 	return b, true
 }
 
+// ValidID reports whether s is a 40-char lowercase hex object id. Object paths are built
+// from ids, so nothing else may pass.
 func ValidID(s string) bool {
 	if len(s) != 40 {
 		return false

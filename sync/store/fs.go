@@ -161,7 +161,7 @@ func (s *FS) Has(_ context.Context, kind object.Kind, storeID, id string) (bool,
 	}
 	// Most objects a first backup asks about are absent: no error value is built for them.
 	var st unix.Stat_t
-	err = ignoringEINTR(func() error { return unix.Stat(p, &st) })
+	err = fsutil.IgnoringEINTR(func() error { return unix.Stat(p, &st) })
 	switch {
 	case err == nil:
 		return true, nil
@@ -332,7 +332,7 @@ func (s *FS) ensureDir(dir string) error {
 // and each parent before creating, three extra calls per directory a new library
 // needs. A name taken by a file is not reported here; the rename into it fails.
 func (s *FS) mkdirs(dir string) (created bool, err error) {
-	err = ignoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
+	err = fsutil.IgnoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
 	switch {
 	case err == nil:
 		return true, nil
@@ -343,7 +343,7 @@ func (s *FS) mkdirs(dir string) (created bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		err = ignoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
+		err = fsutil.IgnoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
 		if err == nil || err == unix.EEXIST { // EEXIST: another writer made it meanwhile
 			return err == nil || parentCreated, nil
 		}
@@ -387,7 +387,7 @@ func (w *fsWriter) Commit() (err error) {
 		}
 	}()
 	if w.s.durability == PerObject {
-		if err := ignoringEINTR(func() error { return unix.Fsync(w.fd) }); err != nil {
+		if err := fsutil.IgnoringEINTR(func() error { return unix.Fsync(w.fd) }); err != nil {
 			unix.Close(w.fd)
 			return err
 		}
@@ -399,7 +399,7 @@ func (w *fsWriter) Commit() (err error) {
 	if err := w.s.ensureDir(w.dir); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Rename(w.tmp, w.path) }); err != nil {
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) }); err != nil {
 		return err
 	}
 	if w.s.durability == PerObject {
@@ -425,12 +425,4 @@ func (w *fsWriter) Abort() {
 	w.done = true
 	unix.Close(w.fd)
 	unix.Unlink(w.tmp)
-}
-
-func ignoringEINTR(f func() error) error {
-	for {
-		if err := f(); err != unix.EINTR {
-			return err
-		}
-	}
 }
