@@ -48,6 +48,13 @@ type FS struct {
 	// retries; O_EXCL still guarantees no temp file is ever shared.
 	tmpTag string
 	tmpSeq atomic.Uint64
+	// unnamed: objects are written as O_TMPFILE files in their own directory and linked
+	// into place, where the filesystem allows it (probed by NewFS). A temp file named in
+	// seafbak-tmp puts every new inode in that directory's block group and makes each
+	// commit a rename between two directories, which takes a filesystem-wide lock; both
+	// serialised a first backup of small files (issue 10). An unnamed file also leaves
+	// nothing behind when seafbak is killed.
+	unnamed bool
 
 	// Syncs are group commits: a Sync needs a flush that starts after it was called
 	// (its objects were renamed before), so Syncs that end their copies together (a
@@ -86,7 +93,49 @@ func NewFS(root string, d Durability) (*FS, error) {
 		}
 	}
 	s.removeStaleTemps()
+	s.unnamed = s.canLinkUnnamed()
 	return s, nil
+}
+
+// canLinkUnnamed reports whether an O_TMPFILE file can be made and linked into a
+// directory of the store: not every filesystem supports O_TMPFILE (NFS, older kernels),
+// and linking through /proc/self/fd needs /proc.
+func (s *FS) canLinkUnnamed() bool {
+	fd, err := openUnnamed(s.tmp)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	probe := s.tempName("probe")
+	if err := linkUnnamed(fd, probe); err != nil {
+		return false
+	}
+	unix.Unlink(probe)
+	return true
+}
+
+// openUnnamed opens a new file in dir that has no name until linkUnnamed gives it one.
+func openUnnamed(dir string) (int, error) {
+	for {
+		fd, err := unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// linkUnnamed names an openUnnamed file. Through /proc rather than AT_EMPTY_PATH, which
+// needs CAP_DAC_READ_SEARCH; a name that exists already is EEXIST, never replaced.
+func linkUnnamed(fd int, path string) error {
+	return fsutil.IgnoringEINTR(func() error {
+		return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	})
+}
+
+// tempName is a new name in the temp directory, unique within this process by the
+// counter and across processes by the random tag.
+func (s *FS) tempName(id string) string {
+	return s.tmp + "/" + id + "." + s.tmpTag + "." + strconv.FormatUint(s.tmpSeq.Add(1), 36)
 }
 
 // OpenFS opens an existing store only to read it: unlike NewFS it creates nothing and
@@ -223,14 +272,25 @@ func (s *FS) Open(_ context.Context, kind object.Kind, storeID, id string) (io.R
 // Create writes the object to a temp file through a bare descriptor: os.OpenFile would
 // add five fcntl/epoll_ctl calls per file to try the netpoller, which regular files
 // never use, and os.Rename an lstat; at four files per small file copied they made up
-// most of the syscalls of a first backup (issue 10).
+// most of the syscalls of a first backup (issue 10). The temp file is unnamed, in the
+// object's directory when it exists already, where the filesystem allows (see unnamed).
 func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Writer, error) {
 	dir, p, err := s.objectPath(kind, storeID, id)
 	if err != nil {
 		return nil, err
 	}
+	if s.unnamed {
+		fd, err := openUnnamed(dir)
+		if err == unix.ENOENT { // the object's directory is made at Commit
+			fd, err = openUnnamed(s.tmp)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
+		}
+		return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p}, nil
+	}
 	for {
-		tmp := s.tmp + "/" + id + "." + s.tmpTag + "." + strconv.FormatUint(s.tmpSeq.Add(1), 36)
+		tmp := s.tempName(id)
 		fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 		switch {
 		case err == unix.EINTR || err == unix.EEXIST: // EEXIST: another name, never another's file
@@ -238,7 +298,7 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 		case err != nil:
 			return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: tmp, Err: err})
 		}
-		return &fsWriter{s: s, fd: fd, tmp: tmp, dir: dir, path: p}, nil
+		return &fsWriter{s: s, fd: fd, id: id, tmp: tmp, dir: dir, path: p}, nil
 	}
 }
 
@@ -354,7 +414,8 @@ func (s *FS) mkdirs(dir string) (created bool, err error) {
 type fsWriter struct {
 	s    *FS
 	fd   int
-	tmp  string
+	id   string
+	tmp  string // the temp file's name; empty while it is unnamed (O_TMPFILE)
 	dir  string
 	path string
 	done bool
@@ -368,7 +429,7 @@ func (w *fsWriter) Write(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, &fs.PathError{Op: "write", Path: w.tmp, Err: err}
+			return n, &fs.PathError{Op: "write", Path: w.path, Err: err}
 		}
 		n += m
 	}
@@ -382,7 +443,9 @@ func (w *fsWriter) Commit() (err error) {
 	w.done = true
 	defer func() {
 		if err != nil {
-			unix.Unlink(w.tmp)
+			if w.tmp != "" {
+				unix.Unlink(w.tmp)
+			}
 			err = fmt.Errorf("backup store: write %s: %w", w.path, err)
 		}
 	}()
@@ -392,14 +455,12 @@ func (w *fsWriter) Commit() (err error) {
 			return err
 		}
 	}
-	// close(2) must not be retried on EINTR: the descriptor is gone either way.
-	if err := unix.Close(w.fd); err != nil {
-		return err
+	if w.tmp == "" {
+		err = w.linkIntoPlace()
+	} else {
+		err = w.renameIntoPlace()
 	}
-	if err := w.s.ensureDir(w.dir); err != nil {
-		return err
-	}
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) }); err != nil {
+	if err != nil {
 		return err
 	}
 	if w.s.durability == PerObject {
@@ -418,11 +479,53 @@ func (w *fsWriter) Commit() (err error) {
 	return nil
 }
 
+// renameIntoPlace closes the named temp file and renames it over the object's name.
+func (w *fsWriter) renameIntoPlace() error {
+	// close(2) must not be retried on EINTR: the descriptor is gone either way.
+	if err := unix.Close(w.fd); err != nil {
+		return err
+	}
+	if err := w.s.ensureDir(w.dir); err != nil {
+		return err
+	}
+	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+}
+
+// linkIntoPlace gives the unnamed temp file the object's name. A link never replaces,
+// so when the name is taken (a repair replacing a damaged object, or another writer of
+// the same object) the file is named in the temp directory and renamed over it.
+func (w *fsWriter) linkIntoPlace() error {
+	err := w.link()
+	// Closed only now: an unnamed file closed before its link is gone. close(2) is
+	// never retried on EINTR; the descriptor is gone either way.
+	if cerr := unix.Close(w.fd); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (w *fsWriter) link() error {
+	if err := w.s.ensureDir(w.dir); err != nil {
+		return err
+	}
+	err := linkUnnamed(w.fd, w.path)
+	if err != unix.EEXIST {
+		return err
+	}
+	w.tmp = w.s.tempName(w.id)
+	if err := linkUnnamed(w.fd, w.tmp); err != nil {
+		return err
+	}
+	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+}
+
 func (w *fsWriter) Abort() {
 	if w.done {
 		return
 	}
 	w.done = true
 	unix.Close(w.fd)
-	unix.Unlink(w.tmp)
+	if w.tmp != "" {
+		unix.Unlink(w.tmp)
+	}
 }

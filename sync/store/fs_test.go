@@ -93,45 +93,65 @@ func TestFSStoreRefusesBadNames(t *testing.T) {
 
 // Two stores on one root (two processes, say two containers whose seafbak is pid 1 in
 // each) writing the same object at once each write a temp file of their own: the object
-// ends up whole, one writer's bytes, and no temp file is left.
+// ends up whole, the last committer's bytes (a link never replaces, so an unnamed temp
+// file finding the name taken must still replace it: that is how a repair mends a
+// damaged object), and no temp file is left.
 func TestFSStoreWritersNeverShareATempFile(t *testing.T) {
-	root := t.TempDir()
-	ctx := context.Background()
-	a, err := NewFS(root, Batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewFS(root, Batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wa, err := a.Create(ctx, object.KindBlock, repo, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wb, err := b.Create(ctx, object.KindBlock, repo, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 2 {
-		t.Fatalf("temp files of two writers: %v, want two", ents)
-	}
-	wa.Write([]byte(strings.Repeat("a", 1000)))
-	wb.Write([]byte(strings.Repeat("b", 1000)))
-	wa.Write([]byte(strings.Repeat("a", 1000)))
-	if err := wa.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	wb.Write([]byte(strings.Repeat("b", 1000)))
-	if err := wb.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := a.Get(ctx, object.KindBlock, repo, id)
-	if err != nil || string(got) != strings.Repeat("b", 2000) {
-		t.Fatalf("object after both writers: %.20q... (%d bytes) %v", got, len(got), err)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
-		t.Fatalf("temp files left: %v", ents)
+	for _, named := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) {
+			root := t.TempDir()
+			ctx := context.Background()
+			open := func() *FS {
+				s, err := NewFS(root, Batch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if named {
+					return NamedTemps(s)
+				}
+				if !UnnamedTemps(s) {
+					t.Skip("this filesystem cannot link O_TMPFILE files; the named subtest covers it")
+				}
+				return s
+			}
+			a, b := open(), open()
+			wa, err := a.Create(ctx, object.KindBlock, repo, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wb, err := b.Create(ctx, object.KindBlock, repo, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 0 // unnamed temp files have no name anywhere
+			if named {
+				want = 2
+			}
+			if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != want {
+				t.Fatalf("temp files of two writers: %v, want %d", ents, want)
+			}
+			wa.Write([]byte(strings.Repeat("a", 1000)))
+			wb.Write([]byte(strings.Repeat("b", 1000)))
+			wa.Write([]byte(strings.Repeat("a", 1000)))
+			if err := wa.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			wb.Write([]byte(strings.Repeat("b", 1000)))
+			if err := wb.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := a.Get(ctx, object.KindBlock, repo, id)
+			if err != nil || string(got) != strings.Repeat("b", 2000) {
+				t.Fatalf("object after both writers: %.20q... (%d bytes) %v", got, len(got), err)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
+				t.Fatalf("temp files left: %v", ents)
+			}
+			// Nothing but the object in its directory either.
+			if ents, _ := os.ReadDir(filepath.Join(root, "storage", "blocks", repo, id[:2])); len(ents) != 1 {
+				t.Fatalf("object directory after both writers: %v, want the object alone", ents)
+			}
+		})
 	}
 }
 
