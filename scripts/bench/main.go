@@ -357,6 +357,7 @@ func main() {
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("seafbak bench on %s, %s, %d runs each, warm page cache\n", host, time.Now().UTC().Format(time.RFC3339), *runs)
+	fmt.Printf("work directory %s: %s\n", root, describeFS(root))
 	if parts["first"] || parts["readback"] {
 		e.firstBackup(parts["first"], parts["readback"])
 	}
