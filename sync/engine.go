@@ -359,7 +359,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		release()
 	}
 	// Whatever happened, make what was written durable so the marker can go: the objects
-	// written are complete (each was renamed into place only when whole).
+	// written are complete (each was named only when whole).
 	if err := e.Store.Sync(ctx); err != nil {
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, errors.Join(runErr, err)))
 	}

@@ -24,8 +24,8 @@ import (
 // A scan of many small libraries shares its flushes (markers, objects, records) between
 // the syncs that reach them together. This test cuts the power in the middle of such a
 // scan: at the crashAt-th object, every store call freezes (as if the machine stopped),
-// and every object renamed into place but not yet made durable by a Sync loses its bytes
-// (the renamed-but-empty file a crash can leave under batch durability). Then, reading
+// and every object put in place but not yet made durable by a Sync loses its bytes
+// (the named-but-empty file a crash can leave under batch durability). Then, reading
 // the state as the crash left it:
 //   - no library's record or backup database row names a head without every object
 //     (invariant 2: metadata moves only after the objects are durable);

@@ -208,7 +208,7 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 				server := selfCPU() - before
 				record(group+": seafbak sync ["+src+b.label+"]", s)
 				if src != "dir" {
-					record(group+": test file server's CPU during seafbak sync [http"+b.label+"]", sample{cpu: server})
+					record(group+": test file server's CPU during seafbak sync ["+src+b.label+"]", sample{cpu: server})
 				}
 				must(os.RemoveAll(filepath.Dir(backupDir)))
 			}

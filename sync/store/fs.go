@@ -27,7 +27,7 @@ const (
 	// Batch writes objects without fsync and makes them durable together in Sync: one
 	// fsync per object and directory when few were written (a one-file change), one
 	// syncfs(2) when many were (a first backup). A crash before Sync can leave
-	// renamed-but-empty objects, so the engine marks a library dirty before writing and
+	// named-but-empty objects, so the engine marks a library dirty before writing and
 	// re-checks a dirty library's objects.
 	Batch Durability = iota
 	// PerObject fsyncs every object and its directory as it is written.
@@ -57,12 +57,12 @@ type FS struct {
 	unnamed bool
 
 	// Syncs are group commits: a Sync needs a flush that starts after it was called
-	// (its objects were renamed before), so Syncs that end their copies together (a
+	// (its objects were in place before), so Syncs that end their copies together (a
 	// scan of many small libraries) share one flush of everything pending.
 	flushes fsutil.Group
 
 	mu           gosync.Mutex
-	pendingFiles []string // objects renamed into place since the last flush
+	pendingFiles []string // objects put in place since the last flush
 	// pendingMany: more than syncfsAbove objects are pending, so one syncfs will flush
 	// them and their names are not kept (a first backup writes millions).
 	pendingMany bool
@@ -346,7 +346,7 @@ func flush(s *FS, many bool, files []string, dirs map[string]struct{}) error {
 }
 
 // SyncAll flushes the whole filesystem holding the store (syncfs), so objects other
-// processes renamed into place are durable too.
+// processes put in place are durable too.
 func (s *FS) SyncAll(ctx context.Context) error {
 	if err := s.Sync(ctx); err != nil {
 		return err
