@@ -280,8 +280,15 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 		return nil, err
 	}
 	if s.unnamed {
+		// In the object's directory, or if that is not made yet (Commit makes it) the
+		// nearest one that is, up to storage/<kind>: a link cannot cross filesystems,
+		// and storage/blocks is often a mount of its own.
 		fd, err := openUnnamed(dir)
-		if err == unix.ENOENT { // the object's directory is made at Commit
+		for d, top := dir, filepath.Join(s.root, "storage", string(kind)); err == unix.ENOENT && len(d) > len(top); {
+			d = filepath.Dir(d)
+			fd, err = openUnnamed(d)
+		}
+		if err == unix.ENOENT {
 			fd, err = openUnnamed(s.tmp)
 		}
 		if err != nil {

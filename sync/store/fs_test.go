@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -210,5 +211,54 @@ func TestFSStoreNewDirectoriesArePendingForTheFlush(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "0"+repo[1:]) {
 		t.Fatalf("writing below a file: %v, want an error naming the path", err)
+	}
+}
+
+// An unnamed temp file is made in the object's directory or, before that exists, the
+// nearest one that does below storage/<kind>, never in seafbak-tmp/ when storage/blocks
+// exists: storage/blocks is often a filesystem of its own, and a link cannot cross
+// filesystems.
+func TestFSStoreUnnamedTempFilesStayBelowTheKindsDirectory(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !UnnamedTemps(s) {
+		t.Skip("this filesystem cannot link O_TMPFILE files")
+	}
+	blocks := filepath.Join(root, "storage", "blocks")
+	if err := os.MkdirAll(blocks, 0o755); err != nil { // as a mount point would be
+		t.Fatal(err)
+	}
+	madeIn := func(w Writer) string {
+		t.Helper()
+		target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", w.(*fsWriter).fd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Dir(target) // "<dir>/#<inode> (deleted)"
+	}
+	w, err := s.Create(ctx, object.KindBlock, repo, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := madeIn(w); got != blocks {
+		t.Errorf("first object of a new library: temp file made in %s, want %s", got, blocks)
+	}
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	w, err = s.Create(ctx, object.KindBlock, repo, id[:39]+"c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if got, want := madeIn(w), filepath.Join(blocks, repo, id[:2]); got != want {
+		t.Errorf("object in an existing directory: temp file made in %s, want %s", got, want)
 	}
 }
