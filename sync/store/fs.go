@@ -520,7 +520,14 @@ func (w *fsWriter) link() error {
 		return err
 	}
 	w.tmp = w.s.tempName(w.id)
-	if err := linkUnnamed(w.fd, w.tmp); err != nil {
+	err = linkUnnamed(w.fd, w.tmp)
+	if err == unix.EXDEV {
+		// The object's filesystem is not seafbak-tmp's (storage/blocks mounted apart):
+		// a dot-name beside the object, there only until the rename just below.
+		w.tmp = w.dir + "/." + filepath.Base(w.s.tempName(w.id))
+		err = linkUnnamed(w.fd, w.tmp)
+	}
+	if err != nil {
 		return err
 	}
 	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })

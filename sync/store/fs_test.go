@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"seafbak/sync/object"
 )
 
@@ -260,5 +262,53 @@ func TestFSStoreUnnamedTempFilesStayBelowTheKindsDirectory(t *testing.T) {
 	defer w.Abort()
 	if got, want := madeIn(w), filepath.Join(blocks, repo, id[:2]); got != want {
 		t.Errorf("object in an existing directory: temp file made in %s, want %s", got, want)
+	}
+}
+
+// storage/blocks on a filesystem of its own (here tmpfs, through a symlink; in
+// production a mount): objects are written there, new and replacing (a repair), with no
+// link or rename across filesystems and no temp file left on either.
+func TestFSStoreBlocksOnAnotherFilesystem(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	elsewhere, err := os.MkdirTemp("/dev/shm", "seafbak-blocks")
+	if err != nil {
+		t.Skip("no /dev/shm to put blocks on:", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(elsewhere) })
+	var a, b unix.Stat_t
+	if unix.Stat(root, &a) != nil || unix.Stat(elsewhere, &b) != nil || a.Dev == b.Dev {
+		t.Skip("/dev/shm is not another filesystem here")
+	}
+	if err := os.MkdirAll(filepath.Join(root, "storage"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(root, "storage", "blocks")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !UnnamedTemps(s) {
+		t.Skip("this filesystem cannot link O_TMPFILE files")
+	}
+	for _, content := range []string{"first", "replaced"} {
+		if err := Put(ctx, s, object.KindBlock, repo, id, []byte(content)); err != nil {
+			t.Fatalf("writing %q: %v", content, err)
+		}
+		got, err := os.ReadFile(filepath.Join(elsewhere, repo, id[:2], id[2:]))
+		if err != nil || string(got) != content {
+			t.Fatalf("object after writing %q: %q %v", content, got, err)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(elsewhere, repo, id[:2])); len(ents) != 1 {
+		t.Errorf("object directory: %v, want the object alone", ents)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
+		t.Errorf("temp files left: %v", ents)
 	}
 }
