@@ -291,10 +291,15 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 		if err == unix.ENOENT {
 			fd, err = openUnnamed(s.tmp)
 		}
-		if err != nil {
+		switch err {
+		case nil:
+			return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p}, nil
+		case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
+			// This directory's filesystem has no O_TMPFILE, though seafbak-tmp's had
+			// (storage/blocks mounted apart): a named temp file, below.
+		default:
 			return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
 		}
-		return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p}, nil
 	}
 	for {
 		tmp := s.tempName(id)
