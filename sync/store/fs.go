@@ -115,13 +115,12 @@ func (s *FS) canLinkUnnamed() bool {
 }
 
 // openUnnamed opens a new file in dir that has no name until linkUnnamed gives it one.
-func openUnnamed(dir string) (int, error) {
-	for {
-		fd, err := unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
+func openUnnamed(dir string) (fd int, err error) {
+	err = fsutil.IgnoringEINTR(func() error {
+		fd, err = unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	return fd, err
 }
 
 // linkUnnamed names an openUnnamed file. Through /proc rather than AT_EMPTY_PATH, which
@@ -284,22 +283,23 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 		// nearest one that is, up to storage/<kind>: a link cannot cross filesystems,
 		// and storage/blocks is often a mount of its own.
 		fd, err := openUnnamed(dir)
-		for d, top := dir, filepath.Join(s.root, "storage", string(kind)); err == unix.ENOENT && len(d) > len(top); {
-			d = filepath.Dir(d)
-			fd, err = openUnnamed(d)
+		if err == unix.ENOENT {
+			top := filepath.Join(s.root, "storage", string(kind))
+			for d := dir; err == unix.ENOENT && len(d) > len(top); {
+				d = filepath.Dir(d)
+				fd, err = openUnnamed(d)
+			}
 		}
 		if err == unix.ENOENT {
 			fd, err = openUnnamed(s.tmp)
 		}
-		switch err {
-		case nil:
-			return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p}, nil
-		case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
-			// This directory's filesystem has no O_TMPFILE, though seafbak-tmp's had
-			// (storage/blocks mounted apart): a named temp file, below.
-		default:
+		if err != nil {
+			// No named temp file instead: a directory whose filesystem lacks O_TMPFILE
+			// when seafbak-tmp's has it is another filesystem, which a rename from
+			// seafbak-tmp cannot reach either.
 			return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
 		}
+		return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p}, nil
 	}
 	for {
 		tmp := s.tempName(id)
