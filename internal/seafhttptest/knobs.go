@@ -2,6 +2,7 @@ package seafhttptest
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -276,6 +277,14 @@ func (s *Server) takeBodyCut(route Route) *bodyCut {
 	return takeCounted(k.body, route, func(c *bodyCut) *int { return &c.n })
 }
 
+// bodyCutArmed reports whether a body knob would apply to the next response of route.
+func (s *Server) bodyCutArmed(route Route) bool {
+	k := &s.knobs
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.body[route] != nil || k.body[RouteAny] != nil
+}
+
 // before applies delay, connection drop and failure knobs; false means the
 // request has been answered (or dropped).
 func (s *Server) before(rw *respWriter, r *http.Request) bool {
@@ -388,6 +397,29 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	w.written += int64(m)
 	return n + m, err
 }
+
+// ReadFrom keeps net/http's sendfile(2) path for a body copied from a file: the real
+// file server copies a block file into its ResponseWriter (io.Copy), which the
+// kernel sends without copying it through the process. A response a body knob may cut
+// is copied through Write, which counts the bytes.
+func (w *respWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.dead {
+		return 0, errCut
+	}
+	if w.plan != nil || !w.decided && w.s.bodyCutArmed(w.route) {
+		return io.Copy(writeOnly{w}, src)
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := io.Copy(w.ResponseWriter, src)
+	w.written += n
+	w.decided = w.decided || n > 0
+	return n, err
+}
+
+// writeOnly hides ReadFrom, so io.Copy calls Write.
+type writeOnly struct{ io.Writer }
 
 // trigger carries out the planned stall or cut at the current position.
 func (w *respWriter) trigger() {
