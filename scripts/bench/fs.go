@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -23,19 +24,7 @@ func describeFS(dir string) string {
 	if err != nil {
 		return "unknown filesystem: " + err.Error()
 	}
-	var mountPoint, fsType, source string
-	for _, line := range strings.Split(string(info), "\n") {
-		// 36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-		pre, post, ok := strings.Cut(line, " - ")
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(tail) < 2 {
-			continue
-		}
-		mp := fields[4]
-		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(mountPoint) {
-			mountPoint, fsType, source = mp, tail[0], tail[1]
-		}
-	}
+	mountPoint, fsType, source := mountOf(abs, string(info))
 	if mountPoint == "" {
 		return "unknown filesystem"
 	}
@@ -49,4 +38,42 @@ func describeFS(dir string) string {
 		}
 	}
 	return desc
+}
+
+// mountOf finds, in a /proc/self/mountinfo text, the mount that holds the absolute path
+// abs: the one with the longest mount point above it.
+func mountOf(abs, mountinfo string) (mountPoint, fsType, source string) {
+	for _, line := range strings.Split(mountinfo, "\n") {
+		// 36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+		pre, post, ok := strings.Cut(line, " - ")
+		fields, tail := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(tail) < 2 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(mountPoint) {
+			mountPoint, fsType, source = mp, tail[0], unescapeMount(tail[1])
+		}
+	}
+	return mountPoint, fsType, source
+}
+
+// unescapeMount undoes mountinfo's octal escapes of space, tab, newline and backslash
+// (a mount point "/mnt/backup disk" is written "/mnt/backup\040disk").
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
