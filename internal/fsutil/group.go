@@ -73,8 +73,27 @@ func Syncfs(path string) error {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	if err := unix.Syncfs(fd); err != nil {
+	if err := IgnoringEINTR(func() error { return unix.Syncfs(fd) }); err != nil {
 		return fmt.Errorf("syncfs %s: %w", path, err)
+	}
+	return nil
+}
+
+// SyncfsFile is Syncfs through an open file: it reports every writeback error on the
+// filesystem since f was opened, where Syncfs misses one another process has seen.
+func SyncfsFile(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("syncfs %s: %w", f.Name(), err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = IgnoringEINTR(func() error { return unix.Syncfs(int(fd)) })
+	}); err != nil {
+		return fmt.Errorf("syncfs %s: %w", f.Name(), err)
+	}
+	if serr != nil {
+		return fmt.Errorf("syncfs %s: %w", f.Name(), serr)
 	}
 	return nil
 }

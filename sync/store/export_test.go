@@ -1,5 +1,7 @@
 package store
 
+import "os"
+
 // NamedTemps makes s write through temp files named in seafbak-tmp, as it does where
 // the filesystem cannot link O_TMPFILE files, so tests cover both ways on any machine.
 func NamedTemps(s *FS) *FS {
@@ -9,3 +11,12 @@ func NamedTemps(s *FS) *FS {
 
 // UnnamedTemps reports whether s writes through O_TMPFILE files.
 func UnnamedTemps(s *FS) bool { return s.unnamed }
+
+// FlushAheadBytes is how many pending bytes start a background syncfs.
+const FlushAheadBytes = flushAheadBytes
+
+// HookSyncfs makes every syncfs of s call hook instead of syncfs(2).
+func HookSyncfs(s *FS, hook func() error) { s.syncfsHook = func(*os.File) error { return hook() } }
+
+// FlushingAhead reports whether a background syncfs is running.
+func FlushingAhead(s *FS) bool { return s.flushingAhead.Load() }

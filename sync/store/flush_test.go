@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seafbak/sync/object"
+)
+
+// putBlocks writes n distinct blocks of size bytes each.
+func putBlocks(t *testing.T, s *FS, n, size int, seed string) {
+	t.Helper()
+	data := make([]byte, size)
+	for i := range n {
+		copy(data, seed+strconv.Itoa(i))
+		sum := sha1.Sum(data)
+		if err := Put(context.Background(), s, object.KindBlock, repo, hex.EncodeToString(sum[:]), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitFlushAhead(t *testing.T, s *FS) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); FlushingAhead(s); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("background flush still running after 10 s")
+		}
+	}
+}
+
+// A first backup's bytes start towards the disk while it copies: a syncfs starts in
+// the background once FlushAheadBytes are pending, and Sync still flushes at the end.
+func TestFSStoreFlushesAheadOfSync(t *testing.T) {
+	s, err := NewFS(t.TempDir(), Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	HookSyncfs(s, func() error { calls.Add(1); return nil })
+	const size = 1 << 20
+	putBlocks(t, s, FlushAheadBytes/size-1, size, "a")
+	waitFlushAhead(t, s)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d background flushes before %d bytes were pending", n, FlushAheadBytes)
+	}
+	putBlocks(t, s, 2, size, "b")
+	waitFlushAhead(t, s)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d background flushes once %d bytes were pending, want 1", n, FlushAheadBytes)
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("Sync did not flush after the background flush: %d syncfs calls", n)
+	}
+}
+
+// Linux reports a writeback error once to each open file and marks the failed pages
+// clean, so a flush after a failed one succeeds without those bytes on disk. Every Sync
+// after a failed flush, the background one included, must fail.
+func TestFSStoreFailedFlushFailsEveryLaterSync(t *testing.T) {
+	for _, ahead := range []bool{false, true} {
+		t.Run("ahead="+strconv.FormatBool(ahead), func(t *testing.T) {
+			ctx := context.Background()
+			root := t.TempDir()
+			s, err := NewFS(root, Batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eio := errors.New("injected EIO")
+			var calls atomic.Int32
+			HookSyncfs(s, func() error {
+				if calls.Add(1) == 1 {
+					return eio
+				}
+				return nil
+			})
+			if ahead {
+				putBlocks(t, s, FlushAheadBytes>>20+1, 1<<20, "a")
+				waitFlushAhead(t, s)
+				if calls.Load() != 1 {
+					t.Fatal("no background flush ran")
+				}
+			} else {
+				putBlocks(t, s, syncfsAbove+1, 10, "a")
+			}
+			if err := s.Sync(ctx); !errors.Is(err, eio) {
+				t.Fatalf("Sync after a failed flush: %v, want the flush's error", err)
+			}
+			putBlocks(t, s, syncfsAbove+1, 10, "b")
+			if err := s.Sync(ctx); !errors.Is(err, eio) {
+				t.Fatalf("a later Sync: %v, want the first failure again", err)
+			}
+			// A few objects take the fsync path, which must fail too.
+			putBlocks(t, s, 1, 10, "c")
+			if err := s.Sync(ctx); !errors.Is(err, eio) {
+				t.Fatalf("a later Sync of one object: %v, want the first failure again", err)
+			}
+			if err := s.SyncAll(ctx); !errors.Is(err, eio) {
+				t.Fatalf("SyncAll: %v, want the first failure again", err)
+			}
+			// The next process starts afresh; its engine re-checks what this one wrote.
+			s2, err := NewFS(root, Batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			putBlocks(t, s2, syncfsAbove+1, 10, "d")
+			if err := s2.Sync(ctx); err != nil {
+				t.Fatalf("a new store after the failure: %v", err)
+			}
+		})
+	}
+}
