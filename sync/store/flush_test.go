@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -117,5 +118,31 @@ func TestFSStoreFailedFlushFailsEveryLaterSync(t *testing.T) {
 				t.Fatalf("a new store after the failure: %v", err)
 			}
 		})
+	}
+}
+
+// A flush whose open failed (out of descriptors) flushed nothing and saw no writeback
+// error: it fails that Sync only.
+func TestFSStoreFailedOpenFailsOnlyItsSync(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewFS(t.TempDir(), Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emfile := &fs.PathError{Op: "open", Path: "x", Err: errors.New("too many open files")}
+	var calls atomic.Int32
+	HookSyncfs(s, func() error {
+		if calls.Add(1) == 1 {
+			return emfile
+		}
+		return nil
+	})
+	putBlocks(t, s, syncfsAbove+1, 10, "a")
+	if err := s.Sync(ctx); !errors.Is(err, emfile) {
+		t.Fatalf("Sync: %v, want the open's error", err)
+	}
+	// The objects stay pending, so the next Sync flushes them.
+	if err := s.Sync(ctx); err != nil || calls.Load() != 2 {
+		t.Fatalf("the next Sync: %v after %d syncfs calls, want success after 2", err, calls.Load())
 	}
 }

@@ -387,7 +387,13 @@ func flush(s *FS, many bool, files []string, dirs map[string]struct{}) error {
 }
 
 // failed records the first failed flush, which every later one returns (see flushErr).
+// An open that failed (EMFILE) flushed nothing and consumed no writeback error, so it
+// fails only this flush.
 func (s *FS) failed(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "open" {
+		return err
+	}
 	err = fmt.Errorf("%w (a flush of this backup store failed, so objects written since it opened may not be on disk; a later run re-checks them)", err)
 	s.flushErr.CompareAndSwap(nil, &err)
 	return *s.flushErr.Load()
