@@ -12,6 +12,7 @@ import (
 
 	"seafbak/config"
 	"seafbak/internal/tlsutil"
+	"seafbak/sync/store"
 	"seafbak/watch"
 	"seafbak/watch/notify"
 )
@@ -85,6 +86,9 @@ func (c *watchCmd) Run(e *env, cl *cli) error {
 	}
 	err = wt.Run(e.ctx)
 	figures()
+	if errors.Is(err, store.ErrFlushFailed) {
+		return failed(err)
+	}
 	if err != nil {
 		return cantRun(err)
 	}

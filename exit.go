@@ -18,6 +18,7 @@ import (
 	"seafbak/state"
 	seafsync "seafbak/sync"
 	"seafbak/sync/primary"
+	"seafbak/sync/store"
 )
 
 // The one table of exit codes, documented in the README. Commands return errors of a
@@ -129,6 +130,9 @@ func hint(err error) string {
 		return ""
 	case errors.Is(err, primary.ErrUnreachable):
 		return "the primary did not answer; check its file server (primary.url) or data dir mount (primary.data_dir) and run again: nothing was recorded"
+	case errors.Is(err, store.ErrFlushFailed):
+		return "the backup disk failed to write what this run copied (see the kernel log, dmesg); fix the disk and run again: " +
+			"the libraries keep their previous backed-up head, and the next run re-checks what this one wrote"
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library and will finish it; wait longer with --lock-wait, or let the next scan pick it up"
 	}

@@ -21,6 +21,7 @@ import (
 	seafsync "seafbak/sync"
 	"seafbak/sync/object"
 	"seafbak/sync/primary"
+	"seafbak/sync/store"
 )
 
 // Engine is what a watcher needs of the sync engine: the same as a scan.
@@ -85,6 +86,8 @@ type Watcher struct {
 	// (the notification client subscribes to the new ones). It must not block.
 	Listed func(libs []primary.Library)
 
+	// stop ends Run with a cause, for a failure no later round can get past.
+	stop context.CancelCauseFunc
 	// lastHeads is the primary's listing at the last poll, lastFull when the last full
 	// comparison ran: a cache that a restart rebuilds with a full comparison.
 	lastHeads map[string]string
@@ -144,6 +147,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return errors.New("watch: negative interval")
 	}
 	poll := cmp.Or(w.Poll, DefaultPoll)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	w.stop = stop
 	s := newScheduler(w.do, w.Parallel, min(minBackoff, cmp.Or(w.MaxBackoff, DefaultMaxBackoff)), cmp.Or(w.MaxBackoff, DefaultMaxBackoff), w.log())
 	defer func() {
 		limit := cmp.Or(w.StopWait, DefaultStopWait)
@@ -191,6 +197,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			if cause := context.Cause(ctx); errors.Is(cause, store.ErrFlushFailed) {
+				w.log().Error("stopping: writing the backup store to disk failed, and no later sync of this process can succeed; "+
+					"a new process re-checks what this one wrote (systemd restarts seafbak-watch)", "err", cause)
+				return fmt.Errorf("watch: %w", cause)
+			}
 			w.log().Info("stopping: waiting for the running syncs", "cause", context.Cause(ctx))
 			return nil
 		case <-tick.C:
@@ -459,6 +470,11 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 		log.Info("sync stopped; the library keeps its previous backed-up head")
 	case errors.Is(err, state.ErrLocked):
 		log.Debug("another seafbak is syncing this library; looking again at the next poll")
+	case errors.Is(err, store.ErrFlushFailed):
+		// Every later flush of this process fails too (see store.ErrFlushFailed).
+		if w.stop != nil {
+			w.stop(err)
+		}
 	case err != nil:
 		w.finished.Store(true) // the state records the failure
 	case res.Deleted:

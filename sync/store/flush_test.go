@@ -93,8 +93,8 @@ func TestFSStoreFailedFlushFailsEveryLaterSync(t *testing.T) {
 			} else {
 				putBlocks(t, s, syncfsAbove+1, 10, "a")
 			}
-			if err := s.Sync(ctx); !errors.Is(err, eio) {
-				t.Fatalf("Sync after a failed flush: %v, want the flush's error", err)
+			if err := s.Sync(ctx); !errors.Is(err, eio) || !errors.Is(err, ErrFlushFailed) {
+				t.Fatalf("Sync after a failed flush: %v, want the flush's error as ErrFlushFailed", err)
 			}
 			putBlocks(t, s, syncfsAbove+1, 10, "b")
 			if err := s.Sync(ctx); !errors.Is(err, eio) {
@@ -138,8 +138,8 @@ func TestFSStoreFailedOpenFailsOnlyItsSync(t *testing.T) {
 		return nil
 	})
 	putBlocks(t, s, syncfsAbove+1, 10, "a")
-	if err := s.Sync(ctx); !errors.Is(err, emfile) {
-		t.Fatalf("Sync: %v, want the open's error", err)
+	if err := s.Sync(ctx); !errors.Is(err, emfile) || errors.Is(err, ErrFlushFailed) {
+		t.Fatalf("Sync: %v, want the open's error, not ErrFlushFailed", err)
 	}
 	// The objects stay pending, so the next Sync flushes them.
 	if err := s.Sync(ctx); err != nil || calls.Load() != 2 {

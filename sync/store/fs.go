@@ -90,6 +90,11 @@ type FS struct {
 // finish together (a scan) share one Sync.
 const syncfsAbove = 64
 
+// ErrFlushFailed is a failed fsync or syncfs of the backup store. Every later flush of
+// the same FS fails with it too (see FS.flushErr), so a process that keeps running
+// (watch) must start afresh for its syncs to succeed again.
+var ErrFlushFailed = errors.New("writing the backup store to disk failed")
+
 // flushAheadBytes: once a sync has this many bytes pending for one syncfs, a syncfs
 // starts in the background. Left to the final syncfs, a first backup's writeback began
 // only after its copy: 1.2–1.5 s of the 3 s a 1 GiB library took (issue 10), since
@@ -394,7 +399,7 @@ func (s *FS) failed(err error) error {
 	if errors.As(err, &pe) && pe.Op == "open" {
 		return err
 	}
-	err = fmt.Errorf("%w (a flush of this backup store failed, so objects written since it opened may not be on disk; a later run re-checks them)", err)
+	err = fmt.Errorf("%w: %w", ErrFlushFailed, err)
 	s.flushErr.CompareAndSwap(nil, &err)
 	return *s.flushErr.Load()
 }

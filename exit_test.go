@@ -1,0 +1,23 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"seafbak/sync/store"
+)
+
+// A failed flush of the backup store exits 1 and tells the admin to look at the disk.
+func TestReportFlushFailure(t *testing.T) {
+	err := failed(fmt.Errorf("sync 7b89d49b-5c5c-4f42-8ded-940c84a3e206: %w: backup store: syncfs /srv: input/output error", store.ErrFlushFailed))
+	var out bytes.Buffer
+	if code := report(&out, context.Background(), "scan", err); code != exitFailed {
+		t.Fatalf("exit code %d, want %d", code, exitFailed)
+	}
+	if !strings.Contains(out.String(), "hint: the backup disk failed to write") {
+		t.Fatalf("no hint:\n%s", out.String())
+	}
+}
