@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"seafbak/internal/mariadbtest"
 	"seafbak/internal/seafgen"
 	"seafbak/internal/seafhttptest"
@@ -194,15 +196,26 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 	for i := 0; i < *runs; i++ {
 		dst := filepath.Join(e.root, fmt.Sprintf("cp-%d", e.n))
 		e.n++
+		e.settle()
 		record(group+": cp -a", timed("cp", "-a", filepath.Join(dir, "storage"), dst))
 		must(os.RemoveAll(dst))
 		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
 		e.n++
+		e.settle()
 		record(group+": rsync -a", timed("rsync", "-a", filepath.Join(dir, "storage")+"/", dst+"/"))
+		must(os.RemoveAll(dst))
+		// What rsync would take to make its copy durable, as seafbak does before it
+		// records a head: rsync, then syncfs of the filesystem (coreutils' sync -f).
+		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
+		e.n++
+		e.settle()
+		record(group+": rsync -a, then sync -f", timed("sh", "-c", `rsync -a "$1" "$2" && sync -f "$2"`, "sh",
+			filepath.Join(dir, "storage")+"/", dst+"/"))
 		must(os.RemoveAll(dst))
 		for _, src := range e.sources {
 			for _, b := range seafbaks() {
 				cfg, backupDir := e.backup(src, db, dir, "batch")
+				e.settle()
 				before := selfCPU()
 				s := timed(b.bin, "--config", cfg, "sync", repoID)
 				server := selfCPU() - before
@@ -228,6 +241,17 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 			must(os.RemoveAll(filepath.Dir(backupDir)))
 		}
 	}
+}
+
+// settle flushes the work directory's filesystem, untimed, before a tool is timed: the
+// copy the previous tool wrote (and its deletion) would otherwise still be dirty, and
+// be written back during the next tool's run, charged to a seafbak that flushes (its
+// syncfs covers the whole filesystem) and to nothing else.
+func (e *env) settle() {
+	f, err := os.Open(e.root)
+	must(err)
+	defer f.Close()
+	must(unix.Syncfs(int(f.Fd())))
 }
 
 // straces are strace -c summaries, printed after the figures.
