@@ -1,7 +1,5 @@
 package store
 
-import "os"
-
 // NamedTemps makes s write through temp files named in seafbak-tmp, as it does where
 // the filesystem cannot link O_TMPFILE files, so tests cover both ways on any machine.
 func NamedTemps(s *FS) *FS {
@@ -16,7 +14,7 @@ func UnnamedTemps(s *FS) bool { return s.unnamed }
 const FlushAheadBytes = flushAheadBytes
 
 // HookSyncfs makes every syncfs of s call hook instead of syncfs(2).
-func HookSyncfs(s *FS, hook func() error) { s.syncfsHook = func(*os.File) error { return hook() } }
+func HookSyncfs(s *FS, hook func() error) { s.syncfsHook = hook }
 
 // FlushingAhead reports whether a background syncfs is running.
 func FlushingAhead(s *FS) bool { return s.flushingAhead.Load() }

@@ -146,3 +146,39 @@ func TestFSStoreFailedOpenFailsOnlyItsSync(t *testing.T) {
 		t.Fatalf("the next Sync: %v after %d syncfs calls, want success after 2", err, calls.Load())
 	}
 }
+
+// Every syncfs goes through one open file, and Linux reports a writeback error to only
+// one of two syncfs calls running on it at once. So the final flush must not succeed
+// while a flush-ahead that met an error has not yet recorded it: that Sync would let
+// the metadata move over objects that are not on disk.
+func TestFSStoreFinalFlushWaitsForTheFlushAhead(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewFS(t.TempDir(), Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eio := errors.New("injected EIO")
+	aheadStarted, releaseAhead := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	HookSyncfs(s, func() error {
+		if calls.Add(1) == 1 { // the flush-ahead: it meets the error, and records it late
+			close(aheadStarted)
+			<-releaseAhead
+			return eio
+		}
+		return nil // the final flush: the error went to the other call
+	})
+	putBlocks(t, s, FlushAheadBytes>>20+1, 1<<20, "a")
+	<-aheadStarted
+	synced := make(chan error, 1)
+	go func() { synced <- s.Sync(ctx) }()
+	select {
+	case err := <-synced:
+		t.Fatalf("Sync returned %v while the flush-ahead was still running", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(releaseAhead)
+	if err := <-synced; !errors.Is(err, eio) {
+		t.Fatalf("Sync: %v, want the flush-ahead's error", err)
+	}
+}

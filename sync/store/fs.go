@@ -72,6 +72,11 @@ type FS struct {
 	// it reports each writeback error on the filesystem since NewFS (Linux reports one
 	// to each open file once).
 	rootDir *os.File
+	// syncfsMu keeps syncfs calls on rootDir from overlapping: Linux reports a
+	// writeback error to only one of two syncfs calls running on the same open file, so
+	// the other (a final flush beside a flush-ahead, or SyncAll beside a Sync) could
+	// succeed before the first has recorded flushErr.
+	syncfsMu gosync.Mutex
 	// flushErr is the first flush that failed. It fails every later Sync: Linux
 	// marks pages whose writeback failed clean, so a later flush would succeed
 	// without their bytes on disk.
@@ -79,7 +84,7 @@ type FS struct {
 	// Bytes committed since the last flush, and whether a flush-ahead is running.
 	unflushed     atomic.Int64
 	flushingAhead atomic.Bool
-	syncfsHook    func(*os.File) error // tests fail syncfs through it
+	syncfsHook    func() error // tests fail syncfs through it
 }
 
 // syncfsAbove is how many pending objects and directories make one syncfs(2) cheaper
@@ -173,7 +178,11 @@ func OpenFS(root string) (*FS, error) {
 	if _, err := os.Stat(filepath.Join(root, "storage")); err != nil {
 		return nil, fmt.Errorf("backup store %s: %w", root, err)
 	}
-	return &FS{root: root, tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}}, nil
+	rootDir, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("backup store %s: %w", root, err)
+	}
+	return &FS{root: root, tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}, rootDir: rootDir}, nil
 }
 
 // removeStaleTemps deletes temp files a killed seafbak left behind. They were never
@@ -414,16 +423,15 @@ func (s *FS) SyncAll(ctx context.Context) error {
 }
 
 func (s *FS) syncfs() error {
+	s.syncfsMu.Lock()
+	defer s.syncfsMu.Unlock()
 	if err := s.flushErr.Load(); err != nil {
 		return *err
 	}
 	var err error
-	switch {
-	case s.syncfsHook != nil:
-		err = s.syncfsHook(s.rootDir)
-	case s.rootDir == nil: // OpenFS: read-only, never wrote
-		err = fsutil.Syncfs(s.root)
-	default:
+	if s.syncfsHook != nil {
+		err = s.syncfsHook()
+	} else {
 		err = fsutil.SyncfsFile(s.rootDir)
 	}
 	if err != nil {
