@@ -203,7 +203,7 @@ func (e *Engine) preload(ctx context.Context, lib primary.Library, log *slog.Log
 	kinds := []object.Kind{object.KindCommit, object.KindFS, object.KindBlock}
 	for _, k := range kinds {
 		if err := p.Preload(ctx, k, keys.For(k)); err != nil {
-			log.Warn("listing the backup store failed; asking object by object", "kind", k, "err", err)
+			log.Warn("preparing the backup store for this library failed; going object by object", "kind", k, "err", err)
 		}
 	}
 	return func() {

@@ -18,3 +18,17 @@ func HookSyncfs(s *FS, hook func() error) { s.syncfsHook = hook }
 
 // FlushingAhead reports whether a background syncfs is running.
 func FlushingAhead(s *FS) bool { return s.flushingAhead.Load() }
+
+// LinkThroughProc makes s link unnamed temp files through /proc/self/fd, as it does
+// without CAP_DAC_READ_SEARCH, so tests cover both ways whoever runs them.
+func LinkThroughProc(s *FS) *FS {
+	s.emptyPathLink = false
+	return s
+}
+
+// HeldDirs is how many library directories s holds open.
+func HeldDirs(s *FS) int {
+	s.dirsMu.Lock()
+	defer s.dirsMu.Unlock()
+	return len(s.dirs)
+}

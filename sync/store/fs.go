@@ -55,6 +55,14 @@ type FS struct {
 	// serialised a first backup of small files (issue 10). An unnamed file also leaves
 	// nothing behind when seafbak is killed.
 	unnamed bool
+	// emptyPathLink: an unnamed file is linked by its descriptor (AT_EMPTY_PATH, which
+	// needs CAP_DAC_READ_SEARCH) rather than through /proc/self/fd, a walk of four
+	// more components per object.
+	emptyPathLink bool
+
+	// dirs are the library directories syncs hold open (see libDir).
+	dirsMu gosync.Mutex
+	dirs   map[libKey]*libDir
 
 	// Syncs are group commits: a Sync needs a flush that starts after it was called
 	// (its objects were in place before), so Syncs that end their copies together (a
@@ -136,33 +144,45 @@ func NewFS(root string, d Durability) (*FS, error) {
 // directory of the store: not every filesystem supports O_TMPFILE (NFS, older kernels),
 // and linking through /proc/self/fd needs /proc.
 func (s *FS) canLinkUnnamed() bool {
-	fd, err := openUnnamed(s.tmp)
-	if err != nil {
-		return false
+	for _, emptyPath := range []bool{true, false} {
+		fd, err := openUnnamed(unix.AT_FDCWD, s.tmp)
+		if err != nil {
+			return false
+		}
+		s.emptyPathLink = emptyPath
+		probe := s.tempName("probe")
+		err = s.linkUnnamed(fd, unix.AT_FDCWD, probe)
+		unix.Close(fd)
+		if err == nil {
+			unix.Unlink(probe)
+			return true
+		}
 	}
-	defer unix.Close(fd)
-	probe := s.tempName("probe")
-	if err := linkUnnamed(fd, probe); err != nil {
-		return false
-	}
-	unix.Unlink(probe)
-	return true
+	s.emptyPathLink = false
+	return false
 }
 
-// openUnnamed opens a new file in dir that has no name until linkUnnamed gives it one.
-func openUnnamed(dir string) (fd int, err error) {
+// openUnnamed opens a new file in directory name (relative to dirfd) that has no name
+// until linkUnnamed gives it one.
+func openUnnamed(dirfd int, name string) (fd int, err error) {
 	err = fsutil.IgnoringEINTR(func() error {
-		fd, err = unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+		fd, err = unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
 		return err
 	})
 	return fd, err
 }
 
-// linkUnnamed names an openUnnamed file. Through /proc rather than AT_EMPTY_PATH, which
-// needs CAP_DAC_READ_SEARCH; a name that exists already is EEXIST, never replaced.
-func linkUnnamed(fd int, path string) error {
+// linkUnnamed names an openUnnamed file path (relative to dirfd): by its descriptor
+// where seafbak may (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH), else through /proc. A
+// name that exists already is EEXIST, never replaced.
+func (s *FS) linkUnnamed(fd, dirfd int, path string) error {
+	if s.emptyPathLink {
+		return fsutil.IgnoringEINTR(func() error {
+			return unix.Linkat(fd, "", dirfd, path, unix.AT_EMPTY_PATH)
+		})
+	}
 	return fsutil.IgnoringEINTR(func() error {
-		return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+		return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, path, unix.AT_SYMLINK_FOLLOW)
 	})
 }
 
@@ -248,7 +268,12 @@ func (s *FS) Has(_ context.Context, kind object.Kind, storeID, id string) (bool,
 	}
 	// Most objects a first backup asks about are absent: no error value is built for them.
 	var st unix.Stat_t
-	err = fsutil.IgnoringEINTR(func() error { return unix.Stat(p, &st) })
+	if d := s.heldDir(kind, storeID); d != nil {
+		err = fsutil.IgnoringEINTR(func() error { return unix.Fstatat(d.fd, p[len(d.path)+1:], &st, 0) })
+		s.releaseDir(d)
+	} else {
+		err = fsutil.IgnoringEINTR(func() error { return unix.Stat(p, &st) })
+	}
 	switch {
 	case err == nil:
 		return true, nil
@@ -318,19 +343,31 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 		return nil, err
 	}
 	if s.unnamed {
+		if lib := s.heldDir(kind, storeID); lib != nil {
+			// In the object's directory, or the library's if that is not made yet.
+			fd, err := openUnnamed(lib.fd, id[:2])
+			if err == unix.ENOENT {
+				fd, err = openUnnamed(lib.fd, ".")
+			}
+			if err != nil {
+				s.releaseDir(lib)
+				return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
+			}
+			return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p, lib: lib}, nil
+		}
 		// In the object's directory, or if that is not made yet (Commit makes it) the
 		// nearest one that is, up to storage/<kind>: a link cannot cross filesystems,
 		// and storage/blocks is often a mount of its own.
-		fd, err := openUnnamed(dir)
+		fd, err := openUnnamed(unix.AT_FDCWD, dir)
 		if err == unix.ENOENT {
 			top := filepath.Join(s.root, "storage", string(kind))
 			for d := dir; err == unix.ENOENT && len(d) > len(top); {
 				d = filepath.Dir(d)
-				fd, err = openUnnamed(d)
+				fd, err = openUnnamed(unix.AT_FDCWD, d)
 			}
 		}
 		if err == unix.ENOENT {
-			fd, err = openUnnamed(s.tmp)
+			fd, err = openUnnamed(unix.AT_FDCWD, s.tmp)
 		}
 		if err != nil {
 			// No named temp file instead: a directory whose filesystem lacks O_TMPFILE
@@ -357,6 +394,12 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 // entries.
 func (s *FS) Sync(context.Context) error {
 	return s.flushes.Do("", func([]string) error {
+		// Objects reached through a held directory are in place only if it is still
+		// the library's; a failed flush or check before fails this Sync even with
+		// nothing pending.
+		if err := s.checkHeldDirs(); err != nil {
+			return err
+		}
 		s.mu.Lock()
 		files, dirs, many := s.pendingFiles, s.pendingDirs, s.pendingMany
 		s.pendingFiles, s.pendingDirs, s.pendingMany = nil, map[string]struct{}{}, false
@@ -510,6 +553,7 @@ type fsWriter struct {
 	tmp  string // the temp file's name; empty while it is unnamed (O_TMPFILE)
 	dir  string
 	path string
+	lib  *libDir // the library's directory held by a sync, if one is: released when done
 	done bool
 	n    int64 // bytes written
 }
@@ -535,6 +579,7 @@ func (w *fsWriter) Commit() (err error) {
 		return errors.New("backup store: object committed twice")
 	}
 	w.done = true
+	defer w.releaseLib()
 	defer func() {
 		if err != nil {
 			if w.tmp != "" {
@@ -602,20 +647,28 @@ func (w *fsWriter) linkIntoPlace() error {
 }
 
 func (w *fsWriter) link() error {
-	if err := w.s.ensureDir(w.dir); err != nil {
-		return err
+	var err error
+	if w.lib != nil {
+		if err := w.s.ensureSubdir(w.lib, w.id[:2]); err != nil {
+			return err
+		}
+		err = w.s.linkUnnamed(w.fd, w.lib.fd, w.path[len(w.lib.path)+1:])
+	} else {
+		if err := w.s.ensureDir(w.dir); err != nil {
+			return err
+		}
+		err = w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.path)
 	}
-	err := linkUnnamed(w.fd, w.path)
 	if err != unix.EEXIST {
 		return err
 	}
 	w.tmp = w.s.tempName(w.id)
-	err = linkUnnamed(w.fd, w.tmp)
+	err = w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.tmp)
 	if err == unix.EXDEV {
 		// The object's filesystem is not seafbak-tmp's (storage/blocks mounted apart):
 		// a dot-name beside the object, there only until the rename just below.
 		w.tmp = w.dir + "/." + filepath.Base(w.s.tempName(w.id))
-		err = linkUnnamed(w.fd, w.tmp)
+		err = w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.tmp)
 	}
 	if err != nil {
 		return err
@@ -629,7 +682,15 @@ func (w *fsWriter) Abort() {
 	}
 	w.done = true
 	unix.Close(w.fd)
+	w.releaseLib()
 	if w.tmp != "" {
 		unix.Unlink(w.tmp)
+	}
+}
+
+func (w *fsWriter) releaseLib() {
+	if w.lib != nil {
+		w.s.releaseDir(w.lib)
+		w.lib = nil
 	}
 }

@@ -1,0 +1,283 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"testing"
+
+	"seafbak/sync/object"
+)
+
+// openBelow counts this process's open descriptors of files and directories below root.
+func openBelow(t *testing.T, root string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, root+"/") {
+			n++
+		}
+	}
+	return n
+}
+
+// testID is the n-th object id of a test, spread over the 256 subdirectories.
+func testID(n int) string {
+	return fmt.Sprintf("%02x%038x", n%256, n)
+}
+
+// A sync that holds its library's directories (Preload) writes and finds objects just as
+// one that does not, in every way the store writes: unnamed temp files linked by
+// descriptor or through /proc, and named temp files. Once forgotten, nothing stays open.
+func TestFSStorePreloadedLibraryWritesInPlace(t *testing.T) {
+	ways := map[string]func(*FS) *FS{
+		"unnamed":          func(s *FS) *FS { return s },
+		"unnamed via proc": LinkThroughProc,
+		"named":            NamedTemps,
+	}
+	for name, way := range ways {
+		for _, d := range []Durability{Batch, PerObject} {
+			t.Run(fmt.Sprintf("%s/%d", name, d), func(t *testing.T) {
+				ctx := context.Background()
+				root := t.TempDir()
+				s, err := NewFS(root, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s = way(s)
+				for _, k := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
+					if err := s.Preload(ctx, k, repo); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if HeldDirs(s) != 3 {
+					t.Fatalf("%d library directories held, want 3", HeldDirs(s))
+				}
+				for n := 0; n < 300; n++ {
+					oid := testID(n)
+					if has, err := s.Has(ctx, object.KindBlock, repo, oid); has || err != nil {
+						t.Fatalf("Has of an absent object: %v %v", has, err)
+					}
+					if err := Put(ctx, s, object.KindBlock, repo, oid, []byte(oid)); err != nil {
+						t.Fatal(err)
+					}
+					if has, err := s.Has(ctx, object.KindBlock, repo, oid); !has || err != nil {
+						t.Fatalf("Has of a written object: %v %v", has, err)
+					}
+				}
+				// A second writer of a present object replaces it whole (a repair).
+				if err := Put(ctx, s, object.KindBlock, repo, testID(7), []byte("mended")); err != nil {
+					t.Fatal(err)
+				}
+				// An aborted write leaves nothing.
+				w, err := s.Create(ctx, object.KindFS, repo, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.Write([]byte("partial"))
+				w.Abort()
+				for _, k := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
+					s.Forget(k, repo)
+				}
+				if err := s.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if HeldDirs(s) != 0 || openBelow(t, root) != 0 {
+					t.Fatalf("after Forget: %d directories held, %d descriptors open below the store, want none", HeldDirs(s), openBelow(t, root))
+				}
+				for n := 0; n < 300; n++ {
+					oid := testID(n)
+					want := oid
+					if n == 7 {
+						want = "mended"
+					}
+					got, err := os.ReadFile(filepath.Join(root, "storage", "blocks", repo, oid[:2], oid[2:]))
+					if err != nil || string(got) != want {
+						t.Fatalf("object %d: %q %v, want %q", n, got, err, want)
+					}
+				}
+				if _, err := os.Stat(filepath.Join(root, "storage", "fs", repo, id[:2], id[2:])); !os.IsNotExist(err) {
+					t.Fatalf("aborted object: %v", err)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
+					t.Fatalf("temp files left: %v", ents)
+				}
+			})
+		}
+	}
+}
+
+// Under batch durability, the directories a held library gains are pending for the
+// next flush, like those made by path.
+func TestFSStorePreloadedLibraryDirectoriesArePending(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Preload(ctx, object.KindBlock, repo); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Forget(object.KindBlock, repo)
+	// The library's directory and storage/blocks were made: their parents changed.
+	blocks := filepath.Join(root, "storage", "blocks")
+	for _, d := range []string{filepath.Join(root, "storage"), blocks} {
+		if _, pending := s.pendingDirs[d]; !pending {
+			t.Errorf("%s changed but is not pending a flush (pending: %v)", d, s.pendingDirs)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := Put(ctx, s, object.KindBlock, repo, id, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, pending := s.pendingDirs[filepath.Join(blocks, repo)]; !pending {
+		t.Errorf("the library's directory gained %s but is not pending a flush (pending: %v)", id[:2], s.pendingDirs)
+	}
+	if len(s.pendingFiles) != 1 || s.pendingFiles[0] != filepath.Join(blocks, repo, id[:2], id[2:]) {
+		t.Errorf("pending files: %v, want the object", s.pendingFiles)
+	}
+}
+
+// A library directory removed or replaced while a sync holds it: the objects written
+// through it are not where Seafile looks, so the Sync before any metadata moves fails,
+// and so does every later one, whether the directory is still held at the Sync, was
+// forgotten before it, or was only asked about (an object "present" in the old one).
+func TestFSStoreReplacedLibraryDirectoryFailsSync(t *testing.T) {
+	for _, when := range []string{"held at Sync", "forgotten before Sync", "only asked"} {
+		t.Run(when, func(t *testing.T) {
+			ctx := context.Background()
+			root := t.TempDir()
+			s, err := NewFS(root, Batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lib := filepath.Join(root, "storage", "blocks", repo)
+			if when == "only asked" {
+				if err := Put(ctx, s, object.KindBlock, repo, id, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Preload(ctx, object.KindBlock, repo); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(lib, lib+".moved"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(lib, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if when == "only asked" {
+				if has, err := s.Has(ctx, object.KindBlock, repo, id); !has || err != nil {
+					t.Fatalf("Has through the held directory: %v %v", has, err)
+				}
+			} else if err := Put(ctx, s, object.KindBlock, repo, testID(1), []byte("lost")); err != nil {
+				t.Fatal(err)
+			}
+			if when != "held at Sync" {
+				s.Forget(object.KindBlock, repo)
+			}
+			for i := 0; i < 2; i++ {
+				err := s.Sync(ctx)
+				if !errors.Is(err, ErrFlushFailed) || !errors.Is(err, errDirReplaced) || !strings.Contains(err.Error(), lib) {
+					t.Fatalf("Sync %d after the library's directory was replaced: %v", i+1, err)
+				}
+			}
+			if when == "held at Sync" {
+				s.Forget(object.KindBlock, repo)
+			}
+		})
+	}
+}
+
+// Many syncs of the same library (virtual libraries share their origin's) hold,
+// use and forget its directories at once: every object lands, and nothing stays open.
+func TestFSStorePreloadConcurrent(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg gosync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for round := 0; round < 20; round++ {
+				preload := (g+round)%3 != 0 // some writers hold nothing, as a re-check does
+				if preload {
+					if err := s.Preload(ctx, object.KindBlock, repo); err != nil {
+						errs <- err
+						return
+					}
+				}
+				for n := 0; n < 10; n++ {
+					oid := testID(g*1000 + round*10 + n)
+					if err := Put(ctx, s, object.KindBlock, repo, oid, []byte(oid)); err != nil {
+						errs <- err
+						return
+					}
+					if has, err := s.Has(ctx, object.KindBlock, repo, oid); !has || err != nil {
+						errs <- fmt.Errorf("Has %s: %v %v", oid, has, err)
+						return
+					}
+				}
+				if preload {
+					s.Forget(object.KindBlock, repo)
+				}
+				if err := s.Sync(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if HeldDirs(s) != 0 || openBelow(t, root) != 0 {
+		t.Fatalf("afterwards: %d directories held, %d descriptors open below the store, want none", HeldDirs(s), openBelow(t, root))
+	}
+	for g := 0; g < 8; g++ {
+		for k := 0; k < 200; k++ {
+			oid := testID(g*1000 + k)
+			got, err := os.ReadFile(filepath.Join(root, "storage", "blocks", repo, oid[:2], oid[2:]))
+			if err != nil || string(got) != oid {
+				t.Fatalf("object %s: %q %v", oid, got, err)
+			}
+		}
+	}
+}
+
+// Preload refuses what could not be a path of the store.
+func TestFSStorePreloadRefusesBadNames(t *testing.T) {
+	s, err := NewFS(t.TempDir(), Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		kind    object.Kind
+		storeID string
+	}{{"../x", repo}, {object.KindBlock, "../" + repo[3:]}, {object.KindBlock, ""}} {
+		if err := s.Preload(context.Background(), c.kind, c.storeID); err == nil {
+			t.Errorf("Preload(%q, %q) accepted", c.kind, c.storeID)
+		}
+	}
+}
