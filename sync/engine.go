@@ -188,16 +188,22 @@ func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, 
 	return res, nil
 }
 
-// preload lists a library's objects in one go where the store can (S3), for a first
-// backup: it asks about nearly every object, and after a killed first backup most of
-// them are there. Later syncs ask about few objects (the walk stops at present dirs),
-// so one request each is cheaper than listing a library of millions. A failed listing
-// costs only speed: presence is then asked object by object. The returned func forgets
-// the listings.
+// preload readies the source and the store for a first backup, which reads and asks
+// about nearly every object of the library: the data dir source holds the library's
+// directories open, a directory store too, and S3 lists the library's objects in one go
+// (after a killed first backup most of them are there). Later syncs ask about few
+// objects (the walk stops at present dirs), so one request each is cheaper than listing
+// a library of millions. A failed preload costs only speed: presence is then asked
+// object by object. The returned func releases it all.
 func (e *Engine) preload(ctx context.Context, lib primary.Library, log *slog.Logger) func() {
+	release := func() {}
+	if h, ok := e.Source.(primary.Holder); ok {
+		h.Hold(lib)
+		release = func() { h.Release(lib) }
+	}
 	p, ok := e.Store.(store.Preloader)
 	if !ok {
-		return func() {}
+		return release
 	}
 	keys := object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}
 	kinds := []object.Kind{object.KindCommit, object.KindFS, object.KindBlock}
@@ -210,6 +216,7 @@ func (e *Engine) preload(ctx context.Context, lib primary.Library, log *slog.Log
 		for _, k := range kinds {
 			p.Forget(k, keys.For(k))
 		}
+		release()
 	}
 }
 

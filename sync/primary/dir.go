@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -17,6 +18,29 @@ import (
 // mount). It never writes there.
 type Dir struct {
 	root string
+
+	// held are the directories of the libraries being copied (storage/<kind>/<store
+	// id>, from Hold to Release), open so that each object's open walks two path
+	// components rather than the data dir's whole path (issue 10: a first backup of
+	// small files opens two objects per file). A held directory that was removed or
+	// replaced since is harmless for reading: every object read is verified by its
+	// hash, and an object not found through it is looked up again by path before it is
+	// called missing.
+	mu   sync.Mutex
+	held map[dirKey]*heldDir
+}
+
+var _ Holder = (*Dir)(nil)
+
+type dirKey struct {
+	kind    object.Kind
+	storeID string
+}
+
+type heldDir struct {
+	fd    int
+	holds int // Holds not yet released
+	busy  int // opens using fd right now: it is closed only when both are zero
 }
 
 var _ Objects = (*Dir)(nil)
@@ -40,7 +64,100 @@ func (d *Dir) path(kind object.Kind, storeID, id string) (string, error) {
 	if err := object.CheckID(id); err != nil {
 		return "", err
 	}
-	return filepath.Join(d.root, "storage", string(kind), storeID, id[:2], id[2:]), nil
+	return filepath.Join(d.libPath(kind, storeID), id[:2], id[2:]), nil
+}
+
+func (d *Dir) libPath(kind object.Kind, storeID string) string {
+	return filepath.Join(d.root, "storage", string(kind), storeID)
+}
+
+// Hold opens the library's directories for the reads that follow, until Release. A
+// directory that cannot be opened (a library without blocks has none) is not held:
+// its objects are opened by path, which reports why they are missing.
+func (d *Dir) Hold(lib Library) {
+	for _, k := range libDirs(lib) {
+		if !object.ValidRepoID(k.storeID) {
+			continue
+		}
+		d.mu.Lock()
+		if h := d.held[k]; h != nil {
+			h.holds++
+			d.mu.Unlock()
+			continue
+		}
+		d.mu.Unlock()
+		var fd int
+		err := ignoringEINTR(func() (err error) {
+			fd, err = unix.Open(d.libPath(k.kind, k.storeID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			return err
+		})
+		if err != nil {
+			continue
+		}
+		d.mu.Lock()
+		if h := d.held[k]; h != nil { // another Hold of the same library won the race
+			h.holds++
+			unix.Close(fd)
+		} else {
+			if d.held == nil {
+				d.held = map[dirKey]*heldDir{}
+			}
+			d.held[k] = &heldDir{fd: fd, holds: 1}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Release ends a Hold.
+func (d *Dir) Release(lib Library) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range libDirs(lib) {
+		h := d.held[k]
+		if h == nil {
+			continue
+		}
+		if h.holds--; h.holds == 0 {
+			delete(d.held, k)
+			if h.busy == 0 {
+				unix.Close(h.fd)
+			}
+		}
+	}
+}
+
+// libDirs are where a library's objects are: commits under its own id, the rest
+// under its store's (a virtual library's is its origin's).
+func libDirs(lib Library) []dirKey {
+	return []dirKey{{object.KindCommit, lib.ID}, {object.KindFS, lib.StoreID}, {object.KindBlock, lib.StoreID}}
+}
+
+// heldFor is the held directory of kind and storeID, marked busy until release; nil
+// if none is held.
+func (d *Dir) heldFor(kind object.Kind, storeID string) *heldDir {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := d.held[dirKey{kind, storeID}]
+	if h != nil {
+		h.busy++
+	}
+	return h
+}
+
+func (d *Dir) release(h *heldDir) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h.busy--; h.busy == 0 && h.holds == 0 {
+		unix.Close(h.fd)
+	}
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // open opens an object read-only through a bare descriptor: os.Open would add five
@@ -52,12 +169,21 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*rawFile, error) {
 		return nil, err
 	}
 	var fd int
-	for {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != unix.EINTR {
-			break
+	if h := d.heldFor(kind, storeID); h != nil {
+		rel := p[len(p)-41:] // <id[:2]>/<id[2:]>
+		err = ignoringEINTR(func() (err error) {
+			fd, err = unix.Openat(h.fd, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			return err
+		})
+		d.release(h)
+		if err == nil {
+			return &rawFile{fd: fd, path: p}, nil
 		}
 	}
+	err = ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err == unix.ENOENT {
 		// An unmounted or moved data dir looks like every object missing: only a
 		// storage dir that is still there can say an object is not in it.

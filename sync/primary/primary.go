@@ -104,8 +104,23 @@ type Preparer interface {
 	Prepare(ctx context.Context, lib Library) error
 }
 
+// Holder is a Source that reads a library's objects faster while the library is held
+// (the data dir source keeps its directories open). The engine holds a library for the
+// copy of its first backup, when it reads most of its objects.
+type Holder interface {
+	Hold(lib Library)
+	Release(lib Library)
+}
+
 // Combine joins a catalog and an object reader into a Source.
 func Combine(c Catalog, o Objects) Source {
+	if h, ok := o.(Holder); ok {
+		return struct {
+			Catalog
+			Objects
+			Holder
+		}{c, o, h}
+	}
 	return struct {
 		Catalog
 		Objects

@@ -262,17 +262,32 @@ func (s *FS) objectPath(kind object.Kind, storeID, id string) (dir, file string,
 }
 
 func (s *FS) Has(_ context.Context, kind object.Kind, storeID, id string) (bool, error) {
+	var st unix.Stat_t
+	return s.stat(kind, storeID, id, &st)
+}
+
+func (s *FS) Size(_ context.Context, kind object.Kind, storeID, id string) (int64, error) {
+	var st unix.Stat_t
+	present, err := s.stat(kind, storeID, id, &st)
+	if err == nil && !present {
+		err = fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+	}
+	return st.Size, err
+}
+
+// stat fills st for an object, through its library's held directory if a sync holds
+// it. Most objects a first backup asks about are absent: no error value is built for
+// them.
+func (s *FS) stat(kind object.Kind, storeID, id string, st *unix.Stat_t) (present bool, err error) {
 	_, p, err := s.objectPath(kind, storeID, id)
 	if err != nil {
 		return false, err
 	}
-	// Most objects a first backup asks about are absent: no error value is built for them.
-	var st unix.Stat_t
 	if d := s.heldDir(kind, storeID); d != nil {
-		err = fsutil.IgnoringEINTR(func() error { return unix.Fstatat(d.fd, p[len(d.path)+1:], &st, 0) })
+		err = fsutil.IgnoringEINTR(func() error { return unix.Fstatat(d.fd, p[len(d.path)+1:], st, 0) })
 		s.releaseDir(d)
 	} else {
-		err = fsutil.IgnoringEINTR(func() error { return unix.Stat(p, &st) })
+		err = fsutil.IgnoringEINTR(func() error { return unix.Stat(p, st) })
 	}
 	switch {
 	case err == nil:
@@ -281,21 +296,6 @@ func (s *FS) Has(_ context.Context, kind object.Kind, storeID, id string) (bool,
 		return false, nil
 	}
 	return false, fmt.Errorf("backup store: %w", &fs.PathError{Op: "stat", Path: p, Err: err})
-}
-
-func (s *FS) Size(_ context.Context, kind object.Kind, storeID, id string) (int64, error) {
-	_, p, err := s.objectPath(kind, storeID, id)
-	if err != nil {
-		return 0, err
-	}
-	fi, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("backup store: %w", err)
-	}
-	return fi.Size(), nil
 }
 
 func (s *FS) Get(ctx context.Context, kind object.Kind, storeID, id string) ([]byte, error) {
