@@ -26,8 +26,9 @@ type Dir struct {
 	// replaced since is harmless for reading: every object read is verified by its
 	// hash, and an object not found through it is looked up again by path before it is
 	// called missing.
-	mu   sync.Mutex
-	held map[dirKey]*heldDir
+	mu                sync.Mutex
+	held              map[dirKey]*heldDir
+	testOpenHeldAfter int // tests open held directories sooner
 }
 
 var _ Holder = (*Dir)(nil)
@@ -38,9 +39,11 @@ type dirKey struct {
 }
 
 type heldDir struct {
-	fd    int
-	holds int // Holds not yet released
-	busy  int // opens using fd right now: it is closed only when both are zero
+	fd         int // -1 until opened (see Hold)
+	holds      int // Holds not yet released
+	busy       int // opens using fd right now: it is closed only when both are zero
+	byPath     int // objects opened by path so far
+	openFailed bool
 }
 
 var _ Objects = (*Dir)(nil)
@@ -71,42 +74,32 @@ func (d *Dir) libPath(kind object.Kind, storeID string) string {
 	return filepath.Join(d.root, "storage", string(kind), storeID)
 }
 
-// Hold opens the library's directories for the reads that follow, until Release. A
-// directory that cannot be opened (a library without blocks has none) is not held:
-// its objects are opened by path, which reports why they are missing.
+// Hold holds the library's directories for the reads that follow, until Release. Each
+// is opened only once openHeldAfter of its objects were opened by path, so a library of
+// a few files costs nothing more; one that cannot be opened (a library without blocks
+// has no such directory) is not held, and its objects are opened by path, which
+// reports why they are missing.
 func (d *Dir) Hold(lib Library) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, k := range libDirs(lib) {
 		if !object.ValidRepoID(k.storeID) {
 			continue
 		}
-		d.mu.Lock()
 		if h := d.held[k]; h != nil {
 			h.holds++
-			d.mu.Unlock()
 			continue
 		}
-		d.mu.Unlock()
-		var fd int
-		err := ignoringEINTR(func() (err error) {
-			fd, err = unix.Open(d.libPath(k.kind, k.storeID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			return err
-		})
-		if err != nil {
-			continue
+		if d.held == nil {
+			d.held = map[dirKey]*heldDir{}
 		}
-		d.mu.Lock()
-		if h := d.held[k]; h != nil { // another Hold of the same library won the race
-			h.holds++
-			unix.Close(fd)
-		} else {
-			if d.held == nil {
-				d.held = map[dirKey]*heldDir{}
-			}
-			d.held[k] = &heldDir{fd: fd, holds: 1}
-		}
-		d.mu.Unlock()
+		d.held[k] = &heldDir{fd: -1, holds: 1}
 	}
 }
+
+// openHeldAfter is how many objects of a held directory are opened by path before it
+// is opened itself.
+const openHeldAfter = 64
 
 // Release ends a Hold.
 func (d *Dir) Release(lib Library) {
@@ -119,7 +112,7 @@ func (d *Dir) Release(lib Library) {
 		}
 		if h.holds--; h.holds == 0 {
 			delete(d.held, k)
-			if h.busy == 0 {
+			if h.busy == 0 && h.fd >= 0 {
 				unix.Close(h.fd)
 			}
 		}
@@ -133,15 +126,42 @@ func libDirs(lib Library) []dirKey {
 }
 
 // heldFor is the held directory of kind and storeID, marked busy until release; nil
-// if none is held.
+// if none is held and open.
 func (d *Dir) heldFor(kind object.Kind, storeID string) *heldDir {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h := d.held[dirKey{kind, storeID}]
-	if h != nil {
-		h.busy++
+	if h == nil || h.fd < 0 && !d.openHeld(h, kind, storeID) {
+		return nil
 	}
+	h.busy++
 	return h
+}
+
+// openHeld opens h once enough objects were opened by path (under mu).
+func (d *Dir) openHeld(h *heldDir, kind object.Kind, storeID string) bool {
+	if h.openFailed {
+		return false
+	}
+	if h.byPath++; h.byPath < d.openHeldAfter() {
+		return false
+	}
+	err := ignoringEINTR(func() (err error) {
+		h.fd, err = unix.Open(d.libPath(kind, storeID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		h.fd, h.openFailed = -1, true
+		return false
+	}
+	return true
+}
+
+func (d *Dir) openHeldAfter() int {
+	if d.testOpenHeldAfter > 0 {
+		return d.testOpenHeldAfter
+	}
+	return openHeldAfter
 }
 
 func (d *Dir) release(h *heldDir) {

@@ -91,12 +91,13 @@ func TestDirHeldLibraryReadsTheSame(t *testing.T) {
 		}
 	}
 	read()
+	d.testOpenHeldAfter = 1
 	d.Hold(lib)
 	d.Hold(lib) // two syncs of the library (a virtual one and its origin share a store)
+	read()
 	if got := openBelow(t, root); got != 3 {
 		t.Fatalf("%d directories open while held, want 3", got)
 	}
-	read()
 	d.Release(lib)
 	read()
 	d.Release(lib)
@@ -117,8 +118,12 @@ func TestDirHeldDirectoryReplacedOrGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.testOpenHeldAfter = 1
 	d.Hold(lib)
 	defer d.Release(lib)
+	if b, err := readBlock(d, lib, objID(1)); b != "old" || err != nil { // opens it
+		t.Fatalf("block: %q %v", b, err)
+	}
 	blocks := filepath.Join(root, "storage", "blocks", testRepo)
 	if err := os.Rename(blocks, blocks+".old"); err != nil {
 		t.Fatal(err)
@@ -148,6 +153,7 @@ func TestDirHoldConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.testOpenHeldAfter = 5 // some objects by path, most through the held directory
 	var wg gosync.WaitGroup
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {

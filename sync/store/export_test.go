@@ -32,3 +32,10 @@ func HeldDirs(s *FS) int {
 	defer s.dirsMu.Unlock()
 	return len(s.dirs)
 }
+
+// OpenHeldAtOnce makes s open a held library directory at its first object call rather
+// than after openHeldAfter of them.
+func OpenHeldAtOnce(s *FS) *FS {
+	s.openHeldAfter = 1
+	return s
+}

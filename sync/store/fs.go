@@ -61,8 +61,9 @@ type FS struct {
 	emptyPathLink bool
 
 	// dirs are the library directories syncs hold open (see libDir).
-	dirsMu gosync.Mutex
-	dirs   map[libKey]*libDir
+	dirsMu        gosync.Mutex
+	dirs          map[libKey]*libDir
+	openHeldAfter int
 
 	// Syncs are group commits: a Sync needs a flush that starts after it was called
 	// (its objects were in place before), so Syncs that end their copies together (a
@@ -125,7 +126,7 @@ const TempDirName = "seafbak-tmp"
 // NewFS opens (creating if needed) a backup store rooted at a seafile-data directory.
 func NewFS(root string, d Durability) (*FS, error) {
 	s := &FS{root: root, tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{},
-		tmpTag: strconv.FormatUint(rand.Uint64(), 36)}
+		tmpTag: strconv.FormatUint(rand.Uint64(), 36), openHeldAfter: openHeldAfter}
 	for _, dir := range []string{filepath.Join(root, "storage"), s.tmp} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("backup store %s: %w", root, err)

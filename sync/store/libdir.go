@@ -27,12 +27,15 @@ import (
 type libDir struct {
 	path string
 	fd   int
-	// held counts Preloads not yet forgotten, busy the calls using fd right now (both
+	// held counts Preloads not yet forgotten, busy the calls using fd right now (all
 	// under FS.dirsMu). fd is closed when both are zero, never while a call may use it:
-	// a reused descriptor number would put objects in another directory.
+	// a reused descriptor number would put objects in another directory. It is -1
+	// until opened, after byPath calls (see Preload); if the open fails, for good.
 	held, busy int
-	// made[i] is set once subdirectory <hex of i> is known to exist.
-	made [256]atomic.Bool
+	byPath     int
+	openFailed bool
+	// made has bit i set once subdirectory <hex of i> is known to exist.
+	made [4]atomic.Uint64
 }
 
 type libKey struct {
@@ -43,9 +46,11 @@ type libKey struct {
 // errDirReplaced: a held library directory is no longer at its path.
 var errDirReplaced = errors.New("removed or replaced while seafbak wrote into it (was the backup store moved or deleted?)")
 
-// Preload opens the library's directory of kind (making it if needed) for the object
-// calls of the sync that follows, until Forget. It changes no answer, only how
-// objects are reached; without it every call walks the whole path, as before.
+// Preload holds the library's directory of kind for the object calls of the sync that
+// follows, until Forget. It changes no answer, only how objects are reached. The
+// directory is opened (made if needed) only once the sync has reached openHeldAfter of
+// its objects by path: a library of a few files (a scan's thousands of new ones) would
+// spend more on opening, checking and closing than its walks cost.
 func (s *FS) Preload(_ context.Context, kind object.Kind, storeID string) error {
 	if !kind.Valid() {
 		return fmt.Errorf("backup store: unknown object kind %q", kind)
@@ -54,44 +59,22 @@ func (s *FS) Preload(_ context.Context, kind object.Kind, storeID string) error 
 		return fmt.Errorf("backup store: %w", err)
 	}
 	k := libKey{kind, storeID}
-	if s.holdAgain(k) {
-		return nil
-	}
-	p := filepath.Join(s.root, "storage", string(kind), storeID)
-	if err := s.ensureDir(p); err != nil {
-		return fmt.Errorf("backup store: %w", err)
-	}
-	var fd int
-	err := fsutil.IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("backup store: open %s: %w", p, err)
-	}
 	s.dirsMu.Lock()
 	defer s.dirsMu.Unlock()
-	if d := s.dirs[k]; d != nil { // another Preload of the same library won the race
+	if d := s.dirs[k]; d != nil {
 		d.held++
-		unix.Close(fd)
 		return nil
 	}
 	if s.dirs == nil {
 		s.dirs = map[libKey]*libDir{}
 	}
-	s.dirs[k] = &libDir{path: p, fd: fd, held: 1}
+	s.dirs[k] = &libDir{path: filepath.Join(s.root, "storage", string(kind), storeID), fd: -1, held: 1}
 	return nil
 }
 
-func (s *FS) holdAgain(k libKey) bool {
-	s.dirsMu.Lock()
-	defer s.dirsMu.Unlock()
-	if d := s.dirs[k]; d != nil {
-		d.held++
-		return true
-	}
-	return false
-}
+// openHeldAfter is how many object calls by path a held directory waits for before it
+// is opened (FS.openHeldAfter, which tests lower).
+const openHeldAfter = 64
 
 // Forget ends a Preload. The directory is closed, once no call uses it, after a last
 // check that it is still at its path.
@@ -118,16 +101,40 @@ func (s *FS) Forget(kind object.Kind, storeID string) {
 
 var _ Preloader = (*FS)(nil)
 
-// heldDir is the held directory of kind and storeID, if a sync holds it, marked busy
-// until releaseDir.
+// heldDir is the held directory of kind and storeID, if a sync holds it and it is
+// open, marked busy until releaseDir.
 func (s *FS) heldDir(kind object.Kind, storeID string) *libDir {
 	s.dirsMu.Lock()
 	defer s.dirsMu.Unlock()
 	d := s.dirs[libKey{kind, storeID}]
-	if d != nil {
-		d.busy++
+	if d == nil || d.fd < 0 && !s.openHeld(d) {
+		return nil
 	}
+	d.busy++
 	return d
+}
+
+// openHeld opens d once enough calls went by path (under dirsMu).
+func (s *FS) openHeld(d *libDir) bool {
+	if d.openFailed {
+		return false
+	}
+	if d.byPath++; d.byPath < s.openHeldAfter {
+		return false
+	}
+	err := s.ensureDir(d.path)
+	if err == nil {
+		err = fsutil.IgnoringEINTR(func() (err error) {
+			d.fd, err = unix.Open(d.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			return err
+		})
+	}
+	if err != nil {
+		// By path, then, as without Preload; the calls report what is wrong.
+		d.fd, d.openFailed = -1, true
+		return false
+	}
+	return true
 }
 
 func (s *FS) releaseDir(d *libDir) {
@@ -142,6 +149,9 @@ func (s *FS) releaseDir(d *libDir) {
 
 // closeDir checks d one last time and closes it; a failed check is kept for Sync.
 func (s *FS) closeDir(d *libDir) {
+	if d.fd < 0 {
+		return
+	}
 	if err := d.check(); err != nil {
 		s.failed(err)
 	}
@@ -157,6 +167,9 @@ func (s *FS) checkHeldDirs() error {
 	s.dirsMu.Lock()
 	defer s.dirsMu.Unlock()
 	for _, d := range s.dirs {
+		if d.fd < 0 {
+			continue
+		}
 		if err := d.check(); err != nil {
 			return s.failed(err)
 		}
@@ -183,7 +196,8 @@ func (d *libDir) check() error {
 // ensureSubdir makes d's subdirectory sub (two hex digits) if it is not known to exist.
 func (s *FS) ensureSubdir(d *libDir, sub string) error {
 	i := hexByte(sub)
-	if d.made[i].Load() {
+	word, bit := &d.made[i/64], uint64(1)<<(i%64)
+	if word.Load()&bit != 0 {
 		return nil
 	}
 	err := fsutil.IgnoringEINTR(func() error { return unix.Mkdirat(d.fd, sub, 0o755) })
@@ -202,7 +216,7 @@ func (s *FS) ensureSubdir(d *libDir, sub string) error {
 	case err != unix.EEXIST:
 		return fmt.Errorf("mkdir %s: %w", filepath.Join(d.path, sub), err)
 	}
-	d.made[i].Store(true)
+	word.Or(bit)
 	return nil
 }
 

@@ -53,6 +53,9 @@ func TestFSStorePreloadedLibraryWritesInPlace(t *testing.T) {
 					t.Fatal(err)
 				}
 				s = way(s)
+				if d == PerObject {
+					s = OpenHeldAtOnce(s) // and the default, after openHeldAfter calls, under Batch
+				}
 				for _, k := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
 					if err := s.Preload(ctx, k, repo); err != nil {
 						t.Fatal(err)
@@ -84,6 +87,9 @@ func TestFSStorePreloadedLibraryWritesInPlace(t *testing.T) {
 				}
 				w.Write([]byte("partial"))
 				w.Abort()
+				if openBelow(t, root) == 0 {
+					t.Fatal("no library directory was opened for 300 objects")
+				}
 				for _, k := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
 					s.Forget(k, repo)
 				}
@@ -124,11 +130,15 @@ func TestFSStorePreloadedLibraryDirectoriesArePending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s = OpenHeldAtOnce(s)
 	if err := s.Preload(ctx, object.KindBlock, repo); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Forget(object.KindBlock, repo)
-	// The library's directory and storage/blocks were made: their parents changed.
+	if has, err := s.Has(ctx, object.KindBlock, repo, id); has || err != nil {
+		t.Fatalf("Has in an empty store: %v %v", has, err)
+	}
+	// Opening the held directory made it and storage/blocks: their parents changed.
 	blocks := filepath.Join(root, "storage", "blocks")
 	for _, d := range []string{filepath.Join(root, "storage"), blocks} {
 		if _, pending := s.pendingDirs[d]; !pending {
@@ -162,6 +172,7 @@ func TestFSStoreReplacedLibraryDirectoryFailsSync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			s = OpenHeldAtOnce(s)
 			lib := filepath.Join(root, "storage", "blocks", repo)
 			if when == "only asked" {
 				if err := Put(ctx, s, object.KindBlock, repo, id, []byte("x")); err != nil {
@@ -172,6 +183,9 @@ func TestFSStoreReplacedLibraryDirectoryFailsSync(t *testing.T) {
 				}
 			}
 			if err := s.Preload(ctx, object.KindBlock, repo); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Has(ctx, object.KindBlock, repo, testID(1)); err != nil { // opens it
 				t.Fatal(err)
 			}
 			if err := os.Rename(lib, lib+".moved"); err != nil {
@@ -212,6 +226,7 @@ func TestFSStorePreloadConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.openHeldAfter = 5 // some calls by path, most through the held directory
 	var wg gosync.WaitGroup
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {
