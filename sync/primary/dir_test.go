@@ -10,6 +10,8 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+
+	"seafbak/internal/fdtest"
 )
 
 const (
@@ -29,21 +31,6 @@ func putObject(t *testing.T, root, kind, storeID, id, data string) {
 	if err := os.WriteFile(filepath.Join(dir, id[2:]), []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func openBelow(t *testing.T, root string) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
-	}
-	n := 0
-	for _, e := range ents {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, root+"/") {
-			n++
-		}
-	}
-	return n
 }
 
 func readBlock(d *Dir, lib Library, id string) (string, error) {
@@ -95,13 +82,13 @@ func TestDirHeldLibraryReadsTheSame(t *testing.T) {
 	d.Hold(lib)
 	d.Hold(lib) // two syncs of the library (a virtual one and its origin share a store)
 	read()
-	if got := openBelow(t, root); got != 3 {
+	if got := fdtest.OpenBelow(t, root); got != 3 {
 		t.Fatalf("%d directories open while held, want 3", got)
 	}
 	d.Release(lib)
 	read()
 	d.Release(lib)
-	if got := openBelow(t, root); got != 0 {
+	if got := fdtest.OpenBelow(t, root); got != 0 {
 		t.Fatalf("%d descriptors open below the data dir after Release, want 0", got)
 	}
 	read()
@@ -182,7 +169,7 @@ func TestDirHoldConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if got := openBelow(t, root); got != 0 {
+	if got := fdtest.OpenBelow(t, root); got != 0 {
 		t.Fatalf("%d descriptors open below the data dir afterwards, want 0", got)
 	}
 }

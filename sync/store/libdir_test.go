@@ -10,24 +10,9 @@ import (
 	gosync "sync"
 	"testing"
 
+	"seafbak/internal/fdtest"
 	"seafbak/sync/object"
 )
-
-// openBelow counts this process's open descriptors of files and directories below root.
-func openBelow(t *testing.T, root string) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
-	}
-	n := 0
-	for _, e := range ents {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, root+"/") {
-			n++
-		}
-	}
-	return n
-}
 
 // testID is the n-th object id of a test, spread over the 256 subdirectories.
 func testID(n int) string {
@@ -87,7 +72,7 @@ func TestFSStorePreloadedLibraryWritesInPlace(t *testing.T) {
 				}
 				w.Write([]byte("partial"))
 				w.Abort()
-				if openBelow(t, root) == 0 {
+				if fdtest.OpenBelow(t, root) == 0 {
 					t.Fatal("no library directory was opened for 300 objects")
 				}
 				for _, k := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
@@ -96,8 +81,8 @@ func TestFSStorePreloadedLibraryWritesInPlace(t *testing.T) {
 				if err := s.Sync(ctx); err != nil {
 					t.Fatal(err)
 				}
-				if HeldDirs(s) != 0 || openBelow(t, root) != 0 {
-					t.Fatalf("after Forget: %d directories held, %d descriptors open below the store, want none", HeldDirs(s), openBelow(t, root))
+				if HeldDirs(s) != 0 || fdtest.OpenBelow(t, root) != 0 {
+					t.Fatalf("after Forget: %d directories held, %d descriptors open below the store, want none", HeldDirs(s), fdtest.OpenBelow(t, root))
 				}
 				for n := 0; n < 300; n++ {
 					oid := testID(n)
@@ -267,8 +252,8 @@ func TestFSStorePreloadConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if HeldDirs(s) != 0 || openBelow(t, root) != 0 {
-		t.Fatalf("afterwards: %d directories held, %d descriptors open below the store, want none", HeldDirs(s), openBelow(t, root))
+	if HeldDirs(s) != 0 || fdtest.OpenBelow(t, root) != 0 {
+		t.Fatalf("afterwards: %d directories held, %d descriptors open below the store, want none", HeldDirs(s), fdtest.OpenBelow(t, root))
 	}
 	for g := 0; g < 8; g++ {
 		for k := 0; k < 200; k++ {
