@@ -38,13 +38,15 @@ type Store interface {
 	SyncAll(ctx context.Context) error
 }
 
-// Preloader is a Store that can answer presence for a whole library from one listing
-// instead of a request per object (S3: one ListObjectsV2 page per 1000 keys against one
-// HEAD per object). A sync preloads a library when it expects to ask about most of its
-// objects (its first backup, or the resumption of one), and forgets the listing when it
-// is done, so a scan of many libraries holds one listing per running sync, not one per
-// library. A listing may say "absent" for an object another process wrote since; the
-// sync then writes it again, which is redundant but harmless.
+// Preloader is a Store that reaches a whole library's objects more cheaply once told
+// the library will be copied: S3 answers presence from one listing instead of a request
+// per object (one ListObjectsV2 page per 1000 keys against one HEAD per object); FS holds
+// the library's directories open (see libDir). A sync preloads a library when it
+// expects to ask about most of its objects (its first backup, or the resumption of one),
+// and forgets it when the copy is done, so a scan of many libraries holds one preload
+// per running sync, not one per library. A listing may say "absent" for an object
+// another process wrote since; the sync then writes it again, which is redundant but
+// harmless.
 type Preloader interface {
 	Preload(ctx context.Context, kind object.Kind, storeID string) error
 	Forget(kind object.Kind, storeID string)
