@@ -11,6 +11,19 @@ import (
 )
 
 // A failed flush of the backup store exits 1 and tells the admin to look at the disk.
+// A library directory moved away under a run is no disk failure: its own hint.
+func TestReportLibraryDirectoryMoved(t *testing.T) {
+	err := failed(fmt.Errorf("sync 7b89d49b-5c5c-4f42-8ded-940c84a3e206: %w: backup store: /srv/storage/blocks/7b89d49b-5c5c-4f42-8ded-940c84a3e206: %w",
+		store.ErrFlushFailed, store.ErrLibraryDirMoved))
+	var out bytes.Buffer
+	if code := report(&out, context.Background(), "sync", err); code != exitFailed {
+		t.Fatalf("exit code %d, want %d", code, exitFailed)
+	}
+	if !strings.Contains(out.String(), "hint: a library's directory in the backup store was moved or deleted") {
+		t.Fatalf("no hint:\n%s", out.String())
+	}
+}
+
 func TestReportFlushFailure(t *testing.T) {
 	err := failed(fmt.Errorf("sync 7b89d49b-5c5c-4f42-8ded-940c84a3e206: %w: backup store: syncfs /srv: input/output error", store.ErrFlushFailed))
 	var out bytes.Buffer

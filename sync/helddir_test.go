@@ -60,8 +60,8 @@ func TestFirstBackupIntoAReplacedLibraryDirectoryRecordsNothing(t *testing.T) {
 			t.Error(err)
 		}
 	}}
-	if _, err := eng.Sync(context.Background(), lib.ID); !errors.Is(err, store.ErrFlushFailed) {
-		t.Fatalf("sync with its block directory replaced mid-copy: %v, want the flush error", err)
+	if _, err := eng.Sync(context.Background(), lib.ID); !errors.Is(err, store.ErrFlushFailed) || !errors.Is(err, store.ErrLibraryDirMoved) {
+		t.Fatalf("sync with its block directory replaced mid-copy: %v, want the flush error for a moved directory", err)
 	}
 	if head := env.BackupHead(lib.ID); head != "" {
 		t.Fatalf("the backup database records head %s over blocks that are not there", head)

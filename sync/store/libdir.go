@@ -43,8 +43,10 @@ type libKey struct {
 	storeID string
 }
 
-// errDirReplaced: a held library directory is no longer at its path.
-var errDirReplaced = errors.New("removed or replaced while seafbak wrote into it (was the backup store moved or deleted?)")
+// ErrLibraryDirMoved is a library directory of the store that was removed or replaced
+// while a sync held it. It comes wrapped in ErrFlushFailed, and like it fails every
+// later Sync of the same FS: objects this process wrote through it are not in the store.
+var ErrLibraryDirMoved = errors.New("removed or replaced while seafbak wrote into it")
 
 // Preload holds the library's directory of kind for the object calls of the sync that
 // follows, until Forget. It changes no answer, only how objects are reached. The
@@ -185,7 +187,7 @@ func (d *libDir) check() error {
 	}
 	err := fsutil.IgnoringEINTR(func() error { return unix.Stat(d.path, &named) })
 	if err == unix.ENOENT || err == nil && (named.Dev != held.Dev || named.Ino != held.Ino) {
-		return fmt.Errorf("backup store: %s: %w", d.path, errDirReplaced)
+		return fmt.Errorf("backup store: %s: %w", d.path, ErrLibraryDirMoved)
 	}
 	if err != nil {
 		return fmt.Errorf("backup store: %s: %w", d.path, err)

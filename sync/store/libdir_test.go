@@ -191,7 +191,7 @@ func TestFSStoreReplacedLibraryDirectoryFailsSync(t *testing.T) {
 			}
 			for i := 0; i < 2; i++ {
 				err := s.Sync(ctx)
-				if !errors.Is(err, ErrFlushFailed) || !errors.Is(err, errDirReplaced) || !strings.Contains(err.Error(), lib) {
+				if !errors.Is(err, ErrFlushFailed) || !errors.Is(err, ErrLibraryDirMoved) || !strings.Contains(err.Error(), lib) {
 					t.Fatalf("Sync %d after the library's directory was replaced: %v", i+1, err)
 				}
 			}
