@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
 )
 
@@ -26,9 +26,7 @@ type Dir struct {
 	// replaced since is harmless for reading: every object read is verified by its
 	// hash, and an object not found through it is looked up again by path before it is
 	// called missing.
-	mu                sync.Mutex
-	held              map[dirKey]*heldDir
-	testOpenHeldAfter int // tests open held directories sooner
+	held fsutil.Held[dirKey]
 }
 
 var _ Holder = (*Dir)(nil)
@@ -36,14 +34,6 @@ var _ Holder = (*Dir)(nil)
 type dirKey struct {
 	kind    object.Kind
 	storeID string
-}
-
-type heldDir struct {
-	fd         int // -1 until opened (see Hold)
-	holds      int // Holds not yet released
-	busy       int // opens using fd right now: it is closed only when both are zero
-	byPath     int // objects opened by path so far
-	openFailed bool
 }
 
 var _ Objects = (*Dir)(nil)
@@ -57,7 +47,7 @@ func NewDir(root string) (*Dir, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("primary data dir %s: storage is not a directory", root)
 	}
-	return &Dir{root: root}, nil
+	return &Dir{root: root, held: fsutil.Held[dirKey]{OpenAfter: openHeldAfter}}, nil
 }
 
 func (d *Dir) path(kind object.Kind, storeID, id string) (string, error) {
@@ -80,20 +70,10 @@ func (d *Dir) libPath(kind object.Kind, storeID string) string {
 // has no such directory) is not held, and its objects are opened by path, which
 // reports why they are missing.
 func (d *Dir) Hold(lib Library) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, k := range libDirs(lib) {
-		if !object.ValidRepoID(k.storeID) {
-			continue
+		if object.ValidRepoID(k.storeID) {
+			d.held.Hold(k, d.libPath(k.kind, k.storeID))
 		}
-		if h := d.held[k]; h != nil {
-			h.holds++
-			continue
-		}
-		if d.held == nil {
-			d.held = map[dirKey]*heldDir{}
-		}
-		d.held[k] = &heldDir{fd: -1, holds: 1}
 	}
 }
 
@@ -103,19 +83,8 @@ const openHeldAfter = 64
 
 // Release ends a Hold.
 func (d *Dir) Release(lib Library) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, k := range libDirs(lib) {
-		h := d.held[k]
-		if h == nil {
-			continue
-		}
-		if h.holds--; h.holds == 0 {
-			delete(d.held, k)
-			if h.busy == 0 && h.fd >= 0 {
-				unix.Close(h.fd)
-			}
-		}
+		d.held.Release(k)
 	}
 }
 
@@ -123,61 +92,6 @@ func (d *Dir) Release(lib Library) {
 // under its store's (a virtual library's is its origin's).
 func libDirs(lib Library) []dirKey {
 	return []dirKey{{object.KindCommit, lib.ID}, {object.KindFS, lib.StoreID}, {object.KindBlock, lib.StoreID}}
-}
-
-// heldFor is the held directory of kind and storeID, marked busy until release; nil
-// if none is held and open.
-func (d *Dir) heldFor(kind object.Kind, storeID string) *heldDir {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	h := d.held[dirKey{kind, storeID}]
-	if h == nil || h.fd < 0 && !d.openHeld(h, kind, storeID) {
-		return nil
-	}
-	h.busy++
-	return h
-}
-
-// openHeld opens h once enough objects were opened by path (under mu).
-func (d *Dir) openHeld(h *heldDir, kind object.Kind, storeID string) bool {
-	if h.openFailed {
-		return false
-	}
-	if h.byPath++; h.byPath < d.openHeldAfter() {
-		return false
-	}
-	err := ignoringEINTR(func() (err error) {
-		h.fd, err = unix.Open(d.libPath(kind, storeID), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if err != nil {
-		h.fd, h.openFailed = -1, true
-		return false
-	}
-	return true
-}
-
-func (d *Dir) openHeldAfter() int {
-	if d.testOpenHeldAfter > 0 {
-		return d.testOpenHeldAfter
-	}
-	return openHeldAfter
-}
-
-func (d *Dir) release(h *heldDir) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if h.busy--; h.busy == 0 && h.holds == 0 {
-		unix.Close(h.fd)
-	}
-}
-
-func ignoringEINTR(f func() error) error {
-	for {
-		if err := f(); err != unix.EINTR {
-			return err
-		}
-	}
 }
 
 // open opens an object read-only through a bare descriptor: os.Open would add five
@@ -189,18 +103,18 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*rawFile, error) {
 		return nil, err
 	}
 	var fd int
-	if h := d.heldFor(kind, storeID); h != nil {
+	if h := d.held.Acquire(dirKey{kind, storeID}); h != nil {
 		rel := p[len(p)-41:] // <id[:2]>/<id[2:]>
-		err = ignoringEINTR(func() (err error) {
-			fd, err = unix.Openat(h.fd, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		err = fsutil.IgnoringEINTR(func() (err error) {
+			fd, err = unix.Openat(h.FD, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			return err
 		})
-		d.release(h)
+		d.held.Done(h)
 		if err == nil {
 			return &rawFile{fd: fd, path: p}, nil
 		}
 	}
-	err = ignoringEINTR(func() (err error) {
+	err = fsutil.IgnoringEINTR(func() (err error) {
 		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
 	})

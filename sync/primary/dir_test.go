@@ -78,7 +78,7 @@ func TestDirHeldLibraryReadsTheSame(t *testing.T) {
 		}
 	}
 	read()
-	d.testOpenHeldAfter = 1
+	d.held.OpenAfter = 1
 	d.Hold(lib)
 	d.Hold(lib) // two syncs of the library (a virtual one and its origin share a store)
 	read()
@@ -105,7 +105,7 @@ func TestDirHeldDirectoryReplacedOrGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.testOpenHeldAfter = 1
+	d.held.OpenAfter = 1
 	d.Hold(lib)
 	defer d.Release(lib)
 	if b, err := readBlock(d, lib, objID(1)); b != "old" || err != nil { // opens it
@@ -140,7 +140,7 @@ func TestDirHoldConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.testOpenHeldAfter = 5 // some objects by path, most through the held directory
+	d.held.OpenAfter = 5 // some objects by path, most through the held directory
 	var wg gosync.WaitGroup
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {

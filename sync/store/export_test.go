@@ -27,15 +27,11 @@ func LinkThroughProc(s *FS) *FS {
 }
 
 // HeldDirs is how many library directories s holds open.
-func HeldDirs(s *FS) int {
-	s.dirsMu.Lock()
-	defer s.dirsMu.Unlock()
-	return len(s.dirs)
-}
+func HeldDirs(s *FS) int { return s.held.Len() }
 
 // OpenHeldAtOnce makes s open a held library directory at its first object call rather
 // than after openHeldAfter of them.
 func OpenHeldAtOnce(s *FS) *FS {
-	s.openHeldAfter = 1
+	s.held.OpenAfter = 1
 	return s
 }

@@ -60,10 +60,8 @@ type FS struct {
 	// more components per object.
 	emptyPathLink bool
 
-	// dirs are the library directories syncs hold open (see libDir).
-	dirsMu        gosync.Mutex
-	dirs          map[libKey]*libDir
-	openHeldAfter int
+	// held are the library directories first backups hold open (see libdir.go).
+	held fsutil.Held[libKey]
 
 	// Syncs are group commits: a Sync needs a flush that starts after it was called
 	// (its objects were in place before), so Syncs that end their copies together (a
@@ -126,12 +124,13 @@ const TempDirName = "seafbak-tmp"
 // NewFS opens (creating if needed) a backup store rooted at a seafile-data directory.
 func NewFS(root string, d Durability) (*FS, error) {
 	s := &FS{root: root, tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{},
-		tmpTag: strconv.FormatUint(rand.Uint64(), 36), openHeldAfter: openHeldAfter}
+		tmpTag: strconv.FormatUint(rand.Uint64(), 36)}
 	for _, dir := range []string{filepath.Join(root, "storage"), s.tmp} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("backup store %s: %w", root, err)
 		}
 	}
+	s.initHeld()
 	s.removeStaleTemps()
 	s.unnamed = s.canLinkUnnamed()
 	var err error
@@ -203,7 +202,9 @@ func OpenFS(root string) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup store %s: %w", root, err)
 	}
-	return &FS{root: root, tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}, rootDir: rootDir}, nil
+	s := &FS{root: root, tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}, rootDir: rootDir}
+	s.initHeld()
+	return s, nil
 }
 
 // removeStaleTemps deletes temp files a killed seafbak left behind. They were never
@@ -285,8 +286,8 @@ func (s *FS) stat(kind object.Kind, storeID, id string, st *unix.Stat_t) (presen
 		return false, err
 	}
 	if d := s.heldDir(kind, storeID); d != nil {
-		err = fsutil.IgnoringEINTR(func() error { return unix.Fstatat(d.fd, p[len(d.path)+1:], st, 0) })
-		s.releaseDir(d)
+		err = fsutil.IgnoringEINTR(func() error { return unix.Fstatat(d.FD, p[len(d.Path)+1:], st, 0) })
+		s.held.Done(d)
 	} else {
 		err = fsutil.IgnoringEINTR(func() error { return unix.Stat(p, st) })
 	}
@@ -346,12 +347,12 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 	if s.unnamed {
 		if lib := s.heldDir(kind, storeID); lib != nil {
 			// In the object's directory, or the library's if that is not made yet.
-			fd, err := openUnnamed(lib.fd, id[:2])
+			fd, err := openUnnamed(lib.FD, id[:2])
 			if err == unix.ENOENT {
-				fd, err = openUnnamed(lib.fd, ".")
+				fd, err = openUnnamed(lib.FD, ".")
 			}
 			if err != nil {
-				s.releaseDir(lib)
+				s.held.Done(lib)
 				return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
 			}
 			return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p, lib: lib}, nil
@@ -554,7 +555,7 @@ type fsWriter struct {
 	tmp  string // the temp file's name; empty while it is unnamed (O_TMPFILE)
 	dir  string
 	path string
-	lib  *libDir // the library's directory held by a sync, if one is: released when done
+	lib  *fsutil.HeldDir // the library's directory held by a sync, if one is: released when done
 	done bool
 	n    int64 // bytes written
 }
@@ -653,7 +654,7 @@ func (w *fsWriter) link() error {
 		if err := w.s.ensureSubdir(w.lib, w.id[:2]); err != nil {
 			return err
 		}
-		err = w.s.linkUnnamed(w.fd, w.lib.fd, w.path[len(w.lib.path)+1:])
+		err = w.s.linkUnnamed(w.fd, w.lib.FD, w.path[len(w.lib.Path)+1:])
 	} else {
 		if err := w.s.ensureDir(w.dir); err != nil {
 			return err
@@ -691,7 +692,7 @@ func (w *fsWriter) Abort() {
 
 func (w *fsWriter) releaseLib() {
 	if w.lib != nil {
-		w.s.releaseDir(w.lib)
+		w.s.held.Done(w.lib)
 		w.lib = nil
 	}
 }

@@ -211,7 +211,7 @@ func TestFSStorePreloadConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.openHeldAfter = 5 // some calls by path, most through the held directory
+	s.held.OpenAfter = 5 // some calls by path, most through the held directory
 	var wg gosync.WaitGroup
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {
