@@ -51,6 +51,12 @@ type Engine interface {
 	BackupHeads(ctx context.Context) (map[string]string, error)
 }
 
+// Preparer is an Engine that can set up, at once, the libraries a scan is about to sync
+// (*sync.Engine: the HTTP source's tokens). Optional: syncs prepare their own anyway.
+type Preparer interface {
+	PrepareListed(ctx context.Context, libs []primary.Library)
+}
+
 // Scanner runs scans.
 type Scanner struct {
 	Engine  Engine
@@ -100,6 +106,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		if !isDamaged[lib.ID] {
 			todo = append(todo, lib)
 		}
+	}
+	if p, ok := s.Engine.(Preparer); ok {
+		p.PrepareListed(ctx, todo)
 	}
 	var mu gosync.Mutex
 	record := func(res seafsync.Result, err error) {

@@ -139,6 +139,20 @@ func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, e
 	return e.syncLocked(ctx, lib)
 }
 
+// PrepareListed gives the source a head start on libraries about to sync: the HTTP
+// source creates their tokens in a few statements instead of one commit per library.
+// Failing is harmless (each sync prepares its own library and reports its error), so
+// it is only logged.
+func (e *Engine) PrepareListed(ctx context.Context, libs []primary.Library) {
+	p, ok := e.Source.(primary.BatchPreparer)
+	if !ok || len(libs) == 0 {
+		return
+	}
+	if err := p.PrepareMany(ctx, libs); err != nil {
+		e.log().Info("preparing the libraries in batches failed; each sync prepares its own", "libraries", len(libs), "err", err)
+	}
+}
+
 // BackupHeads lists the master heads in the backup database, which may lag the state
 // (added to the config later, restored from an older dump); nil when there is none.
 func (e *Engine) BackupHeads(ctx context.Context) (map[string]string, error) {

@@ -53,6 +53,7 @@ var (
 	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries), firstscan (only the first scan of many libraries, -runs times, beside -baseline), huge (peak RSS of a first backup, one-file changes and a repair of a -huge-files library; not in the default set: ~40 GiB of disk and an hour at 2 million files)")
 	straceRun  = flag.Bool("strace", false, "after the timed runs of each first backup, run seafbak once more under strace -c -f and print its syscall counts")
 	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback), wan (http through a proxy adding -rtt)")
+	newTokens  = flag.Bool("new-tokens", false, "firstscan: start each run over HTTP with no library tokens in the primary's RepoUserToken, as the first backup of a server does (otherwise only the first run creates them)")
 	rtt        = flag.Duration("rtt", 5*time.Millisecond, "round-trip time the wan source adds")
 )
 
@@ -593,6 +594,12 @@ func (e *env) firstScans() {
 		for _, src := range e.sources {
 			for _, b := range seafbaks() {
 				cfg, backupDir := e.backup(src, db, dir, "batch")
+				if *newTokens && src != "dir" {
+					pdb := mustOpen(e.srv, db)
+					_, err := pdb.Exec("DELETE FROM RepoUserToken")
+					must(err)
+					pdb.Close()
+				}
 				// On a small host the scan shares the cores with the test file server
 				// (this process) and MariaDB (both databases): their CPU-seconds say how
 				// much of the wall time is seafbak's.

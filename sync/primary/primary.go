@@ -104,6 +104,13 @@ type Preparer interface {
 	Prepare(ctx context.Context, lib Library) error
 }
 
+// BatchPreparer is a Preparer that can prepare many libraries at once, ahead of their
+// syncs (a scan's new libraries). It is only a head start: Prepare still runs for each
+// library, and is free for those already prepared.
+type BatchPreparer interface {
+	PrepareMany(ctx context.Context, libs []Library) error
+}
+
 // Holder is a Source that reads a library's objects faster while the library is held
 // (the data dir source keeps its directories open). The engine holds a library for the
 // copy of its first backup, when it reads most of its objects.
