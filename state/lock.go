@@ -202,45 +202,68 @@ func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
 	return false, nil
 }
 
-// markersOn calls fn with the name and writer of every marker on storeID. A scan keeps
-// hundreds of markers while it syncs many small libraries at once, and every sync reads
-// dirty/ twice: the names are compared in getdents' buffer, and only those on storeID
-// are made into strings.
+// markersOn calls fn with the name and writer of every marker on storeID, as dirty/
+// held them at some instant after the call began. A scan keeps hundreds of markers
+// while it syncs many small libraries at once, and every sync asks twice (DeadDirty,
+// OtherWriters): the syncs that ask at about the same time share one listing, as they
+// share a flush (a listing that starts after a caller asked sees every marker that
+// existed when it asked, which is all either question needs).
 func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
+	if err := d.dirtyList.Do("", func([]string) error {
+		names, err := d.listMarkers()
+		if err != nil {
+			return err
+		}
+		d.markers.Store(&names)
+		return nil
+	}); err != nil {
+		return err
+	}
+	// The latest listing: this caller's round's, or one that started even later.
+	prefix := storeID + "."
+	for _, name := range *d.markers.Load() {
+		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
+			fn(name, name[len(prefix):])
+		}
+	}
+	return nil
+}
+
+// listMarkers reads the names in dirty/ but dot names.
+func (d *Dir) listMarkers() ([]string, error) {
 	dir := filepath.Join(d.root, "dirty")
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("state: %w", &os.PathError{Op: "open", Path: dir, Err: err})
+		return nil, fmt.Errorf("state: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	defer unix.Close(fd)
 	bp := direntBufs.Get().(*[]byte)
 	defer direntBufs.Put(bp)
 	buf := *bp
-	prefix := storeID + "."
+	var names []string
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("state: %w", &os.PathError{Op: "getdents", Path: dir, Err: err})
+			return nil, fmt.Errorf("state: %w", &os.PathError{Op: "getdents", Path: dir, Err: err})
 		}
 		if n <= 0 {
-			return nil
+			return names, nil
 		}
 		for b := buf[:n]; len(b) >= direntNameOff; {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
 			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
 			if reclen < direntNameOff || reclen > len(b) {
-				return fmt.Errorf("state: %s: malformed directory entry", dir)
+				return nil, fmt.Errorf("state: %s: malformed directory entry", dir)
 			}
 			name := b[direntNameOff:reclen]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
-			if len(name) > len(prefix) && string(name[:len(prefix)]) == prefix {
-				s := string(name)
-				fn(s, s[len(prefix):])
+			if len(name) > 0 && name[0] != '.' { // markers start with a store id
+				names = append(names, string(name))
 			}
 			b = b[reclen:]
 		}

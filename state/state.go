@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"seafbak/internal/fsutil"
@@ -95,6 +96,10 @@ type Dir struct {
 	// Group commits: the data of records about to be renamed into place, the
 	// libraries/ directory after renames, the dirty/ directory after new markers.
 	recordData, recordDir, dirtyDir fsutil.Group
+	// dirtyList shares listings of dirty/ among the syncs asking at once; markers is
+	// the latest listing's marker names.
+	dirtyList fsutil.Group
+	markers   atomic.Pointer[[]string]
 }
 
 // Open opens (creating if needed) the state directory at root.

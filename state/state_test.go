@@ -223,6 +223,52 @@ func TestDirtyMarkers(t *testing.T) {
 	}
 }
 
+// Syncs asking about markers at once share listings of dirty/, and each still sees
+// every marker that existed when it asked: another process's marker written just before
+// the question, and a marker cleared just before it is gone.
+func TestMarkerQuestionsSeeMarkersMadeBeforeThem(t *testing.T) {
+	root := t.TempDir()
+	me, _ := Open(root)
+	other, _ := Open(root) // another seafbak on the same state
+	var wg gosync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				store, writer, self := repoID(1000+g), repoID(2000+g), repoID(3000+g)
+				l, err := other.TryLock(writer)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := other.MarkDirty(store, writer); err != nil {
+					t.Error(err)
+					return
+				}
+				if others, err := me.OtherWriters(store, self); err != nil || !others {
+					t.Errorf("round %d: another process's marker made before the question not seen (%v)", i, err)
+				}
+				if dead, err := me.DeadDirty(store, self); err != nil || dead {
+					t.Errorf("round %d: a live writer's marker counted as dead (%v)", i, err)
+				}
+				l.Unlock()
+				if dead, err := me.DeadDirty(store, self); err != nil || !dead {
+					t.Errorf("round %d: a dead writer's marker not seen (%v)", i, err)
+				}
+				if err := other.ClearDirty(store, writer); err != nil {
+					t.Error(err)
+					return
+				}
+				if others, err := me.OtherWriters(store, self); err != nil || others {
+					t.Errorf("round %d: a cleared marker still seen (%v)", i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // Recording one library costs the same however many the state holds: compare the
 // ns/op of the two sizes.
 func BenchmarkSaveOne(b *testing.B) {
