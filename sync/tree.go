@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	gosync "sync"
 
 	"seafbak/sync/object"
 	"seafbak/sync/primary"
@@ -59,6 +60,7 @@ type job struct {
 	block string // the block to copy; "" to write fs object id
 	id    string
 	raw   []byte
+	quit  bool // the run is over: the worker returns
 }
 
 type result struct {
@@ -68,13 +70,29 @@ type result struct {
 	fatal  error // ours: fails the sync
 }
 
-// workers copy blocks and write fs objects for every tree of a run.
+// workers copy blocks and write fs objects for every tree of a run. They start as jobs
+// come, up to max, and their channels are reused by later runs: a scan of thousands of
+// one-file libraries would otherwise start max goroutines (32 over HTTP) and allocate
+// both channels (about 80 KB) for each library's one block and two fs objects.
 type workers struct {
+	*workerChans
+	r       *run
+	ctx     context.Context
+	cancel  context.CancelFunc
+	max     int
+	started int           // workers running; only the walk starts them
+	exited  chan struct{} // one send per worker that returns
+}
+
+// workerChans are a run's job and result queues, empty when a run gives them back.
+// Buffered so the workers keep busy while the walk lists and fetches, and never wait
+// to hand back a result: at most window jobs wait in jobs, max more are running.
+type workerChans struct {
 	jobs    chan job
 	results chan result
-	cancel  context.CancelFunc
-	done    chan struct{}
 }
+
+var idleWorkerChans gosync.Pool // of *workerChans
 
 func (r *run) startWorkers(ctx context.Context) *workers {
 	n := r.e.Parallel
@@ -85,49 +103,63 @@ func (r *run) startWorkers(ctx context.Context) *workers {
 		n = max(n, c.BlockConcurrency())
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	// Buffered so the workers keep busy while the walk lists and fetches, and never wait
-	// to hand back a result: at most window jobs wait in jobs, n more are running.
-	w := &workers{jobs: make(chan job, window), results: make(chan result, window+n), cancel: cancel, done: make(chan struct{})}
-	finished := make(chan struct{}, n)
-	for range n {
-		go func() {
-			defer func() { finished <- struct{}{} }()
-			var cp *copier // taken at the first block: a small library may have none
-			defer func() {
-				if cp != nil {
-					copiers.Put(cp)
-				}
-			}()
-			for j := range w.jobs {
-				res := result{job: j}
-				if err := ctx.Err(); err != nil {
-					res.fatal = err // the sync failed: start nothing more
-				} else if j.block != "" {
-					if cp == nil {
-						cp = copiers.Get().(*copier)
-					}
-					res.size, res.srcErr, res.fatal = r.copyBlock(ctx, cp, j.block)
-				} else {
-					res.fatal = store.Put(ctx, r.e.Store, object.KindFS, r.keys.For(object.KindFS), j.id, j.raw)
-				}
-				w.results <- res
-			}
-		}()
+	ch, _ := idleWorkerChans.Get().(*workerChans)
+	if ch == nil || cap(ch.results) < window+n {
+		ch = &workerChans{jobs: make(chan job, window), results: make(chan result, window+n)}
 	}
-	go func() {
-		for range n {
-			<-finished
-		}
-		close(w.done)
-	}()
-	return w
+	return &workers{workerChans: ch, r: r, ctx: ctx, cancel: cancel, max: n, exited: make(chan struct{}, n)}
 }
 
-// stop ends the workers; no job may be outstanding.
+// grow starts workers until there is one per outstanding job, up to max.
+func (w *workers) grow(outstanding int) {
+	for w.started < min(outstanding, w.max) {
+		w.started++
+		go w.work()
+	}
+}
+
+func (w *workers) work() {
+	defer func() { w.exited <- struct{}{} }()
+	var cp *copier // taken at the first block: a small library may have none
+	defer func() {
+		if cp != nil {
+			copiers.Put(cp)
+		}
+	}()
+	r, ctx := w.r, w.ctx
+	for j := range w.jobs {
+		if j.quit {
+			return
+		}
+		res := result{job: j}
+		if err := ctx.Err(); err != nil {
+			res.fatal = err // the sync failed: start nothing more
+		} else if j.block != "" {
+			if cp == nil {
+				cp = copiers.Get().(*copier)
+			}
+			res.size, res.srcErr, res.fatal = r.copyBlock(ctx, cp, j.block)
+		} else {
+			res.fatal = store.Put(ctx, r.e.Store, object.KindFS, r.keys.For(object.KindFS), j.id, j.raw)
+		}
+		w.results <- res
+	}
+}
+
+// stop ends the workers; no job may be outstanding. The channels go back for another
+// run only empty: a quit job per worker, each taken by a worker that then returns.
 func (w *workers) stop() {
 	w.cancel()
-	close(w.jobs)
-	<-w.done
+	for range w.started {
+		w.jobs <- job{quit: true}
+	}
+	for range w.started {
+		<-w.exited
+	}
+	if len(w.jobs) == 0 && len(w.results) == 0 {
+		idleWorkerChans.Put(w.workerChans)
+	}
+	w.workerChans = nil
 }
 
 // tree is the copy of one commit's tree.
@@ -528,6 +560,7 @@ func (t *tree) settle(n *tnode, ok bool) {
 // or running, then hands out what fits without waiting; after a fatal error it only waits
 // for those running.
 func (t *tree) pump(limit int) {
+	t.w.grow(len(t.queue) + t.sent)
 	for {
 		if t.err != nil {
 			t.queue = nil
