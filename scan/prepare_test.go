@@ -62,17 +62,15 @@ func TestScanOverHTTPPreparesTokensInBatches(t *testing.T) {
 	if sum.Synced != 7 || sum.Failed != 0 {
 		t.Fatalf("scan: %+v", sum)
 	}
-	for _, l := range f.libs {
-		f.env.CompareWithPrimary(l.ID, l.StoreID, l.Head)
-	}
+	backedUp(t, f)
 	if got := tokenEmails(t, f)[moved.ID]; len(got) != 1 || got[0] != "u@example.com" {
 		t.Fatalf("the row naming the old owner was not moved by the library's sync: %v", got)
 	}
 }
 
 // A batch that fails (here a library listed twice, as a batch racing another seafbak's
-// insert fails) inserts nothing, says so, and every library still syncs: each
-// prepares its own.
+// insert fails) inserts nothing and is only logged; each library's sync then prepares
+// its own token and backs it up.
 func TestFailedTokenBatchFallsBackToEachLibrary(t *testing.T) {
 	f := newFixture(t, 4)
 	f.env.StartFileServer()
@@ -87,13 +85,28 @@ func TestFailedTokenBatchFallsBackToEachLibrary(t *testing.T) {
 	if got := tokenEmails(t, f); len(got) != 0 {
 		t.Fatalf("a failed batch left rows: %v", got)
 	}
-	// The engine's own Remote has prepared nothing either: the scan's batch succeeds
-	// or not, and each sync checks its own row.
-	sum, err := f.scanner(false).Run(ctx)
-	must(t, err)
-	if sum.Synced != 4 || sum.Failed != 0 {
-		t.Fatalf("scan: %+v", sum)
+	eng := f.env.Engine(false)
+	eng.Source = remote
+	var logs bytes.Buffer
+	eng.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	eng.PrepareListed(ctx, append(libs, libs[0]))
+	if !strings.Contains(logs.String(), "preparing the libraries in batches failed") {
+		t.Fatalf("the failed batch was not logged:\n%s", logs.String())
 	}
+	for _, lib := range libs {
+		if _, err := eng.SyncListed(ctx, lib); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backedUp(t, f)
+	if got := tokenEmails(t, f); len(got) != 4 {
+		t.Fatalf("token rows after the syncs: %v", got)
+	}
+}
+
+// backedUp checks every library of f is in the backup as on the primary.
+func backedUp(t *testing.T, f *fixture) {
+	t.Helper()
 	for _, l := range f.libs {
 		f.env.CompareWithPrimary(l.ID, l.StoreID, l.Head)
 	}
