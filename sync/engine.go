@@ -150,7 +150,9 @@ func (e *Engine) PrepareListed(ctx context.Context, libs []primary.Library) {
 	}
 	if err := p.PrepareMany(ctx, libs); err != nil {
 		e.log().Info("preparing the libraries in batches failed; each sync prepares its own", "libraries", len(libs), "err", err)
+		return
 	}
+	e.log().Debug("prepared the libraries in batches", "libraries", len(libs))
 }
 
 // BackupHeads lists the master heads in the backup database, which may lag the state

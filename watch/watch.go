@@ -355,6 +355,11 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		heads[lib.ID] = lib.Head
 	}
 	w.lastHeads = heads
+	// A first poll (or a burst) over HTTP: the new libraries' tokens in a few
+	// statements, not one commit each; those already prepared cost nothing.
+	if p, ok := w.Engine.(scan.Preparer); ok && len(changed) > 0 {
+		p.PrepareListed(ctx, changed)
+	}
 	for _, lib := range changed {
 		w.setUnsettled(lib.ID, true)
 		s.want(ctx, job{lib: lib, seen: now})
