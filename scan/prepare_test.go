@@ -37,9 +37,11 @@ func TestScanOverHTTPPreparesTokensInBatches(t *testing.T) {
 	f.env.StartFileServer()
 	ctx := context.Background()
 	owned, moved := f.libs[0], f.libs[1]
-	_, err := f.env.PrimaryDB.Exec("INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?), (?, ?, ?)",
+	// Beside seafbak's rows, a desktop client's (a random token of its own).
+	_, err := f.env.PrimaryDB.Exec("INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?), (?, ?, ?), (?, ?, ?)",
 		owned.ID, "u@example.com", primary.Token(testenv.SyncToken, owned.ID),
-		moved.ID, "old-owner@example.com", primary.Token(testenv.SyncToken, moved.ID))
+		moved.ID, "old-owner@example.com", primary.Token(testenv.SyncToken, moved.ID),
+		moved.ID, "u@example.com", "3f2b9c0e5d1a4b7c8e6f0a1b2c3d4e5f60718293")
 	must(t, err)
 
 	libs, err := f.env.Catalog.Libraries(ctx)

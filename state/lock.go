@@ -229,7 +229,7 @@ func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
 	return nil
 }
 
-// listMarkers reads the names in dirty/ but dot names.
+// listMarkers reads the names in dirty/, but for the dot names.
 func (d *Dir) listMarkers() ([]string, error) {
 	dir := filepath.Join(d.root, "dirty")
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

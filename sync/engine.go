@@ -149,6 +149,9 @@ func (e *Engine) PrepareListed(ctx context.Context, libs []primary.Library) {
 		return
 	}
 	if err := p.PrepareMany(ctx, libs); err != nil {
+		if ctx.Err() != nil {
+			return // stopping: nothing to tell
+		}
 		e.log().Info("preparing the libraries in batches failed; each sync prepares its own", "libraries", len(libs), "err", err)
 		return
 	}
