@@ -1,14 +1,12 @@
 package state
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	gosync "sync"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -222,54 +220,24 @@ func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
 	// The latest listing: this caller's round's, or one that started even later.
 	prefix := storeID + "."
 	for _, name := range *d.markers.Load() {
-		if len(name) > len(prefix) && name[:len(prefix)] == prefix {
-			fn(name, name[len(prefix):])
+		if writer, ok := strings.CutPrefix(name, prefix); ok && writer != "" {
+			fn(name, writer)
 		}
 	}
 	return nil
 }
 
-// listMarkers reads the names in dirty/, but for the dot names.
+// listMarkers reads the names in dirty/; markersOn picks those on a store.
 func (d *Dir) listMarkers() ([]string, error) {
 	dir := filepath.Join(d.root, "dirty")
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("state: %w", &os.PathError{Op: "open", Path: dir, Err: err})
+		return nil, fmt.Errorf("state: %w", err)
 	}
-	defer unix.Close(fd)
-	bp := direntBufs.Get().(*[]byte)
-	defer direntBufs.Put(bp)
-	buf := *bp
-	var names []string
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("state: %w", &os.PathError{Op: "getdents", Path: dir, Err: err})
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		for b := buf[:n]; len(b) >= direntNameOff; {
-			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
-			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-			if reclen < direntNameOff || reclen > len(b) {
-				return nil, fmt.Errorf("state: %s: malformed directory entry", dir)
-			}
-			name := b[direntNameOff:reclen]
-			if i := bytes.IndexByte(name, 0); i >= 0 {
-				name = name[:i]
-			}
-			if len(name) > 0 && name[0] != '.' { // markers start with a store id
-				names = append(names, string(name))
-			}
-			b = b[reclen:]
-		}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
 	}
+	return names, nil
 }
-
-const direntNameOff = 19
-
-var direntBufs = gosync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -47,7 +47,7 @@ func NewDir(root string) (*Dir, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("primary data dir %s: storage is not a directory", root)
 	}
-	return &Dir{root: root, held: fsutil.Held[dirKey]{OpenAfter: openHeldAfter}}, nil
+	return &Dir{root: root}, nil
 }
 
 func (d *Dir) path(kind object.Kind, storeID, id string) (string, error) {
@@ -65,10 +65,10 @@ func (d *Dir) libPath(kind object.Kind, storeID string) string {
 }
 
 // Hold holds the library's directories for the reads that follow, until Release. Each
-// is opened only once openHeldAfter of its objects were opened by path, so a library of
-// a few files costs nothing more; one that cannot be opened (a library without blocks
-// has no such directory) is not held, and its objects are opened by path, which
-// reports why they are missing.
+// is opened only once fsutil.DefaultOpenAfter of its objects were opened by path, so a
+// library of a few files costs nothing more; one that cannot be opened (a library
+// without blocks has no such directory) is not held, and its objects are opened by
+// path, which reports why they are missing.
 func (d *Dir) Hold(lib Library) {
 	for _, k := range libDirs(lib) {
 		if object.ValidRepoID(k.storeID) {
@@ -76,10 +76,6 @@ func (d *Dir) Hold(lib Library) {
 		}
 	}
 }
-
-// openHeldAfter is how many objects of a held directory are opened by path before it
-// is opened itself.
-const openHeldAfter = 64
 
 // Release ends a Hold.
 func (d *Dir) Release(lib Library) {

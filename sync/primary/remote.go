@@ -22,32 +22,6 @@ type Remote struct {
 	sqlDB     *sql.DB
 	syncToken string
 	prepared  sync.Map // repo id + owner whose token row this process has seen or made
-
-	// The token statements are prepared once per process: a first scan asks them for
-	// every library, and an unprepared query with arguments costs the driver three round
-	// trips (prepare, execute, close) where a prepared one costs one.
-	stmtMu                sync.Mutex
-	selectToken, addToken *sql.Stmt
-}
-
-const (
-	selectTokenQuery = "SELECT COUNT(*) FROM RepoUserToken WHERE repo_id = ? AND token = ? AND email = ?"
-	addTokenQuery    = "INSERT INTO RepoUserToken (repo_id, email, token) VALUES (?, ?, ?)"
-)
-
-// stmt prepares query on first use into *slot; a failure is not kept, so the next
-// library tries again (a grant added meanwhile).
-func (r *Remote) stmt(ctx context.Context, slot **sql.Stmt, query string) (*sql.Stmt, error) {
-	r.stmtMu.Lock()
-	defer r.stmtMu.Unlock()
-	if *slot == nil {
-		st, err := r.sqlDB.PrepareContext(ctx, query)
-		if err != nil {
-			return nil, err
-		}
-		*slot = st
-	}
-	return *slot, nil
 }
 
 var _ Source = (*Remote)(nil)
@@ -122,44 +96,35 @@ func (r *Remote) Library(ctx context.Context, id string) (Library, error) {
 }
 
 // Prepare makes sure the library's token exists in RepoUserToken for its owner, the
-// user the file server checks read permission for. It only inserts missing rows.
+// user the file server checks read permission for: it inserts a missing row, and moves
+// a row naming a former owner. It is PrepareMany's work for one library, plus what a
+// batch leaves to it.
 func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 	if lib.Owner == "" {
 		return fmt.Errorf("library %s has no owner in RepoOwner or OrgRepo (nor its origin): the file server would refuse any token for it", lib.ID)
 	}
 	// A hook's sync prepares the library in Library and again before reading objects:
 	// one database round trip is enough per process.
-	key := preparedKey(lib)
-	if _, done := r.prepared.Load(key); done {
+	if _, done := r.prepared.Load(preparedKey(lib)); done {
 		return nil
 	}
-	token := Token(r.syncToken, lib.ID)
-	var n int
-	sel, err := r.stmt(ctx, &r.selectToken, selectTokenQuery)
-	if err == nil {
-		err = sel.QueryRowContext(ctx, lib.ID, token, lib.Owner).Scan(&n)
-	}
-	if err != nil {
-		return fmt.Errorf("primary db: read RepoUserToken: %w%s", err, grantHint(err))
-	}
-	if n > 0 {
-		r.prepared.Store(key, struct{}{})
-		return nil
-	}
-	add, err := r.stmt(ctx, &r.addToken, addTokenQuery)
-	if err == nil {
-		_, err = add.ExecContext(ctx, lib.ID, lib.Owner, token)
-	}
+	stale, err := r.prepareBatch(ctx, []Library{lib})
 	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == 1062 {
-		// Another seafbak inserted it meanwhile, or the row exists for another email
-		// (the owner changed): the unique key is (repo_id, token).
-		_, err = r.sqlDB.ExecContext(ctx, "UPDATE RepoUserToken SET email = ? WHERE repo_id = ? AND token = ?", lib.Owner, lib.ID, token)
+	if len(stale) > 0 || errors.As(err, &me) && me.Number == 1062 {
+		// The row names a former owner, or another seafbak inserted it between the two
+		// statements: the unique key is (repo_id, token).
+		err = r.setTokenOwner(ctx, lib)
 	}
+	return err
+}
+
+// setTokenOwner points the library's existing token row at its owner.
+func (r *Remote) setTokenOwner(ctx context.Context, lib Library) error {
+	_, err := r.sqlDB.ExecContext(ctx, "UPDATE RepoUserToken SET email = ? WHERE repo_id = ? AND token = ?", lib.Owner, lib.ID, Token(r.syncToken, lib.ID))
 	if err != nil {
-		return fmt.Errorf("primary db: create the library token in RepoUserToken: %w%s", err, grantHint(err))
+		return fmt.Errorf("primary db: set the library token's owner in RepoUserToken: %w%s", err, grantHint(err))
 	}
-	r.prepared.Store(key, struct{}{})
+	r.prepared.Store(preparedKey(lib), struct{}{})
 	return nil
 }
 
@@ -171,14 +136,15 @@ func preparedKey(lib Library) string { return lib.ID + "\x00" + lib.Owner }
 // three values stay far below MySQL's 65 535 placeholders and its smallest packet size.
 const prepareBatch = 500
 
-// PrepareMany does Prepare's work for many libraries in a few statements, ahead of
-// their syncs: one SELECT and at most one multi-row INSERT per prepareBatch libraries.
+// PrepareMany does most of Prepare's work for many libraries in a few statements, ahead
+// of their syncs: one SELECT and at most one multi-row INSERT per prepareBatch libraries.
 // A first scan of a server with 10 000 libraries otherwise inserts their tokens one
 // autocommit at a time, each a commit MariaDB must flush (bench, 2026-11-28: 34.8 s and
-// 6.4 CPU-s of MariaDB, against 29.1 s and 2.5 with batches). It settles only what is plainly missing or
-// present: a library it leaves (no owner, a token row naming another owner, a batch
-// that failed or raced with another seafbak) goes through Prepare at its sync, which
-// reports that library's own error. So its error is only for the log.
+// 6.4 CPU-s of MariaDB, against 29.1 s and 2.5 with batches). It settles only what is
+// plainly missing or present: a library it leaves (no owner, a token row naming
+// another owner, a batch that failed or raced with another seafbak) goes through
+// Prepare at its sync, which reports that library's own error. So its error is only
+// for the log.
 func (r *Remote) PrepareMany(ctx context.Context, libs []Library) error {
 	var todo []Library
 	for _, lib := range libs {
@@ -192,7 +158,7 @@ func (r *Remote) PrepareMany(ctx context.Context, libs []Library) error {
 	var errs []error
 	for len(todo) > 0 {
 		n := min(len(todo), prepareBatch)
-		if err := r.prepareBatch(ctx, todo[:n]); err != nil {
+		if _, err := r.prepareBatch(ctx, todo[:n]); err != nil {
 			errs = append(errs, err)
 			if ctx.Err() != nil {
 				break
@@ -203,17 +169,21 @@ func (r *Remote) PrepareMany(ctx context.Context, libs []Library) error {
 	return errors.Join(errs...)
 }
 
-func (r *Remote) prepareBatch(ctx context.Context, libs []Library) error {
+// prepareBatch reads the token rows of libs and inserts the missing ones in one
+// statement. It returns the libraries whose row names another owner, untouched.
+func (r *Remote) prepareBatch(ctx context.Context, libs []Library) (stale []Library, err error) {
 	marks := strings.Repeat(",?", len(libs))[1:]
+	tokens := make([]string, len(libs))
 	args := make([]any, 2*len(libs))
 	for i, lib := range libs {
-		args[i], args[len(libs)+i] = lib.ID, Token(r.syncToken, lib.ID)
+		tokens[i] = Token(r.syncToken, lib.ID)
+		args[i], args[len(libs)+i] = lib.ID, tokens[i]
 	}
 	// UNIQUE(repo_id, token) answers it from the index; the token too, so that the
 	// desktop clients' rows (one per device and library) stay out of the answer.
 	rows, err := r.sqlDB.QueryContext(ctx, "SELECT repo_id, token, email FROM RepoUserToken WHERE repo_id IN ("+marks+") AND token IN ("+marks+")", args...)
 	if err != nil {
-		return fmt.Errorf("primary db: read RepoUserToken: %w%s", err, grantHint(err))
+		return nil, fmt.Errorf("primary db: read RepoUserToken: %w%s", err, grantHint(err))
 	}
 	type row struct{ repo, token string }
 	have := make(map[row]string, len(libs)) // the email of each (repo, token) row
@@ -222,19 +192,19 @@ func (r *Remote) prepareBatch(ctx context.Context, libs []Library) error {
 		var email string
 		if err := rows.Scan(&k.repo, &k.token, &email); err != nil {
 			rows.Close()
-			return fmt.Errorf("primary db: read RepoUserToken: %w", err)
+			return nil, fmt.Errorf("primary db: read RepoUserToken: %w", err)
 		}
 		have[k] = email
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
-		return fmt.Errorf("primary db: read RepoUserToken: %w", err)
+		return nil, fmt.Errorf("primary db: read RepoUserToken: %w", err)
 	}
 	rows.Close()
 	var add []Library
 	values := make([]any, 0, 3*len(libs))
-	for _, lib := range libs {
-		token := Token(r.syncToken, lib.ID)
+	for i, lib := range libs {
+		token := tokens[i]
 		email, found := have[row{lib.ID, token}]
 		switch {
 		case !found:
@@ -242,22 +212,23 @@ func (r *Remote) prepareBatch(ctx context.Context, libs []Library) error {
 			values = append(values, lib.ID, lib.Owner, token)
 		case email == lib.Owner:
 			r.prepared.Store(preparedKey(lib), struct{}{})
+		default:
+			stale = append(stale, lib)
 		}
-		// A row for another owner: Prepare moves it at the library's sync.
 	}
 	if len(add) == 0 {
-		return nil
+		return stale, nil
 	}
 	// One statement is one commit, and all or nothing: a row another seafbak inserted
 	// meanwhile fails the whole batch (1062), and those libraries prepare one by one.
 	_, err = r.sqlDB.ExecContext(ctx, "INSERT INTO RepoUserToken (repo_id, email, token) VALUES "+strings.Repeat(",(?,?,?)", len(add))[1:], values...)
 	if err != nil {
-		return fmt.Errorf("primary db: create %d library tokens in RepoUserToken: %w%s", len(add), err, grantHint(err))
+		return stale, fmt.Errorf("primary db: create library tokens in RepoUserToken (%d): %w%s", len(add), err, grantHint(err))
 	}
 	for _, lib := range add {
 		r.prepared.Store(preparedKey(lib), struct{}{})
 	}
-	return nil
+	return stale, nil
 }
 
 func grantHint(err error) string {

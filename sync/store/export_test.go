@@ -30,7 +30,7 @@ func LinkThroughProc(s *FS) *FS {
 func HeldDirs(s *FS) int { return s.held.Len() }
 
 // OpenHeldAtOnce makes s open a held library directory at its first object call rather
-// than after openHeldAfter of them.
+// than after fsutil.DefaultOpenAfter of them.
 func OpenHeldAtOnce(s *FS) *FS {
 	s.held.OpenAfter = 1
 	return s

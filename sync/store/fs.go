@@ -509,18 +509,24 @@ func (s *FS) ensureDir(dir string) error {
 	if created {
 		// New directories: their entries in their parents must survive a crash too.
 		for d := dir; len(d) > len(s.root); d = filepath.Dir(d) {
-			if s.durability == PerObject {
-				if err := fsutil.SyncDir(filepath.Dir(d)); err != nil {
-					return err
-				}
-			} else {
-				s.mu.Lock()
-				s.pendingDirs[filepath.Dir(d)] = struct{}{}
-				s.mu.Unlock()
+			if err := s.entryAdded(filepath.Dir(d)); err != nil {
+				return err
 			}
 		}
 	}
 	s.madeDirs.Store(dir, struct{}{})
+	return nil
+}
+
+// entryAdded makes a new entry in dir durable as the store's durability says: at once
+// (PerObject), or with the next Sync.
+func (s *FS) entryAdded(dir string) error {
+	if s.durability == PerObject {
+		return fsutil.SyncDir(dir)
+	}
+	s.mu.Lock()
+	s.pendingDirs[dir] = struct{}{}
+	s.mu.Unlock()
 	return nil
 }
 

@@ -33,14 +33,8 @@ type libKey struct {
 // later Sync of the same FS: objects this process wrote through it are not in the store.
 var ErrLibraryDirMoved = errors.New("removed or replaced while seafbak wrote into it")
 
-// openHeldAfter is how many object calls by path a held directory waits for before it
-// is opened: a library of a few files (a scan's thousands of new ones) would spend more
-// on opening, checking and closing it than its walks cost.
-const openHeldAfter = 64
-
 func (s *FS) initHeld() {
 	s.held = fsutil.Held[libKey]{
-		OpenAfter: openHeldAfter,
 		// Made if needed: by then the library has objects to write, or all of them are
 		// there already.
 		Open: func(path string) (int, error) {
@@ -126,14 +120,8 @@ func (s *FS) ensureSubdir(d *fsutil.HeldDir, sub string) error {
 	switch {
 	case err == nil:
 		// Its entry in the library's directory must survive a crash too.
-		if s.durability == PerObject {
-			if err := fsutil.SyncDir(d.Path); err != nil {
-				return err
-			}
-		} else {
-			s.mu.Lock()
-			s.pendingDirs[d.Path] = struct{}{}
-			s.mu.Unlock()
+		if err := s.entryAdded(d.Path); err != nil {
+			return err
 		}
 	case err != unix.EEXIST:
 		return fmt.Errorf("mkdir %s: %w", filepath.Join(d.Path, sub), err)

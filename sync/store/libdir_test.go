@@ -39,7 +39,7 @@ func TestFSStorePreloadedLibraryWritesInPlace(t *testing.T) {
 				}
 				s = way(s)
 				if d == PerObject {
-					s = OpenHeldAtOnce(s) // and the default, after openHeldAfter calls, under Batch
+					s = OpenHeldAtOnce(s) // and the default, after fsutil.DefaultOpenAfter calls, under Batch
 				}
 				for _, k := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
 					if err := s.Preload(ctx, k, repo); err != nil {

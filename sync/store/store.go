@@ -41,7 +41,7 @@ type Store interface {
 // Preloader is a Store that reaches a whole library's objects more cheaply once told
 // the library will be copied: S3 answers presence from one listing instead of a request
 // per object (one ListObjectsV2 page per 1000 keys against one HEAD per object); FS holds
-// the library's directories open (see libDir). A sync preloads a library when it
+// the library's directories open (see libdir.go). A sync preloads a library when it
 // expects to ask about most of its objects (its first backup, or the resumption of one),
 // and forgets it when the copy is done, so a scan of many libraries holds one preload
 // per running sync, not one per library. A listing may say "absent" for an object
