@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -201,12 +200,23 @@ func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
 }
 
 // markersOn calls fn with the name and writer of every marker on storeID, as dirty/
-// held them at some instant after the call began. A scan keeps hundreds of markers
-// while it syncs many small libraries at once, and every sync asks twice (DeadDirty,
-// OtherWriters): the syncs that ask at about the same time share one listing, as they
-// share a flush (a listing that starts after a caller asked sees every marker that
-// existed when it asked, which is all either question needs).
+// held them at some instant after the call began. It reads the process's inotify view
+// of dirty/ (markerView). Without one, the syncs that ask at about the same time share
+// one listing, as they share a flush: a listing that starts after a caller asked sees
+// every marker that existed when it asked, which is all either question needs.
 func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
+	if v := d.markerViewFor(); v != nil {
+		writers, ok, err := v.writers(storeID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			for _, w := range writers {
+				fn(storeID+"."+w, w)
+			}
+			return nil
+		}
+	}
 	if err := d.dirtyList.Do("", func([]string) error {
 		names, err := d.listMarkers()
 		if err != nil {
@@ -218,9 +228,8 @@ func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
 		return err
 	}
 	// The latest listing: this caller's round's, or one that started even later.
-	prefix := storeID + "."
 	for _, name := range *d.markers.Load() {
-		if writer, ok := strings.CutPrefix(name, prefix); ok && writer != "" {
+		if store, writer, ok := splitMarker(name); ok && store == storeID {
 			fn(name, writer)
 		}
 	}

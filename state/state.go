@@ -96,8 +96,11 @@ type Dir struct {
 	// Group commits: the data of records about to be renamed into place, the
 	// libraries/ directory after renames, the dirty/ directory after new markers.
 	recordData, recordDir, dirtyDir fsutil.Group
-	// dirtyList shares listings of dirty/ among the syncs asking at once; markers is
-	// the latest listing's marker names.
+	// view follows dirty/'s names through inotify, started by the first question
+	// about markers; nil where inotify is unavailable. Then dirtyList shares listings
+	// of dirty/ among the syncs asking at once, and markers is the latest listing.
+	viewOnce  gosync.Once
+	view      *markerView
 	dirtyList fsutil.Group
 	markers   atomic.Pointer[[]string]
 }
