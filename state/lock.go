@@ -19,42 +19,50 @@ var ErrLocked = errors.New("another seafbak is syncing this library")
 // Lock is a held library lock. The kernel drops it when the process dies, so a kill -9
 // never leaves a library locked.
 type Lock struct {
-	f *os.File
+	fd int // -1 once unlocked
 }
 
 // Unlock releases the lock.
 func (l *Lock) Unlock() {
-	if l != nil && l.f != nil {
-		l.f.Close() // closing the only descriptor releases the flock
-		l.f = nil
+	if l != nil && l.fd >= 0 {
+		unix.Close(l.fd) // closing the only descriptor releases the flock
+		l.fd = -1
 	}
 }
 
-func (d *Dir) lockFile(repoID string) (*os.File, error) {
+// lockFile opens (creating) the library's lock file. It is a bare descriptor: an
+// os.File would add the netpoller's fcntl and epoll_ctl calls, which a regular file
+// never uses, to each of the thousands of libraries a first scan locks (issue 10).
+func (d *Dir) lockFile(repoID string) (int, error) {
 	if _, err := d.recordPath(repoID); err != nil { // checks the id
-		return nil, err
+		return -1, err
 	}
-	f, err := os.OpenFile(filepath.Join(d.root, "locks", repoID+".lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	p := filepath.Join(d.root, "locks", repoID+".lock")
+	var fd int
+	err := fsutil.IgnoringEINTR(func() (err error) {
+		fd, err = unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o640)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
+		return -1, fmt.Errorf("state: lock %s: %w", repoID, &os.PathError{Op: "open", Path: p, Err: err})
 	}
-	return f, nil
+	return fd, nil
 }
 
 // TryLock takes the library's lock or returns ErrLocked at once.
 func (d *Dir) TryLock(repoID string) (*Lock, error) {
-	f, err := d.lockFile(repoID)
+	fd, err := d.lockFile(repoID)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+		unix.Close(fd)
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("library %s: %w", repoID, ErrLocked)
 		}
 		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
 	}
-	return &Lock{f: f}, nil
+	return &Lock{fd: fd}, nil
 }
 
 // Lock waits for the library's lock until ctx ends. The primary's hook blocks here while
@@ -138,16 +146,25 @@ func (d *Dir) MarkDirty(storeID, repoID string) error {
 	return nil
 }
 
+// writeMarker creates the marker at p through a bare descriptor (see lockFile).
 func writeMarker(p string) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	var fd int
+	err := fsutil.IgnoringEINTR(func() (err error) {
+		fd, err = unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o640)
+		return err
+	})
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: p, Err: err}
 	}
-	if _, err := f.WriteString(time.Now().UTC().Format(time.RFC3339) + "\n"); err != nil {
-		f.Close()
-		return err
+	// The content is for people only (see MarkDirty): a short write is no error.
+	_, err = unix.Write(fd, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"))
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
 	}
-	return f.Close()
+	if err != nil {
+		return &os.PathError{Op: "write", Path: p, Err: err}
+	}
+	return nil
 }
 
 // ClearDirty removes repoID's marker on storeID after its objects were made durable.

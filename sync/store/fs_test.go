@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -310,5 +311,43 @@ func TestFSStoreBlocksOnAnotherFilesystem(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(root, TempDirName)); len(ents) != 0 {
 		t.Errorf("temp files left: %v", ents)
+	}
+}
+
+// Get reads an object whole, and refuses one larger than any object of its kind
+// without reading more than one byte past the limit.
+func TestFSStoreGetBoundsTheRead(t *testing.T) {
+	root := t.TempDir()
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	limit := object.MaxStoredSize(object.KindCommit)
+	put := func(id string, size int64) {
+		dir := filepath.Join(root, "storage", "commits", repo, id[:2])
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id[2:]), bytes.Repeat([]byte{'c'}, int(size)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for _, size := range []int64{0, 1, 4095, 4096, 4097, limit} {
+		id := fmt.Sprintf("%040x", size+1)
+		put(id, size)
+		data, err := s.Get(ctx, object.KindCommit, repo, id)
+		if err != nil || int64(len(data)) != size || size > 0 && data[size-1] != 'c' {
+			t.Fatalf("size %d: got %d bytes, %v", size, len(data), err)
+		}
+	}
+	big := fmt.Sprintf("%040x", 0xb16)
+	put(big, limit+1)
+	if _, err := s.Get(ctx, object.KindCommit, repo, big); !errors.Is(err, object.ErrInvalid) {
+		t.Fatalf("an object over the limit: %v", err)
+	}
+	if _, err := s.Get(ctx, object.KindCommit, repo, fmt.Sprintf("%040x", 0xab5e)); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("an absent object: %v", err)
 	}
 }
