@@ -28,7 +28,10 @@ import (
 //
 // Where inotify is unavailable (no instance left: the kernel allows each user 128 by
 // default) or dirty/ is removed or replaced under the watch, questions list dirty/ as
-// before, through the shared listing of markersOn.
+// before, through the shared listing of markersOn. So they do on any filesystem not
+// known to be local (localFilesystem): on NFS, CIFS or FUSE, inotify reports only this
+// machine's changes, and a state directory shared between hosts would hide the other
+// host's markers.
 type markerView struct {
 	dir string
 
@@ -45,9 +48,30 @@ const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.
 // inotifyInit is unix.InotifyInit1; tests make it fail to exercise the listings.
 var inotifyInit = unix.InotifyInit1
 
+// localFilesystem reports whether dir is on a filesystem whose every change passes
+// through this kernel, so that inotify sees them all. A variable for tests.
+var localFilesystem = func(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC,
+		unix.F2FS_SUPER_MAGIC, zfsSuperMagic:
+		return true
+	}
+	return false
+}
+
+// zfsSuperMagic is OpenZFS's f_type, which x/sys/unix does not name.
+const zfsSuperMagic = 0x2fc12fc1
+
 // newMarkerView watches dir and lists it once. It returns nil when inotify cannot watch
 // it; the caller then lists the directory for every question.
 func newMarkerView(dir string) *markerView {
+	if !localFilesystem(dir) {
+		return nil
+	}
 	fd, err := inotifyInit(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil

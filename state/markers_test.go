@@ -19,6 +19,35 @@ func withoutInotify(t *testing.T) {
 	t.Cleanup(func() { inotifyInit = saved })
 }
 
+// On a filesystem not known to be local (NFS, CIFS, FUSE), where inotify would miss
+// another host's markers, questions list dirty/.
+func TestMarkerQuestionsOnARemoteFilesystem(t *testing.T) {
+	saved := localFilesystem
+	localFilesystem = func(string) bool { return false }
+	t.Cleanup(func() { localFilesystem = saved })
+	t.Run("markers", TestDirtyMarkers)
+	t.Run("before", TestMarkerQuestionsSeeMarkersMadeBeforeThem)
+	d, _ := Open(t.TempDir())
+	d.DeadDirty(repoID(1), repoID(1))
+	if d.view != nil {
+		t.Fatal("a view started on a filesystem not known to be local")
+	}
+}
+
+// On a local filesystem (the test machine's temp directory, usually) the view is used.
+func TestMarkerViewOnALocalFilesystem(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	if !localFilesystem(d.Root()) {
+		var st unix.Statfs_t
+		unix.Statfs(d.Root(), &st)
+		t.Skipf("%s is on a filesystem seafbak does not know as local (f_type %#x)", d.Root(), st.Type)
+	}
+	d.DeadDirty(repoID(1), repoID(1))
+	if d.view == nil {
+		t.Fatal("no view of dirty/ on a local filesystem")
+	}
+}
+
 func TestMarkerQuestionsWithoutInotify(t *testing.T) {
 	withoutInotify(t)
 	t.Run("markers", TestDirtyMarkers)
