@@ -223,11 +223,7 @@ func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
 // every marker that existed when it asked, which is all either question needs.
 func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
 	if v := d.markerViewFor(); v != nil {
-		writers, ok, err := v.writers(storeID)
-		if err != nil {
-			return err
-		}
-		if ok {
+		if writers, ok := v.writers(storeID); ok {
 			for _, w := range writers {
 				fn(storeID+"."+w, w)
 			}

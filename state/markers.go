@@ -150,22 +150,23 @@ func (v *markerView) stop() {
 
 // writers returns the writers with a marker on store as dirty/ holds them now; ok is
 // false once the view has given up.
-func (v *markerView) writers(store string) (writers []string, ok bool, err error) {
+func (v *markerView) writers(store string) (writers []string, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.fd < 0 {
-		return nil, false, nil
+		return nil, false
 	}
-	if err := v.drain(); err != nil {
-		return nil, false, err
-	}
-	if v.fd < 0 {
-		return nil, false, nil
+	if err := v.drain(); err != nil || v.fd < 0 {
+		// A view that could not follow (an unreadable queue, a failed listing
+		// after an overflow) is stale: listings answer from now on, and report
+		// their own errors.
+		v.stop()
+		return nil, false
 	}
 	for w := range v.stores[store] {
 		writers = append(writers, w)
 	}
-	return writers, true, nil
+	return writers, true
 }
 
 // drain applies every queued event.
