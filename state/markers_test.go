@@ -11,26 +11,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// withoutInotify runs the marker questions of the test the way a process without an
-// inotify instance left asks them: by listing dirty/.
-func withoutInotify(t *testing.T) {
-	saved := inotifyInit
-	inotifyInit = func(int) (int, error) { return -1, unix.EMFILE }
-	t.Cleanup(func() { inotifyInit = saved })
-}
-
-// On a filesystem not known to be local (NFS, CIFS, FUSE), where inotify would miss
-// another host's markers, questions list dirty/.
-func TestMarkerQuestionsOnARemoteFilesystem(t *testing.T) {
-	saved := localFilesystem
-	localFilesystem = func(string) bool { return false }
-	t.Cleanup(func() { localFilesystem = saved })
-	t.Run("markers", TestDirtyMarkers)
-	t.Run("before", TestMarkerQuestionsSeeMarkersMadeBeforeThem)
-	d, _ := Open(t.TempDir())
-	d.DeadDirty(repoID(1), repoID(1))
-	if d.view != nil {
-		t.Fatal("a view started on a filesystem not known to be local")
+// Where the view cannot serve, questions list dirty/ and answer the same: without an
+// inotify instance left, and on a filesystem not known to be local (NFS, CIFS, FUSE),
+// where inotify would miss another host's markers.
+func TestMarkerQuestionsByListing(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		disable func()
+	}{
+		{"no inotify instance", func() { inotifyInit = func(int) (int, error) { return -1, unix.EMFILE } }},
+		{"not a local filesystem", func() { localFilesystem = func(string) bool { return false } }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			savedInit, savedLocal := inotifyInit, localFilesystem
+			t.Cleanup(func() { inotifyInit, localFilesystem = savedInit, savedLocal })
+			c.disable()
+			t.Run("markers", TestDirtyMarkers)
+			t.Run("before", TestMarkerQuestionsSeeMarkersMadeBeforeThem)
+			d, _ := Open(t.TempDir())
+			d.DeadDirty(repoID(1), repoID(1))
+			if d.view != nil {
+				t.Fatal("a view started")
+			}
+		})
 	}
 }
 
@@ -45,17 +48,6 @@ func TestMarkerViewOnALocalFilesystem(t *testing.T) {
 	d.DeadDirty(repoID(1), repoID(1))
 	if d.view == nil {
 		t.Fatal("no view of dirty/ on a local filesystem")
-	}
-}
-
-func TestMarkerQuestionsWithoutInotify(t *testing.T) {
-	withoutInotify(t)
-	t.Run("markers", TestDirtyMarkers)
-	t.Run("before", TestMarkerQuestionsSeeMarkersMadeBeforeThem)
-	d, _ := Open(t.TempDir())
-	d.DeadDirty(repoID(1), repoID(1))
-	if d.view != nil {
-		t.Fatal("a view started without inotify")
 	}
 }
 
