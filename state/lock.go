@@ -19,14 +19,15 @@ var ErrLocked = errors.New("another seafbak is syncing this library")
 // Lock is a held library lock. The kernel drops it when the process dies, so a kill -9
 // never leaves a library locked.
 type Lock struct {
-	fd int // -1 once unlocked
+	fd   int
+	held bool // false once unlocked, and in a zero Lock: never close a descriptor not ours
 }
 
 // Unlock releases the lock.
 func (l *Lock) Unlock() {
-	if l != nil && l.fd >= 0 {
+	if l != nil && l.held {
 		unix.Close(l.fd) // closing the only descriptor releases the flock
-		l.fd = -1
+		l.held = false
 	}
 }
 
@@ -62,7 +63,7 @@ func (d *Dir) TryLock(repoID string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
 	}
-	return &Lock{fd: fd}, nil
+	return &Lock{fd: fd, held: true}, nil
 }
 
 // Lock waits for the library's lock until ctx ends. The primary's hook blocks here while
