@@ -41,6 +41,10 @@ type markerView struct {
 	buf    []byte
 }
 
+// maxInotifyEvent is the largest event a read can return: the header and a name of
+// NAME_MAX bytes with its NUL.
+const maxInotifyEvent = unix.SizeofInotifyEvent + unix.NAME_MAX + 1
+
 // inotifyMask is what changes dirty/'s names, and what ends the watch's meaning.
 const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
@@ -212,6 +216,12 @@ func (v *markerView) drain() error {
 			if err := v.relist(); err != nil {
 				return fmt.Errorf("state: list %s: %w", v.dir, err)
 			}
+			continue
+		}
+		if n <= len(v.buf)-maxInotifyEvent {
+			// Room was left for another event: the queue was empty when read, after
+			// the question began. No read to learn it again.
+			return nil
 		}
 	}
 }
