@@ -31,19 +31,14 @@ func (l *Lock) Unlock() {
 	}
 }
 
-// lockFile opens (creating) the library's lock file. It is a bare descriptor: an
-// os.File would add the netpoller's fcntl and epoll_ctl calls, which a regular file
-// never uses, to each of the thousands of libraries a first scan locks (issue 10).
+// lockFile opens (creating) the library's lock file, as a bare descriptor (fsutil.Open:
+// a first scan locks thousands of libraries).
 func (d *Dir) lockFile(repoID string) (int, error) {
 	if _, err := d.recordPath(repoID); err != nil { // checks the id
 		return -1, err
 	}
 	p := filepath.Join(d.root, "locks", repoID+".lock")
-	var fd int
-	err := fsutil.IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o640)
-		return err
-	})
+	fd, err := fsutil.Open(p, unix.O_RDWR|unix.O_CREAT, 0o640)
 	if err != nil {
 		return -1, fmt.Errorf("state: lock %s: %w", repoID, &os.PathError{Op: "open", Path: p, Err: err})
 	}
@@ -149,11 +144,7 @@ func (d *Dir) MarkDirty(storeID, repoID string) error {
 
 // writeMarker creates the marker at p through a bare descriptor (see lockFile).
 func writeMarker(p string) error {
-	var fd int
-	err := fsutil.IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o640)
-		return err
-	})
+	fd, err := fsutil.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o640)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: p, Err: err}
 	}
@@ -252,7 +243,11 @@ func (d *Dir) markersOn(storeID string, fn func(name, writer string)) error {
 
 // listMarkers reads the names in dirty/; markersOn picks those on a store.
 func (d *Dir) listMarkers() ([]string, error) {
-	dir := filepath.Join(d.root, "dirty")
+	return listNames(filepath.Join(d.root, "dirty"))
+}
+
+// listNames reads the names in dir.
+func listNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)

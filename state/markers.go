@@ -1,8 +1,6 @@
 package state
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -95,12 +93,7 @@ func newMarkerView(dir string) *markerView {
 // relist replaces the view with a listing of the directory. Events still queued are
 // applied after it, which is right whatever they say: see markerView.
 func (v *markerView) relist() error {
-	f, err := os.Open(v.dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
+	names, err := listNames(v.dir)
 	if err != nil {
 		return err
 	}
@@ -160,10 +153,9 @@ func (v *markerView) writers(store string) (writers []string, ok bool) {
 	if v.fd < 0 {
 		return nil, false
 	}
-	if err := v.drain(); err != nil || v.fd < 0 {
-		// A view that could not follow (an unreadable queue, a failed listing
-		// after an overflow) is stale: listings answer from now on, and report
-		// their own errors.
+	if !v.drain() {
+		// A view that cannot follow is stale: listings answer from now on, and
+		// report their own errors.
 		v.stop()
 		return nil, false
 	}
@@ -173,26 +165,26 @@ func (v *markerView) writers(store string) (writers []string, ok bool) {
 	return writers, true
 }
 
-// drain applies every queued event.
-func (v *markerView) drain() error {
+// drain applies every queued event. It reports false when the view can no longer
+// follow dirty/: the directory is gone or moved, the queue cannot be read, or a listing
+// after an overflow failed.
+func (v *markerView) drain() bool {
 	for {
 		n, err := unix.Read(v.fd, v.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			return nil
-		case err != nil:
-			return fmt.Errorf("state: watch %s: %w", v.dir, err)
-		case n < unix.SizeofInotifyEvent:
-			return fmt.Errorf("state: watch %s: short read of %d bytes", v.dir, n)
+			return true
+		case err != nil || n < unix.SizeofInotifyEvent:
+			return false
 		}
 		overflowed := false
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&v.buf[off]))
 			end := off + unix.SizeofInotifyEvent + int(ev.Len)
 			if end > n {
-				return fmt.Errorf("state: watch %s: event runs past the read", v.dir)
+				return false
 			}
 			name := strings.TrimRight(string(v.buf[off+unix.SizeofInotifyEvent:end]), "\x00")
 			off = end
@@ -202,8 +194,7 @@ func (v *markerView) drain() error {
 			case ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
 				// dirty/ itself is gone or moved: the watch says nothing about the
 				// directory at the path any more.
-				v.stop()
-				return nil
+				return false
 			case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 				v.add(name)
 			case ev.Mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
@@ -213,15 +204,15 @@ func (v *markerView) drain() error {
 		if overflowed {
 			// Events were lost: what is queued now comes after the listing below
 			// starts, or repeats what it sees.
-			if err := v.relist(); err != nil {
-				return fmt.Errorf("state: list %s: %w", v.dir, err)
+			if v.relist() != nil {
+				return false
 			}
 			continue
 		}
 		if n <= len(v.buf)-maxInotifyEvent {
 			// Room was left for another event: the queue was empty when read, after
 			// the question began. No read to learn it again.
-			return nil
+			return true
 		}
 	}
 }

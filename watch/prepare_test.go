@@ -24,9 +24,8 @@ func TestWatchFirstPollPreparesTokensInBatches(t *testing.T) {
 	for i := range 3 {
 		l, err := gen.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprintf("lib%d", i), Owner: "u@example.com"})
 		must(t, err)
-		_, err = l.Commit("files", seafgen.Put("a.txt", []byte(fmt.Sprint("a", i))))
-		must(t, err)
-		must(t, l.InsertRows(ctx, env.PrimaryDB))
+		testenv.Commit(t, l, "files", seafgen.Put("a.txt", []byte(fmt.Sprint("a", i))))
+		env.Publish(l)
 		libs = append(libs, l)
 	}
 	var logs testenv.LockedBuffer
@@ -38,14 +37,7 @@ func TestWatchFirstPollPreparesTokensInBatches(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()
-	waitFor(t, "first backup", func() bool {
-		for _, l := range libs {
-			if env.BackupHead(l.ID) != l.Head {
-				return false
-			}
-		}
-		return true
-	})
+	waitBackedUp(t, env, libs)
 	cancel()
 	must(t, <-done)
 	for _, l := range libs {

@@ -48,6 +48,19 @@ func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 	return testenv.WaitFor(t, what, 20*time.Second, cond)
 }
 
+// waitBackedUp waits until the backup database holds every library at its head.
+func waitBackedUp(t *testing.T, env *testenv.Env, libs []*seafgen.Library) {
+	t.Helper()
+	waitFor(t, "first backup", func() bool {
+		for _, l := range libs {
+			if env.BackupHead(l.ID) != l.Head {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func TestWatchFollowsThePrimary(t *testing.T) {
 	env := testenv.New(t, srv)
 	gen := seafgen.New(env.PrimaryDir)
@@ -76,14 +89,7 @@ func TestWatchFollowsThePrimary(t *testing.T) {
 	go func() { done <- w.Run(wctx) }()
 
 	// Every library is backed up once the listing works again.
-	waitFor(t, "first backup", func() bool {
-		for _, l := range libs {
-			if env.BackupHead(l.ID) != l.Head {
-				return false
-			}
-		}
-		return true
-	})
+	waitBackedUp(t, env, libs)
 	for _, l := range libs {
 		env.CompareWithPrimary(l.ID, l.StoreID, l.Head)
 	}

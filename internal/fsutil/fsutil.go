@@ -110,15 +110,9 @@ func SyncDir(dir string) error { return syncName(dir) }
 func SyncFile(path string) error { return syncName(path) }
 
 // syncName fsyncs whatever path names: on Linux a read-only descriptor is enough to
-// fsync a file or a directory. It uses the bare descriptor: os.Open would add the
-// netpoller's fcntl and epoll_ctl calls, which regular files and directories never use,
-// to every flush of a small library (issue 10).
+// fsync a file or a directory.
 func syncName(path string) error {
-	var fd int
-	err := IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		return err
-	})
+	fd, err := Open(path, unix.O_RDONLY, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}

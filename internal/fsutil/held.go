@@ -161,9 +161,5 @@ func (h *Held[K]) close(d *HeldDir) {
 
 // OpenDir opens a directory to reach what is below it (openat, fstatat, linkat).
 func OpenDir(path string) (fd int, err error) {
-	err = IgnoringEINTR(func() error {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		return err
-	})
-	return fd, err
+	return Open(path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 }

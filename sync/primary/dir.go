@@ -93,7 +93,7 @@ func libDirs(lib Library) []dirKey {
 // open opens an object read-only through a bare descriptor: os.Open would add five
 // fcntl/epoll_ctl calls per file to try the netpoller, which regular files never use
 // (issue 10: a first backup opens two source files per small file).
-func (d *Dir) open(kind object.Kind, storeID, id string) (*rawFile, error) {
+func (d *Dir) open(kind object.Kind, storeID, id string) (*fsutil.RawFile, error) {
 	p, err := d.path(kind, storeID, id)
 	if err != nil {
 		return nil, err
@@ -107,13 +107,10 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*rawFile, error) {
 		})
 		d.held.Done(h)
 		if err == nil {
-			return &rawFile{fd: fd, path: p}, nil
+			return &fsutil.RawFile{FD: fd, Path: p}, nil
 		}
 	}
-	err = fsutil.IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		return err
-	})
+	fd, err = fsutil.Open(p, unix.O_RDONLY, 0)
 	if err == unix.ENOENT {
 		// An unmounted or moved data dir looks like every object missing: only a
 		// storage dir that is still there can say an object is not in it.
@@ -126,40 +123,7 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*rawFile, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	return &rawFile{fd: fd, path: p}, nil
-}
-
-// rawFile reads a file through its descriptor alone.
-type rawFile struct {
-	fd   int
-	path string
-}
-
-func (f *rawFile) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, err := unix.Read(f.fd, p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
-
-func (f *rawFile) Close() error {
-	if f.fd < 0 {
-		return nil
-	}
-	err := unix.Close(f.fd)
-	f.fd = -1
-	return err
+	return &fsutil.RawFile{FD: fd, Path: p}, nil
 }
 
 // readLimited reads a small object, refusing more than limit bytes.

@@ -126,7 +126,7 @@ const TempDirName = "seafbak-tmp"
 func NewFS(root string, d Durability) (*FS, error) {
 	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{},
 		tmpTag: strconv.FormatUint(rand.Uint64(), 36)}
-	for _, dir := range []string{filepath.Join(root, "storage"), s.tmp} {
+	for _, dir := range []string{s.storage, s.tmp} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("backup store %s: %w", root, err)
 		}
@@ -234,7 +234,7 @@ func (s *FS) HasLibrary(_ context.Context, kind object.Kind, storeID string) (bo
 	if err := object.CheckRepoID(storeID); err != nil {
 		return false, fmt.Errorf("backup store: %w", err)
 	}
-	f, err := os.Open(filepath.Join(s.root, "storage", string(kind), storeID))
+	f, err := os.Open(filepath.Join(s.storage, string(kind), storeID))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -304,49 +304,28 @@ func (s *FS) stat(kind object.Kind, storeID, id string, st *unix.Stat_t) (presen
 	return false, fmt.Errorf("backup store: %w", &fs.PathError{Op: "stat", Path: p, Err: err})
 }
 
-// Get reads a commit or fs object whole, through a bare descriptor: os.Open would add
-// the netpoller's fcntl and epoll_ctl calls, and every sync reads its commits back to
-// prove them recorded (proveRecordable).
+// Get reads a commit or fs object whole, through a bare descriptor (fsutil.Open): every
+// sync reads its commits back to prove them recorded (proveRecordable).
 func (s *FS) Get(_ context.Context, kind object.Kind, storeID, id string) ([]byte, error) {
 	_, p, err := s.objectPath(kind, storeID, id)
 	if err != nil {
 		return nil, err
 	}
-	var fd int
-	err = fsutil.IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		return err
-	})
+	fd, err := fsutil.Open(p, unix.O_RDONLY, 0)
 	if err == unix.ENOENT {
 		return nil, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("backup store: %w", &fs.PathError{Op: "open", Path: p, Err: err})
 	}
-	defer unix.Close(fd)
+	f := &fsutil.RawFile{FD: fd, Path: p}
+	defer f.Close()
 	// A larger file than any commit or fs object is damage, and must not cost
-	// unbounded memory: at most limit+1 bytes are read.
+	// unbounded memory.
 	limit := object.MaxStoredSize(kind)
-	var st unix.Stat_t
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
-		return nil, fmt.Errorf("backup store: %w", &fs.PathError{Op: "stat", Path: p, Err: err})
-	}
-	data := make([]byte, 0, min(max(st.Size, 0), limit)+1)
-	for int64(len(data)) <= limit {
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)] // grown past a size that changed
-		}
-		n, err := unix.Read(fd, data[len(data):min(int64(cap(data)), limit+1)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("backup store: %w", &fs.PathError{Op: "read", Path: p, Err: err})
-		}
-		if n == 0 {
-			break
-		}
-		data = data[:len(data)+n]
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("backup store: %w", err)
 	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("backup store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, limit)
@@ -397,7 +376,7 @@ func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Wr
 		// and storage/blocks is often a mount of its own.
 		fd, err := openUnnamed(unix.AT_FDCWD, dir)
 		if err == unix.ENOENT {
-			top := filepath.Join(s.root, "storage", string(kind))
+			top := filepath.Join(s.storage, string(kind))
 			for d := dir; err == unix.ENOENT && len(d) > len(top); {
 				d = filepath.Dir(d)
 				fd, err = openUnnamed(unix.AT_FDCWD, d)

@@ -62,7 +62,7 @@ func (s *FS) Preload(_ context.Context, kind object.Kind, storeID string) error 
 	if err := object.CheckRepoID(storeID); err != nil {
 		return fmt.Errorf("backup store: %w", err)
 	}
-	s.held.Hold(libKey{kind, storeID}, filepath.Join(s.root, "storage", string(kind), storeID))
+	s.held.Hold(libKey{kind, storeID}, filepath.Join(s.storage, string(kind), storeID))
 	return nil
 }
 
