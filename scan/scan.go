@@ -49,6 +49,9 @@ type Engine interface {
 	MarkDeleted(ctx context.Context, repoID string) (seafsync.Result, error)
 	// BackupHeads lists the backup database's master heads; nil without one.
 	BackupHeads(ctx context.Context) (map[string]string, error)
+	// CopySlots is how many libraries should copy at once for Parallel slots: more than
+	// Parallel when the source waits on the network.
+	CopySlots(parallel int) int
 }
 
 // Preparer is an Engine that can set up, at once, the libraries a scan is about to sync
@@ -132,12 +135,13 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		record(s.Engine.MarkDeleted(ctx, rec.ID))
 	}
 	parallel := max(s.Parallel, 1)
-	// Many syncs run at once, each copying only in one of parallel slots: those that
+	// Many syncs run at once, each copying only in one of the copy slots: those that
 	// finish copying together share one flush of the store, of the markers and of the
 	// records (a first scan of thousands of small libraries is mostly such flushes).
 	// Each holds its library's lock meanwhile, so a hook for one of them waits its turn.
-	ctx = seafsync.LimitTransfers(ctx, parallel)
-	sem := make(chan struct{}, parallel*inFlightPerSlot)
+	copies := s.Engine.CopySlots(parallel)
+	ctx = seafsync.LimitTransfers(ctx, copies, parallel)
+	sem := make(chan struct{}, max(parallel*inFlightPerSlot, 2*copies))
 	var wg gosync.WaitGroup
 	for _, lib := range todo {
 		if ctx.Err() != nil {

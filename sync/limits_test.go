@@ -33,7 +33,7 @@ func TestLimitTransfersBoundsPrepareAndCopy(t *testing.T) {
 	eng.Source = counted
 	listed, err := eng.Source.Libraries(context.Background())
 	must(t, err)
-	ctx := seafsync.LimitTransfers(context.Background(), 2)
+	ctx := seafsync.LimitTransfers(context.Background(), 2, 2)
 	var wg gosync.WaitGroup
 	for _, lib := range listed {
 		wg.Add(1)

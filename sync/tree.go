@@ -99,9 +99,7 @@ func (r *run) startWorkers(ctx context.Context) *workers {
 	if n <= 0 {
 		n = 4
 	}
-	if c, ok := r.e.Source.(primary.Concurrent); ok {
-		n = max(n, c.BlockConcurrency())
-	}
+	n = inFlight(r.e.Source, n)
 	ctx, cancel := context.WithCancel(ctx)
 	ch, _ := idleWorkerChans.Get().(*workerChans)
 	if ch == nil || cap(ch.results) < window+n {
