@@ -244,18 +244,27 @@ type transferSlotsKey struct{}
 // slots are LimitTransfers' semaphores.
 type slots struct {
 	copy    chan struct{} // copying objects
+	large   chan struct{} // copies past their first smallCopy objects; nil if copy is no wider than parallel
 	prepare chan struct{} // Source.Prepare: the primary's database (tokens)
 }
 
 // LimitTransfers returns a context under which at most copies of the syncs it is given
-// to copy objects at once, and at most prepares prepare at once (over HTTP, a query of
+// to copy objects at once, and at most parallel prepare at once (over HTTP, a query of
 // the primary's database each: hundreds at once would exceed its max_connections). A
 // scan runs many more syncs than that at once, so that the durability work around each
 // copy (the dirty marker, the flush of the store, the backup database rows, the state
 // record) is shared by the syncs that reach it together rather than paid by each, while
-// the copying itself stays bounded (see CopySlots).
-func LimitTransfers(ctx context.Context, copies, prepares int) context.Context {
-	return context.WithValue(ctx, transferSlotsKey{}, &slots{copy: make(chan struct{}, max(copies, 1)), prepare: make(chan struct{}, max(prepares, 1))})
+// the copying itself stays bounded (see CopySlots). When copies is more than parallel,
+// only parallel of them may go on past their first smallCopy objects: a walk's memory
+// grows with its library (commits, a batch of fs objects, the frontier), so however
+// many small libraries copy at once, a scan holds at most parallel large walks.
+func LimitTransfers(ctx context.Context, copies, parallel int) context.Context {
+	copies, parallel = max(copies, 1), max(parallel, 1)
+	s := &slots{copy: make(chan struct{}, copies), prepare: make(chan struct{}, parallel)}
+	if copies > parallel {
+		s.large = make(chan struct{}, parallel)
+	}
+	return context.WithValue(ctx, transferSlotsKey{}, s)
 }
 
 // CopySlots is how many libraries should copy at once, for parallel configured slots.
@@ -278,13 +287,16 @@ func inFlight(src primary.Source, parallel int) int {
 	return n
 }
 
-// slot waits for one of LimitTransfers' slots (copy or prepare), if ctx has them.
+// slot waits for one of LimitTransfers' slots (copy, large or prepare), if ctx has them.
 func slot(ctx context.Context, which func(*slots) chan struct{}) (release func(), err error) {
 	s, _ := ctx.Value(transferSlotsKey{}).(*slots)
 	if s == nil {
 		return func() {}, nil
 	}
 	c := which(s)
+	if c == nil {
+		return func() {}, nil
+	}
 	select {
 	case c <- struct{}{}:
 		return func() { <-c }, nil
@@ -294,6 +306,7 @@ func slot(ctx context.Context, which func(*slots) chan struct{}) (release func()
 }
 
 func copySlot(s *slots) chan struct{}    { return s.copy }
+func largeSlot(s *slots) chan struct{}   { return s.large }
 func prepareSlot(s *slots) chan struct{} { return s.prepare }
 
 // prepare runs the source's Prepare, if it has one, in a prepare slot.
@@ -397,10 +410,11 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 			forget = e.preload(ctx, lib, log)
 		}
 		runErr = r.transfer(ctx)
-		// The listing and the copy slot are for the copy only: the flush and the
+		// The listing and the copy slots are for the copy only: the flush and the
 		// metadata below are shared with other syncs, and the post-condition asks the
 		// store itself.
 		forget()
+		r.releaseLarge()
 		release()
 	}
 	// Whatever happened, make what was written durable so the marker can go: the objects

@@ -6,6 +6,7 @@ import (
 	gosync "sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
@@ -79,4 +80,105 @@ func (c *countingSource) Prepare(ctx context.Context, lib primary.Library) error
 func (c *countingSource) Commit(ctx context.Context, lib primary.Library, id string) ([]byte, error) {
 	defer enter(&c.copy, &c.maxCopy)()
 	return c.Source.Commit(ctx, lib, id)
+}
+
+// Under LimitTransfers(copies, parallel) with more copies than parallel, small copies
+// fill the copy slots but at most parallel copies go on past their first smallCopy
+// objects, whether commits (long histories) or fs objects (large trees): a scan over
+// HTTP copies many small libraries at once without holding as many large walks in
+// memory.
+func TestLimitTransfersBoundsLargeCopies(t *testing.T) {
+	defer seafsync.SetSmallCopy(10)()
+	env := testenv.New(t, srv)
+	env.StartFileServer()
+	g := seafgen.New(env.PrimaryDir)
+	var libs []*seafgen.Library
+	for i := range 6 {
+		lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprint("large ", i), Owner: "limits@example.com"})
+		must(t, err)
+		if i%2 == 0 { // a long history
+			for c := range 12 {
+				testenv.Commit(t, lib, fmt.Sprint("commit ", c), seafgen.Put("a.txt", []byte(fmt.Sprint(i, c))))
+			}
+		} else { // a large tree
+			var files []seafgen.Change
+			for d := range 8 {
+				for f := range 6 {
+					files = append(files, seafgen.Put(fmt.Sprintf("d%d/f%d.txt", d, f), []byte(fmt.Sprint(i, d, f))))
+				}
+			}
+			testenv.Commit(t, lib, "files", files...)
+		}
+		libs = append(libs, lib)
+	}
+	env.Publish(libs...)
+	eng := env.Engine(false)
+	large := &largeSource{Remote: eng.Source.(*primary.Remote), fetched: map[string]int{}, two: make(chan struct{})}
+	eng.Source = large
+	listed, err := eng.Source.Libraries(context.Background())
+	must(t, err)
+	ctx := seafsync.LimitTransfers(context.Background(), 8, 1)
+	var wg gosync.WaitGroup
+	for _, lib := range listed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := eng.SyncListed(ctx, lib); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c, l := large.maxCopy.Load(), large.maxLarge.Load(); c < 2 || l != 1 {
+		t.Fatalf("%d copies and %d large ones at once, want several and 1", c, l)
+	}
+	for _, lib := range libs {
+		env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
+	}
+}
+
+// largeSource counts the copies asking for objects at once, and those of them that
+// had fetched 10 objects before (large): a large one waits briefly for another to show
+// up, so that two would be seen if they could run at once.
+type largeSource struct {
+	*primary.Remote
+	mu                gosync.Mutex
+	fetched           map[string]int
+	copy, large       atomic.Int64
+	maxCopy, maxLarge atomic.Int64
+	two               chan struct{} // closed once two large copies asked at once
+	closed            atomic.Bool
+}
+
+func (s *largeSource) asking(lib primary.Library, n int) (done func()) {
+	s.mu.Lock()
+	before := s.fetched[lib.ID]
+	s.fetched[lib.ID] += n
+	s.mu.Unlock()
+	leaveCopy := enter(&s.copy, &s.maxCopy)
+	if before < 10 {
+		return leaveCopy
+	}
+	leaveLarge := enter(&s.large, &s.maxLarge)
+	if s.maxLarge.Load() >= 2 {
+		if s.closed.CompareAndSwap(false, true) {
+			close(s.two)
+		}
+	} else {
+		select {
+		case <-s.two:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return func() { leaveLarge(); leaveCopy() }
+}
+
+func (s *largeSource) Commit(ctx context.Context, lib primary.Library, id string) ([]byte, error) {
+	defer s.asking(lib, 1)()
+	return s.Remote.Commit(ctx, lib, id)
+}
+
+func (s *largeSource) FSObjects(ctx context.Context, lib primary.Library, ids []string, fn func(string, []byte, error) error) error {
+	defer s.asking(lib, len(ids))()
+	return s.Remote.FSObjects(ctx, lib, ids, fn)
 }

@@ -19,6 +19,11 @@ import (
 // fsBatch is how many fs objects are asked for at once (one pack-fs request over HTTP).
 const fsBatch = 1000
 
+// smallCopy is how many objects (commits and fs objects) a copy fetches before it counts
+// as large and waits for one of the parallel large-copy slots (see LimitTransfers). A
+// copy within it holds little: a few commits and at most one batch of fs objects.
+var smallCopy = fsBatch
+
 // run is one sync of one library: what the walk found and what is left to write.
 type run struct {
 	e       *Engine
@@ -49,6 +54,12 @@ type run struct {
 	holes     []state.Hole
 	truncated map[string]bool
 
+	// fetched counts the commits and fs objects taken from the primary, for smallCopy;
+	// releaseLarge gives back the large-copy slot once taken.
+	fetched      int
+	largeTaken   bool
+	releaseLarge func()
+
 	stats struct {
 		commits, fs, blocks int
 		bytes               int64
@@ -68,6 +79,8 @@ func newRun(e *Engine, lib primary.Library, rec state.Library, recheck bool, log
 		notWhole:   map[string]bool{},
 		verified:   newVerifiedCache(recheckCacheLimit),
 		truncated:  map[string]bool{},
+
+		releaseLarge: func() {},
 	}
 	for _, h := range rec.Holes {
 		r.knownHoles[h.ID] = true
@@ -205,6 +218,9 @@ func (r *run) walkCommits(ctx context.Context) error {
 			continue
 		}
 		r.reached[id] = true
+		if err := r.mayGrow(ctx); err != nil {
+			return err
+		}
 		c, descend, err := r.loadCommit(ctx, id, retry[id])
 		if err != nil {
 			return err
@@ -248,6 +264,7 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 		r.log.Warn("backup copy of a commit is damaged; fetching it again", "commit", id, "err", perr)
 	}
 	raw, err := r.e.Source.Commit(ctx, r.lib, id)
+	r.fetched++
 	if err == nil {
 		c, err = object.ParseCommit(raw, id, r.lib.ID)
 	}
@@ -265,6 +282,22 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 	}
 	r.commits[id] = c
 	return c, true, nil
+}
+
+// mayGrow takes a large-copy slot (see LimitTransfers) once the copy has fetched
+// smallCopy objects. Called only between fetches: a copy waiting here holds no request
+// in flight, and its block workers finish theirs without it (their results never fill
+// the channel), so the large copies it waits for always get the requests they need.
+func (r *run) mayGrow(ctx context.Context) error {
+	if r.fetched < smallCopy || r.largeTaken {
+		return nil
+	}
+	release, err := slot(ctx, largeSlot)
+	if err != nil {
+		return err
+	}
+	r.largeTaken, r.releaseLarge = true, release
+	return nil
 }
 
 // badObject decides what an object the primary did not give means: truncated history

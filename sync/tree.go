@@ -196,6 +196,10 @@ func (r *run) walkTree(ctx context.Context, w *workers, c *object.Commit) (_ boo
 		t.fetch(ctx, []*tnode{rootNode})
 	}
 	for t.err == nil && len(t.stack) > 0 {
+		if err := r.mayGrow(ctx); err != nil {
+			t.fail(err)
+			break
+		}
 		t.listSome(ctx)
 		r.stats.frontier = max(r.stats.frontier, len(t.waiting))
 		t.pump(window)
@@ -427,6 +431,7 @@ func (t *tree) fetch(ctx context.Context, batch []*tnode) {
 			return fmt.Errorf("primary answered fs object %q, which was not asked for (or twice)", id)
 		}
 		delete(asked, id)
+		r.fetched++
 		var fs *object.FS
 		if err == nil {
 			fs, err = object.ParseFS(id, data)
