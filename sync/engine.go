@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"seafbak/internal/progress"
@@ -246,6 +247,20 @@ type slots struct {
 	copy    chan struct{} // copying objects
 	large   chan struct{} // copies past their first smallCopy objects; nil if copy is no wider than parallel
 	prepare chan struct{} // Source.Prepare: the primary's database (tokens)
+	// extraWorkers counts the block workers started beyond each copy's first parallel,
+	// up to cap(copy) in all (with large only): the requests in flight are bounded at
+	// that anyway, and a worker per request per copy would be a thousand goroutines
+	// waiting, each scanned by every garbage collection.
+	extraWorkers atomic.Int64
+}
+
+// takeExtraWorker reserves one worker beyond a copy's first parallel, if any is left.
+func (s *slots) takeExtraWorker() bool {
+	if s.extraWorkers.Add(1) > int64(cap(s.copy)) {
+		s.extraWorkers.Add(-1)
+		return false
+	}
+	return true
 }
 
 // LimitTransfers returns a context under which at most copies of the syncs it is given
@@ -303,6 +318,15 @@ func slot(ctx context.Context, which func(*slots) chan struct{}) (release func()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// transferSlots are ctx's LimitTransfers slots when copies there are wider than
+// parallel, else nil.
+func transferSlots(ctx context.Context) *slots {
+	if s, _ := ctx.Value(transferSlotsKey{}).(*slots); s != nil && s.large != nil {
+		return s
+	}
+	return nil
 }
 
 func copySlot(s *slots) chan struct{}    { return s.copy }

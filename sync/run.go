@@ -348,7 +348,11 @@ func newCopier() *copier {
 // would otherwise zero a fresh 256 KiB buffer per worker per library (most of its CPU).
 var copiers = gosync.Pool{New: func() any { return newCopier() }}
 
-func (r *run) copyBlock(ctx context.Context, cp *copier, id string) (size int64, srcErr, fatal error) {
+// copyBlock copies block id from the primary, hashing it on the way. Its copier is
+// taken only once the block is answered and given back at once: over HTTP a scan has
+// many more workers waiting for a request slot than blocks arriving, and a 256 KiB
+// buffer held by each waiting worker made most of a scan's garbage (issue 10).
+func (r *run) copyBlock(ctx context.Context, id string) (size int64, srcErr, fatal error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
@@ -364,6 +368,8 @@ func (r *run) copyBlock(ctx context.Context, cp *copier, id string) (size int64,
 	if err != nil {
 		return 0, nil, err
 	}
+	cp := copiers.Get().(*copier)
+	defer copiers.Put(cp)
 	cp.h.Reset(id)
 	// A plain loop rather than io.CopyBuffer, which would hand a source with WriteTo
 	// (an *os.File) its own buffer again.

@@ -80,8 +80,12 @@ type workers struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	max     int
-	started int           // workers running; only the walk starts them
-	exited  chan struct{} // one send per worker that returns
+	started int // workers running; only the walk starts them
+	// own workers are the copy's; more come from shared (a scan's wide copies), each
+	// given back when the workers stop.
+	own    int
+	shared *slots
+	exited chan struct{} // one send per worker that returns
 }
 
 // workerChans are a run's job and result queues, empty when a run gives them back.
@@ -95,22 +99,26 @@ type workerChans struct {
 var idleWorkerChans gosync.Pool // of *workerChans
 
 func (r *run) startWorkers(ctx context.Context) *workers {
-	n := r.e.Parallel
-	if n <= 0 {
-		n = 4
+	own := r.e.Parallel
+	if own <= 0 {
+		own = 4
 	}
-	n = inFlight(r.e.Source, n)
+	n := inFlight(r.e.Source, own)
 	ctx, cancel := context.WithCancel(ctx)
 	ch, _ := idleWorkerChans.Get().(*workerChans)
 	if ch == nil || cap(ch.results) < window+n {
 		ch = &workerChans{jobs: make(chan job, window), results: make(chan result, window+n)}
 	}
-	return &workers{workerChans: ch, r: r, ctx: ctx, cancel: cancel, max: n, exited: make(chan struct{}, n)}
+	return &workers{workerChans: ch, r: r, ctx: ctx, cancel: cancel, max: n, exited: make(chan struct{}, n),
+		own: own, shared: transferSlots(ctx)}
 }
 
 // grow starts workers until there is one per outstanding job, up to max.
 func (w *workers) grow(outstanding int) {
 	for w.started < min(outstanding, w.max) {
+		if w.started >= w.own && w.shared != nil && !w.shared.takeExtraWorker() {
+			return // the next grow tries again
+		}
 		w.started++
 		go w.work()
 	}
@@ -118,12 +126,6 @@ func (w *workers) grow(outstanding int) {
 
 func (w *workers) work() {
 	defer func() { w.exited <- struct{}{} }()
-	var cp *copier // taken at the first block: a small library may have none
-	defer func() {
-		if cp != nil {
-			copiers.Put(cp)
-		}
-	}()
 	r, ctx := w.r, w.ctx
 	for j := range w.jobs {
 		if j.quit {
@@ -133,10 +135,7 @@ func (w *workers) work() {
 		if err := ctx.Err(); err != nil {
 			res.fatal = err // the sync failed: start nothing more
 		} else if j.block != "" {
-			if cp == nil {
-				cp = copiers.Get().(*copier)
-			}
-			res.size, res.srcErr, res.fatal = r.copyBlock(ctx, cp, j.block)
+			res.size, res.srcErr, res.fatal = r.copyBlock(ctx, j.block)
 		} else {
 			res.fatal = store.Put(ctx, r.e.Store, object.KindFS, r.keys.For(object.KindFS), j.id, j.raw)
 		}
@@ -153,6 +152,9 @@ func (w *workers) stop() {
 	}
 	for range w.started {
 		<-w.exited
+	}
+	if w.shared != nil && w.started > w.own {
+		w.shared.extraWorkers.Add(int64(w.own - w.started))
 	}
 	if len(w.jobs) == 0 && len(w.results) == 0 {
 		idleWorkerChans.Put(w.workerChans)

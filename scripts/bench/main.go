@@ -53,6 +53,7 @@ var (
 	only       = flag.String("only", "first,readback,many,change,scan", "which parts to run: first (1 GiB-style first backup), readback (verify, restore of it), many (first backup of many small files), change (one-file change), scan (many libraries), firstscan (only the first scan of many libraries, -runs times, beside -baseline), huge (peak RSS of a first backup, one-file changes and a repair of a -huge-files library; not in the default set: ~40 GiB of disk and an hour at 2 million files)")
 	straceRun  = flag.Bool("strace", false, "after the timed runs of each first backup, run seafbak once more under strace -c -f and print its syscall counts")
 	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback), wan (http through a proxy adding -rtt)")
+	libFiles   = flag.Int("library-files", 1, "firstscan: files in each library (100 to a folder past the first), to measure a first scan of many large libraries (peak RSS)")
 	newTokens  = flag.Bool("new-tokens", false, "firstscan: start each run over HTTP with no library tokens in the primary's RepoUserToken, as the first backup of a server does (otherwise only the first run creates them)")
 	rtt        = flag.Duration("rtt", 5*time.Millisecond, "round-trip time the wan source adds")
 )
@@ -576,7 +577,13 @@ func (e *env) manyLibraries(name string) (db, dir string) {
 	for i := 0; i < *libraries; i++ {
 		lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprint("lib", i)})
 		must(err)
-		_, err = lib.Commit("file", seafgen.Put("readme.txt", []byte(fmt.Sprint("library ", i))))
+		files := []seafgen.Change{seafgen.Put("readme.txt", []byte(fmt.Sprint("library ", i)))}
+		if name == "bench_firstscan" {
+			for f := 1; f < *libFiles; f++ {
+				files = append(files, seafgen.Put(fmt.Sprintf("d%d/f%d.txt", f/100, f), []byte(fmt.Sprint("library ", i, " file ", f))))
+			}
+		}
+		_, err = lib.Commit("file", files...)
 		must(err)
 		must(lib.InsertRows(ctx, pdb))
 	}
@@ -590,6 +597,9 @@ func (e *env) manyLibraries(name string) (db, dir string) {
 func (e *env) firstScans() {
 	db, dir := e.manyLibraries("bench_firstscan")
 	name := fmt.Sprintf("first scan of %d one-file libraries", *libraries)
+	if *libFiles > 1 {
+		name = fmt.Sprintf("first scan of %d libraries of %d files", *libraries, *libFiles)
+	}
 	// The first scan over HTTP also fills the file server's token and permission caches
 	// (as a real server's first backup does): it is timed apart, so that the runs below
 	// compare builds on equal terms whichever goes first.

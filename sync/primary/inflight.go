@@ -1,6 +1,7 @@
 package primary
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"time"
@@ -20,7 +21,11 @@ type inflight struct {
 	okSince int       // answers since the limit last grew
 	cut     time.Time // when the limit was last halved
 	lowest  int       // the lowest the limit was halved to (0: never halved)
-	wake    chan struct{}
+	// waiters are the requests waiting for a slot, first come first served, each
+	// handed its slot alone: a scan of many large libraries has a thousand block
+	// workers waiting here, and waking them all at every answer (as a broadcast would)
+	// cost more CPU than the copying (issue 10).
+	waiters list.List // of chan struct{}, closed when the slot is handed over
 }
 
 // cutEvery keeps one burst of overload answers (all the requests in flight at the time)
@@ -29,27 +34,41 @@ const cutEvery = 500 * time.Millisecond
 
 func newInflight(start, maxN int) *inflight {
 	limitMax := max(maxN, 1)
-	return &inflight{limit: min(max(start, 1), limitMax), max: limitMax, wake: make(chan struct{})}
+	return &inflight{limit: min(max(start, 1), limitMax), max: limitMax}
 }
 
 // acquire waits for a slot; the returned func gives it back with the request's outcome.
 func (f *inflight) acquire(ctx context.Context) (release func(overloaded bool), err error) {
-	for {
-		f.mu.Lock()
-		if f.active < f.limit {
-			f.active++
-			f.mu.Unlock()
-			var once sync.Once
-			return func(overloaded bool) { once.Do(func() { f.release(overloaded) }) }, nil
-		}
-		wake := f.wake
+	f.mu.Lock()
+	if f.active < f.limit && f.waiters.Len() == 0 {
+		f.active++
 		f.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		return f.releaser(), nil
 	}
+	ready := make(chan struct{})
+	waiter := f.waiters.PushBack(ready)
+	f.mu.Unlock()
+	select {
+	case <-ready:
+		return f.releaser(), nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		select {
+		case <-ready:
+			// Handed a slot just as ctx ended: pass it on, as no request used it.
+			f.active--
+			f.handOff()
+		default:
+			f.waiters.Remove(waiter)
+		}
+		return nil, ctx.Err()
+	}
+}
+
+func (f *inflight) releaser() func(overloaded bool) {
+	var once sync.Once
+	return func(overloaded bool) { once.Do(func() { f.release(overloaded) }) }
 }
 
 func (f *inflight) release(overloaded bool) {
@@ -72,8 +91,15 @@ func (f *inflight) release(overloaded bool) {
 			f.okSince = 0
 		}
 	}
-	close(f.wake)
-	f.wake = make(chan struct{})
+	f.handOff()
+}
+
+// handOff gives the free slots to the first waiters; f.mu is held.
+func (f *inflight) handOff() {
+	for f.active < f.limit && f.waiters.Len() > 0 {
+		f.active++
+		close(f.waiters.Remove(f.waiters.Front()).(chan struct{}))
+	}
 }
 
 // current is the limit now (tests, logs).

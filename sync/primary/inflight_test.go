@@ -60,6 +60,65 @@ func TestInflightHalvesOnOverloadOncePerBurst(t *testing.T) {
 	}
 }
 
+// A freed slot goes to the request that has waited longest, and wakes only it: a scan of
+// many large libraries has a thousand block workers waiting. One that gives up leaves
+// the queue.
+func TestInflightHandsAFreedSlotToTheFirstWaiter(t *testing.T) {
+	f := newInflight(1, 1)
+	first, err := f.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 3)
+	releases := make([]func(bool), 3)
+	ctx, giveUp := context.WithCancel(context.Background())
+	for i := range 3 {
+		c := context.Background()
+		if i == 2 {
+			c = ctx
+		}
+		go func() {
+			release, err := f.acquire(c)
+			if err != nil {
+				got <- -1
+				return
+			}
+			releases[i] = release
+			got <- i
+		}()
+		for waiting(f) != i+1 { // queued in this order
+			time.Sleep(time.Millisecond)
+		}
+	}
+	first(false)
+	if i := <-got; i != 0 {
+		t.Fatalf("waiter %d got the freed slot, want 0", i)
+	}
+	if n := waiting(f); n != 2 {
+		t.Fatalf("%d still waiting after one slot was freed, want 2", n)
+	}
+	releases[0](false)
+	if i := <-got; i != 1 {
+		t.Fatalf("waiter %d got the next slot, want 1", i)
+	}
+	giveUp()
+	if i := <-got; i != -1 {
+		t.Fatalf("waiter %d got a slot, want the last one to give up", i)
+	}
+	releases[1](false)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.active != 0 || f.waiters.Len() != 0 {
+		t.Fatalf("%d slots taken and %d waiting at the end", f.active, f.waiters.Len())
+	}
+}
+
+func waiting(f *inflight) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waiters.Len()
+}
+
 // A file server that answers 503 beyond 6 requests at once: the client settles at
 // most there, and every request is answered in the end (retried as any 5xx).
 func TestHTTPBacksOffAnOverloadedServer(t *testing.T) {
