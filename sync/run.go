@@ -19,10 +19,12 @@ import (
 // fsBatch is how many fs objects are asked for at once (one pack-fs request over HTTP).
 const fsBatch = 1000
 
-// smallCopy is how many objects (commits and fs objects) a copy fetches before it counts
-// as large and waits for one of the parallel large-copy slots (see LimitTransfers). A
-// copy within it holds little: a few commits and at most one batch of fs objects.
-var smallCopy = fsBatch
+// smallCopy is how many objects (commits and fs objects) a copy may fetch before it
+// counts as large and waits for one of the parallel large-copy slots (see
+// LimitTransfers). It asks before a fetch that would go past it, so a copy waiting
+// there holds at most this many: with 1 000, and a fetch checked only after it, 32
+// copies of 5 000-file libraries waiting for their turn doubled a scan's peak RSS.
+var smallCopy = 256
 
 // run is one sync of one library: what the walk found and what is left to write.
 type run struct {
@@ -218,7 +220,7 @@ func (r *run) walkCommits(ctx context.Context) error {
 			continue
 		}
 		r.reached[id] = true
-		if err := r.mayGrow(ctx); err != nil {
+		if err := r.mayGrow(ctx, 1); err != nil {
 			return err
 		}
 		c, descend, err := r.loadCommit(ctx, id, retry[id])
@@ -284,12 +286,13 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 	return c, true, nil
 }
 
-// mayGrow takes a large-copy slot (see LimitTransfers) once the copy has fetched
-// smallCopy objects. Called only between fetches: a copy waiting here holds no request
-// in flight, and its block workers finish theirs without it (their results never fill
-// the channel), so the large copies it waits for always get the requests they need.
-func (r *run) mayGrow(ctx context.Context) error {
-	if r.fetched < smallCopy || r.largeTaken {
+// mayGrow takes a large-copy slot (see LimitTransfers) before the copy fetches more
+// objects that would take it past smallCopy. Called only between fetches: a copy waiting
+// here holds no request in flight, and its block workers finish theirs without it (their
+// results never fill the channel), so the large copies it waits for always get the
+// requests they need.
+func (r *run) mayGrow(ctx context.Context, more int) error {
+	if r.fetched+more <= smallCopy || r.largeTaken {
 		return nil
 	}
 	release, err := slot(ctx, largeSlot)

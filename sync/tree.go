@@ -198,10 +198,6 @@ func (r *run) walkTree(ctx context.Context, w *workers, c *object.Commit) (_ boo
 		t.fetch(ctx, []*tnode{rootNode})
 	}
 	for t.err == nil && len(t.stack) > 0 {
-		if err := r.mayGrow(ctx); err != nil {
-			t.fail(err)
-			break
-		}
 		t.listSome(ctx)
 		r.stats.frontier = max(r.stats.frontier, len(t.waiting))
 		t.pump(window)
@@ -421,6 +417,10 @@ func (t *tree) fetch(ctx context.Context, batch []*tnode) {
 		return
 	}
 	r := t.r
+	if err := r.mayGrow(ctx, len(batch)); err != nil {
+		t.fail(err)
+		return
+	}
 	asked := make(map[string]*tnode, len(batch))
 	ids := make([]string, len(batch))
 	for i, n := range batch {
