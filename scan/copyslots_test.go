@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"seafbak/internal/testenv"
 	"seafbak/scan"
 	"seafbak/sync/primary"
 )
@@ -29,7 +30,7 @@ func TestScanOverHTTPCopiesMoreLibrariesThanParallel(t *testing.T) {
 	if sum.Synced != 12 || sum.Failed != 0 {
 		t.Fatalf("scan: %+v", sum)
 	}
-	if most := overlap.most.Load(); most < 2 {
+	if most := overlap.copy.Most(); most < 2 {
 		t.Fatalf("at most %d libraries copied at once over HTTP with parallel 1, want more", most)
 	}
 	for _, l := range f.libs {
@@ -41,14 +42,14 @@ func TestScanOverHTTPCopiesMoreLibrariesThanParallel(t *testing.T) {
 // and holds the first one briefly, so that a second one can show up if it may.
 type overlapSource struct {
 	*primary.Remote
-	now, most atomic.Int64
-	two       chan struct{} // closed once two copies ran at once
-	closed    atomic.Bool
+	copy   testenv.Gauge
+	two    chan struct{} // closed once two copies ran at once
+	closed atomic.Bool
 }
 
 func (o *overlapSource) Commit(ctx context.Context, lib primary.Library, id string) ([]byte, error) {
-	defer enter(&o.now, &o.most)()
-	if o.most.Load() >= 2 {
+	defer o.copy.Enter()()
+	if o.copy.Most() >= 2 {
 		if o.closed.CompareAndSwap(false, true) {
 			close(o.two)
 		}
@@ -59,15 +60,4 @@ func (o *overlapSource) Commit(ctx context.Context, lib primary.Library, id stri
 		}
 	}
 	return o.Remote.Commit(ctx, lib, id)
-}
-
-func enter(n, most *atomic.Int64) func() {
-	v := n.Add(1)
-	for {
-		m := most.Load()
-		if v <= m || most.CompareAndSwap(m, v) {
-			break
-		}
-	}
-	return func() { n.Add(-1) }
 }

@@ -32,9 +32,20 @@ func TestLimitTransfersBoundsPrepareAndCopy(t *testing.T) {
 	eng := env.Engine(false)
 	counted := &countingSource{Source: eng.Source}
 	eng.Source = counted
+	syncAllAtOnce(seafsync.LimitTransfers(context.Background(), 2, 2), t, eng)
+	if p, c := counted.prepare.Most(), counted.copy.Most(); p > 2 || c > 2 || p == 0 || c == 0 {
+		t.Fatalf("at most %d prepared and %d copied at once, want 1 or 2", p, c)
+	}
+	for _, lib := range libs {
+		env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
+	}
+}
+
+// syncAllAtOnce lists eng's libraries and syncs them all at once under ctx.
+func syncAllAtOnce(ctx context.Context, t *testing.T, eng *seafsync.Engine) {
+	t.Helper()
 	listed, err := eng.Source.Libraries(context.Background())
 	must(t, err)
-	ctx := seafsync.LimitTransfers(context.Background(), 2, 2)
 	var wg gosync.WaitGroup
 	for _, lib := range listed {
 		wg.Add(1)
@@ -46,39 +57,21 @@ func TestLimitTransfersBoundsPrepareAndCopy(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if p, c := counted.maxPrepare.Load(), counted.maxCopy.Load(); p > 2 || c > 2 || p == 0 || c == 0 {
-		t.Fatalf("at most %d prepared and %d copied at once, want 1 or 2", p, c)
-	}
-	for _, lib := range libs {
-		env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
-	}
 }
 
 type countingSource struct {
 	primary.Source
-	prepare, copy       atomic.Int64
-	maxPrepare, maxCopy atomic.Int64
-}
-
-func enter(n, most *atomic.Int64) func() {
-	v := n.Add(1)
-	for {
-		m := most.Load()
-		if v <= m || most.CompareAndSwap(m, v) {
-			break
-		}
-	}
-	return func() { n.Add(-1) }
+	prepare, copy testenv.Gauge
 }
 
 func (c *countingSource) Prepare(ctx context.Context, lib primary.Library) error {
-	defer enter(&c.prepare, &c.maxPrepare)()
+	defer c.prepare.Enter()()
 	return c.Source.(primary.Preparer).Prepare(ctx, lib)
 }
 
 // Commit is where each copy starts (the head commit is read first).
 func (c *countingSource) Commit(ctx context.Context, lib primary.Library, id string) ([]byte, error) {
-	defer enter(&c.copy, &c.maxCopy)()
+	defer c.copy.Enter()()
 	return c.Source.Commit(ctx, lib, id)
 }
 
@@ -115,21 +108,8 @@ func TestLimitTransfersBoundsLargeCopies(t *testing.T) {
 	eng := env.Engine(false)
 	large := &largeSource{Remote: eng.Source.(*primary.Remote), fetched: map[string]int{}, two: make(chan struct{})}
 	eng.Source = large
-	listed, err := eng.Source.Libraries(context.Background())
-	must(t, err)
-	ctx := seafsync.LimitTransfers(context.Background(), 8, 1)
-	var wg gosync.WaitGroup
-	for _, lib := range listed {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := eng.SyncListed(ctx, lib); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if c, l := large.maxCopy.Load(), large.maxLarge.Load(); c < 2 || l != 1 {
+	syncAllAtOnce(seafsync.LimitTransfers(context.Background(), 8, 1), t, eng)
+	if c, l := large.copy.Most(), large.large.Most(); c < 2 || l != 1 {
 		t.Fatalf("%d copies and %d large ones at once, want several and 1", c, l)
 	}
 	for _, lib := range libs {
@@ -142,12 +122,11 @@ func TestLimitTransfersBoundsLargeCopies(t *testing.T) {
 // up, so that two would be seen if they could run at once.
 type largeSource struct {
 	*primary.Remote
-	mu                gosync.Mutex
-	fetched           map[string]int
-	copy, large       atomic.Int64
-	maxCopy, maxLarge atomic.Int64
-	two               chan struct{} // closed once two large copies asked at once
-	closed            atomic.Bool
+	mu          gosync.Mutex
+	fetched     map[string]int
+	copy, large testenv.Gauge
+	two         chan struct{} // closed once two large copies asked at once
+	closed      atomic.Bool
 }
 
 func (s *largeSource) asking(lib primary.Library, n int) (done func()) {
@@ -155,12 +134,12 @@ func (s *largeSource) asking(lib primary.Library, n int) (done func()) {
 	before := s.fetched[lib.ID]
 	s.fetched[lib.ID] += n
 	s.mu.Unlock()
-	leaveCopy := enter(&s.copy, &s.maxCopy)
+	leaveCopy := s.copy.Enter()
 	if before < 10 {
 		return leaveCopy
 	}
-	leaveLarge := enter(&s.large, &s.maxLarge)
-	if s.maxLarge.Load() >= 2 {
+	leaveLarge := s.large.Enter()
+	if s.large.Most() >= 2 {
 		if s.closed.CompareAndSwap(false, true) {
 			close(s.two)
 		}
