@@ -204,6 +204,7 @@ func (noEngine) MarkDeleted(context.Context, string) (seafsync.Result, error) {
 	return seafsync.Result{}, errors.New("unexpected deletion")
 }
 func (noEngine) BackupHeads(context.Context) (map[string]string, error) { return nil, nil }
+func (noEngine) CopySlots(parallel int) int                             { return parallel }
 
 func newTestState(t *testing.T) *state.Dir {
 	d, err := state.Open(t.TempDir())
