@@ -2,7 +2,6 @@ package scan_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +21,7 @@ func TestScanOverHTTPCopiesMoreLibrariesThanParallel(t *testing.T) {
 	}
 	f.env.StartFileServer()
 	eng := f.env.Engine(false)
-	overlap := &overlapSource{Remote: eng.Source.(*primary.Remote), two: make(chan struct{})}
+	overlap := &overlapSource{Remote: eng.Source.(*primary.Remote)}
 	eng.Source = overlap
 	s := &scan.Scanner{Engine: eng, Catalog: f.env.Catalog, State: f.env.State, Parallel: 1}
 	sum, err := s.Run(context.Background())
@@ -42,22 +41,10 @@ func TestScanOverHTTPCopiesMoreLibrariesThanParallel(t *testing.T) {
 // and holds the first one briefly, so that a second one can show up if it may.
 type overlapSource struct {
 	*primary.Remote
-	copy   testenv.Gauge
-	two    chan struct{} // closed once two copies ran at once
-	closed atomic.Bool
+	copy testenv.Gauge
 }
 
 func (o *overlapSource) Commit(ctx context.Context, lib primary.Library, id string) ([]byte, error) {
-	defer o.copy.Enter()()
-	if o.copy.Most() >= 2 {
-		if o.closed.CompareAndSwap(false, true) {
-			close(o.two)
-		}
-	} else {
-		select {
-		case <-o.two:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	defer o.copy.EnterWaiting(200 * time.Millisecond)()
 	return o.Remote.Commit(ctx, lib, id)
 }

@@ -438,7 +438,9 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 		// metadata below are shared with other syncs, and the post-condition asks the
 		// store itself.
 		forget()
-		r.releaseLarge()
+		if r.releaseLarge != nil {
+			r.releaseLarge()
+		}
 		release()
 	}
 	// Whatever happened, make what was written durable so the marker can go: the objects

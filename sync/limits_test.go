@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	gosync "sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,7 +105,7 @@ func TestLimitTransfersBoundsLargeCopies(t *testing.T) {
 	}
 	env.Publish(libs...)
 	eng := env.Engine(false)
-	large := &largeSource{Remote: eng.Source.(*primary.Remote), fetched: map[string]int{}, two: make(chan struct{})}
+	large := &largeSource{Remote: eng.Source.(*primary.Remote), fetched: map[string]int{}}
 	eng.Source = large
 	syncAllAtOnce(seafsync.LimitTransfers(context.Background(), 8, 1), t, eng)
 	if c, l := large.copy.Most(), large.large.Most(); c < 2 || l != 1 {
@@ -125,8 +124,6 @@ type largeSource struct {
 	mu          gosync.Mutex
 	fetched     map[string]int
 	copy, large testenv.Gauge
-	two         chan struct{} // closed once two large copies asked at once
-	closed      atomic.Bool
 }
 
 func (s *largeSource) asking(lib primary.Library, n int) (done func()) {
@@ -138,17 +135,7 @@ func (s *largeSource) asking(lib primary.Library, n int) (done func()) {
 	if before < 10 {
 		return leaveCopy
 	}
-	leaveLarge := s.large.Enter()
-	if s.large.Most() >= 2 {
-		if s.closed.CompareAndSwap(false, true) {
-			close(s.two)
-		}
-	} else {
-		select {
-		case <-s.two:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	leaveLarge := s.large.EnterWaiting(50 * time.Millisecond)
 	return func() { leaveLarge(); leaveCopy() }
 }
 

@@ -57,9 +57,8 @@ type run struct {
 	truncated map[string]bool
 
 	// fetched counts the commits and fs objects taken from the primary, for smallCopy;
-	// releaseLarge gives back the large-copy slot once taken.
+	// releaseLarge gives back the large-copy slot, nil until one is taken.
 	fetched      int
-	largeTaken   bool
 	releaseLarge func()
 
 	stats struct {
@@ -81,8 +80,6 @@ func newRun(e *Engine, lib primary.Library, rec state.Library, recheck bool, log
 		notWhole:   map[string]bool{},
 		verified:   newVerifiedCache(recheckCacheLimit),
 		truncated:  map[string]bool{},
-
-		releaseLarge: func() {},
 	}
 	for _, h := range rec.Holes {
 		r.knownHoles[h.ID] = true
@@ -292,14 +289,14 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 // results never fill the channel), so the large copies it waits for always get the
 // requests they need.
 func (r *run) mayGrow(ctx context.Context, more int) error {
-	if r.fetched+more <= smallCopy || r.largeTaken {
+	if r.fetched+more <= smallCopy || r.releaseLarge != nil {
 		return nil
 	}
 	release, err := slot(ctx, largeSlot)
 	if err != nil {
 		return err
 	}
-	r.largeTaken, r.releaseLarge = true, release
+	r.releaseLarge = release
 	return nil
 }
 

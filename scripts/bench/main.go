@@ -567,8 +567,8 @@ func removeOneBlock(blocks string) {
 	}
 }
 
-// manyLibraries makes a primary of -libraries one-file libraries.
-func (e *env) manyLibraries(name string) (db, dir string) {
+// manyLibraries makes the primary name with -libraries libraries of files files each.
+func (e *env) manyLibraries(name string, files int) (db, dir string) {
 	ctx := context.Background()
 	db, dir = e.primary(name)
 	pdb := mustOpen(e.srv, db)
@@ -577,13 +577,11 @@ func (e *env) manyLibraries(name string) (db, dir string) {
 	for i := 0; i < *libraries; i++ {
 		lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: fmt.Sprint("lib", i)})
 		must(err)
-		files := []seafgen.Change{seafgen.Put("readme.txt", []byte(fmt.Sprint("library ", i)))}
-		if name == "bench_firstscan" {
-			for f := 1; f < *libFiles; f++ {
-				files = append(files, seafgen.Put(fmt.Sprintf("d%d/f%d.txt", f/100, f), []byte(fmt.Sprint("library ", i, " file ", f))))
-			}
+		changes := []seafgen.Change{seafgen.Put("readme.txt", []byte(fmt.Sprint("library ", i)))}
+		for f := 1; f < files; f++ {
+			changes = append(changes, seafgen.Put(fmt.Sprintf("d%d/f%d.txt", f/100, f), []byte(fmt.Sprint("library ", i, " file ", f))))
 		}
-		_, err = lib.Commit("file", files...)
+		_, err = lib.Commit("file", changes...)
 		must(err)
 		must(lib.InsertRows(ctx, pdb))
 	}
@@ -595,7 +593,7 @@ func (e *env) manyLibraries(name string) (db, dir string) {
 // from each source, each into a fresh backup, interleaved with -baseline; with -strace
 // it runs each once more under strace -c -f and prints syscalls per library.
 func (e *env) firstScans() {
-	db, dir := e.manyLibraries("bench_firstscan")
+	db, dir := e.manyLibraries("bench_firstscan", *libFiles)
 	name := fmt.Sprintf("first scan of %d one-file libraries", *libraries)
 	if *libFiles > 1 {
 		name = fmt.Sprintf("first scan of %d libraries of %d files", *libraries, *libFiles)
@@ -653,7 +651,7 @@ func (e *env) firstScans() {
 }
 
 func (e *env) scanStatus() {
-	db, dir := e.manyLibraries("bench_scan")
+	db, dir := e.manyLibraries("bench_scan", 1)
 	for n, src := range e.sources {
 		cfg, _ := e.backup(src, db, dir, "batch")
 		record(fmt.Sprintf("first scan of %d one-file libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))
