@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -72,32 +71,11 @@ func main() {
 		debug.SetMemoryLimit(memoryLimit)
 	}
 	ctx, stop := signalContext()
-	stopProfile := startCPUProfile()
+	stopProfile := startProfiles()
 	code := runContext(ctx, os.Args[1:], os.Stdout, journalStderr(os.Stderr))
 	stopProfile()
 	stop()
 	os.Exit(code)
-}
-
-// startCPUProfile writes a CPU profile of the whole run to $SEAFBAK_CPUPROFILE, if set,
-// for `go tool pprof`: how the benchmarks' figures were explained (README, Performance).
-func startCPUProfile() (stop func()) {
-	path := os.Getenv("SEAFBAK_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "seafbak: SEAFBAK_CPUPROFILE: %v\n", err)
-		return func() {}
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM, with the signal as its cause, so the

@@ -7,10 +7,10 @@ func SetRecheckCacheLimit(n int) (restore func()) {
 	return func() { recheckCacheLimit = old }
 }
 
-// SetSmallCopy sets how many objects a copy fetches before it counts as large, for a
-// test; the returned func restores it.
-func SetSmallCopy(n int) (restore func()) {
-	old := smallCopy
-	smallCopy = n
-	return func() { smallCopy = old }
+// SetSmallCopy sets how many objects, and bytes of them, a copy fetches before it
+// counts as large, for a test; the returned func restores them.
+func SetSmallCopy(n, bytes int) (restore func()) {
+	old, oldBytes := smallCopy, smallCopyBytes
+	smallCopy, smallCopyBytes = n, bytes
+	return func() { smallCopy, smallCopyBytes = old, oldBytes }
 }

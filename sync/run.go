@@ -19,12 +19,22 @@ import (
 // fsBatch is how many fs objects are asked for at once (one pack-fs request over HTTP).
 const fsBatch = 1000
 
-// smallCopy is how many objects (commits and fs objects) a copy may fetch before it
-// counts as large and waits for one of the parallel large-copy slots (see
-// LimitTransfers). It asks before a fetch that would go past it, so a copy waiting
-// there holds at most this many: with 1 000, and a fetch checked only after it, 32
-// copies of 5 000-file libraries waiting for their turn doubled a scan's peak RSS.
-var smallCopy = 256
+// smallCopy and smallCopyBytes are how much (commits and fs objects, and their bytes
+// as received) a copy may fetch before it counts as large and waits for one of the
+// parallel large-copy slots (see LimitTransfers). It asks before a fetch that would go
+// past the count, and once the bytes are past, so a copy waiting there holds at most
+// about this much: with 1 000 objects, and a fetch checked only after it, 32 copies of
+// 5 000-file libraries waiting for their turn doubled a scan's peak RSS. The bytes
+// count because one fs object is a whole dir: 256 dirs of 100 entries are 5 MiB decoded.
+var (
+	smallCopy      = 256
+	smallCopyBytes = 128 << 10
+)
+
+// smallDirBatch is how many dirs a copy that may have to wait for a large-copy slot
+// fetches at once, rather than dirBatch: the batch that takes it past smallCopyBytes
+// is held while it waits.
+const smallDirBatch = 8
 
 // run is one sync of one library: what the walk found and what is left to write.
 type run struct {
@@ -56,10 +66,13 @@ type run struct {
 	holes     []state.Hole
 	truncated map[string]bool
 
-	// fetched counts the commits and fs objects taken from the primary, for smallCopy;
-	// releaseLarge gives back the large-copy slot, nil until one is taken.
+	// fetched and fetchedBytes count the commits and fs objects taken from the primary,
+	// for smallCopy; releaseLarge gives back the large-copy slot, nil until one is taken;
+	// mayWait: the copy runs with large-copy slots (a scan's wide copies) and has none.
 	fetched      int
+	fetchedBytes int
 	releaseLarge func()
+	mayWait      bool
 
 	stats struct {
 		commits, fs, blocks int
@@ -264,6 +277,7 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 	}
 	raw, err := r.e.Source.Commit(ctx, r.lib, id)
 	r.fetched++
+	r.fetchedBytes += len(raw)
 	if err == nil {
 		c, err = object.ParseCommit(raw, id, r.lib.ID)
 	}
@@ -284,19 +298,20 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 }
 
 // mayGrow takes a large-copy slot (see LimitTransfers) before the copy fetches more
-// objects that would take it past smallCopy. Called only between fetches: a copy waiting
+// objects that would take it past smallCopy, or any once past smallCopyBytes. Called
+// only between fetches: a copy waiting
 // here holds no request in flight, and its block workers finish theirs without it (their
 // results never fill the channel), so the large copies it waits for always get the
 // requests they need.
 func (r *run) mayGrow(ctx context.Context, more int) error {
-	if r.fetched+more <= smallCopy || r.releaseLarge != nil {
+	if r.releaseLarge != nil || r.fetched+more <= smallCopy && r.fetchedBytes <= smallCopyBytes {
 		return nil
 	}
 	release, err := slot(ctx, largeSlot)
 	if err != nil {
 		return err
 	}
-	r.releaseLarge = release
+	r.releaseLarge, r.mayWait = release, false
 	return nil
 }
 

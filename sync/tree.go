@@ -350,7 +350,11 @@ func (r *run) rootOf(ctx context.Context, commitID string) (string, error) {
 func (t *tree) listSome(ctx context.Context) {
 	if top := t.stack[len(t.stack)-1]; top.fs == nil {
 		var dirs []*tnode
-		for len(t.stack) > 0 && len(dirs) < dirBatch && t.stack[len(t.stack)-1].fs == nil {
+		batch := dirBatch
+		if t.r.mayWait {
+			batch = smallDirBatch
+		}
+		for len(t.stack) > 0 && len(dirs) < batch && t.stack[len(t.stack)-1].fs == nil {
 			dirs = append(dirs, t.stack[len(t.stack)-1])
 			t.stack = t.stack[:len(t.stack)-1]
 		}
@@ -434,6 +438,7 @@ func (t *tree) fetch(ctx context.Context, batch []*tnode) {
 		}
 		delete(asked, id)
 		r.fetched++
+		r.fetchedBytes += len(data)
 		var fs *object.FS
 		if err == nil {
 			fs, err = object.ParseFS(id, data)
