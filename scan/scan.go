@@ -134,14 +134,8 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	for _, rec := range gone {
 		record(s.Engine.MarkDeleted(ctx, rec.ID))
 	}
-	parallel := max(s.Parallel, 1)
-	// Many syncs run at once, each copying only in one of the copy slots: those that
-	// finish copying together share one flush of the store, of the markers and of the
-	// records (a first scan of thousands of small libraries is mostly such flushes).
-	// Each holds its library's lock meanwhile, so a hook for one of them waits its turn.
-	copies := s.Engine.CopySlots(parallel)
-	ctx = seafsync.LimitTransfers(ctx, copies, parallel)
-	sem := make(chan struct{}, max(parallel*inFlightPerSlot, 2*copies))
+	ctx, syncs := Concurrency(ctx, s.Engine, s.Parallel)
+	sem := make(chan struct{}, syncs)
 	var wg gosync.WaitGroup
 	for _, lib := range todo {
 		if ctx.Err() != nil {
@@ -163,7 +157,19 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	return sum, nil
 }
 
-// inFlightPerSlot is how many syncs a scan runs at once per copy slot.
+// Concurrency is how a scan, and a watcher, run the syncs they start: syncs of them at
+// once, each copying only in one of the copy slots of the returned context (see
+// seafsync.LimitTransfers and Engine.CopySlots, for parallel configured slots). Those
+// that finish copying together share one flush of the store, of the markers and of the
+// records: a first backup of thousands of small libraries is mostly such flushes. Each
+// sync holds its library's lock meanwhile, so a hook for one of them waits its turn.
+func Concurrency(ctx context.Context, eng Engine, parallel int) (_ context.Context, syncs int) {
+	parallel = max(parallel, 1)
+	copies := eng.CopySlots(parallel)
+	return seafsync.LimitTransfers(ctx, copies, parallel), max(parallel*inFlightPerSlot, 2*copies)
+}
+
+// inFlightPerSlot is how many syncs run at once per copy slot.
 const inFlightPerSlot = 64
 
 // Compare is the one comparison of the primary's listing with the backup: changed are

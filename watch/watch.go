@@ -55,7 +55,8 @@ type Watcher struct {
 	Log     *slog.Logger
 	// Poll is how often the primary's heads are listed (default 2 s).
 	Poll time.Duration
-	// Parallel is how many libraries sync at once (default 1).
+	// Parallel is how many libraries copy at once (default 1), as for a scan: more over
+	// HTTP (Engine.CopySlots), and many more sync at once (see scan.Concurrency).
 	Parallel int
 	// MaxBackoff caps the wait before a failing library is tried again (default 5 min).
 	MaxBackoff time.Duration
@@ -150,7 +151,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	w.stop = stop
-	s := newScheduler(w.do, w.Parallel, min(minBackoff, cmp.Or(w.MaxBackoff, DefaultMaxBackoff)), cmp.Or(w.MaxBackoff, DefaultMaxBackoff), w.log())
+	// A round with many changes (the first after a start, a burst on the primary) runs
+	// its syncs as a scan does, sharing their flushes; a lone change is as before.
+	ctx, syncs := scan.Concurrency(ctx, w.Engine, w.Parallel)
+	s := newScheduler(w.do, syncs, min(minBackoff, cmp.Or(w.MaxBackoff, DefaultMaxBackoff)), cmp.Or(w.MaxBackoff, DefaultMaxBackoff), w.log())
 	defer func() {
 		limit := cmp.Or(w.StopWait, DefaultStopWait)
 		if !s.waitAtMost(limit) {
@@ -158,7 +162,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				"running", s.runningNow(), "waited", limit.String())
 		}
 	}()
-	w.log().Info("watching the primary", "poll", poll.String(), "parallel", s.parallel)
+	w.log().Info("watching the primary", "poll", poll.String(), "parallel", max(w.Parallel, 1), "syncs_at_once", s.parallel)
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	failures := 0

@@ -11,12 +11,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
 	"net/http"
@@ -55,6 +57,7 @@ var (
 	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback), wan (http through a proxy adding -rtt)")
 	libFiles   = flag.Int("library-files", 1, "firstscan: files in each library (100 to a folder past the first), to measure a first scan of many large libraries (peak RSS)")
 	newTokens  = flag.Bool("new-tokens", false, "firstscan: start each run over HTTP with no library tokens in the primary's RepoUserToken, as the first backup of a server does (otherwise only the first run creates them)")
+	withWatch  = flag.Bool("watch", false, "firstscan: also time seafbak watch backing up the same new libraries (from its start to its last \"change backed up\"), after each scan")
 	rtt        = flag.Duration("rtt", 5*time.Millisecond, "round-trip time the wan source adds")
 )
 
@@ -159,6 +162,55 @@ func timed(name string, args ...string) sample {
 		log.Fatalf("GNU time's output %q: %v", data, err)
 	}
 	return sample{wall: wall, cpu: time.Duration((user + sys) * float64(time.Second)), rss: rss}
+}
+
+// watchedUntil runs seafbak watch until it has logged n libraries backed up: its wall
+// time is until the n-th, its CPU and peak RSS those of the whole process, stopped then.
+func watchedUntil(bin, cfg string, n int) sample {
+	cmd := exec.Command(bin, "--config", cfg, "-v", "watch")
+	stderr, err := cmd.StderrPipe()
+	must(err)
+	start := time.Now()
+	must(cmd.Start())
+	lines := bufio.NewScanner(stderr)
+	lines.Buffer(make([]byte, 64<<10), 1<<20)
+	done, failed := 0, 0
+	for done < n && lines.Scan() {
+		switch line := lines.Text(); {
+		case strings.Contains(line, "change backed up"):
+			done++
+		case strings.Contains(line, "level=ERROR"):
+			if failed++; failed <= 3 {
+				log.Printf("seafbak watch: %s", line)
+			}
+		}
+	}
+	wall := time.Since(start)
+	// Not the rusage's maxrss: for a child started by vfork it counts this process's
+	// memory at the fork too.
+	rss := peakRSS(cmd.Process.Pid)
+	must(cmd.Process.Signal(syscall.SIGTERM))
+	go io.Copy(io.Discard, stderr)
+	if err := cmd.Wait(); err != nil || done < n {
+		log.Fatalf("seafbak watch: %d of %d libraries backed up: %v", done, n, err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return sample{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rss: rss}
+}
+
+// peakRSS is a running process's peak resident set size so far, in KiB (VmHWM).
+func peakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			must(err)
+			return kib
+		}
+	}
+	log.Fatalf("/proc/%d/status has no VmHWM", pid)
+	return 0
 }
 
 // selfCPU is this process's CPU time so far: over HTTP the test file server runs here.
@@ -631,6 +683,17 @@ func (e *env) firstScans() {
 				}
 				record(name+": MariaDB's CPU during seafbak scan ["+src+b.label+"]", sample{cpu: mariadb})
 				must(os.RemoveAll(filepath.Dir(backupDir)))
+				if *withWatch {
+					cfg, backupDir := e.backup(src, db, dir, "batch")
+					if *newTokens && src != "dir" {
+						pdb := mustOpen(e.srv, db)
+						_, err := pdb.Exec("DELETE FROM RepoUserToken")
+						must(err)
+						pdb.Close()
+					}
+					record(name+": seafbak watch until all backed up ["+src+b.label+"]", watchedUntil(b.bin, cfg, *libraries))
+					must(os.RemoveAll(filepath.Dir(backupDir)))
+				}
 			}
 		}
 	}
