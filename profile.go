@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strings"
 	"time"
 )
 
@@ -38,7 +39,9 @@ func startCPUProfile(path string) (stop func()) {
 }
 
 // startPeakHeapProfile rewrites path each time a GC finds the live heap 5% above its
-// earlier peak. The heap profile is as of the last GC, so it is the peak's own.
+// earlier peak. The heap profile is as of the last GC, so it is the peak's own. Beside
+// it, path.memory lists the runtime's memory classes then (stacks, free heap, ...):
+// what RSS holds beside the live heap.
 func startPeakHeapProfile(path string) (stop func()) {
 	if path == "" {
 		return func() {}
@@ -59,7 +62,11 @@ func startPeakHeapProfile(path string) (stop func()) {
 			metrics.Read(sample)
 			if live := sample[0].Value.Uint64(); live > peak+peak/20 {
 				peak = live
-				if err := writeHeapProfile(path); err != nil {
+				err := writeHeapProfile(path)
+				if err == nil {
+					err = writeMemoryClasses(path + ".memory")
+				}
+				if err != nil {
 					fmt.Fprintf(os.Stderr, "seafbak: SEAFBAK_HEAPPROFILE: %v\n", err)
 					return
 				}
@@ -79,4 +86,20 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+func writeMemoryClasses(path string) error {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") || d.Name == "/gc/heap/live:bytes" || d.Name == "/gc/heap/goal:bytes" ||
+			d.Name == "/sched/goroutines:goroutines" {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	var b strings.Builder
+	for _, s := range samples {
+		fmt.Fprintf(&b, "%s %d\n", s.Name, s.Value.Uint64())
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -42,7 +42,7 @@ type FS struct {
 	storage    string // filepath.Join(root, "storage"): object paths extend it
 	tmp        string
 	durability Durability
-	madeDirs   gosync.Map // directories known to exist, to skip MkdirAll per object
+	madeDirs   *dirCache // directories known to exist, to skip mkdir per object
 	// Temp files are named <object id>.<tmpTag>.<tmpSeq>: unique within this process by
 	// the counter and across processes by the random tag (a container's seafbak is always
 	// pid 1), so one O_EXCL create suffices where os.CreateTemp makes random names and
@@ -124,7 +124,7 @@ const TempDirName = "seafbak-tmp"
 
 // NewFS opens (creating if needed) a backup store rooted at a seafile-data directory.
 func NewFS(root string, d Durability) (*FS, error) {
-	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{},
+	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{}, madeDirs: newDirCache(dirCacheLimit),
 		tmpTag: strconv.FormatUint(rand.Uint64(), 36)}
 	for _, dir := range []string{s.storage, s.tmp} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -203,7 +203,7 @@ func OpenFS(root string) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup store %s: %w", root, err)
 	}
-	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}, rootDir: rootDir}
+	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), pendingDirs: map[string]struct{}{}, madeDirs: newDirCache(dirCacheLimit), rootDir: rootDir}
 	s.initHeld()
 	return s, nil
 }
@@ -513,7 +513,7 @@ func (s *FS) flushAhead(unflushed int64) {
 }
 
 func (s *FS) ensureDir(dir string) error {
-	if _, ok := s.madeDirs.Load(dir); ok {
+	if s.madeDirs.has(dir) {
 		return nil
 	}
 	created, err := s.mkdirs(dir)
@@ -528,7 +528,7 @@ func (s *FS) ensureDir(dir string) error {
 			}
 		}
 	}
-	s.madeDirs.Store(dir, struct{}{})
+	s.madeDirs.add(dir)
 	return nil
 }
 

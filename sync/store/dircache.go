@@ -1,0 +1,56 @@
+package store
+
+import (
+	"strings"
+	gosync "sync"
+)
+
+// dirCache remembers directories known to exist, so that writing an object does not
+// ask the filesystem each time. It is only a cache: a directory forgotten costs one
+// mkdir that answers EEXIST. So it is bounded: a long-running watch, or a first scan of
+// thousands of libraries, ensures up to 771 directories per library (3 kinds x 256
+// prefixes, and the library's own), and remembering every one kept about 200 bytes each
+// for the life of the process (4.6 MB of object paths at the peak of a first round of
+// 10 000 one-file libraries).
+//
+// It keeps the newest entries in two generations: when the current one is full, the
+// older one is dropped. The libraries being copied now are the ones written to.
+type dirCache struct {
+	mu       gosync.RWMutex
+	cur, old map[string]struct{}
+	limit    int
+}
+
+// dirCacheLimit is the size of a generation: the directories of about five large
+// libraries being copied at once, a few hundred KiB.
+const dirCacheLimit = 4096
+
+func newDirCache(limit int) *dirCache {
+	return &dirCache{cur: map[string]struct{}{}, limit: max(limit, 1)}
+}
+
+func (c *dirCache) has(dir string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if _, ok := c.cur[dir]; ok {
+		return true
+	}
+	_, ok := c.old[dir]
+	return ok
+}
+
+// add remembers dir, a copy of it: dir is often a slice of an object's whole path.
+func (c *dirCache) add(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) >= c.limit {
+		c.old, c.cur = c.cur, make(map[string]struct{}, c.limit)
+	}
+	c.cur[strings.Clone(dir)] = struct{}{}
+}
+
+func (c *dirCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.cur) + len(c.old)
+}
