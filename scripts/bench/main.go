@@ -164,6 +164,19 @@ func timed(name string, args ...string) sample {
 	return sample{wall: wall, cpu: time.Duration((user + sys) * float64(time.Second)), rss: rss}
 }
 
+// freshBackup is a new backup of db from src, as e.backup; with -new-tokens over HTTP
+// the primary first forgets every library token, as before a server's first backup.
+func (e *env) freshBackup(src, db, dir string) (cfg, backupDir string) {
+	cfg, backupDir = e.backup(src, db, dir, "batch")
+	if *newTokens && src != "dir" {
+		pdb := mustOpen(e.srv, db)
+		_, err := pdb.Exec("DELETE FROM RepoUserToken")
+		must(err)
+		pdb.Close()
+	}
+	return cfg, backupDir
+}
+
 // watchedUntil runs seafbak watch until it has logged n libraries backed up: its wall
 // time is until the n-th, its CPU and peak RSS those of the whole process, stopped then.
 func watchedUntil(bin, cfg string, n int) sample {
@@ -664,13 +677,7 @@ func (e *env) firstScans() {
 	for i := 0; i < *runs; i++ {
 		for _, src := range e.sources {
 			for _, b := range seafbaks() {
-				cfg, backupDir := e.backup(src, db, dir, "batch")
-				if *newTokens && src != "dir" {
-					pdb := mustOpen(e.srv, db)
-					_, err := pdb.Exec("DELETE FROM RepoUserToken")
-					must(err)
-					pdb.Close()
-				}
+				cfg, backupDir := e.freshBackup(src, db, dir)
 				// On a small host the scan shares the cores with the test file server
 				// (this process) and MariaDB (both databases): their CPU-seconds say how
 				// much of the wall time is seafbak's.
@@ -684,13 +691,7 @@ func (e *env) firstScans() {
 				record(name+": MariaDB's CPU during seafbak scan ["+src+b.label+"]", sample{cpu: mariadb})
 				must(os.RemoveAll(filepath.Dir(backupDir)))
 				if *withWatch {
-					cfg, backupDir := e.backup(src, db, dir, "batch")
-					if *newTokens && src != "dir" {
-						pdb := mustOpen(e.srv, db)
-						_, err := pdb.Exec("DELETE FROM RepoUserToken")
-						must(err)
-						pdb.Close()
-					}
+					cfg, backupDir := e.freshBackup(src, db, dir)
 					record(name+": seafbak watch until all backed up ["+src+b.label+"]", watchedUntil(b.bin, cfg, *libraries))
 					must(os.RemoveAll(filepath.Dir(backupDir)))
 				}
