@@ -427,7 +427,6 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, e
 	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
 	started := time.Now()
 	r := newRun(e, lib, rec, recheck, log)
-	r.mayWait = transferSlots(ctx) != nil
 	release, runErr := slot(ctx, copySlot)
 	if runErr == nil {
 		forget := func() {}

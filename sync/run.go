@@ -67,12 +67,10 @@ type run struct {
 	truncated map[string]bool
 
 	// fetched and fetchedBytes count the commits and fs objects taken from the primary,
-	// for smallCopy; releaseLarge gives back the large-copy slot, nil until one is taken;
-	// mayWait: the copy runs with large-copy slots (a scan's wide copies) and has none.
+	// for smallCopy; releaseLarge gives back the large-copy slot, nil until one is taken.
 	fetched      int
 	fetchedBytes int
 	releaseLarge func()
-	mayWait      bool
 
 	stats struct {
 		commits, fs, blocks int
@@ -297,6 +295,12 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 	return c, true, nil
 }
 
+// mayWaitToGrow: ctx has large-copy slots (a scan's wide copies) and the copy holds
+// none, so a fetch may make it wait for one, holding what it fetched meanwhile.
+func (r *run) mayWaitToGrow(ctx context.Context) bool {
+	return r.releaseLarge == nil && transferSlots(ctx) != nil
+}
+
 // mayGrow takes a large-copy slot (see LimitTransfers) before the copy fetches more
 // objects that would take it past smallCopy, or any once past smallCopyBytes. Called
 // only between fetches: a copy waiting
@@ -311,7 +315,7 @@ func (r *run) mayGrow(ctx context.Context, more int) error {
 	if err != nil {
 		return err
 	}
-	r.releaseLarge, r.mayWait = release, false
+	r.releaseLarge = release
 	return nil
 }
 

@@ -351,7 +351,7 @@ func (t *tree) listSome(ctx context.Context) {
 	if top := t.stack[len(t.stack)-1]; top.fs == nil {
 		var dirs []*tnode
 		batch := dirBatch
-		if t.r.mayWait {
+		if t.r.mayWaitToGrow(ctx) {
 			batch = smallDirBatch
 		}
 		for len(t.stack) > 0 && len(dirs) < batch && t.stack[len(t.stack)-1].fs == nil {

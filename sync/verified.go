@@ -1,6 +1,9 @@
 package sync
 
-import "seafbak/sync/object"
+import (
+	"seafbak/internal/gencache"
+	"seafbak/sync/object"
+)
 
 // recheckCacheLimit is how many ids of each kind one generation of verifiedCache holds;
 // it keeps two. At most about 64 MiB in all (2 generations x 2 kinds x 2^18 ids), whatever the
@@ -19,39 +22,13 @@ var recheckCacheLimit = 1 << 18
 // among the newest, and those are what let the next commit's walk skip whole unchanged
 // subtrees.
 type verifiedCache struct {
-	fs     generations[struct{}]
-	blocks generations[int64] // the verified block's size
-}
-
-type generations[V any] struct {
-	cur, old map[[20]byte]V
-	limit    int
+	fs     gencache.Generations[[20]byte, struct{}]
+	blocks gencache.Generations[[20]byte, int64] // the verified block's size
 }
 
 func newVerifiedCache(limit int) *verifiedCache {
-	return &verifiedCache{fs: newGenerations[struct{}](limit), blocks: newGenerations[int64](limit)}
+	return &verifiedCache{fs: gencache.New[[20]byte, struct{}](limit), blocks: gencache.New[[20]byte, int64](limit)}
 }
-
-func newGenerations[V any](limit int) generations[V] {
-	return generations[V]{cur: map[[20]byte]V{}, limit: max(limit, 1)}
-}
-
-func (g *generations[V]) get(k [20]byte) (V, bool) {
-	if v, ok := g.cur[k]; ok {
-		return v, true
-	}
-	v, ok := g.old[k]
-	return v, ok
-}
-
-func (g *generations[V]) put(k [20]byte, v V) {
-	if len(g.cur) >= g.limit {
-		g.old, g.cur = g.cur, make(map[[20]byte]V, g.limit)
-	}
-	g.cur[k] = v
-}
-
-func (g *generations[V]) len() int { return len(g.cur) + len(g.old) }
 
 // key is id's binary form; an id that is not one (the caller checked it) is simply not
 // cached.
@@ -62,13 +39,13 @@ func (c *verifiedCache) hasFS(id string) bool {
 	if !ok {
 		return false
 	}
-	_, ok = c.fs.get(k)
+	_, ok = c.fs.Get(k)
 	return ok
 }
 
 func (c *verifiedCache) addFS(id string) {
 	if k, ok := key(id); ok {
-		c.fs.put(k, struct{}{})
+		c.fs.Put(k, struct{}{})
 	}
 }
 
@@ -77,11 +54,11 @@ func (c *verifiedCache) blockSize(id string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	return c.blocks.get(k)
+	return c.blocks.Get(k)
 }
 
 func (c *verifiedCache) addBlock(id string, size int64) {
 	if k, ok := key(id); ok {
-		c.blocks.put(k, size)
+		c.blocks.Put(k, size)
 	}
 }

@@ -25,8 +25,8 @@ func TestVerifiedCacheForgetsWhenFull(t *testing.T) {
 	}
 	c.addFS(testID(4))
 	c.addFS(testID(5)) // 1 and 2 are dropped
-	if c.fs.len() > 4 || c.hasFS(testID(1)) || !c.hasFS(testID(3)) || !c.hasFS(testID(5)) {
-		t.Fatalf("cache of limit 2 holds %d ids, or kept the oldest, or lost the newest", c.fs.len())
+	if c.fs.Len() > 4 || c.hasFS(testID(1)) || !c.hasFS(testID(3)) || !c.hasFS(testID(5)) {
+		t.Fatalf("cache of limit 2 holds %d ids, or kept the oldest, or lost the newest", c.fs.Len())
 	}
 	c.addBlock(testID(9), 7)
 	if size, ok := c.blockSize(testID(9)); !ok || size != 7 {

@@ -3,6 +3,8 @@ package store
 import (
 	"strings"
 	gosync "sync"
+
+	"seafbak/internal/gencache"
 )
 
 // dirCache remembers directories known to exist, so that writing an object does not
@@ -13,12 +15,11 @@ import (
 // for the life of the process (4.6 MB of object paths at the peak of a first round of
 // 10 000 one-file libraries).
 //
-// It keeps the newest entries in two generations: when the current one is full, the
-// older one is dropped. The libraries being copied now are the ones written to.
+// It keeps the newest entries in two generations (gencache): the libraries being copied
+// now are the ones written to.
 type dirCache struct {
-	mu       gosync.RWMutex
-	cur, old map[string]struct{}
-	limit    int
+	mu   gosync.RWMutex
+	dirs gencache.Generations[string, struct{}]
 }
 
 // dirCacheLimit is the size of a generation: the directories of about five large
@@ -26,16 +27,13 @@ type dirCache struct {
 const dirCacheLimit = 4096
 
 func newDirCache(limit int) *dirCache {
-	return &dirCache{cur: map[string]struct{}{}, limit: max(limit, 1)}
+	return &dirCache{dirs: gencache.New[string, struct{}](limit)}
 }
 
 func (c *dirCache) has(dir string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if _, ok := c.cur[dir]; ok {
-		return true
-	}
-	_, ok := c.old[dir]
+	_, ok := c.dirs.Get(dir)
 	return ok
 }
 
@@ -43,14 +41,11 @@ func (c *dirCache) has(dir string) bool {
 func (c *dirCache) add(dir string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.cur) >= c.limit {
-		c.old, c.cur = c.cur, make(map[string]struct{}, c.limit)
-	}
-	c.cur[strings.Clone(dir)] = struct{}{}
+	c.dirs.Put(strings.Clone(dir), struct{}{})
 }
 
 func (c *dirCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.cur) + len(c.old)
+	return c.dirs.Len()
 }
