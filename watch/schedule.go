@@ -89,6 +89,15 @@ func (s *scheduler) want(ctx context.Context, j job) {
 	s.dispatchLocked(ctx)
 }
 
+// holds reports whether a job that covers j is running or waiting to run: asking for j
+// would change nothing.
+func (s *scheduler) holds(j job) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := s.libs[j.lib.ID]
+	return sl != nil && (sl.current != nil && sl.current.covers(j) || sl.pending != nil && sl.pending.covers(j))
+}
+
 // dispatch starts what may start now: libraries whose backoff has passed.
 func (s *scheduler) dispatch(ctx context.Context) {
 	s.mu.Lock()

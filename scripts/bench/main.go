@@ -563,6 +563,11 @@ func (e *env) oneFileChange() {
 			for _, sd := range sides {
 				record(fmt.Sprintf("one-file change, %d-file library: seafbak sync [%s]", files, sd.src), timed(*seafbakBin, "--config", sd.cfg, "sync", lib.ID))
 			}
+			// cron's scan when nothing changed since: one query of the primary's heads,
+			// compared with the state.
+			for _, sd := range sides {
+				record(fmt.Sprintf("no change, %d-file library: seafbak scan [%s]", files, sd.src), timed(*seafbakBin, "--config", sd.cfg, "scan"))
+			}
 			if slices.Contains(e.sources, "http") {
 				s, n := e.fsIDList(db, dir, lib.ID, lib.Head, old)
 				record(fmt.Sprintf("fs-id-list of a one-file change, %d-file tree (%d ids)", files, n), s)
@@ -675,9 +680,24 @@ func (e *env) firstScans() {
 		must(os.RemoveAll(filepath.Dir(backupDir)))
 	}
 	for i := 0; i < *runs; i++ {
+		// The same libraries' objects copied by rsync, alone and made durable as a scan
+		// makes them: the filesystem's share of a first scan (Seafile's layout makes
+		// about 8 directories and 5 files for each one-file library), in the same run.
+		storage := filepath.Join(dir, "storage") + "/"
+		dst := filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
+		e.n++
+		e.settle()
+		record(name+": rsync -a", timed("rsync", "-a", storage, dst+"/"))
+		must(os.RemoveAll(dst))
+		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
+		e.n++
+		e.settle()
+		record(name+": rsync -a, then sync -f", timed("sh", "-c", `rsync -a "$1" "$2" && sync -f "$2"`, "sh", storage, dst+"/"))
+		must(os.RemoveAll(dst))
 		for _, src := range e.sources {
 			for _, b := range seafbaks() {
 				cfg, backupDir := e.freshBackup(src, db, dir)
+				e.settle()
 				// On a small host the scan shares the cores with the test file server
 				// (this process) and MariaDB (both databases): their CPU-seconds say how
 				// much of the wall time is seafbak's.
@@ -692,6 +712,7 @@ func (e *env) firstScans() {
 				must(os.RemoveAll(filepath.Dir(backupDir)))
 				if *withWatch {
 					cfg, backupDir := e.freshBackup(src, db, dir)
+					e.settle()
 					record(name+": seafbak watch until all backed up ["+src+b.label+"]", watchedUntil(b.bin, cfg, *libraries))
 					must(os.RemoveAll(filepath.Dir(backupDir)))
 				}
