@@ -11,6 +11,20 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
+// MaxConns bounds the connections of each pool Open returns. A scan or a watch round
+// runs hundreds of syncs at once, and each asks the backup database for its library's
+// head: unbounded, they opened a connection each, and past the server's
+// max_connections (151 by default) syncs failed with "Error 1040: Too many
+// connections". The primary's database is Seafile's own, which must keep connections
+// for Seafile. Queries wait for one of these connections instead; all of them are kept
+// between queries (database/sql keeps 2 by default), so a busy round does not connect
+// anew for each query.
+const MaxConns = 8
+
+// maxIdle is how long a pooled connection may stay unused before it is closed: after a
+// burst, a long-running watch keeps only what its polls use.
+const maxIdle = time.Minute
+
 // Open connects with c and pings; errors name what the database is for (what, e.g.
 // "primary") and never show the password. Every query on the pool is bounded by c's
 // socket deadlines, so a server that stops answering fails the query instead of hanging
@@ -22,6 +36,9 @@ func Open(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
 		return nil, fmt.Errorf("%s database: %w", what, err)
 	}
 	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(MaxConns)
+	db.SetMaxIdleConns(MaxConns)
+	db.SetConnMaxIdleTime(maxIdle)
 	pctx, cancel := context.WithTimeout(ctx, max(15*time.Second, c.Timeout+c.ReadTimeout))
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
