@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"seafbak/internal/mariadbtest"
 	"seafbak/internal/seafgen"
 	"seafbak/internal/seafhttptest"
 	"seafbak/internal/testenv"
@@ -212,3 +213,64 @@ func TestHTTPSWithPrivateCA(t *testing.T) {
 }
 
 var _ = seafsync.Result{}
+
+// A remote's listing asks the file server about a head once: while the database keeps a
+// library at the head both agreed on, later listings (a watch lists every 2 s) do not ask
+// about it again. A head that moved is asked about, and so is one they disagree on, at
+// every listing until they agree.
+func TestRemoteListingAsksTheFileServerOnlyAboutHeadsNotYetAgreed(t *testing.T) {
+	env, fs, lib := httpFixture(t)
+	ctx := context.Background()
+	g := seafgen.New(env.PrimaryDir)
+	other, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Other", Owner: "net@example.com"})
+	must(t, err)
+	testenv.Commit(t, other, "files", seafgen.Put("x.txt", []byte("x")))
+	env.Publish(other)
+	// A second copy of the primary's database, which the file server does not read: a
+	// head moved there alone is one the two disagree on.
+	copyName := env.PrimaryDBName + "_copy"
+	must(t, srv.CreateDatabase(copyName, mariadbtest.SchemaFile("seafile.sql")))
+	copyDB, err := srv.Open(copyName)
+	must(t, err)
+	defer copyDB.Close()
+	must(t, lib.InsertRows(ctx, copyDB))
+	must(t, other.InsertRows(ctx, copyDB))
+	h, err := primary.NewHTTP(primary.HTTPOptions{URL: fs.URL(), SyncToken: testenv.SyncToken})
+	must(t, err)
+	remote := primary.NewRemote(copyDB, h, testenv.SyncToken)
+	list := func(wantAsks int) map[string]primary.Library {
+		t.Helper()
+		before := fs.Requests(seafhttptest.RouteHeadCommitsMulti)
+		libs, err := remote.Libraries(ctx)
+		must(t, err)
+		if asks := fs.Requests(seafhttptest.RouteHeadCommitsMulti) - before; asks != wantAsks {
+			t.Fatalf("a listing asked the file server %d times (head-commits-multi), want %d", asks, wantAsks)
+		}
+		byID := map[string]primary.Library{}
+		for _, l := range libs {
+			byID[l.ID] = l
+		}
+		return byID
+	}
+	for _, l := range list(1) {
+		if l.HeadError != nil {
+			t.Fatalf("%s: %v", l.Name, l.HeadError)
+		}
+	}
+	list(0)
+	// Moved in the copy only: asked about, found to disagree, and asked about again
+	// (with the library's recheck, two requests a listing).
+	testenv.Commit(t, other, "more", seafgen.Put("y.txt", []byte("y")))
+	must(t, other.InsertRows(ctx, copyDB))
+	for range 2 {
+		if got := list(2)[other.ID]; got.HeadError == nil || !strings.Contains(got.HeadError.Error(), "different servers") {
+			t.Fatalf("a head the file server does not know: %+v", got)
+		}
+	}
+	// Moved in the file server's database too: they agree, once asked.
+	env.Publish(other)
+	if got := list(1)[other.ID]; got.HeadError != nil || got.Head != other.Head {
+		t.Fatalf("after both moved: %+v, want head %s", got, other.Head)
+	}
+	list(0)
+}

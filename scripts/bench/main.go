@@ -57,6 +57,7 @@ var (
 	sources    = flag.String("sources", "dir,http", "primary sources to measure: dir (data dir), http (sync protocol over loopback), wan (http through a proxy adding -rtt)")
 	libFiles   = flag.Int("library-files", 1, "firstscan: files in each library (100 to a folder past the first), to measure a first scan of many large libraries (peak RSS)")
 	newTokens  = flag.Bool("new-tokens", false, "firstscan: start each run over HTTP with no library tokens in the primary's RepoUserToken, as the first backup of a server does (otherwise only the first run creates them)")
+	watchIdle  = flag.Duration("watch-idle", 20*time.Second, "firstscan -watch: once all is backed up, how long watch is left polling, to time its CPU (and the file server's) when nothing changes")
 	withWatch  = flag.Bool("watch", false, "firstscan: also time seafbak watch backing up the same new libraries (from its start to its last \"change backed up\"), after each scan")
 	rtt        = flag.Duration("rtt", 5*time.Millisecond, "round-trip time the wan source adds")
 )
@@ -179,7 +180,7 @@ func (e *env) freshBackup(src, db, dir string) (cfg, backupDir string) {
 
 // watchedUntil runs seafbak watch until it has logged n libraries backed up: its wall
 // time is until the n-th, its CPU and peak RSS those of the whole process, stopped then.
-func watchedUntil(bin, cfg string, n int) sample {
+func watchedUntil(bin, cfg string, n int) (s, idle, serverIdle sample) {
 	cmd := exec.Command(bin, "--config", cfg, "-v", "watch")
 	stderr, err := cmd.StderrPipe()
 	must(err)
@@ -202,13 +203,22 @@ func watchedUntil(bin, cfg string, n int) sample {
 	// Not the rusage's maxrss: for a child started by vfork it counts this process's
 	// memory at the fork too.
 	rss := peakRSS(cmd.Process.Pid)
-	must(cmd.Process.Signal(syscall.SIGTERM))
 	go io.Copy(io.Discard, stderr)
+	if done == n && *watchIdle > 0 {
+		// What watch costs once all is backed up: its polls, and the test file server's
+		// (this process's) answers to them.
+		self, server := procCPU(cmd.Process.Pid), selfCPU()
+		time.Sleep(*watchIdle)
+		idle = sample{cpu: procCPU(cmd.Process.Pid) - self}
+		serverIdle = sample{cpu: selfCPU() - server}
+	}
+	must(cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil || done < n {
 		log.Fatalf("seafbak watch: %d of %d libraries backed up: %v", done, n, err)
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return sample{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rss: rss}
+	// The CPU of the whole process, idle time included: the idle CPU is subtracted.
+	return sample{wall: wall, cpu: time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) - idle.cpu, rss: rss}, idle, serverIdle
 }
 
 // peakRSS is a running process's peak resident set size so far, in KiB (VmHWM).
@@ -713,7 +723,15 @@ func (e *env) firstScans() {
 				if *withWatch {
 					cfg, backupDir := e.freshBackup(src, db, dir)
 					e.settle()
-					record(name+": seafbak watch until all backed up ["+src+b.label+"]", watchedUntil(b.bin, cfg, *libraries))
+					s, idle, serverIdle := watchedUntil(b.bin, cfg, *libraries)
+					record(name+": seafbak watch until all backed up ["+src+b.label+"]", s)
+					if *watchIdle > 0 {
+						idleFor := fmt.Sprintf("%s idle", *watchIdle)
+						record(name+": seafbak watch's CPU, all backed up, "+idleFor+" ["+src+b.label+"]", idle)
+						if src != "dir" {
+							record(name+": test file server's CPU during watch's "+idleFor+" ["+src+b.label+"]", serverIdle)
+						}
+					}
 					must(os.RemoveAll(filepath.Dir(backupDir)))
 				}
 			}

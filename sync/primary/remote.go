@@ -22,6 +22,11 @@ type Remote struct {
 	sqlDB     *sql.DB
 	syncToken string
 	prepared  sync.Map // repo id + owner whose token row this process has seen or made
+
+	agreedMu sync.Mutex
+	// agreed is each listed library's head that the database and the file server
+	// agreed on at the last listing.
+	agreed map[string]string
 }
 
 var _ Source = (*Remote)(nil)
@@ -34,25 +39,44 @@ func NewRemote(db *sql.DB, h *HTTP, syncToken string) *Remote {
 // Libraries lists the libraries from the database and checks each head against the file
 // server's (head-commits-multi). A disagreement left after asking both again is reported
 // on that library, not guessed at: one of them is mid-update, or they are not the same
-// server.
+// server. A head the two agreed on at this Remote's last listing is not asked about
+// again: the file server reads the same Branch rows, so they agree until the database
+// moves it. A watch lists every 2 s; on a server of 10 000 libraries, asking about each
+// was 10 requests a poll, for nothing, and as much work for the file server.
 func (r *Remote) Libraries(ctx context.Context) ([]Library, error) {
 	libs, err := r.db.Libraries(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(libs))
+	r.agreedMu.Lock()
+	before := r.agreed
+	r.agreedMu.Unlock()
+	agreed := make(map[string]string, len(libs))
+	var ids []string
+	var ask []int // indexes in libs of the libraries asked about
 	for i, l := range libs {
-		ids[i] = l.ID
+		if head, ok := before[l.ID]; ok && head == l.Head {
+			agreed[l.ID] = head
+			continue
+		}
+		ids = append(ids, l.ID)
+		ask = append(ask, i)
 	}
 	heads, err := r.Heads(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("primary file server: %w", err)
 	}
-	for i := range libs {
+	for _, i := range ask {
 		if heads[libs[i].ID] != libs[i].Head {
 			libs[i] = r.recheck(ctx, libs[i], heads[libs[i].ID])
 		}
+		if libs[i].HeadError == nil {
+			agreed[libs[i].ID] = libs[i].Head
+		}
 	}
+	r.agreedMu.Lock()
+	r.agreed = agreed
+	r.agreedMu.Unlock()
 	return libs, nil
 }
 
