@@ -276,19 +276,7 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 		e.settle()
 		record(group+": cp -a", timed("cp", "-a", filepath.Join(dir, "storage"), dst))
 		must(os.RemoveAll(dst))
-		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
-		e.n++
-		e.settle()
-		record(group+": rsync -a", timed("rsync", "-a", filepath.Join(dir, "storage")+"/", dst+"/"))
-		must(os.RemoveAll(dst))
-		// What rsync would take to make its copy durable, as seafbak does before it
-		// records a head: rsync, then syncfs of the filesystem (coreutils' sync -f).
-		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
-		e.n++
-		e.settle()
-		record(group+": rsync -a, then sync -f", timed("sh", "-c", `rsync -a "$1" "$2" && sync -f "$2"`, "sh",
-			filepath.Join(dir, "storage")+"/", dst+"/"))
-		must(os.RemoveAll(dst))
+		e.rsyncs(group, dir)
 		for _, src := range e.sources {
 			for _, b := range seafbaks() {
 				cfg, backupDir := e.backup(src, db, dir, "batch")
@@ -317,6 +305,24 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 			straces = append(straces, fmt.Sprintf("%s: seafbak sync [%s%s] under strace -c -f (%d files):\n%s", group, src, b.label, files, perFile(string(text), files)))
 			must(os.RemoveAll(filepath.Dir(backupDir)))
 		}
+	}
+}
+
+// rsyncs times rsync -a of the primary's storage in dir, and rsync -a followed by a
+// syncfs of the filesystem (coreutils' sync -f): what rsync would take to make its copy
+// durable, as seafbak does before it records a head. Each starts from a settled
+// filesystem, and its copy is removed.
+func (e *env) rsyncs(group, dir string) {
+	storage := filepath.Join(dir, "storage") + "/"
+	for _, c := range []struct{ label, script string }{
+		{"rsync -a", `exec rsync -a "$1" "$2"`},
+		{"rsync -a, then sync -f", `rsync -a "$1" "$2" && sync -f "$2"`},
+	} {
+		dst := filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
+		e.n++
+		e.settle()
+		record(group+": "+c.label, timed("sh", "-c", c.script, "sh", storage, dst+"/"))
+		must(os.RemoveAll(dst))
 	}
 }
 
@@ -690,20 +696,9 @@ func (e *env) firstScans() {
 		must(os.RemoveAll(filepath.Dir(backupDir)))
 	}
 	for i := 0; i < *runs; i++ {
-		// The same libraries' objects copied by rsync, alone and made durable as a scan
-		// makes them: the filesystem's share of a first scan (Seafile's layout makes
-		// about 8 directories and 5 files for each one-file library), in the same run.
-		storage := filepath.Join(dir, "storage") + "/"
-		dst := filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
-		e.n++
-		e.settle()
-		record(name+": rsync -a", timed("rsync", "-a", storage, dst+"/"))
-		must(os.RemoveAll(dst))
-		dst = filepath.Join(e.root, fmt.Sprintf("rsync-%d", e.n))
-		e.n++
-		e.settle()
-		record(name+": rsync -a, then sync -f", timed("sh", "-c", `rsync -a "$1" "$2" && sync -f "$2"`, "sh", storage, dst+"/"))
-		must(os.RemoveAll(dst))
+		// The filesystem's share of a first scan (Seafile's layout makes about 8
+		// directories and 5 files for each one-file library), in the same run.
+		e.rsyncs(name, dir)
 		for _, src := range e.sources {
 			for _, b := range seafbaks() {
 				cfg, backupDir := e.freshBackup(src, db, dir)
