@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"log/slog"
@@ -38,19 +39,26 @@ type scheduler struct {
 	now        func() time.Time
 	log        *slog.Logger
 
-	mu      gosync.Mutex
-	libs    map[string]*slot
-	queue   []string // libraries with a pending job and none running, oldest first
-	running int
-	ran     int // jobs finished, for tests
-	wg      gosync.WaitGroup
+	mu   gosync.Mutex
+	libs map[string]*slot
+	// queue holds the libraries with a pending job and none running, oldest first;
+	// delayed those of them found backing off when their turn came, soonest retry
+	// first. A dispatch takes from either in O(log n): a first round queues every
+	// library at once, and each job's end dispatches the next.
+	queue   fifo
+	delayed retryHeap
+	// delayedSeq orders delayed libraries with the same retry time as they were queued.
+	delayedSeq uint64
+	running    int
+	ran        int // jobs finished, for tests
+	wg         gosync.WaitGroup
 }
 
 // slot is one library the scheduler is busy with: running, pending or backing off.
 type slot struct {
 	current  *job // running
 	pending  *job // to run next
-	queued   bool // in scheduler.queue
+	queued   bool // in scheduler.queue or scheduler.delayed
 	failures int  // failed jobs in a row
 	retryAt  time.Time
 }
@@ -84,7 +92,7 @@ func (s *scheduler) want(ctx context.Context, j job) {
 	sl.pending = &j
 	if sl.current == nil && !sl.queued {
 		sl.queued = true
-		s.queue = append(s.queue, id)
+		s.queue.push(id)
 	}
 	s.dispatchLocked(ctx)
 }
@@ -110,14 +118,12 @@ func (s *scheduler) dispatchLocked(ctx context.Context) {
 		return // stopping: no new work
 	}
 	now := s.now()
-	for i := 0; i < len(s.queue) && s.running < s.parallel; {
-		id := s.queue[i]
-		sl := s.libs[id]
-		if now.Before(sl.retryAt) {
-			i++
-			continue
+	for s.running < s.parallel {
+		id, ok := s.nextDue(now)
+		if !ok {
+			return
 		}
-		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+		sl := s.libs[id]
 		j := *sl.pending
 		sl.queued, sl.pending, sl.current = false, nil, &j
 		s.running++
@@ -154,11 +160,89 @@ func (s *scheduler) run(ctx context.Context, j job) {
 	switch {
 	case sl.pending != nil:
 		sl.queued = true
-		s.queue = append(s.queue, id)
+		s.queue.push(id)
 	case sl.failures == 0:
 		delete(s.libs, id) // nothing to remember
 	}
 	s.dispatchLocked(ctx)
+}
+
+// nextDue takes the queued library to start next, if one may start at now: a delayed
+// one whose retry time has come (it has waited longest), else the oldest in the queue.
+// Queued libraries found backing off move to delayed; a queued library's retry time
+// does not change, as it is set only when its job ends.
+func (s *scheduler) nextDue(now time.Time) (string, bool) {
+	if len(s.delayed) > 0 && !now.Before(s.delayed[0].at) {
+		return heap.Pop(&s.delayed).(retry).id, true
+	}
+	for {
+		id, ok := s.queue.pop()
+		if !ok {
+			return "", false
+		}
+		if at := s.libs[id].retryAt; now.Before(at) {
+			heap.Push(&s.delayed, retry{id: id, at: at, seq: s.delayedSeq})
+			s.delayedSeq++
+			continue
+		}
+		return id, true
+	}
+}
+
+// fifo is a queue of library ids with O(1) push and pop.
+type fifo struct {
+	ids  []string
+	head int // ids[head:] are queued
+}
+
+func (q *fifo) push(id string) { q.ids = append(q.ids, id) }
+
+func (q *fifo) pop() (string, bool) {
+	if q.head == len(q.ids) {
+		return "", false
+	}
+	id := q.ids[q.head]
+	q.ids[q.head] = ""
+	q.head++
+	switch {
+	case q.head == len(q.ids):
+		q.ids, q.head = q.ids[:0], 0
+	case q.head >= 1024 && 2*q.head >= len(q.ids):
+		// Reclaim the popped front; each id is moved at most once per halving.
+		n := copy(q.ids, q.ids[q.head:])
+		clear(q.ids[n:])
+		q.ids, q.head = q.ids[:n], 0
+	}
+	return id, true
+}
+
+func (q *fifo) len() int { return len(q.ids) - q.head }
+
+// retry is a delayed library: at is when its backoff ends, seq keeps queue order
+// among equal times.
+type retry struct {
+	id  string
+	at  time.Time
+	seq uint64
+}
+
+// retryHeap is a min-heap of retries by time (container/heap).
+type retryHeap []retry
+
+func (h retryHeap) Len() int { return len(h) }
+func (h retryHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h retryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)   { *h = append(*h, x.(retry)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
 }
 
 // backoff is the wait after n failures in a row: minBackoff, doubling, capped.

@@ -151,8 +151,8 @@ func TestWatchSchedulerCoalescesChangesDuringASync(t *testing.T) {
 	finish(t, s, f, "a", nil)
 	expectNoStart(t, f)
 	s.wait()
-	if len(s.libs) != 0 || len(s.queue) != 0 || s.running != 0 {
-		t.Fatalf("scheduler keeps %d libraries, %d queued, %d running", len(s.libs), len(s.queue), s.running)
+	if len(s.libs) != 0 || s.queue.len()+len(s.delayed) != 0 || s.running != 0 {
+		t.Fatalf("scheduler keeps %d libraries, %d queued, %d running", len(s.libs), s.queue.len()+len(s.delayed), s.running)
 	}
 }
 
@@ -249,5 +249,70 @@ func TestWatchSchedulerStops(t *testing.T) {
 	expectNoStart(t, f)
 	if sl := s.libs["a"]; sl != nil && (sl.failures != 0 || sl.current != nil) {
 		t.Fatalf("a after stop: %+v", sl)
+	}
+}
+
+// A library found backing off when its turn comes waits aside; the libraries queued
+// after it start meanwhile, and it starts once its backoff has passed.
+func TestWatchSchedulerQueueGoesOnPastABackingOffLibrary(t *testing.T) {
+	f := newFake()
+	s, clk := newTestScheduler(f, 1)
+	ctx := context.Background()
+	s.want(ctx, lib("a", "h"))
+	expectStart(t, f, "a", "h")
+	s.want(ctx, lib("b", "h"))
+	s.want(ctx, lib("c", "h"))
+	finish(t, s, f, "a", errors.New("primary unreachable")) // a waits 2 s
+	expectStart(t, f, "b", "h")
+	s.want(ctx, lib("a", "h")) // queued behind c, backing off
+	s.want(ctx, lib("d", "h"))
+	finish(t, s, f, "b", nil)
+	expectStart(t, f, "c", "h")
+	finish(t, s, f, "c", nil)
+	expectStart(t, f, "d", "h") // a's turn came first, but it is backing off
+	finish(t, s, f, "d", nil)
+	expectNoStart(t, f)
+	clk.add(2 * time.Second)
+	s.want(ctx, lib("e", "h"))
+	expectStart(t, f, "a", "h") // due: it has waited longer than e
+	finish(t, s, f, "a", nil)
+	expectStart(t, f, "e", "h")
+	finish(t, s, f, "e", nil)
+	s.wait()
+	if len(s.libs) != 0 || s.queue.len() != 0 || len(s.delayed) != 0 {
+		t.Fatalf("scheduler keeps %d libraries, %d queued, %d delayed", len(s.libs), s.queue.len(), len(s.delayed))
+	}
+}
+
+// The queue hands out ids in the order they came, across the compactions of its
+// popped front.
+func TestFIFOKeepsOrder(t *testing.T) {
+	var q fifo
+	next, want := 0, 0
+	for round := range 50 {
+		for range 100 + round*7 {
+			q.push(fmt.Sprint(next))
+			next++
+		}
+		for range 90 + round*5 {
+			id, ok := q.pop()
+			if !ok || id != fmt.Sprint(want) {
+				t.Fatalf("popped %q, %v; want %d", id, ok, want)
+			}
+			want++
+		}
+	}
+	for q.len() > 0 {
+		id, _ := q.pop()
+		if id != fmt.Sprint(want) {
+			t.Fatalf("popped %q; want %d", id, want)
+		}
+		want++
+	}
+	if want != next {
+		t.Fatalf("popped %d of %d", want, next)
+	}
+	if _, ok := q.pop(); ok {
+		t.Fatal("popped from an empty queue")
 	}
 }
