@@ -185,9 +185,10 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	v.cond = gosync.NewCond(&v.mu)
 	stop := context.AfterFunc(ctx, func() { v.mu.Lock(); v.cond.Broadcast(); v.mu.Unlock() })
 	defer stop()
+	m := &met{}
 	for _, l := range libs {
 		if v.stores[l.lib.StoreID] == nil {
-			v.stores[l.lib.StoreID] = newStoreCheck(l.lib.StoreID)
+			v.stores[l.lib.StoreID] = newStoreCheck(l.lib.StoreID, uint32(len(v.stores)), m)
 		}
 		l.st = v.stores[l.lib.StoreID]
 	}
