@@ -179,16 +179,16 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 		ctx: ctx, s: opts.Store, sample: sample, seed: seed,
 		prog:   &progress{p: opts.Progress},
 		stores: map[string]*storeCheck{},
+		met:    &met{},
 		bufs:   gosync.Pool{New: func() any { b := make([]byte, 512<<10); return &b }},
 		hiMark: 4 * parallel,
 	}
 	v.cond = gosync.NewCond(&v.mu)
 	stop := context.AfterFunc(ctx, func() { v.mu.Lock(); v.cond.Broadcast(); v.mu.Unlock() })
 	defer stop()
-	m := &met{}
 	for _, l := range libs {
 		if v.stores[l.lib.StoreID] == nil {
-			v.stores[l.lib.StoreID] = newStoreCheck(l.lib.StoreID, uint32(len(v.stores)), m)
+			v.stores[l.lib.StoreID] = newStoreCheck(l.lib.StoreID, uint32(len(v.stores)))
 		}
 		l.st = v.stores[l.lib.StoreID]
 	}
@@ -227,9 +227,7 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	// The sets of objects met served the first pass only; the second (placing what is
 	// bad) needs only the bad ones. On a library of two million files they are some
 	// 165 MiB, which the second pass would otherwise hold beside its own.
-	for _, st := range v.stores {
-		st.forgetMet()
-	}
+	v.met = nil
 
 	rep := &VerifyReport{
 		Sample:       sample,

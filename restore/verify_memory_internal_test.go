@@ -22,14 +22,14 @@ func TestStoreCheckCostsLittleBeyondItsObjects(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	m := &met{}
 	for i := range n {
-		st := newStoreCheck(storeIDs[i], uint32(i), m)
-		if !st.met.fs.add(st.key(fsIDs[i])) {
+		st := newStoreCheck(storeIDs[i], uint32(i))
+		if !m.fs.add(st.key(fsIDs[i])) {
 			t.Fatalf("store %d: fs object met before", i)
 		}
-		if _, met := st.met.blocks.claim(st.key(blockIDs[i])); met {
+		if _, met := m.blocks.claim(st.key(blockIDs[i])); met {
 			t.Fatalf("store %d: block met before", i)
 		}
-		st.met.blocks.set(st.key(blockIDs[i]), 4096)
+		m.blocks.set(st.key(blockIDs[i]), 4096)
 		stores[i] = st
 	}
 	runtime.ReadMemStats(&after)
@@ -39,10 +39,10 @@ func TestStoreCheckCostsLittleBeyondItsObjects(t *testing.T) {
 		t.Fatalf("%.0f bytes allocated per store of one fs object and one block, want at most 512", perStore)
 	}
 	// The same object id in two stores is two objects: each store checks its own.
-	if !stores[1].met.fs.add(stores[1].key(fsIDs[0])) {
+	if !m.fs.add(stores[1].key(fsIDs[0])) {
 		t.Fatal("an object met in store 0 counted as met in store 1")
 	}
-	if stores[0].met.fs.add(stores[0].key(fsIDs[0])) {
+	if m.fs.add(stores[0].key(fsIDs[0])) {
 		t.Fatal("an object met twice in store 0 counted as new")
 	}
 }

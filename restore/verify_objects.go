@@ -104,9 +104,8 @@ type met struct {
 // storeCheck is what is known of one store (a library, or an origin and its virtual
 // libraries) while verifying.
 type storeCheck struct {
-	id  string
-	n   uint32 // this store in the sets of objects met
-	met *met   // shared by every store; nil once the first pass is over
+	id string
+	n  uint32 // this store in the verifier's sets of objects met
 
 	mu    gosync.Mutex
 	bad   map[key]*badObject // fs objects and blocks found missing or damaged
@@ -118,8 +117,8 @@ type badObject struct {
 	err     string
 }
 
-func newStoreCheck(id string, n uint32, m *met) *storeCheck {
-	return &storeCheck{id: id, n: n, met: m}
+func newStoreCheck(id string, n uint32) *storeCheck {
+	return &storeCheck{id: id, n: n}
 }
 
 // key is id in this store, for the sets of objects met.
@@ -137,9 +136,6 @@ func (st *storeCheck) markBad(id string, missing bool, err error) {
 	}
 	st.dirty.Store(true)
 }
-
-// forgetMet drops the sets of objects met, once the first pass is over.
-func (st *storeCheck) forgetMet() { st.met = nil }
 
 func (st *storeCheck) lookup(id string) *badObject {
 	st.mu.Lock()
@@ -167,6 +163,7 @@ type verifier struct {
 	seed   uint64
 	prog   *progress
 	stores map[string]*storeCheck
+	met    *met // of every store; nil once the first pass is over
 	bufs   gosync.Pool
 	hiMark int // blocks queued beyond which workers hash before walking on
 
@@ -249,7 +246,7 @@ func (v *verifier) worker() {
 // commit is called for every commit the history walks read.
 func (v *verifier) commit(st *storeCheck, c *object.Commit) {
 	v.nCommits.Add(1)
-	if c.RootID != object.EmptyID && st.met.fs.add(st.key(c.RootID)) {
+	if c.RootID != object.EmptyID && v.met.fs.add(st.key(c.RootID)) {
 		v.prog.todo(1, 0)
 		v.submit(job{st: st, id: c.RootID, dir: true, encrypted: c.Encrypted})
 	}
@@ -277,7 +274,7 @@ func (v *verifier) checkFS(j job) {
 	}
 	if f.IsDir() {
 		for _, d := range f.Dirents {
-			if d.ID != object.EmptyID && st.met.fs.add(st.key(d.ID)) {
+			if d.ID != object.EmptyID && v.met.fs.add(st.key(d.ID)) {
 				v.prog.todo(1, 0)
 				v.submit(job{st: st, id: d.ID, dir: d.IsDir(), encrypted: j.encrypted})
 			}
@@ -305,7 +302,7 @@ func (v *verifier) checkFS(j job) {
 // first to meet a block checks it and, if it is in the sample, queues it for hashing.
 func (v *verifier) blockSize(st *storeCheck, id string) int64 {
 	k := st.key(id)
-	size, met := st.met.blocks.claim(k)
+	size, met := v.met.blocks.claim(k)
 	if met && size != sizePending {
 		return size
 	}
@@ -320,10 +317,10 @@ func (v *verifier) blockSize(st *storeCheck, id string) int64 {
 		if v.ctx.Err() == nil {
 			st.markBad(id, errors.Is(err, store.ErrNotExist), err)
 		}
-		st.met.blocks.set(k, sizeAbsent)
+		v.met.blocks.set(k, sizeAbsent)
 		return sizeAbsent
 	}
-	st.met.blocks.set(k, size)
+	v.met.blocks.set(k, size)
 	v.nBlocks.Add(1)
 	if v.sampled(k.id) {
 		v.prog.todo(1, size)

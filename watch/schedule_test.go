@@ -96,6 +96,18 @@ func expectNoStart(t *testing.T, f *fakeSyncer) {
 	}
 }
 
+// expectIdle waits for the started jobs and checks that the scheduler keeps nothing:
+// no library, none queued or delayed, none running.
+func expectIdle(t *testing.T, s *scheduler) {
+	t.Helper()
+	s.wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.libs) != 0 || s.queue.len() != 0 || len(s.delayed) != 0 || s.running != 0 {
+		t.Fatalf("scheduler keeps %d libraries, %d queued, %d delayed, %d running", len(s.libs), s.queue.len(), len(s.delayed), s.running)
+	}
+}
+
 // finish makes id's running job return err and waits until the scheduler has taken
 // note of it (a follow-up may have started since).
 func finish(t *testing.T, s *scheduler, f *fakeSyncer, id string, err error) {
@@ -150,10 +162,7 @@ func TestWatchSchedulerCoalescesChangesDuringASync(t *testing.T) {
 	s.want(ctx, lib("a", "h4"))
 	finish(t, s, f, "a", nil)
 	expectNoStart(t, f)
-	s.wait()
-	if len(s.libs) != 0 || s.queue.len()+len(s.delayed) != 0 || s.running != 0 {
-		t.Fatalf("scheduler keeps %d libraries, %d queued, %d running", len(s.libs), s.queue.len()+len(s.delayed), s.running)
-	}
+	expectIdle(t, s)
 }
 
 func TestWatchSchedulerBoundsConcurrency(t *testing.T) {
@@ -278,10 +287,7 @@ func TestWatchSchedulerQueueGoesOnPastABackingOffLibrary(t *testing.T) {
 	finish(t, s, f, "a", nil)
 	expectStart(t, f, "e", "h")
 	finish(t, s, f, "e", nil)
-	s.wait()
-	if len(s.libs) != 0 || s.queue.len() != 0 || len(s.delayed) != 0 {
-		t.Fatalf("scheduler keeps %d libraries, %d queued, %d delayed", len(s.libs), s.queue.len(), len(s.delayed))
-	}
+	expectIdle(t, s)
 }
 
 // The queue hands out ids in the order they came, across the compactions of its
