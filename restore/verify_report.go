@@ -38,19 +38,19 @@ func (v *verifier) report(l *libCheck) (LibraryReport, error) {
 	if l.dbHead != "" {
 		heads = append(heads, src{l.dbHead, FromDB})
 	}
-	clean := !l.st.dirty.Load()
-	for _, n := range l.dag.nodes {
-		if n.c != nil {
-			lr.Commits++
-		} else {
-			clean = false
-		}
-	}
-	if clean {
+	lr.Commits = l.commits
+	if l.whole && !l.st.dirty.Load() {
 		for _, h := range heads {
 			lr.Heads = append(lr.Heads, HeadCheck{Commit: h.id, From: h.from, Complete: true})
 		}
 		return lr, nil
+	}
+	if l.dag == nil { // a whole history in a store with something bad: read it again
+		d, err := loadDAG(v.ctx, v.s, l.lib, l.heads(), 2, false, nil)
+		if err != nil {
+			return lr, err
+		}
+		l.dag = d
 	}
 	a := newAttribution(v, l, &lr)
 	sums, err := a.run()

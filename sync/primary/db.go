@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -15,6 +16,8 @@ import (
 // DB is a Catalog reading the primary's seafile database. It only reads.
 type DB struct {
 	db *sql.DB
+	// listed is how many libraries the last listing had: the next one's sizes.
+	listed atomic.Int64
 }
 
 var _ Catalog = (*DB)(nil)
@@ -43,26 +46,6 @@ LEFT JOIN RepoOwner vo ON vo.repo_id = v.origin_repo
 LEFT JOIN OrgRepo vorg ON vorg.repo_id = v.origin_repo
 LEFT JOIN RepoValidSince vs ON vs.repo_id = r.repo_id`
 
-func (d *DB) Libraries(ctx context.Context) ([]Library, error) {
-	rows, err := d.db.QueryContext(ctx, libraryQuery)
-	if err != nil {
-		return nil, fmt.Errorf("primary db: list libraries: %w", dbErr(err))
-	}
-	defer rows.Close()
-	var libs []Library
-	for rows.Next() {
-		lib, err := scanLibrary(rows)
-		if err != nil {
-			return nil, err
-		}
-		libs = append(libs, lib)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("primary db: list libraries: %w", dbErr(err))
-	}
-	return libs, nil
-}
-
 func (d *DB) Library(ctx context.Context, id string) (Library, error) {
 	if err := object.CheckRepoID(id); err != nil {
 		return Library{}, err
@@ -77,7 +60,7 @@ func (d *DB) Library(ctx context.Context, id string) (Library, error) {
 
 type scanner interface{ Scan(dest ...any) error }
 
-// scanLibrary reads one row and checks the ids in it: store paths are built from them.
+// scanLibrary reads one row of libraryQuery and checks it.
 func scanLibrary(s scanner) (Library, error) {
 	var lib Library
 	var origin string
@@ -97,16 +80,22 @@ func scanLibrary(s scanner) (Library, error) {
 	if origin != "" {
 		lib.StoreID = origin
 	}
+	return lib, checkLibrary(lib)
+}
+
+// checkLibrary checks the ids of a library read from the database: store paths are
+// built from them.
+func checkLibrary(lib Library) error {
 	if err := object.CheckRepoID(lib.ID); err != nil {
-		return lib, fmt.Errorf("primary db: Repo row: %w", err)
+		return fmt.Errorf("primary db: Repo row: %w", err)
 	}
 	if err := object.CheckRepoID(lib.StoreID); err != nil {
-		return lib, fmt.Errorf("primary db: VirtualRepo row of %s: %w", lib.ID, err)
+		return fmt.Errorf("primary db: VirtualRepo row of %s: %w", lib.ID, err)
 	}
 	if err := object.CheckID(lib.Head); err != nil {
-		return lib, fmt.Errorf("primary db: Branch row of %s: %w", lib.ID, err)
+		return fmt.Errorf("primary db: Branch row of %s: %w", lib.ID, err)
 	}
-	return lib, nil
+	return nil
 }
 
 // dbErr says what the driver's bare "invalid connection" means here: the server did not

@@ -59,7 +59,8 @@ func (l Library) Virtual() bool { return l.StoreID != l.ID }
 
 // Catalog lists libraries and their heads.
 type Catalog interface {
-	// Libraries lists every library that has a master branch, in one query.
+	// Libraries lists every library that has a master branch, as one view of the
+	// primary (one query, or one snapshot).
 	Libraries(ctx context.Context) ([]Library, error)
 	// Library describes one library; ErrLibraryGone if the primary has none by that id.
 	Library(ctx context.Context, id string) (Library, error)
