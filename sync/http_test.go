@@ -273,4 +273,29 @@ func TestRemoteListingAsksTheFileServerOnlyAboutHeadsNotYetAgreed(t *testing.T) 
 		t.Fatalf("after both moved: %+v, want head %s", got, other.Head)
 	}
 	list(0)
+
+	// A watch's listing between full comparisons: nothing when the database's Print is
+	// unchanged, neither read nor asked; a moved head is listed and asked about.
+	since := func(p primary.Print, wantChanged bool, wantAsks int) ([]primary.Library, primary.Print) {
+		t.Helper()
+		before := fs.Requests(seafhttptest.RouteHeadCommitsMulti)
+		libs, p, changed, err := remote.LibrariesSince(ctx, p)
+		must(t, err)
+		if asks := fs.Requests(seafhttptest.RouteHeadCommitsMulti) - before; changed != wantChanged || asks != wantAsks || (!changed && libs != nil) {
+			t.Fatalf("LibrariesSince: changed %v, %d libraries, %d asks; want changed %v, %d asks", changed, len(libs), asks, wantChanged, wantAsks)
+		}
+		return libs, p
+	}
+	_, p := since(primary.Print{}, true, 0)
+	_, p = since(p, false, 0)
+	testenv.Commit(t, other, "again", seafgen.Put("z.txt", []byte("z")))
+	env.Publish(other)
+	must(t, other.InsertRows(ctx, copyDB))
+	libs, p := since(p, true, 1)
+	for _, l := range libs {
+		if l.ID == other.ID && (l.Head != other.Head || l.HeadError != nil) {
+			t.Fatalf("moved head listed as %+v, want %s", l, other.Head)
+		}
+	}
+	since(p, false, 0)
 }

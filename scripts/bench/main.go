@@ -757,9 +757,15 @@ func (e *env) scanStatus() {
 			e.dumpAndFailover(cfg, *libraries)
 		}
 		for i := 0; i < *runs; i++ {
-			record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "scan"))
-			record(fmt.Sprintf("status, %d libraries: seafbak status [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "status"))
-			record(fmt.Sprintf("status, %d libraries: seafbak status --json [%s]", *libraries, src), timed(*seafbakBin, "--config", cfg, "status", "--json"))
+			for _, b := range seafbaks() {
+				label := src + b.label
+				record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan [%s]", *libraries, label), timed(b.bin, "--config", cfg, "scan"))
+				record(fmt.Sprintf("status, %d libraries: seafbak status [%s]", *libraries, label), timed(b.bin, "--config", cfg, "status"))
+				record(fmt.Sprintf("status, %d libraries: seafbak status --json [%s]", *libraries, label), timed(b.bin, "--config", cfg, "status", "--json"))
+				if n == 0 {
+					record(fmt.Sprintf("verify, %d libraries: seafbak verify%s", *libraries, b.label), timed(b.bin, "--config", cfg, "verify"))
+				}
+			}
 		}
 	}
 }
@@ -775,13 +781,15 @@ func (e *env) dumpAndFailover(cfg string, libs int) {
 	for i := 0; i < *runs; i++ {
 		record(fmt.Sprintf("seafbak dump, seafile db of %d libraries", libs), timed(*seafbakBin, "--config", cfg, "dump"))
 	}
-	other, err := mariadbtest.Start()
-	must(err)
-	defer other.Stop()
-	failover := strings.Replace(withDump, "root@unix("+e.srv.Socket+")/bench_b", "root@unix("+other.Socket+")/bench_b", 1)
-	failoverCfg := cfg + ".failover"
-	must(os.WriteFile(failoverCfg, []byte(failover), 0o600))
-	record(fmt.Sprintf("seafbak restore server, %d libraries, fresh database server", libs), timed(*seafbakBin, "--config", failoverCfg, "restore", "server"))
+	for _, b := range seafbaks() {
+		other, err := mariadbtest.Start()
+		must(err)
+		failover := strings.Replace(withDump, "root@unix("+e.srv.Socket+")/bench_b", "root@unix("+other.Socket+")/bench_b", 1)
+		failoverCfg := cfg + ".failover"
+		must(os.WriteFile(failoverCfg, []byte(failover), 0o600))
+		record(fmt.Sprintf("seafbak restore server, %d libraries, fresh database server%s", libs, b.label), timed(b.bin, "--config", failoverCfg, "restore", "server"))
+		must(other.Stop())
+	}
 }
 
 func mustOpen(srv *mariadbtest.Server, db string) *sqlDB {

@@ -8,7 +8,8 @@ import (
 )
 
 // BenchmarkLibraries is one listing of the primary's libraries from its database, as
-// every scan and every poll of a watch makes, at 10 000 and 100 000 libraries.
+// every scan and every full poll of a watch makes, and one check of its Print, as a
+// watch's poll makes between full comparisons, at 10 000 and 100 000 libraries.
 //
 //	go test -run '^$' -bench Libraries -benchtime 10x ./sync/primary/
 func BenchmarkLibraries(b *testing.B) {
@@ -27,6 +28,18 @@ func BenchmarkLibraries(b *testing.B) {
 				}
 				if len(libs) != n {
 					b.Fatalf("%d libraries listed, want %d", len(libs), n)
+				}
+			}
+		})
+		// What a watch's poll between full comparisons costs when nothing moved.
+		_, p, _, err := cat.LibrariesSince(ctx, Print{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprint(n, "-unchanged"), func(b *testing.B) {
+			for range b.N {
+				if _, _, changed, err := cat.LibrariesSince(ctx, p); err != nil || changed {
+					b.Fatalf("changed %v, %v", changed, err)
 				}
 			}
 		})

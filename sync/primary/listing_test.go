@@ -123,6 +123,8 @@ func TestLibrariesJoinsAsTheQueryDoes(t *testing.T) {
 		info(13, "'Null owner', 1764300013, 1, 0"), owner(13, "NULL"), org(13, "'frank@org.example.com'"),
 		// 14: a VirtualRepo row without an origin.
 		fmt.Sprintf("INSERT INTO VirtualRepo (repo_id, origin_repo, path) VALUES ('%s', NULL, '/x')", repoID(14)),
+		// A master branch of nothing.
+		"INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', NULL, NULL)",
 	)
 	execAll(t, db, stmts...)
 
@@ -177,18 +179,56 @@ func TestLibrariesJoinsAsTheQueryDoes(t *testing.T) {
 	check(13, func(l Library) bool { return l.Owner == "frank@org.example.com" })
 	check(14, func(l Library) bool { return l.StoreID == l.ID })
 
+	// The Print the database computes is the one the listing computed from the rows;
+	// every change a listing depends on changes it, a rename does not.
+	_, p, changed, err := cat.LibrariesSince(ctx, Print{})
+	if err != nil || !changed || !p.valid {
+		t.Fatalf("first listing: changed %v, print %+v, %v", changed, p, err)
+	}
+	for _, c := range []struct{ what, stmt string }{
+		{"", ""},
+		{"", fmt.Sprintf("UPDATE RepoInfo SET name = 'Renamed' WHERE repo_id = '%s'", repoID(1))},
+		{"a head moved", fmt.Sprintf("UPDATE Branch SET commit_id = '%s' WHERE repo_id = '%s' AND name = 'master'", commitID(50), repoID(1))},
+		{"a library's Repo row came", fmt.Sprintf("INSERT INTO Repo (repo_id) VALUES ('%s')", repoID(5))},
+		{"a library was made virtual", fmt.Sprintf("UPDATE VirtualRepo SET origin_repo = '%s' WHERE repo_id = '%s'", repoID(2), repoID(14))},
+		{"a library is no longer virtual", fmt.Sprintf("DELETE FROM VirtualRepo WHERE repo_id = '%s'", repoID(7))},
+		{"a RepoInfo row came", info(11, "'Late', 1764300011, 1, 1")},
+		{"a branch went", fmt.Sprintf("DELETE FROM Branch WHERE repo_id = '%s'", repoID(3))},
+		{"a Repo row went", fmt.Sprintf("DELETE FROM Repo WHERE repo_id = '%s'", repoID(4))},
+	} {
+		if c.stmt != "" {
+			execAll(t, db, c.stmt)
+		}
+		libs, p2, changed, err := cat.LibrariesSince(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changed != (c.what != "") || (changed && p2 == p) || (!changed && (p2 != p || libs != nil)) {
+			t.Fatalf("after %q (%s): changed %v, print %+v, was %+v", c.stmt, c.what, changed, p2, p)
+		}
+		if changed {
+			if want, err := joinedLibraries(t, db); err != nil || len(want) != len(libs) {
+				t.Fatalf("after %q: listed %d, the query %d (%v)", c.stmt, len(libs), len(want), err)
+			}
+			if _, p3, again, err := cat.LibrariesSince(ctx, p2); err != nil || again || p3 != p2 {
+				t.Fatalf("after %q, asked again: changed %v, %v", c.stmt, again, err)
+			}
+		}
+		p = p2
+	}
+
 	// A row whose ids cannot be trusted fails the listing, naming the library.
-	execAll(t, db, fmt.Sprintf("UPDATE Branch SET commit_id = 'not-a-commit' WHERE repo_id = '%s' AND name = 'master'", repoID(4)))
-	if _, err := cat.Libraries(ctx); err == nil || !strings.Contains(err.Error(), "Branch row of "+repoID(4)) {
+	execAll(t, db, fmt.Sprintf("UPDATE Branch SET commit_id = 'not-a-commit' WHERE repo_id = '%s' AND name = 'master'", repoID(2)))
+	if _, err := cat.Libraries(ctx); err == nil || !strings.Contains(err.Error(), "Branch row of "+repoID(2)) {
 		t.Fatalf("bad head: %v", err)
 	}
-	execAll(t, db, fmt.Sprintf("UPDATE Branch SET commit_id = NULL WHERE repo_id = '%s' AND name = 'master'", repoID(4)))
-	if _, err := cat.Libraries(ctx); err == nil || !strings.Contains(err.Error(), "Branch row of "+repoID(4)) {
+	execAll(t, db, fmt.Sprintf("UPDATE Branch SET commit_id = NULL WHERE repo_id = '%s' AND name = 'master'", repoID(2)))
+	if _, err := cat.Libraries(ctx); err == nil || !strings.Contains(err.Error(), "Branch row of "+repoID(2)) {
 		t.Fatalf("NULL head: %v", err)
 	}
-	execAll(t, db, fmt.Sprintf("UPDATE Branch SET commit_id = '%s' WHERE repo_id = '%s' AND name = 'master'", commitID(4), repoID(4)),
-		fmt.Sprintf("UPDATE VirtualRepo SET origin_repo = '../../etc' WHERE repo_id = '%s'", repoID(7)))
-	if _, err := cat.Libraries(ctx); err == nil || !strings.Contains(err.Error(), "VirtualRepo row of "+repoID(7)) {
+	execAll(t, db, fmt.Sprintf("UPDATE Branch SET commit_id = '%s' WHERE repo_id = '%s' AND name = 'master'", commitID(2), repoID(2)),
+		fmt.Sprintf("UPDATE VirtualRepo SET origin_repo = '../../etc' WHERE repo_id = '%s'", repoID(8)))
+	if _, err := cat.Libraries(ctx); err == nil || !strings.Contains(err.Error(), "VirtualRepo row of "+repoID(8)) {
 		t.Fatalf("bad origin: %v", err)
 	}
 }

@@ -124,15 +124,21 @@ type Holder interface {
 func Combine(c Catalog, o Objects) Source {
 	if h, ok := o.(Holder); ok {
 		return struct {
-			Catalog
-			Objects
+			combined
 			Holder
-		}{c, o, h}
+		}{combined{c, o}, h}
 	}
-	return struct {
-		Catalog
-		Objects
-	}{c, o}
+	return combined{c, o}
+}
+
+type combined struct {
+	Catalog
+	Objects
+}
+
+// LibrariesSince keeps the catalog's, which embedding the interface would hide.
+func (c combined) LibrariesSince(ctx context.Context, since Print) ([]Library, Print, bool, error) {
+	return LibrariesSince(ctx, c.Catalog, since)
 }
 
 // NotFoundError names the object the primary lacks.

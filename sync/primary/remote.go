@@ -48,6 +48,25 @@ func (r *Remote) Libraries(ctx context.Context) ([]Library, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.agree(ctx, libs)
+}
+
+// LibrariesSince is Libraries unless the database's Print still equals since (see the
+// package function).
+func (r *Remote) LibrariesSince(ctx context.Context, since Print) ([]Library, Print, bool, error) {
+	libs, p, changed, err := r.db.LibrariesSince(ctx, since)
+	if err != nil || !changed {
+		return nil, p, false, err
+	}
+	libs, err = r.agree(ctx, libs)
+	if err != nil {
+		return nil, Print{}, false, err
+	}
+	return libs, p, true, nil
+}
+
+// agree checks the listed heads against the file server's.
+func (r *Remote) agree(ctx context.Context, libs []Library) ([]Library, error) {
 	r.agreedMu.Lock()
 	before := r.agreed
 	r.agreedMu.Unlock()
