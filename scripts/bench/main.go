@@ -180,7 +180,7 @@ func (e *env) freshBackup(src, db, dir string) (cfg, backupDir string) {
 
 // watchedUntil runs seafbak watch until it has logged n libraries backed up: its wall
 // time is until the n-th, its CPU and peak RSS those of the whole process, stopped then.
-func watchedUntil(bin, cfg string, n int) (s, idle, serverIdle sample) {
+func watchedUntil(bin, cfg string, n, dbPID int) (s, idle, serverIdle, dbIdle sample) {
 	cmd := exec.Command(bin, "--config", cfg, "-v", "watch")
 	stderr, err := cmd.StderrPipe()
 	must(err)
@@ -207,10 +207,11 @@ func watchedUntil(bin, cfg string, n int) (s, idle, serverIdle sample) {
 	if done == n && *watchIdle > 0 {
 		// What watch costs once all is backed up: its polls, and the test file server's
 		// (this process's) answers to them.
-		self, server := procCPU(cmd.Process.Pid), selfCPU()
+		self, server, db := procCPU(cmd.Process.Pid), selfCPU(), procCPU(dbPID)
 		time.Sleep(*watchIdle)
 		idle = sample{cpu: procCPU(cmd.Process.Pid) - self}
 		serverIdle = sample{cpu: selfCPU() - server}
+		dbIdle = sample{cpu: procCPU(dbPID) - db}
 	}
 	must(cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil || done < n {
@@ -218,7 +219,7 @@ func watchedUntil(bin, cfg string, n int) (s, idle, serverIdle sample) {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	// The CPU of the whole process, idle time included: the idle CPU is subtracted.
-	return sample{wall: wall, cpu: time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) - idle.cpu, rss: rss}, idle, serverIdle
+	return sample{wall: wall, cpu: time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) - idle.cpu, rss: rss}, idle, serverIdle, dbIdle
 }
 
 // peakRSS is a running process's peak resident set size so far, in KiB (VmHWM).
@@ -718,7 +719,7 @@ func (e *env) firstScans() {
 				if *withWatch {
 					cfg, backupDir := e.freshBackup(src, db, dir)
 					e.settle()
-					s, idle, serverIdle := watchedUntil(b.bin, cfg, *libraries)
+					s, idle, serverIdle, dbIdle := watchedUntil(b.bin, cfg, *libraries, e.srv.PID())
 					record(name+": seafbak watch until all backed up ["+src+b.label+"]", s)
 					if *watchIdle > 0 {
 						idleFor := fmt.Sprintf("%s idle", *watchIdle)
@@ -726,6 +727,7 @@ func (e *env) firstScans() {
 						if src != "dir" {
 							record(name+": test file server's CPU during watch's "+idleFor+" ["+src+b.label+"]", serverIdle)
 						}
+						record(name+": MariaDB's CPU during watch's "+idleFor+" ["+src+b.label+"]", dbIdle)
 					}
 					must(os.RemoveAll(filepath.Dir(backupDir)))
 				}
