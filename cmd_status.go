@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -68,9 +67,7 @@ func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 func (c *statusCmd) print(e *env, rep *scan.Report) error {
 	var err error
 	if c.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
+		err = rep.WriteJSON(e.stdout)
 	} else {
 		err = rep.WriteText(e.stdout)
 	}
