@@ -194,6 +194,22 @@ func (s *Server) CreateDatabase(name string, schemaFiles ...string) error {
 	return nil
 }
 
+// TestDB creates a database of its own for t (see DBName), loads each schema file into
+// it and opens it; the pool is closed when t ends.
+func (s *Server) TestDB(t testing.TB, schemaFiles ...string) *sql.DB {
+	t.Helper()
+	name := DBName(t)
+	if err := s.CreateDatabase(name, schemaFiles...); err != nil {
+		t.Fatal(err)
+	}
+	db, err := s.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // CreateUser creates (or replaces, so tests run with -count=N still work)
 // the account user@'localhost' with password, authenticated by
 // mysql_native_password, and applies each grant as

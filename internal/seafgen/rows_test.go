@@ -21,15 +21,7 @@ func TestRowsMariaDB(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	name := mariadbtest.DBName(t)
-	if err := srv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql")); err != nil {
-		t.Fatal(err)
-	}
-	db, err := srv.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := srv.TestDB(t, mariadbtest.SchemaFile("seafile.sql"))
 	ctx := context.Background()
 
 	count := func(q string, args ...any) int {

@@ -60,17 +60,7 @@ func newToken(t testing.TB) string {
 
 // newDB makes a database with Seafile's seafile and ccnet schemas.
 func newDB(t *testing.T) *sql.DB {
-	t.Helper()
-	name := mariadbtest.DBName(t)
-	if err := dbsrv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql"), mariadbtest.SchemaFile("ccnet.sql")); err != nil {
-		t.Fatal(err)
-	}
-	db, err := dbsrv.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return dbsrv.TestDB(t, mariadbtest.SchemaFile("seafile.sql"), mariadbtest.SchemaFile("ccnet.sql"))
 }
 
 // copyTree copies a directory tree, making everything writable (the test

@@ -16,19 +16,7 @@ var srv *mariadbtest.Server
 func TestMain(m *testing.M) { mariadbtest.Main(m, &srv) }
 
 // seafileDB is a fresh primary database with Seafile's schema.
-func seafileDB(t testing.TB) *sql.DB {
-	t.Helper()
-	name := mariadbtest.DBName(t)
-	if err := srv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql")); err != nil {
-		t.Fatal(err)
-	}
-	db, err := srv.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+func seafileDB(t testing.TB) *sql.DB { return srv.TestDB(t, mariadbtest.SchemaFile("seafile.sql")) }
 
 func execAll(t *testing.T, db *sql.DB, stmts ...string) {
 	t.Helper()
