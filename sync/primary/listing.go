@@ -13,9 +13,10 @@ import (
 // read a table at a time in one read-only snapshot and joined here.
 //
 // MariaDB answers libraryQuery with a nested loop of index lookups, some 3 µs each, eight
-// per library: 2.2 s for 100 000 libraries, which every scan, status and poll of a watch
-// paid. Reading the seven tables whole takes a tenth of that. The snapshot (repeatable
-// read) makes the seven reads one view of the database, as one query was.
+// per library: 2.24 s for 100 000 libraries, which every scan, status and poll of a
+// watch paid. Reading the seven tables whole and joining them here takes 0.57 s
+// (BenchmarkLibraries). The snapshot (repeatable read) makes the seven reads one view of
+// the database, as one query was.
 func (d *DB) Libraries(ctx context.Context) ([]Library, error) {
 	libs, _, err := d.list(ctx)
 	return libs, err
@@ -43,9 +44,10 @@ FROM Branch WHERE name = 'master'`
 
 // LibrariesSince lists the libraries unless the primary's Print still equals since (a
 // Print it returned): then it lists nothing and reports changed false. Computing the
-// Print costs one scan of the Branch table in the database, a tenth of a listing, so a
-// watch polling a quiet server of 100 000 libraries every 2 s does not list them all
-// each time. A catalog that cannot tell (not the primary's database) always lists.
+// Print costs three counts and a scan of the Branch table in the database, 132 ms at
+// 100 000 libraries against 0.57 s for a listing, so a watch polling a quiet server
+// every 2 s does not list it all each time. A catalog that cannot tell (not the
+// primary's database) always lists.
 func LibrariesSince(ctx context.Context, c Catalog, since Print) (libs []Library, p Print, changed bool, err error) {
 	if cl, ok := c.(interface {
 		LibrariesSince(context.Context, Print) ([]Library, Print, bool, error)
