@@ -52,6 +52,7 @@ func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Log
 	if err != nil {
 		return res, err
 	}
+	set := map[string]string{}
 	for _, rec := range recs {
 		switch {
 		case rec.Deleted != nil:
@@ -66,12 +67,13 @@ func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Log
 		case heads[rec.ID] == rec.Head:
 			res.Unchanged++
 		default:
-			if err := rows.SetHead(ctx, rec.ID, rec.Head); err != nil {
-				return res, err
-			}
-			res.Set++
+			set[rec.ID] = rec.Head
 		}
 	}
+	if err := rows.SetHeads(ctx, set); err != nil {
+		return res, err
+	}
+	res.Set = len(set)
 	if log != nil {
 		log.Info("live rows written from state", "set", res.Set, "deleted", res.Deleted, "unchanged", res.Unchanged)
 	}

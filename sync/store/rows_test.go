@@ -103,3 +103,54 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// SetHeads writes many libraries' rows a thousand to a transaction: a restore server of
+// 100 000 libraries made a commit, a flush of the database's log, for each.
+func TestSetHeadsWritesAThousandATransaction(t *testing.T) {
+	srv, err := mariadbtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	db := srv.TestDB(t, mariadbtest.SchemaFile("seafile.sql"))
+	rows := NewRows(db)
+	ctx := context.Background()
+	want := map[string]string{}
+	for i := range 2500 {
+		want[fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)] = fmt.Sprintf("%040x", i+1)
+	}
+	commits := func() int {
+		var name string
+		var n int
+		if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Com_commit'").Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := commits()
+	if err := rows.SetHeads(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if n := commits() - before; n != 3 {
+		t.Errorf("%d commits for 2 500 heads, want 3", n)
+	}
+	heads, err := rows.Heads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heads) != len(want) {
+		t.Fatalf("%d heads, want %d", len(heads), len(want))
+	}
+	for id, h := range want {
+		if heads[id] != h {
+			t.Fatalf("library %s: head %q, want %q", id, heads[id], h)
+		}
+	}
+	var repos, repoHeads int
+	if err := db.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM Repo), (SELECT COUNT(*) FROM RepoHead)").Scan(&repos, &repoHeads); err != nil {
+		t.Fatal(err)
+	}
+	if repos != len(want) || repoHeads != len(want) {
+		t.Fatalf("%d Repo rows and %d RepoHead rows, want %d", repos, repoHeads, len(want))
+	}
+}
