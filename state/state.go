@@ -235,6 +235,10 @@ func flushFiles(root string, files []string) error {
 	return nil
 }
 
+// allReaders is how many records All reads at once: the CPUs of a small host, and a
+// disk's queue when the records are not cached.
+const allReaders = 4
+
 // All reads every library's record, sorted by id. Damaged records come back apart, also
 // sorted, so that one of them does not stop the backup of every other library; err is
 // only for a state that cannot be read at all.
@@ -244,23 +248,50 @@ func (d *Dir) All() (recs []Library, damaged []*DamagedError, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("state: %w", err)
 	}
-	recs = make([]Library, 0, len(entries))
+	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !object.ValidRepoID(id) {
-			continue // temp files, strays, records moved aside
-		}
-		rec, found, err := d.Load(id)
+		if ok && object.ValidRepoID(id) {
+			ids = append(ids, id)
+		} // else temp files, strays, records moved aside
+	}
+	// Records are read several at a time: each is a file to open and JSON to decode
+	// (30 µs), and a server of 100 000 libraries has that many.
+	recs = make([]Library, len(ids))
+	found := make([]bool, len(ids))
+	errs := make([]error, len(ids))
+	const chunk = 64
+	var next atomic.Int64
+	var wg gosync.WaitGroup
+	for range min(allReaders, len(ids)/chunk+1) {
+		wg.Go(func() {
+			for {
+				from := int(next.Add(chunk)) - chunk
+				if from >= len(ids) {
+					return
+				}
+				for i := from; i < min(from+chunk, len(ids)); i++ {
+					recs[i], found[i], errs[i] = d.Load(ids[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	for i := range ids {
 		var de *DamagedError
 		switch {
-		case errors.As(err, &de):
+		case errors.As(errs[i], &de):
 			damaged = append(damaged, de)
-		case err != nil:
-			return nil, nil, err // not reached: Load's other errors are bad ids
-		case found:
-			recs = append(recs, rec)
+		case errs[i] != nil:
+			return nil, nil, errs[i] // not reached: Load's other errors are bad ids
+		case found[i]:
+			recs[n] = recs[i]
+			n++
 		}
 	}
+	clear(recs[n:])
+	recs = recs[:n]
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
 	sort.Slice(damaged, func(i, j int) bool { return damaged[i].RepoID < damaged[j].RepoID })
 	return recs, damaged, nil
