@@ -123,6 +123,18 @@ List of libraries with holes:
 	if code != 0 || !strings.Contains(out, "1 libraries, 0 failed") {
 		t.Fatalf("verify: %d\n%s%s", code, out, errs)
 	}
+	code, out, errs = seafbak("--config", cfg, "verify", "--json")
+	var vrep struct {
+		Libraries []struct {
+			RepoID string `json:"repo_id"`
+			Heads  []struct{ Complete bool }
+		}
+		WithHoles *int `json:"with_holes"`
+	}
+	if err := json.Unmarshal([]byte(out), &vrep); err != nil || code != 0 || len(vrep.Libraries) != 1 || vrep.Libraries[0].RepoID != id ||
+		len(vrep.Libraries[0].Heads) == 0 || !vrep.Libraries[0].Heads[0].Complete || vrep.WithHoles == nil || *vrep.WithHoles != 0 {
+		t.Fatalf("verify --json: %d %v\n%s%s", code, err, out, errs)
+	}
 	code, out, _ = seafbak("--config", cfg, "restore", "library", id, "--list")
 	if code != 0 || strings.Count(out, "\n") != 8 || !strings.Contains(out, "5715208e10e33de4ac89cd441c52d948df77125b") || !strings.Contains(out, "backed-up head") || !strings.Contains(out, "Auto merge by system") {
 		t.Fatalf("--list: %d\n%s", code, out)

@@ -39,7 +39,7 @@ func (v *verifier) report(l *libCheck) (LibraryReport, error) {
 		heads = append(heads, src{l.dbHead, FromDB})
 	}
 	lr.Commits = l.commits
-	if l.whole && !l.st.dirty.Load() {
+	if l.dag == nil && !l.st.dirty.Load() { // a whole history in a clean store
 		for _, h := range heads {
 			lr.Heads = append(lr.Heads, HeadCheck{Commit: h.id, From: h.from, Complete: true})
 		}

@@ -1,15 +1,13 @@
 package scan
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"time"
 
+	"seafbak/internal/jsonout"
 	"seafbak/state"
 	"seafbak/sync/primary"
 )
@@ -237,48 +235,12 @@ func seconds(s float64) time.Duration {
 	return time.Duration(s * float64(time.Second)).Round(time.Second)
 }
 
-// WriteJSON writes the report as one JSON document, indented by two spaces: what
-// json.Encoder with SetIndent("", "  ") writes, without holding it whole. The encoder
-// builds the document, then an indented copy; at 100 000 libraries the two were most
-// of status --json's 246–284 MiB.
+// WriteJSON writes the report as one JSON document, indented by two spaces, a library
+// at a time.
 func (r *Report) WriteJSON(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
 	rest := *r
 	rest.Libraries = nil
-	doc, err := json.MarshalIndent(&rest, "", "  ")
-	if err != nil {
-		return err
-	}
-	const slot = "\n  \"libraries\": null"
-	i := bytes.Index(doc, []byte(slot))
-	if r.Libraries == nil || i < 0 {
-		bw.Write(doc)
-		bw.WriteByte('\n')
-		return bw.Flush()
-	}
-	bw.Write(doc[:i])
-	bw.WriteString("\n  \"libraries\": [")
-	var lib bytes.Buffer
-	enc := json.NewEncoder(&lib) // one encoder: its buffers serve every library
-	enc.SetIndent("    ", "  ")
-	for n := range r.Libraries {
-		lib.Reset()
-		if err := enc.Encode(&r.Libraries[n]); err != nil {
-			return err
-		}
-		if n > 0 {
-			bw.WriteByte(',')
-		}
-		bw.WriteString("\n    ")
-		bw.Write(bytes.TrimSuffix(lib.Bytes(), []byte("\n")))
-	}
-	if len(r.Libraries) > 0 {
-		bw.WriteString("\n  ")
-	}
-	bw.WriteByte(']')
-	bw.Write(doc[i+len(slot):])
-	bw.WriteByte('\n')
-	return bw.Flush()
+	return jsonout.WriteIndented(w, &rest, "libraries", r.Libraries)
 }
 
 // WriteText prints the report in the lines and order of Seafile's backup server.

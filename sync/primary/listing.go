@@ -49,14 +49,25 @@ FROM Branch WHERE name = 'master'`
 // every 2 s does not list it all each time. A catalog that cannot tell (not the
 // primary's database) always lists.
 func LibrariesSince(ctx context.Context, c Catalog, since Print) (libs []Library, p Print, changed bool, err error) {
-	if cl, ok := c.(interface {
-		LibrariesSince(context.Context, Print) ([]Library, Print, bool, error)
-	}); ok {
+	if cl, ok := c.(sinceLister); ok {
 		return cl.LibrariesSince(ctx, since)
 	}
 	libs, err = c.Libraries(ctx)
 	return libs, Print{}, true, err
 }
+
+// sinceLister is a Catalog that can tell whether its libraries changed since a Print.
+// The catalogs that can are held to it here, so that a changed signature fails the build
+// rather than quietly list everything at every poll.
+type sinceLister interface {
+	LibrariesSince(ctx context.Context, since Print) ([]Library, Print, bool, error)
+}
+
+var (
+	_ sinceLister = (*DB)(nil)
+	_ sinceLister = (*Remote)(nil)
+	_ sinceLister = combined{}
+)
 
 // LibrariesSince is the package function's, for the primary's database.
 func (d *DB) LibrariesSince(ctx context.Context, since Print) ([]Library, Print, bool, error) {
