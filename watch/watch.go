@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +99,9 @@ type Watcher struct {
 	// between full comparisons list again only when the Print changed.
 	lastLibs  []primary.Library
 	lastPrint primary.Print
+	// lastByID orders lastLibs by id, for the polls that reuse it with libraries
+	// unsettled: made at the first such poll after each listing.
+	lastByID []int32
 
 	// finished is set by each sync that changed or failed something, and cleared when
 	// AfterRound is called.
@@ -361,7 +366,7 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		w.lastFull = now
 	} else if !listed && !w.anyUnsettled() {
 		// The same listing as last time, every library in it settled: nothing to do.
-	} else if changed, gone, err = w.moved(libs, s); err != nil {
+	} else if changed, gone, err = w.moved(libs, listed, s); err != nil {
 		return err
 	}
 	if listed {
@@ -406,8 +411,24 @@ func (w *Watcher) list(ctx context.Context, full bool) (libs []primary.Library, 
 	if !changed {
 		return w.lastLibs, false, nil
 	}
-	w.lastLibs = libs
+	w.lastLibs, w.lastByID = libs, nil
 	return libs, true, nil
+}
+
+// lastListed finds library id in the last listing.
+func (w *Watcher) lastListed(id string) (primary.Library, bool) {
+	if w.lastByID == nil {
+		w.lastByID = make([]int32, len(w.lastLibs))
+		for i := range w.lastByID {
+			w.lastByID[i] = int32(i)
+		}
+		slices.SortFunc(w.lastByID, func(a, b int32) int { return strings.Compare(w.lastLibs[a].ID, w.lastLibs[b].ID) })
+	}
+	i, found := slices.BinarySearchFunc(w.lastByID, id, func(i int32, id string) int { return strings.Compare(w.lastLibs[i].ID, id) })
+	if !found {
+		return primary.Library{}, false
+	}
+	return w.lastLibs[w.lastByID[i]], true
 }
 
 // moved is scan.Compare over only the libraries that may need work since the last poll:
@@ -416,10 +437,49 @@ func (w *Watcher) list(ctx context.Context, full bool) (libs []primary.Library, 
 // for the listed head settles its library or fails, which drops it from s: reading its
 // record again meanwhile would only ask for that job again (in a first round of 10 000
 // libraries, every 2 s for each library still waiting).
-func (w *Watcher) moved(libs []primary.Library, s *scheduler) (changed []primary.Library, gone []state.Library, err error) {
+//
+// When libs is the last listing again (not listed: the primary's Print is unchanged), no
+// head moved and no library came or went since, so only the unsettled libraries are
+// looked at, each found by id: a library that keeps failing must not cost a pass over
+// 100 000 every poll.
+func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (changed []primary.Library, gone []state.Library, err error) {
+	w.mu.Lock()
+	unsettled := make([]string, 0, len(w.unsettled))
+	for id := range w.unsettled {
+		unsettled = append(unsettled, id)
+	}
+	w.mu.Unlock()
+	// candidates are listed libraries to compare; unlisted are ids the primary no
+	// longer lists (known at the last listing, or a deletion not yet recorded).
+	var candidates []primary.Library
+	var unlisted []string
+	if listed {
+		candidates = libs
+		inListing := make(map[string]bool, len(libs))
+		for _, lib := range libs {
+			inListing[lib.ID] = true
+		}
+		for id := range w.lastHeads {
+			if !inListing[id] {
+				unlisted = append(unlisted, id)
+			}
+		}
+		for _, id := range unsettled {
+			if _, known := w.lastHeads[id]; !known && !inListing[id] {
+				unlisted = append(unlisted, id)
+			}
+		}
+	} else {
+		for _, id := range unsettled {
+			if lib, ok := w.lastListed(id); ok {
+				candidates = append(candidates, lib)
+			} else {
+				unlisted = append(unlisted, id)
+			}
+		}
+	}
 	var look []primary.Library
 	var recs []state.Library
-	listed := make(map[string]bool, len(libs))
 	load := func(id string) error {
 		w.recordsRead++
 		rec, found, err := w.State.Load(id)
@@ -434,8 +494,7 @@ func (w *Watcher) moved(libs []primary.Library, s *scheduler) (changed []primary
 		}
 		return nil
 	}
-	for _, lib := range libs {
-		listed[lib.ID] = true
+	for _, lib := range candidates {
 		if head, ok := w.lastHeads[lib.ID]; ok && head == lib.Head && (!w.isUnsettled(lib.ID) || s.holds(job{lib: lib})) {
 			continue
 		}
@@ -444,32 +503,15 @@ func (w *Watcher) moved(libs []primary.Library, s *scheduler) (changed []primary
 			return nil, nil, err
 		}
 	}
-	unlisted := map[string]bool{}
-	for id := range w.lastHeads {
-		unlisted[id] = !listed[id]
-	}
-	w.mu.Lock()
-	for id := range w.unsettled {
-		unlisted[id] = unlisted[id] || !listed[id] // a deletion not yet recorded
-	}
-	w.mu.Unlock()
-	for id, gone := range unlisted {
-		if gone {
-			if err := load(id); err != nil {
-				return nil, nil, err
-			}
+	for _, id := range unlisted {
+		if err := load(id); err != nil {
+			return nil, nil, err
 		}
 	}
+	// Compare takes every record not in look as gone: only the unlisted ids' records
+	// are such.
 	changed, gone = scan.Compare(look, recs, nil)
-	// Compare takes every record not in look as gone; only those the primary stopped
-	// listing are.
-	var reallyGone []state.Library
-	for _, rec := range gone {
-		if !listed[rec.ID] {
-			reallyGone = append(reallyGone, rec)
-		}
-	}
-	return changed, reallyGone, nil
+	return changed, gone, nil
 }
 
 func (w *Watcher) setUnsettled(id string, on bool) {
