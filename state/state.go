@@ -89,6 +89,10 @@ type OldHead struct {
 //	dirty/<store id>.<repo id> a sync of repo id is writing unsynced objects into store id
 type Dir struct {
 	root string
+	// rootFile is root, opened by Open: record flushes that take a syncfs go through
+	// it, so they report every writeback error on the filesystem since Open, also one
+	// another process (the backup store's syncfs, on the same filesystem) saw first.
+	rootFile *os.File
 	// mine holds the dirty markers this process wrote and has not cleared: their
 	// objects are made durable by this process's own store, unlike other processes'.
 	mu   gosync.Mutex
@@ -115,7 +119,11 @@ func Open(root string) (*Dir, error) {
 			return nil, fmt.Errorf("state %s: %w", root, err)
 		}
 	}
-	return &Dir{root: root}, nil
+	rootFile, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", root, err)
+	}
+	return &Dir{root: root, rootFile: rootFile}, nil
 }
 
 // Root is the state directory.
@@ -210,7 +218,7 @@ func (d *Dir) Save(rec Library) error {
 func (d *Dir) writeRecord(path string, data []byte, perm os.FileMode) error {
 	return fsutil.WriteFileAtomicFlushed(path, data, perm,
 		func(tmp string) error {
-			return d.recordData.Do(tmp, func(files []string) error { return flushFiles(d.root, files) })
+			return d.recordData.Do(tmp, func(files []string) error { return d.flushFiles(files) })
 		},
 		func(dir string) error {
 			return d.recordDir.Do(dir, func([]string) error { return fsutil.SyncDir(dir) })
@@ -222,10 +230,10 @@ func (d *Dir) writeRecord(path string, data []byte, perm os.FileMode) error {
 const syncfsAbove = 4
 
 // flushFiles makes files' data durable: one fsync each when they are few, else one
-// syncfs of the filesystem holding root.
-func flushFiles(root string, files []string) error {
+// syncfs of the filesystem holding the state.
+func (d *Dir) flushFiles(files []string) error {
 	if len(files) > syncfsAbove {
-		return fsutil.Syncfs(root)
+		return fsutil.SyncfsFile(d.rootFile)
 	}
 	for _, f := range files {
 		if err := fsutil.SyncFile(f); err != nil {

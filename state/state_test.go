@@ -365,3 +365,31 @@ func TestAllReadsManyRecordsAtOnce(t *testing.T) {
 		j++
 	}
 }
+
+// Records saved at once share their flushes (a syncfs through the state's root, held
+// open since Open, when more than a few are pending): each comes back as saved.
+func TestRecordsSavedAtOnceShareAFlush(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	var wg gosync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := d.Save(Library{ID: repoID(i), Head: fmt.Sprintf("%040d", i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	recs, damaged, err := d.All()
+	if err != nil || len(recs) != n || len(damaged) != 0 {
+		t.Fatalf("%d records, %d damaged, %v; want %d", len(recs), len(damaged), err, n)
+	}
+	for i, rec := range recs {
+		if rec.ID != repoID(i) || rec.Head != fmt.Sprintf("%040d", i) {
+			t.Fatalf("record %d: %+v", i, rec)
+		}
+	}
+}

@@ -64,23 +64,11 @@ func (g *Group) Do(item string, flush func(items []string) error) error {
 	return r.err
 }
 
-// Syncfs flushes the whole filesystem that holds path (syncfs(2)): cheaper than an
-// fsync per file once there are more than a few, though it also flushes whatever else
-// is dirty there.
-func Syncfs(path string) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	if err := IgnoringEINTR(func() error { return unix.Syncfs(fd) }); err != nil {
-		return fmt.Errorf("syncfs %s: %w", path, err)
-	}
-	return nil
-}
-
-// SyncfsFile is Syncfs through an open file: it reports every writeback error on the
-// filesystem since f was opened, where Syncfs misses one another process has seen.
+// SyncfsFile flushes the whole filesystem that holds f (syncfs(2)): cheaper than an
+// fsync per file once there are more than a few, though it also flushes whatever else is
+// dirty there. Through a file held open it reports every writeback error on the
+// filesystem since f was opened; a file opened just for it would miss one that another
+// process (or another descriptor) has seen already.
 func SyncfsFile(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
