@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	gosync "sync"
 
@@ -85,20 +86,18 @@ func (r *Rows) SetHead(ctx context.Context, repoID, head string) error {
 // SetHeads sets many libraries' heads (repo id → head) as SetHead does, a thousand to a
 // transaction: a restore server writing 100 000 libraries' rows one at a time made
 // 100 000 commits, each a flush of the database's log on a server that keeps
-// innodb_flush_log_at_trx_commit at 1, its default.
+// innodb_flush_log_at_trx_commit at 1, its default. They go in id order, so a failure
+// names the same libraries when the same restore is run again.
 func (r *Rows) SetHeads(ctx context.Context, heads map[string]string) error {
-	batch := make([]libraryHead, 0, min(len(heads), maxHeadRound))
+	all := make([]libraryHead, 0, len(heads))
 	for id, head := range heads {
-		batch = append(batch, libraryHead{id, head})
-		if len(batch) == maxHeadRound {
-			if err := r.setHeads(ctx, batch); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
+		all = append(all, libraryHead{id, head})
 	}
-	if len(batch) > 0 {
-		return r.setHeads(ctx, batch)
+	slices.SortFunc(all, func(a, b libraryHead) int { return strings.Compare(a.repoID, b.repoID) })
+	for batch := range slices.Chunk(all, maxHeadRound) {
+		if err := r.setHeads(ctx, batch); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -153,4 +153,17 @@ func TestSetHeadsWritesAThousandATransaction(t *testing.T) {
 	if repos != len(want) || repoHeads != len(want) {
 		t.Fatalf("%d Repo rows and %d RepoHead rows, want %d", repos, repoHeads, len(want))
 	}
+	// The heads go in id order: a batch that fails is named by its lowest id, the same
+	// at every run.
+	bad := map[string]string{}
+	for i := range 30 {
+		bad[fmt.Sprintf("%08d-0000-4000-8000-000000000001", 9000+i)] = fmt.Sprintf("%040x", i+1)
+	}
+	bad["00009017-0000-4000-8000-000000000001"] = strings.Repeat("f", 300) // does not fit Branch.commit_id
+	for range 3 {
+		err := rows.SetHeads(ctx, bad)
+		if err == nil || !strings.Contains(err.Error(), "00009000-0000-4000-8000-000000000001 and 29 other libraries") {
+			t.Fatalf("a batch with a bad head: %v", err)
+		}
+	}
 }
