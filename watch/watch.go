@@ -367,6 +367,9 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 	} else if !listed && !w.anyUnsettled() {
 		// The same listing as last time, every library in it settled: nothing to do.
 	} else if changed, gone, err = w.moved(libs, listed, s); err != nil {
+		// lastHeads stays the previous listing's: the next poll must list again and
+		// compare, not reuse this listing as one already compared.
+		w.lastPrint = primary.Print{}
 		return err
 	}
 	if listed {
