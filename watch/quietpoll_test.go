@@ -193,6 +193,47 @@ func TestReusedListingsLookOnlyAtUnsettledLibraries(t *testing.T) {
 	poll(2, 0)
 }
 
+// A head that a targeted round (a notification, a webhook) saw move, and that then came
+// back to where the last listing had it (seaf-fsck resetting a branch), is compared
+// again at the next poll: the listing is not reused as if nothing had moved.
+func TestHeadBackWhereTheListingHadIt(t *testing.T) {
+	env := testenv.New(t, srv)
+	ctx := context.Background()
+	id := func(n int) string { return fmt.Sprintf("%08x-aaaa-4bbb-8ccc-cccccccccccc", n) }
+	head := func(n int) string { return fmt.Sprintf("%040x", n) }
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := env.PrimaryDB.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		exec("INSERT INTO Repo (repo_id) VALUES (?)", id(n))
+		exec("INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?)", id(n), head(n))
+		exec("INSERT INTO RepoInfo (repo_id, name, update_time, version, is_encrypted) VALUES (?, ?, 1764300000, 1, 0)", id(n), fmt.Sprint("lib", n))
+		exec("INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, 'u@example.com')", id(n))
+	}
+	st := newTestState(t)
+	eng := &recordingEngine{st: st}
+	w := &Watcher{Engine: eng, Catalog: primary.Combine(env.Catalog, env.Objects), State: st, FullEvery: time.Hour}
+	s := newScheduler(w.do, 1, time.Hour, time.Hour, slog.New(slog.DiscardHandler))
+	must(t, w.poll(ctx, s))
+	s.wait()
+	eng.take()
+	exec("UPDATE Branch SET commit_id = ? WHERE repo_id = ?", head(200), id(2))
+	must(t, w.pollSome(ctx, s, []string{id(2)}))
+	s.wait()
+	if asked := eng.take(); !slices.Equal(asked, []string{id(2) + "@" + head(200)}) {
+		t.Fatalf("the targeted round asked %q", asked)
+	}
+	exec("UPDATE Branch SET commit_id = ? WHERE repo_id = ?", head(2), id(2))
+	must(t, w.poll(ctx, s))
+	s.wait()
+	if asked := eng.take(); !slices.Equal(asked, []string{id(2) + "@" + head(2)}) {
+		t.Fatalf("after the head came back, the poll asked %q; want %s@%s", asked, id(2), head(2))
+	}
+}
+
 // BenchmarkReusedListingWithAFailingLibrary is a poll of 10 000 libraries that reuses
 // the last listing while one library is unsettled with no job held (failing, its backoff
 // running out): before, every such poll compared all 10 000 with the last listing.

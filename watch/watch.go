@@ -317,10 +317,13 @@ func (w *Watcher) pollSome(ctx context.Context, s *scheduler, ids []string) erro
 		w.setUnsettled(lib.ID, true)
 		s.want(ctx, job{lib: lib, seen: now})
 	}
-	// The next partial poll need not look at these again for the same head.
+	// The next partial poll need not look at these again for the same head. The last
+	// listing is then behind lastHeads, and must not be reused as their twin: the next
+	// poll lists afresh (a moved head changed the Print anyway, unless it came back).
 	for _, lib := range libs {
-		if _, known := w.lastHeads[lib.ID]; known {
+		if head, known := w.lastHeads[lib.ID]; known && head != lib.Head {
 			w.lastHeads[lib.ID] = lib.Head
+			w.lastPrint = primary.Print{}
 		}
 	}
 	s.dispatch(ctx)
@@ -442,9 +445,10 @@ func (w *Watcher) lastListed(id string) (primary.Library, bool) {
 // libraries, every 2 s for each library still waiting).
 //
 // When libs is the last listing again (not listed: the primary's Print is unchanged), no
-// head moved and no library came or went since, so only the unsettled libraries are
-// looked at, each found by id: a library that keeps failing must not cost a pass over
-// 100 000 every poll.
+// head moved and no library came or went since, and lastHeads holds that listing's heads
+// (a targeted round that moves one forgets the Print), so only the unsettled libraries
+// are looked at, each found by id: a library that keeps failing must not cost a pass
+// over 100 000 every poll.
 func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (changed []primary.Library, gone []state.Library, err error) {
 	w.mu.Lock()
 	unsettled := make([]string, 0, len(w.unsettled))
