@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,32 @@ func (e *recordingEngine) take() []string {
 	return a
 }
 
+// primaryRows writes libraries into a test primary's tables as Seafile does.
+type primaryRows struct {
+	t   *testing.T
+	db  *sql.DB
+	tag string // the last group of the libraries' ids
+}
+
+func (p primaryRows) id(n int) string { return fmt.Sprintf("%08x-aaaa-4bbb-8ccc-%s", n, p.tag) }
+func head(n int) string               { return fmt.Sprintf("%040x", n) }
+
+func (p primaryRows) exec(q string, args ...any) {
+	p.t.Helper()
+	if _, err := p.db.Exec(q, args...); err != nil {
+		p.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// add makes library n, at head n.
+func (p primaryRows) add(n int) {
+	p.t.Helper()
+	p.exec("INSERT INTO Repo (repo_id) VALUES (?)", p.id(n))
+	p.exec("INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?)", p.id(n), head(n))
+	p.exec("INSERT INTO RepoInfo (repo_id, name, update_time, version, is_encrypted) VALUES (?, ?, 1764300000, 1, 0)", p.id(n), fmt.Sprint("lib", n))
+	p.exec("INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, 'u@example.com')", p.id(n))
+}
+
 // Between full comparisons, a poll of a primary where nothing moved does not list the
 // libraries again (one query of the database's Print instead; a listing was 0.5 s at
 // 100 000 libraries); a head that moves, a library that comes or goes, or a full
@@ -69,20 +96,8 @@ func (e *recordingEngine) take() []string {
 func TestQuietPollsDoNotListAgain(t *testing.T) {
 	env := testenv.New(t, srv)
 	ctx := context.Background()
-	id := func(n int) string { return fmt.Sprintf("%08x-aaaa-4bbb-8ccc-dddddddddddd", n) }
-	head := func(n int) string { return fmt.Sprintf("%040x", n) }
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := env.PrimaryDB.Exec(q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	add := func(n int) {
-		exec("INSERT INTO Repo (repo_id) VALUES (?)", id(n))
-		exec("INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?)", id(n), head(n))
-		exec("INSERT INTO RepoInfo (repo_id, name, update_time, version, is_encrypted) VALUES (?, ?, 1764300000, 1, 0)", id(n), fmt.Sprint("lib", n))
-		exec("INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, 'u@example.com')", id(n))
-	}
+	p := primaryRows{t, env.PrimaryDB, "dddddddddddd"}
+	id, exec, add := p.id, p.exec, p.add
 	for n := 1; n <= 3; n++ {
 		add(n)
 	}
@@ -139,19 +154,10 @@ func TestQuietPollsDoNotListAgain(t *testing.T) {
 func TestReusedListingsLookOnlyAtUnsettledLibraries(t *testing.T) {
 	env := testenv.New(t, srv)
 	ctx := context.Background()
-	id := func(n int) string { return fmt.Sprintf("%08x-aaaa-4bbb-8ccc-eeeeeeeeeeee", n) }
-	head := func(n int) string { return fmt.Sprintf("%040x", n) }
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := env.PrimaryDB.Exec(q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	p := primaryRows{t, env.PrimaryDB, "eeeeeeeeeeee"}
+	id, exec := p.id, p.exec
 	for n := 1; n <= 20; n++ {
-		exec("INSERT INTO Repo (repo_id) VALUES (?)", id(n))
-		exec("INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?)", id(n), head(n))
-		exec("INSERT INTO RepoInfo (repo_id, name, update_time, version, is_encrypted) VALUES (?, ?, 1764300000, 1, 0)", id(n), fmt.Sprint("lib", n))
-		exec("INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, 'u@example.com')", id(n))
+		p.add(n)
 	}
 	st := newTestState(t)
 	eng := &recordingEngine{st: st, fail: map[string]bool{id(7): true, id(13): true}}
@@ -199,19 +205,10 @@ func TestReusedListingsLookOnlyAtUnsettledLibraries(t *testing.T) {
 func TestHeadBackWhereTheListingHadIt(t *testing.T) {
 	env := testenv.New(t, srv)
 	ctx := context.Background()
-	id := func(n int) string { return fmt.Sprintf("%08x-aaaa-4bbb-8ccc-cccccccccccc", n) }
-	head := func(n int) string { return fmt.Sprintf("%040x", n) }
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := env.PrimaryDB.Exec(q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	p := primaryRows{t, env.PrimaryDB, "cccccccccccc"}
+	id, exec := p.id, p.exec
 	for n := 1; n <= 3; n++ {
-		exec("INSERT INTO Repo (repo_id) VALUES (?)", id(n))
-		exec("INSERT INTO Branch (name, repo_id, commit_id) VALUES ('master', ?, ?)", id(n), head(n))
-		exec("INSERT INTO RepoInfo (repo_id, name, update_time, version, is_encrypted) VALUES (?, ?, 1764300000, 1, 0)", id(n), fmt.Sprint("lib", n))
-		exec("INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, 'u@example.com')", id(n))
+		p.add(n)
 	}
 	st := newTestState(t)
 	eng := &recordingEngine{st: st}
