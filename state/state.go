@@ -91,7 +91,8 @@ type Dir struct {
 	root string
 	// rootFile is root, opened by Open: record flushes that take a syncfs go through
 	// it, so they report every writeback error on the filesystem since Open, also one
-	// another process (the backup store's syncfs, on the same filesystem) saw first.
+	// that another descriptor saw first (the backup store's own syncfs, when the store
+	// is on the same filesystem, or another seafbak's).
 	rootFile *os.File
 	// mine holds the dirty markers this process wrote and has not cleared: their
 	// objects are made durable by this process's own store, unlike other processes'.
