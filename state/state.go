@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
 )
@@ -92,7 +94,9 @@ type Dir struct {
 	// rootFile is root, opened by Open: record flushes that take a syncfs go through
 	// it, so they report every writeback error on the filesystem since Open, also one
 	// that another descriptor saw first (the backup store's own syncfs, when the store
-	// is on the same filesystem, or another seafbak's).
+	// is on the same filesystem, or another seafbak's). It is reopened if root is no
+	// longer that directory (see syncfs).
+	rootMu   gosync.Mutex
 	rootFile *os.File
 	// mine holds the dirty markers this process wrote and has not cleared: their
 	// objects are made durable by this process's own store, unlike other processes'.
@@ -234,7 +238,7 @@ const syncfsAbove = 4
 // syncfs of the filesystem holding the state.
 func (d *Dir) flushFiles(files []string) error {
 	if len(files) > syncfsAbove {
-		return fsutil.SyncfsFile(d.rootFile)
+		return d.syncfs()
 	}
 	for _, f := range files {
 		if err := fsutil.SyncFile(f); err != nil {
@@ -242,6 +246,31 @@ func (d *Dir) flushFiles(files []string) error {
 		}
 	}
 	return nil
+}
+
+// syncfs flushes the filesystem holding the state through the root held open. A state
+// directory moved or replaced under a running process (an admin moving it to a new disk
+// under a watch) is no longer the held one, whose filesystem may not be the one the
+// records now go to: the root is opened again, and flushed through its new descriptor.
+func (d *Dir) syncfs() error {
+	d.rootMu.Lock()
+	defer d.rootMu.Unlock()
+	var held, named unix.Stat_t
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Fstat(int(d.rootFile.Fd()), &held) }); err != nil {
+		return fmt.Errorf("state %s: %w", d.root, err)
+	}
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Stat(d.root, &named) }); err != nil {
+		return fmt.Errorf("state %s: %w", d.root, err)
+	}
+	if named.Dev != held.Dev || named.Ino != held.Ino {
+		f, err := os.Open(d.root)
+		if err != nil {
+			return fmt.Errorf("state %s: %w", d.root, err)
+		}
+		d.rootFile.Close()
+		d.rootFile = f
+	}
+	return fsutil.SyncfsFile(d.rootFile)
 }
 
 // allReaders is how many records All reads at once: the CPUs of a small host, and a

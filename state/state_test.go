@@ -393,3 +393,64 @@ func TestRecordsSavedAtOnceShareAFlush(t *testing.T) {
 		}
 	}
 }
+
+// A state directory moved to another filesystem under a running process (here: replaced
+// by a link to one) is flushed where its records now are: the held root is opened again.
+func TestRecordsFlushWhereTheStateNowIs(t *testing.T) {
+	elsewhere, err := os.MkdirTemp("/dev/shm", "seafbak-state-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(elsewhere) })
+	root := filepath.Join(t.TempDir(), "state")
+	d, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveMany := func(from int) {
+		t.Helper()
+		var wg gosync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				if err := d.Save(Library{ID: repoID(from + i)}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	sameDir := func(f *os.File, path string) bool {
+		a, errA := f.Stat()
+		b, errB := os.Stat(path)
+		return errA == nil && errB == nil && os.SameFile(a, b)
+	}
+	saveMany(0)
+	if !sameDir(d.rootFile, root) {
+		t.Fatal("the held root is not the state directory")
+	}
+	// Moved: the records now go through the link to another filesystem.
+	for _, sub := range []string{"libraries", "locks", "dirty"} {
+		if err := os.Mkdir(filepath.Join(elsewhere, sub), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(root, root+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, root); err != nil {
+		t.Fatal(err)
+	}
+	saveMany(100)
+	// Saves on tmpfs finish one by one, too fast to share a flush: ask for the
+	// syncfs a round of many takes.
+	if err := d.syncfs(); err != nil {
+		t.Fatal(err)
+	}
+	if !sameDir(d.rootFile, elsewhere) {
+		t.Fatal("after the state moved, its flushes still go through the old directory")
+	}
+	recs, damaged, err := d.All()
+	if err != nil || len(recs) != 16 || len(damaged) != 0 {
+		t.Fatalf("in the moved state: %d records, %d damaged, %v; want the 16 saved after the move", len(recs), len(damaged), err)
+	}
+}
