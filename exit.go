@@ -131,7 +131,7 @@ func hint(err error) string {
 	case errors.Is(err, primary.ErrUnreachable):
 		return "the primary did not answer; check its file server (primary.url) or data dir mount (primary.data_dir) and run again: nothing was recorded"
 	case errors.Is(err, store.ErrLibraryDirMoved):
-		return "a library's directory in the backup store was moved or deleted while seafbak wrote into it; leave the store in place while seafbak runs, and run again: " +
+		return "the backup store, or a library's directory in it, was moved or deleted while seafbak wrote into it; leave the store in place while seafbak runs, and run again: " +
 			"the libraries keep their previous backed-up head, and the next run re-checks what this one wrote"
 	case errors.Is(err, store.ErrFlushFailed):
 		return "the backup disk failed to write what this run copied (see the kernel log, dmesg); fix the disk and run again: " +

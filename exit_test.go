@@ -19,7 +19,7 @@ func TestReportLibraryDirectoryMoved(t *testing.T) {
 	if code := report(&out, context.Background(), "sync", err); code != exitFailed {
 		t.Fatalf("exit code %d, want %d", code, exitFailed)
 	}
-	if !strings.Contains(out.String(), "hint: a library's directory in the backup store was moved or deleted") {
+	if !strings.Contains(out.String(), "hint: the backup store, or a library's directory in it, was moved or deleted") {
 		t.Fatalf("no hint:\n%s", out.String())
 	}
 }

@@ -29,7 +29,8 @@ type libKey struct {
 }
 
 // ErrLibraryDirMoved is a library directory of the store that was removed or replaced
-// while a sync held it. It comes wrapped in ErrFlushFailed, and like it fails every
+// while a sync held it, or the store's own directory, moved while the process that
+// opened the store ran. It comes wrapped in ErrFlushFailed, and like it fails every
 // later Sync of the same FS: objects this process wrote through it are not in the store.
 var ErrLibraryDirMoved = errors.New("removed or replaced while seafbak wrote into it")
 
@@ -80,11 +81,16 @@ func (s *FS) heldDir(kind object.Kind, storeID string) *fsutil.HeldDir {
 	return s.held.Acquire(libKey{kind, storeID})
 }
 
-// checkHeldDirs checks every open held directory against its path, after any failed
-// flush or check before: Sync calls it before reporting objects durable.
+// checkHeldDirs checks the store's root and every open held directory against their
+// paths, after any failed flush or check before: Sync calls it before reporting objects
+// durable. The root is held for syncfs: moved (to a new disk, under a running watch),
+// it would flush a filesystem the objects no longer go to.
 func (s *FS) checkHeldDirs() error {
 	if err := s.flushErr.Load(); err != nil {
 		return *err
+	}
+	if err := sameDir(int(s.rootDir.Fd()), s.root); err != nil {
+		return s.failed(err)
 	}
 	return s.held.EachOpen(func(d *fsutil.HeldDir) error {
 		if err := checkHeld(d); err != nil {
@@ -95,17 +101,20 @@ func (s *FS) checkHeldDirs() error {
 }
 
 // checkHeld reports whether d's descriptor is still the directory at d.Path.
-func checkHeld(d *fsutil.HeldDir) error {
+func checkHeld(d *fsutil.HeldDir) error { return sameDir(d.FD, d.Path) }
+
+// sameDir reports whether descriptor fd is still the directory at path.
+func sameDir(fd int, path string) error {
 	var held, named unix.Stat_t
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Fstat(d.FD, &held) }); err != nil {
-		return fmt.Errorf("backup store: %s: %w", d.Path, err)
+	if err := fsutil.IgnoringEINTR(func() error { return unix.Fstat(fd, &held) }); err != nil {
+		return fmt.Errorf("backup store: %s: %w", path, err)
 	}
-	err := fsutil.IgnoringEINTR(func() error { return unix.Stat(d.Path, &named) })
+	err := fsutil.IgnoringEINTR(func() error { return unix.Stat(path, &named) })
 	if err == unix.ENOENT || err == nil && (named.Dev != held.Dev || named.Ino != held.Ino) {
-		return fmt.Errorf("backup store: %s: %w", d.Path, ErrLibraryDirMoved)
+		return fmt.Errorf("backup store: %s: %w", path, ErrLibraryDirMoved)
 	}
 	if err != nil {
-		return fmt.Errorf("backup store: %s: %w", d.Path, err)
+		return fmt.Errorf("backup store: %s: %w", path, err)
 	}
 	return nil
 }

@@ -281,3 +281,38 @@ func TestFSStorePreloadRefusesBadNames(t *testing.T) {
 		}
 	}
 }
+
+// The store's own directory replaced under a running process (moved to a new disk under
+// a watch) fails every later Sync, as a replaced library directory does: its syncfs goes
+// through the directory it opened, whose filesystem the objects no longer go to.
+func TestFSStoreReplacedRootFailsSync(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "seafile-data")
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Put(ctx, s, object.KindBlock, repo, testID(1), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(root, root+".old"); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(root, "storage", "blocks"), filepath.Join(root, TempDirName)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Put(ctx, s, object.KindBlock, repo, testID(2), []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		err := s.Sync(ctx)
+		if !errors.Is(err, ErrFlushFailed) || !errors.Is(err, ErrLibraryDirMoved) || !strings.Contains(err.Error(), root) {
+			t.Fatalf("Sync %d after the store's directory was replaced: %v", i+1, err)
+		}
+	}
+}
