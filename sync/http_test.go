@@ -299,3 +299,30 @@ func TestRemoteListingAsksTheFileServerOnlyAboutHeadsNotYetAgreed(t *testing.T) 
 	}
 	since(p, false, 0)
 }
+
+// A library token row deleted on the primary after this process made it (an admin
+// removing its owner's tokens, say) is made again once the file server refuses the
+// token: one failed attempt, not a library that fails in a long-running watch until it
+// is restarted.
+func TestHTTPDeletedTokenRowIsMadeAgain(t *testing.T) {
+	env, _, lib := httpFixture(t)
+	ctx := context.Background()
+	eng := env.Engine(false) // one engine, one Remote: as in a watch
+	_, err := eng.Sync(ctx, lib.ID)
+	must(t, err)
+	testenv.Commit(t, lib, "more", seafgen.Put("later.txt", []byte("later")))
+	env.Publish(lib)
+	_, err = env.PrimaryDB.Exec("DELETE FROM RepoUserToken WHERE repo_id = ?", lib.ID)
+	must(t, err)
+	if _, err := eng.Sync(ctx, lib.ID); !errors.Is(err, primary.ErrUnauthorized) {
+		t.Fatalf("the sync after the row was deleted: %v, want the file server's refusal", err)
+	}
+	if _, err := eng.Sync(ctx, lib.ID); err != nil {
+		t.Fatalf("the next sync did not make the row again: %v", err)
+	}
+	rec, _, err := env.State.Load(lib.ID)
+	must(t, err)
+	if rec.Head != lib.Head {
+		t.Fatalf("state head %s, want %s", rec.Head, lib.Head)
+	}
+}

@@ -21,7 +21,9 @@ type Remote struct {
 	db        *DB
 	sqlDB     *sql.DB
 	syncToken string
-	prepared  sync.Map // repo id + owner whose token row this process has seen or made
+	// prepared maps a library's id to the owner its token row was seen or made for
+	// by this process. A row the file server then refuses is forgotten (see NewRemote).
+	prepared sync.Map
 
 	agreedMu sync.Mutex
 	// agreed is each listed library's head that the database and the file server
@@ -32,8 +34,16 @@ type Remote struct {
 var _ Source = (*Remote)(nil)
 
 // NewRemote joins the primary's seafile database and its file server.
+//
+// A token the file server refuses (403) makes the next Prepare of its library read the
+// row again: deleted on the primary meanwhile (its owner's tokens removed by an admin,
+// say), it is made again, where a long-running watch would otherwise fail that library
+// until restarted. The file server caches tokens for a while, so a row deleted is refused
+// only later, and a refusal costs one SELECT at the library's next attempt.
 func NewRemote(db *sql.DB, h *HTTP, syncToken string) *Remote {
-	return &Remote{HTTP: h, db: NewDB(db), sqlDB: db, syncToken: syncToken}
+	r := &Remote{HTTP: h, db: NewDB(db), sqlDB: db, syncToken: syncToken}
+	h.refused = func(repoID string) { r.prepared.Delete(repoID) }
+	return r
 }
 
 // Libraries lists the libraries from the database and checks each head against the file
@@ -148,7 +158,7 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 	}
 	// A hook's sync prepares the library in Library and again before reading objects:
 	// one database round trip is enough per process.
-	if _, done := r.prepared.Load(preparedKey(lib)); done {
+	if r.isPrepared(lib) {
 		return nil
 	}
 	stale, err := r.prepareBatch(ctx, []Library{lib})
@@ -167,13 +177,16 @@ func (r *Remote) setTokenOwner(ctx context.Context, lib Library) error {
 	if err != nil {
 		return fmt.Errorf("primary db: set the library token's owner in RepoUserToken: %w%s", err, grantHint(err))
 	}
-	r.prepared.Store(preparedKey(lib), struct{}{})
+	r.prepared.Store(lib.ID, lib.Owner)
 	return nil
 }
 
-// preparedKey names a library's token row in Remote.prepared: its owner is part of it,
-// since a new owner needs the row moved.
-func preparedKey(lib Library) string { return lib.ID + "\x00" + lib.Owner }
+// isPrepared reports whether lib's token row was seen or made for its present owner: a
+// new owner needs the row moved.
+func (r *Remote) isPrepared(lib Library) bool {
+	owner, ok := r.prepared.Load(lib.ID)
+	return ok && owner == lib.Owner
+}
 
 // prepareBatch is how many libraries one statement of PrepareMany covers: 500 rows of
 // three values stay far below MySQL's 65 535 placeholders and its smallest packet size.
@@ -194,7 +207,7 @@ func (r *Remote) PrepareMany(ctx context.Context, libs []Library) error {
 		if lib.Owner == "" || object.CheckRepoID(lib.ID) != nil {
 			continue
 		}
-		if _, done := r.prepared.Load(preparedKey(lib)); !done {
+		if !r.isPrepared(lib) {
 			todo = append(todo, lib)
 		}
 	}
@@ -254,7 +267,7 @@ func (r *Remote) prepareBatch(ctx context.Context, libs []Library) (stale []Libr
 			add = append(add, lib)
 			values = append(values, lib.ID, lib.Owner, token)
 		case email == lib.Owner:
-			r.prepared.Store(preparedKey(lib), struct{}{})
+			r.prepared.Store(lib.ID, lib.Owner)
 		default:
 			stale = append(stale, lib)
 		}
@@ -269,7 +282,7 @@ func (r *Remote) prepareBatch(ctx context.Context, libs []Library) (stale []Libr
 		return stale, fmt.Errorf("primary db: create library tokens in RepoUserToken (%d): %w%s", len(add), err, grantHint(err))
 	}
 	for _, lib := range add {
-		r.prepared.Store(preparedKey(lib), struct{}{})
+		r.prepared.Store(lib.ID, lib.Owner)
 	}
 	return stale, nil
 }

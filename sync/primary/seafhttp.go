@@ -35,6 +35,8 @@ type HTTP struct {
 	opts      HTTPOptions
 	log       *slog.Logger
 	inflight  *inflight
+	// refused, if set, is told each library whose token the server refused (403).
+	refused func(repoID string)
 }
 
 var _ Objects = (*HTTP)(nil)
@@ -427,6 +429,9 @@ func (h *HTTP) libraryError(lib Library, err error) error {
 	case 445:
 		return ErrCorrupted
 	case http.StatusForbidden:
+		if h.refused != nil {
+			h.refused(lib.ID)
+		}
 		return ErrUnauthorized
 	case http.StatusBadRequest:
 		return fmt.Errorf("%w (the request was malformed or carried no token)", err)
