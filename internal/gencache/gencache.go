@@ -30,5 +30,11 @@ func (g *Generations[K, V]) Put(k K, v V) {
 	g.cur[k] = v
 }
 
+// Delete forgets k.
+func (g *Generations[K, V]) Delete(k K) {
+	delete(g.cur, k)
+	delete(g.old, k)
+}
+
 // Len is how many entries it holds, of both generations.
 func (g *Generations[K, V]) Len() int { return len(g.cur) + len(g.old) }

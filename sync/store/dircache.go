@@ -44,6 +44,13 @@ func (c *dirCache) add(dir string) {
 	c.dirs.Put(strings.Clone(dir), struct{}{})
 }
 
+// forget drops dir: it was found missing (removed by hand under a running watch).
+func (c *dirCache) forget(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dirs.Delete(dir)
+}
+
 func (c *dirCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -649,10 +649,27 @@ func (w *fsWriter) renameIntoPlace() error {
 	if err := unix.Close(w.fd); err != nil {
 		return err
 	}
-	if err := w.s.ensureDir(w.dir); err != nil {
+	return w.s.inDir(w.dir, func() error {
+		return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+	})
+}
+
+// inDir makes dir if it is not known to exist, then puts an object in it with put. A
+// directory removed since it was made (by hand, under a running watch) is known to exist
+// wrongly: put finds it missing, and it is made again for one more try.
+func (s *FS) inDir(dir string, put func() error) error {
+	if err := s.ensureDir(dir); err != nil {
 		return err
 	}
-	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+	err := put()
+	if err == unix.ENOENT {
+		s.madeDirs.forget(dir)
+		if err := s.ensureDir(dir); err != nil {
+			return err
+		}
+		err = put()
+	}
+	return err
 }
 
 // linkIntoPlace gives the unnamed temp file the object's name. A link never replaces,
@@ -676,10 +693,7 @@ func (w *fsWriter) link() error {
 		}
 		err = w.s.linkUnnamed(w.fd, w.lib.FD, w.path[len(w.lib.Path)+1:])
 	} else {
-		if err := w.s.ensureDir(w.dir); err != nil {
-			return err
-		}
-		err = w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.path)
+		err = w.s.inDir(w.dir, func() error { return w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.path) })
 	}
 	if err != unix.EEXIST {
 		return err

@@ -351,3 +351,37 @@ func TestFSStoreGetBoundsTheRead(t *testing.T) {
 		t.Fatalf("an absent object: %v", err)
 	}
 }
+
+// A directory of the store removed by hand under a running process (a watch) is made
+// again at the next object written into it: the cache of directories known to exist
+// does not make every later object of that library fail until a restart.
+func TestFSStoreRemovedDirectoryIsMadeAgain(t *testing.T) {
+	for _, durability := range []Durability{Batch, PerObject} {
+		ctx := context.Background()
+		root := t.TempDir()
+		s, err := NewFS(root, durability)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lib := filepath.Join(root, "storage", "blocks", repo)
+		first, second := "ab"+testID(1)[2:], "ab"+testID(2)[2:] // the same directory
+		if err := Put(ctx, s, object.KindBlock, repo, first, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(lib); err != nil {
+			t.Fatal(err)
+		}
+		if err := Put(ctx, s, object.KindBlock, repo, second, []byte("y")); err != nil {
+			t.Fatalf("%v: an object written after its directory was removed: %v", durability, err)
+		}
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if has, err := s.Has(ctx, object.KindBlock, repo, second); !has || err != nil {
+			t.Fatalf("%v: the object is not in the store: %v %v", durability, has, err)
+		}
+	}
+}
