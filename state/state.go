@@ -18,8 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
 )
@@ -255,14 +253,11 @@ func (d *Dir) flushFiles(files []string) error {
 func (d *Dir) syncfs() error {
 	d.rootMu.Lock()
 	defer d.rootMu.Unlock()
-	var held, named unix.Stat_t
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Fstat(int(d.rootFile.Fd()), &held) }); err != nil {
+	same, err := fsutil.SameDir(int(d.rootFile.Fd()), d.root)
+	if err != nil {
 		return fmt.Errorf("state %s: %w", d.root, err)
 	}
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Stat(d.root, &named) }); err != nil {
-		return fmt.Errorf("state %s: %w", d.root, err)
-	}
-	if named.Dev != held.Dev || named.Ino != held.Ino {
+	if !same {
 		f, err := os.Open(d.root)
 		if err != nil {
 			return fmt.Errorf("state %s: %w", d.root, err)

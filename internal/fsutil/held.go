@@ -163,3 +163,23 @@ func (h *Held[K]) close(d *HeldDir) {
 func OpenDir(path string) (fd int, err error) {
 	return Open(path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 }
+
+// SameDir reports whether descriptor fd is still the directory at path: false when path
+// is gone, or names another directory (moved, replaced, another filesystem mounted
+// there). A descriptor outlives its path, so whatever holds one (a library directory, a
+// store's or a state's root) asks this before trusting that writes by path and flushes
+// through the descriptor reach the same place.
+func SameDir(fd int, path string) (bool, error) {
+	var held, named unix.Stat_t
+	if err := IgnoringEINTR(func() error { return unix.Fstat(fd, &held) }); err != nil {
+		return false, err
+	}
+	err := IgnoringEINTR(func() error { return unix.Stat(path, &named) })
+	if err == unix.ENOENT {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return named.Dev == held.Dev && named.Ino == held.Ino, nil
+}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 )
 
@@ -13,7 +14,8 @@ import (
 // top-level field key (which doc must hold as null) given items, encoded one at a time.
 // The encoder builds a whole document, then an indented copy of it: for 100 000
 // libraries that was most of the memory status --json and verify --json used. A nil
-// items leaves the null.
+// items leaves the null. A doc without key as null (a renamed or omitempty field) is an
+// error rather than a document silently missing its items.
 func WriteIndented[T any](w io.Writer, doc any, key string, items []T) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	head, err := json.MarshalIndent(doc, "", "  ")
@@ -22,7 +24,10 @@ func WriteIndented[T any](w io.Writer, doc any, key string, items []T) error {
 	}
 	slot := []byte("\n  \"" + key + "\": null")
 	i := bytes.Index(head, slot)
-	if items == nil || i < 0 {
+	if i < 0 && items != nil {
+		return fmt.Errorf("jsonout: the document has no top-level %q: null to write %d items into", key, len(items))
+	}
+	if items == nil {
 		bw.Write(head)
 		bw.WriteByte('\n')
 		return bw.Flush()

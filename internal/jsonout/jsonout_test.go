@@ -48,3 +48,21 @@ func TestWriteIndentedIsTheEncodersDocument(t *testing.T) {
 		}
 	}
 }
+
+// Items with nowhere to go (the key renamed, or made omitempty) are an error, not a
+// document silently without them.
+func TestWriteIndentedRefusesAMissingSlot(t *testing.T) {
+	var out bytes.Buffer
+	if err := WriteIndented(&out, report{}, "items", []item{{ID: "a"}}); err == nil {
+		t.Fatalf("wrote %s", out.Bytes())
+	}
+	type omitting struct {
+		Items []item `json:"libraries,omitempty"`
+	}
+	if err := WriteIndented(&out, omitting{}, "libraries", []item{{ID: "a"}}); err == nil {
+		t.Fatal("an omitempty slot passed")
+	}
+	if err := WriteIndented(&out, omitting{}, "libraries", []item(nil)); err != nil {
+		t.Fatalf("no items, no slot needed: %v", err)
+	}
+}

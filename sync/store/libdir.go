@@ -103,18 +103,14 @@ func (s *FS) checkHeldDirs() error {
 // checkHeld reports whether d's descriptor is still the directory at d.Path.
 func checkHeld(d *fsutil.HeldDir) error { return sameDir(d.FD, d.Path) }
 
-// sameDir reports whether descriptor fd is still the directory at path.
+// sameDir fails unless descriptor fd is still the directory at path.
 func sameDir(fd int, path string) error {
-	var held, named unix.Stat_t
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Fstat(fd, &held) }); err != nil {
-		return fmt.Errorf("backup store: %s: %w", path, err)
-	}
-	err := fsutil.IgnoringEINTR(func() error { return unix.Stat(path, &named) })
-	if err == unix.ENOENT || err == nil && (named.Dev != held.Dev || named.Ino != held.Ino) {
-		return fmt.Errorf("backup store: %s: %w", path, ErrLibraryDirMoved)
-	}
+	same, err := fsutil.SameDir(fd, path)
 	if err != nil {
 		return fmt.Errorf("backup store: %s: %w", path, err)
+	}
+	if !same {
+		return fmt.Errorf("backup store: %s: %w", path, ErrLibraryDirMoved)
 	}
 	return nil
 }
