@@ -48,9 +48,10 @@ type HeldDir struct {
 	openFailed        bool
 }
 
-// HasSubdir and SetSubdir read and set bit i of Subdirs.
+// HasSubdir, SetSubdir and ClearSubdir read, set and clear bit i of Subdirs.
 func (d *HeldDir) HasSubdir(i byte) bool { return d.Subdirs[i/64].Load()&(1<<(i%64)) != 0 }
 func (d *HeldDir) SetSubdir(i byte)      { d.Subdirs[i/64].Or(1 << (i % 64)) }
+func (d *HeldDir) ClearSubdir(i byte)    { d.Subdirs[i/64].And(^uint64(1 << (i % 64))) }
 
 // Hold holds the directory at path under key k until Release.
 func (h *Held[K]) Hold(k K, path string) {

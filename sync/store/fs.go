@@ -688,10 +688,7 @@ func (w *fsWriter) linkIntoPlace() error {
 func (w *fsWriter) link() error {
 	var err error
 	if w.lib != nil {
-		if err := w.s.ensureSubdir(w.lib, w.id[:2]); err != nil {
-			return err
-		}
-		err = w.s.linkUnnamed(w.fd, w.lib.FD, w.path[len(w.lib.Path)+1:])
+		err = w.linkHeld()
 	} else {
 		err = w.s.inDir(w.dir, func() error { return w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.path) })
 	}
@@ -710,6 +707,24 @@ func (w *fsWriter) link() error {
 		return err
 	}
 	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+}
+
+// linkHeld names the file through the held library directory. A subdirectory removed
+// since it was known to exist (by hand, during a long first backup) is made again for
+// one more try, as inDir does for directories reached by path; the library directory
+// itself removed stays an error, which Sync reports as ErrLibraryDirMoved.
+func (w *fsWriter) linkHeld() error {
+	sub, name := w.id[:2], w.path[len(w.lib.Path)+1:]
+	for retry := true; ; retry = false {
+		if err := w.s.ensureSubdir(w.lib, sub); err != nil {
+			return err
+		}
+		err := w.s.linkUnnamed(w.fd, w.lib.FD, name)
+		if err != unix.ENOENT || !retry {
+			return err
+		}
+		w.lib.ClearSubdir(hexByte(sub))
+	}
 }
 
 func (w *fsWriter) Abort() {

@@ -202,6 +202,47 @@ func TestFSStoreReplacedLibraryDirectoryFailsSync(t *testing.T) {
 	}
 }
 
+// A subdirectory of a held library directory removed during a first backup (by hand)
+// is made again at the next object written into it, as one reached by path is
+// (TestFSStoreRemovedDirectoryIsMadeAgain): the held directory's record of the
+// subdirectories it made does not fail every later object of it.
+func TestFSStoreRemovedSubdirectoryOfAHeldLibraryIsMadeAgain(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := NewFS(root, Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = OpenHeldAtOnce(s)
+	if !s.unnamed {
+		t.Skip("objects are linked through a held directory only with O_TMPFILE")
+	}
+	if err := s.Preload(ctx, object.KindBlock, repo); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Forget(object.KindBlock, repo)
+	first, second := "ab"+testID(1)[2:], "ab"+testID(2)[2:] // the same subdirectory
+	if err := Put(ctx, s, object.KindBlock, repo, first, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil { // an object removed before its flush fails Sync
+		t.Fatal(err)
+	}
+	sub := filepath.Join(root, "storage", "blocks", repo, "ab")
+	if err := os.RemoveAll(sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := Put(ctx, s, object.KindBlock, repo, second, []byte("y")); err != nil {
+		t.Fatalf("an object written after its subdirectory was removed: %v", err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(sub, second[2:])); err != nil {
+		t.Fatalf("the object is not in the store: %v", err)
+	}
+}
+
 // Many syncs of the same library (virtual libraries share their origin's) hold,
 // use and forget its directories at once: every object lands, and nothing stays open.
 func TestFSStorePreloadConcurrent(t *testing.T) {
