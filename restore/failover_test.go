@@ -3,12 +3,15 @@ package restore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -16,6 +19,7 @@ import (
 	"seafbak/internal/mariadbtest"
 	"seafbak/internal/testenv"
 	"seafbak/restore"
+	"seafbak/state"
 )
 
 // realHead is the head of testdata/real-library.
@@ -362,4 +366,56 @@ func TestFailoverHoldsSeafileData(t *testing.T) {
 	check("the same tables as the ccnet role", holds(dump.Ccnet, seahub), true)
 	runSQL(t, srv, seahub, "INSERT INTO base_userstarredfiles (email, repo_id, path) VALUES ('zoë@example.com', '"+testenv.RealLibraryID+"', '/a')")
 	check("seahub with a starred file", holds(dump.Seahub, seahub), true)
+}
+
+// The live rows follow the state: a backed-up head is written, a library deleted on the
+// primary loses its rows (a thousand to a transaction, with any other branches), and a
+// library never synced, or deleted with no rows, is left alone.
+func TestWriteLiveRowsFollowsTheState(t *testing.T) {
+	ctx := context.Background()
+	db := srv.TestDB(t, mariadbtest.SchemaFile("seafile.sql"))
+	st, err := state.Open(t.TempDir())
+	must(t, err)
+	id := func(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-000000000000", i) }
+	head := func(i int) string { return fmt.Sprintf("%040x", i) }
+	now := time.Now()
+	const deleted = 1100
+	var repoRows, branchRows, headRows []string
+	for i := range deleted {
+		must(t, st.Save(state.Library{ID: id(i), Head: head(i + 1), Deleted: &now}))
+		repoRows = append(repoRows, fmt.Sprintf("('%s')", id(i)))
+		branchRows = append(branchRows, fmt.Sprintf("('master', '%s', '%s'), ('other', '%s', '%s')", id(i), head(i+1), id(i), head(i+1)))
+		headRows = append(headRows, fmt.Sprintf("('%s', 'master')", id(i)))
+	}
+	for _, q := range []string{
+		"INSERT INTO Repo (repo_id) VALUES " + strings.Join(repoRows, ", "),
+		"INSERT INTO Branch (name, repo_id, commit_id) VALUES " + strings.Join(branchRows, ", "),
+		"INSERT INTO RepoHead (repo_id, branch_name) VALUES " + strings.Join(headRows, ", "),
+	} {
+		_, err := db.ExecContext(ctx, q)
+		must(t, err)
+	}
+	must(t, st.Save(state.Library{ID: id(deleted), Head: head(1), Deleted: &now})) // no rows
+	must(t, st.Save(state.Library{ID: id(deleted + 1), Head: head(2)}))            // live
+	must(t, st.Save(state.Library{ID: id(deleted + 2)}))                           // never synced
+	res, err := restore.WriteLiveRows(ctx, st, db, nil)
+	must(t, err)
+	if res != (restore.RowsResult{Set: 1, Deleted: deleted}) {
+		t.Errorf("result %+v, want 1 set and %d deleted", res, deleted)
+	}
+	var repos, branches, repoHeads int
+	must(t, db.QueryRow("SELECT (SELECT COUNT(*) FROM Repo), (SELECT COUNT(*) FROM Branch), (SELECT COUNT(*) FROM RepoHead)").Scan(&repos, &branches, &repoHeads))
+	if repos != 1 || branches != 1 || repoHeads != 1 {
+		t.Errorf("%d Repo, %d Branch and %d RepoHead rows left, want the live library's one each", repos, branches, repoHeads)
+	}
+	var got string
+	must(t, db.QueryRow("SELECT commit_id FROM Branch WHERE repo_id = ? AND name = 'master'", id(deleted+1)).Scan(&got))
+	if got != head(2) {
+		t.Errorf("live library's head %s, want %s", got, head(2))
+	}
+	res, err = restore.WriteLiveRows(ctx, st, db, nil)
+	must(t, err)
+	if res != (restore.RowsResult{Unchanged: 1}) {
+		t.Errorf("written again: %+v, want the live library unchanged", res)
+	}
 }

@@ -53,14 +53,12 @@ func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Log
 		return res, err
 	}
 	set := map[string]string{}
+	var deleted []string
 	for _, rec := range recs {
 		switch {
 		case rec.Deleted != nil:
 			if _, ok := heads[rec.ID]; ok {
-				if err := rows.Delete(ctx, rec.ID); err != nil {
-					return res, err
-				}
-				res.Deleted++
+				deleted = append(deleted, rec.ID)
 			}
 		case rec.Head == "":
 			// Never completed a sync: nothing to serve.
@@ -70,6 +68,10 @@ func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Log
 			set[rec.ID] = rec.Head
 		}
 	}
+	if err := rows.DeleteMany(ctx, deleted); err != nil {
+		return res, err
+	}
+	res.Deleted = len(deleted)
 	if err := rows.SetHeads(ctx, set); err != nil {
 		return res, err
 	}

@@ -143,22 +143,45 @@ func (r *Rows) setHeads(ctx context.Context, heads []libraryHead) error {
 // Delete removes a library's rows, mirroring a deletion on the primary. Its objects stay
 // in the store.
 func (r *Rows) Delete(ctx context.Context, repoID string) error {
+	return r.deleteLibraries(ctx, []string{repoID})
+}
+
+// DeleteMany removes many libraries' rows as Delete does, a thousand to a transaction
+// and in id order, as SetHeads writes: a restore server of a primary with years of
+// deleted libraries made a commit, a flush of the database's log, for each.
+func (r *Rows) DeleteMany(ctx context.Context, repoIDs []string) error {
+	ids := slices.Sorted(slices.Values(repoIDs))
+	for batch := range slices.Chunk(ids, maxHeadRound) {
+		if err := r.deleteLibraries(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteLibraries removes the rows of libraries in one transaction.
+func (r *Rows) deleteLibraries(ctx context.Context, repoIDs []string) error {
+	what := repoIDs[0]
+	if len(repoIDs) > 1 {
+		what = fmt.Sprintf("%s and %d other libraries", repoIDs[0], len(repoIDs)-1)
+	}
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("backup db: delete %s: %w", repoID, dbErr(err))
+		return fmt.Errorf("backup db: delete %s: %w", what, dbErr(err))
 	}
 	defer tx.Rollback()
-	for _, q := range []string{
-		"DELETE FROM RepoHead WHERE repo_id = ?",
-		"DELETE FROM Branch WHERE repo_id = ?",
-		"DELETE FROM Repo WHERE repo_id = ?",
-	} {
-		if _, err := tx.ExecContext(ctx, q, repoID); err != nil {
-			return fmt.Errorf("backup db: delete %s: %w", repoID, dbErr(err))
+	args := make([]any, len(repoIDs))
+	for i, id := range repoIDs {
+		args[i] = id
+	}
+	in := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(repoIDs)), ", ") + ")"
+	for _, table := range []string{"RepoHead", "Branch", "Repo"} {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE repo_id IN "+in, args...); err != nil {
+			return fmt.Errorf("backup db: delete %s: %w", what, dbErr(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("backup db: delete %s: commit: %w", repoID, dbErr(err))
+		return fmt.Errorf("backup db: delete %s: commit: %w", what, dbErr(err))
 	}
 	return nil
 }

@@ -104,9 +104,9 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// SetHeads writes many libraries' rows a thousand to a transaction: a restore server of
-// 100 000 libraries made a commit, a flush of the database's log, for each.
-func TestSetHeadsWritesAThousandATransaction(t *testing.T) {
+// SetHeads and DeleteMany write many libraries' rows a thousand to a transaction: a
+// restore server of 100 000 libraries made a commit, a flush of the database's log, for each.
+func TestSetHeadsAndDeleteManyWriteAThousandATransaction(t *testing.T) {
 	srv, err := mariadbtest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +152,39 @@ func TestSetHeadsWritesAThousandATransaction(t *testing.T) {
 	}
 	if repos != len(want) || repoHeads != len(want) {
 		t.Fatalf("%d Repo rows and %d RepoHead rows, want %d", repos, repoHeads, len(want))
+	}
+	// Deleted libraries' rows go a thousand to a transaction too, and only theirs.
+	var gone []string
+	for id := range want {
+		if len(gone) < 1200 {
+			gone = append(gone, id)
+			delete(want, id)
+		}
+	}
+	before = commits()
+	if err := rows.DeleteMany(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if n := commits() - before; n != 2 {
+		t.Errorf("%d commits to delete 1 200 libraries, want 2", n)
+	}
+	heads, err = rows.Heads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heads) != len(want) {
+		t.Fatalf("%d heads after deleting 1 200 of 2 500, want %d", len(heads), len(want))
+	}
+	for id, h := range want {
+		if heads[id] != h {
+			t.Fatalf("library %s kept: head %q, want %q", id, heads[id], h)
+		}
+	}
+	if err := db.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM Repo), (SELECT COUNT(*) FROM RepoHead)").Scan(&repos, &repoHeads); err != nil {
+		t.Fatal(err)
+	}
+	if repos != len(want) || repoHeads != len(want) {
+		t.Fatalf("after deleting: %d Repo rows and %d RepoHead rows, want %d", repos, repoHeads, len(want))
 	}
 	// The heads go in id order: a batch that fails is named by its lowest id, the same
 	// at every run.
