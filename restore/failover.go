@@ -232,6 +232,12 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		}
 		targets[role] = c
 	}
+	// The state is read whole before anything is created or loaded: a damaged record
+	// found only after the load would stop a failover half done.
+	recs, err := state.Whole(opts.State.All())
+	if err != nil {
+		return nil, notStarted(fmt.Errorf("state: %w", err))
+	}
 	if err := createDatabases(ctx, server, targets); err != nil {
 		return nil, notStarted(err)
 	}
@@ -270,7 +276,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	if err := EnsureLiveTables(ctx, bdb); err != nil {
 		return nil, err
 	}
-	res.Rows, err = WriteLiveRows(ctx, opts.State, bdb, opts.Log)
+	res.Rows, err = writeLiveRows(ctx, recs, bdb, opts.Log)
 	if err != nil {
 		return nil, err
 	}

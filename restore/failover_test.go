@@ -214,6 +214,34 @@ func TestFailover(t *testing.T) {
 		}
 	})
 
+	// A damaged state record is found before anything is created or loaded: the
+	// failover has not started, rather than stopping half done.
+	t.Run("damaged state", func(t *testing.T) {
+		stateDir := filepath.Join(t.TempDir(), "state")
+		out, err := exec.Command("cp", "-a", p.env.State.Root(), stateDir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("copy state: %v %s", err, out)
+		}
+		must(t, os.WriteFile(filepath.Join(stateDir, "libraries", testenv.RealLibraryID+".json"), []byte("{\"id\": "), 0o600))
+		st, err := state.Open(stateDir)
+		must(t, err)
+		prefix := mariadbtest.DBName(t)
+		opts := p.options(targets(t, other, prefix), true, nil)
+		opts.State = st
+		_, err = restore.Failover(ctx, opts)
+		if !errors.Is(err, restore.ErrNotStarted) || !strings.Contains(err.Error(), testenv.RealLibraryID) {
+			t.Fatalf("failover with a damaged state record: %v", err)
+		}
+		root, err := other.Open("")
+		must(t, err)
+		defer root.Close()
+		var n int
+		must(t, root.QueryRow("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE ?", prefix+"%").Scan(&n))
+		if n != 0 {
+			t.Errorf("%d databases created", n)
+		}
+	})
+
 	// A fresh backup server: loaded, rows written, verify ok; again it refuses (the
 	// databases hold data now) unless Yes.
 	prefix := mariadbtest.DBName(t)

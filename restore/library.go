@@ -77,10 +77,12 @@ type LibraryOptions struct {
 	Force bool
 	// Parallel is how many files are written at once (0 means 4).
 	Parallel int
-	// Fsync makes every file and directory durable before RestoreLibrary returns (each
-	// file is fsynced before it is renamed into place, so a power failure cannot leave
-	// an empty file under a final name either). Without it, a killed restore is still
-	// safe (see RestoreLibrary); only a machine crash is not covered.
+	// Fsync fsyncs each file before it is renamed into place, and each directory, so
+	// that even a restore a machine crash interrupts leaves no empty file under a final
+	// name. Without it the restore is as safe, at the cost of one syncfs rather than a
+	// flush per file: the marker (see MarkerName) is removed only after a syncfs of
+	// Dir's filesystem, so a crash before that leaves it, and the rerun writes every
+	// file again.
 	Fsync    bool
 	Progress Progress
 }
@@ -241,13 +243,17 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		return fail(err)
 	}
 	if marked {
+		// The marker goes only once every file is on disk: were its removal written
+		// first, a machine crash could leave empty files under their final names and
+		// nothing to say the restore is unfinished. One syncfs, not a flush per file.
+		if err := syncfsIn(root); err != nil {
+			return fail(fmt.Errorf("every file is written, but flushing them to disk failed (%w); the restore stays unfinished: run it again", err))
+		}
 		if err := root.Remove(MarkerName); err != nil {
 			return fail(fmt.Errorf("every file is restored, but removing %s failed: %w", MarkerName, err))
 		}
-		if opts.Fsync {
-			if err := fsutil.SyncDirIn(root, "."); err != nil {
-				return fail(fmt.Errorf("fsync: %w", err))
-			}
+		if err := fsutil.SyncDirIn(root, "."); err != nil {
+			return fail(fmt.Errorf("every file is restored, but flushing the removal of %s failed: %w", MarkerName, err))
 		}
 	}
 	res.Dirs, res.Files, res.Bytes, res.Resumed = len(p.dirs)-1, p.files, w.bytes.Load(), resumed
@@ -850,19 +856,39 @@ func (w *writer) finish(d int, r *os.Root) {
 	if w.failed.Load() {
 		return
 	}
+	if d == 0 && !w.fsync {
+		return
+	}
+	dir, err := r.Open(".")
+	if err != nil {
+		w.fail(fmt.Errorf("%s: %w", displayPath(w.plan.path(d)), err))
+		return
+	}
+	defer dir.Close()
 	if d != 0 {
-		t := time.Unix(w.plan.dirs[d].mtime, 0)
-		if err := r.Chtimes(".", t, t); err != nil {
+		if err := fsutil.SetMtime(dir, w.plan.dirs[d].mtime); err != nil {
 			w.fail(fmt.Errorf("%s: %w", w.plan.path(d), err))
 			return
 		}
 	}
 	if w.fsync {
-		if err := fsutil.SyncDirIn(r, "."); err != nil {
+		if err := dir.Sync(); err != nil {
 			w.fail(fmt.Errorf("%s: fsync: %w", displayPath(w.plan.path(d)), err))
 		}
 	}
 }
+
+// syncfsIn flushes the filesystem holding root's directory.
+func syncfsIn(root *os.Root) error {
+	dir, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return syncfs(dir)
+}
+
+var syncfs = fsutil.SyncfsFile // tests fail it
 
 // sweepTemps removes the temp files an earlier, killed restore left in dir d: regular
 // files whose names tempName could have made, nothing else.
@@ -943,6 +969,9 @@ func (w *writer) writeFile(ctx context.Context, j fileJob, buf []byte) (err erro
 			return err
 		}
 	}
+	if err := fsutil.SetMtime(f, e.mtime); err != nil {
+		return err
+	}
 	if w.fsync {
 		if err := f.Sync(); err != nil {
 			return err
@@ -951,10 +980,6 @@ func (w *writer) writeFile(ctx context.Context, j fileJob, buf []byte) (err erro
 	err = f.Close()
 	f = nil
 	if err != nil {
-		return err
-	}
-	t := time.Unix(e.mtime, 0)
-	if err := r.Chtimes(tmp, t, t); err != nil {
 		return err
 	}
 	if err := r.Rename(tmp, e.name); err != nil {

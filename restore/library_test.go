@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,5 +341,64 @@ func TestRestoreDamagedBlock(t *testing.T) {
 		if e.Name() == "big.bin" || strings.HasPrefix(e.Name(), restore.TempPrefix) {
 			t.Fatalf("%s left in the target", e.Name())
 		}
+	}
+}
+
+// A dirent's mtime is restored whatever int64 it is, as far as the filesystem can hold
+// it: os.Chtimes wraps outside 1678–2262 (a Windows zero time, 1601, came back as 2185).
+func TestRestoreMtimesOutsideNanosecondRange(t *testing.T) {
+	const (
+		y2300 = 10413792000  // 2300-01-01, within ext4's range and tmpfs's
+		y1601 = -11644473600 // before ext4's 1901: it keeps its earliest time
+	)
+	base := t.TempDir()
+	h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": %d, "name": "zfuture", "size": 5}, {"id": "%s", "mode": 33188, "modifier": "m", "mtime": %d, "name": "old", "size": 5}, {"id": "%s", "mode": 16384, "mtime": %d, "name": "emptydir"}], "type": 3, "version": 1}`,
+			fileID, int64(y2300), fileID, int64(y1601), object.EmptyID, int64(y2300))
+	})
+	dir := filepath.Join(base, "out")
+	_, err := restore.RestoreLibrary(context.Background(), restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: dir})
+	must(t, err)
+	mtime := func(name string) time.Time {
+		fi, err := os.Stat(filepath.Join(dir, "sub", name))
+		must(t, err)
+		return fi.ModTime()
+	}
+	if got := mtime("zfuture"); got.Unix() != y2300 {
+		t.Errorf("file of 2300 restored with mtime %v", got)
+	}
+	if got := mtime("emptydir"); got.Unix() != y2300 {
+		t.Errorf("folder of 2300 restored with mtime %v", got)
+	}
+	if got := mtime("old"); got.Year() > 1901 {
+		t.Errorf("file of 1601 restored with mtime %v", got)
+	}
+}
+
+// A restore whose final flush fails is unfinished: it fails, the marker stays, and
+// running it again finishes it. (Its removal is what says every file is on disk.)
+func TestRestoreFailedFlushLeavesItUnfinished(t *testing.T) {
+	base := t.TempDir()
+	h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "f", "size": 5}], "type": 3, "version": 1}`, fileID)
+	})
+	dir := filepath.Join(base, "out")
+	opts := restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: dir}
+	undo := restore.FailSyncfs(syscall.EIO)
+	_, err := restore.RestoreLibrary(context.Background(), opts)
+	undo()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("restore whose flush failed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, restore.MarkerName)); err != nil {
+		t.Fatalf("the marker of an unflushed restore: %v", err)
+	}
+	res, err := restore.RestoreLibrary(context.Background(), opts)
+	must(t, err)
+	if !res.Resumed {
+		t.Error("the second restore did not finish the first")
+	}
+	if _, err := os.Stat(filepath.Join(dir, restore.MarkerName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the marker after a finished restore: %v", err)
 	}
 }

@@ -42,11 +42,16 @@ type RowsResult struct {
 // state says: every backed-up library at its backed-up head, libraries deleted on the
 // primary absent. Only the state's heads are known to be complete in the store.
 func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Logger) (RowsResult, error) {
-	var res RowsResult
 	recs, err := state.Whole(st.All())
 	if err != nil {
-		return res, err
+		return RowsResult{}, err
 	}
+	return writeLiveRows(ctx, recs, db, log)
+}
+
+// writeLiveRows is WriteLiveRows from records already read.
+func writeLiveRows(ctx context.Context, recs []state.Library, db *sql.DB, log *slog.Logger) (RowsResult, error) {
+	var res RowsResult
 	rows := store.NewRows(db)
 	heads, err := rows.Heads(ctx)
 	if err != nil {

@@ -6,10 +6,12 @@
 package fsutil
 
 import (
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -142,4 +144,33 @@ func SyncDirIn(root *os.Root, name string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// SetMtime sets f's access and modification times to sec seconds since 1970 (a Seafile
+// dirent's mtime), whatever int64 it is: the filesystem keeps what it can hold.
+// os.Chtimes goes through time.UnixNano, which wraps outside the years 1678–2262, so a
+// Windows zero time (1601) came back as 2185.
+func SetMtime(f *os.File, sec int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return &fs.PathError{Op: "utimensat", Path: f.Name(), Err: err}
+	}
+	times := [2]unix.Timespec{{Sec: sec}, {Sec: sec}}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = IgnoringEINTR(func() error {
+			// utimensat(fd, NULL, times, 0) is futimens(2): x/sys/unix has no call for it.
+			_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&times)), 0, 0, 0)
+			if errno != 0 {
+				return errno
+			}
+			return nil
+		})
+	}); err != nil {
+		return &fs.PathError{Op: "utimensat", Path: f.Name(), Err: err}
+	}
+	if serr != nil {
+		return &fs.PathError{Op: "utimensat", Path: f.Name(), Err: serr}
+	}
+	return nil
 }
