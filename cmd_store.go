@@ -49,7 +49,7 @@ func (c *storeCopyCmd) Run(e *env) error {
 	if err != nil {
 		return cantRun(fmt.Errorf("destination store (%s): %w", c.To, err))
 	}
-	recheck, copied, err := guardCopy(dst, e.log)
+	recheck, copied, err := guardCopy(e.ctx, dst, e.log)
 	if err != nil {
 		return cantRun(err)
 	}

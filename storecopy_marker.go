@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"seafbak/internal/fsutil"
 	"seafbak/sync/store"
@@ -16,6 +19,15 @@ import (
 // copyMarkerName sits in the root of a filesystem store while `store copy` writes into
 // it, beside seafbak-tmp, where Seafile never looks.
 const copyMarkerName = "seafbak-copy-unfinished"
+
+// copyLockName sits beside it: a copy holds an exclusive flock on it from before the
+// marker is written until the marker is removed, so two copies into one store never
+// share the marker (the first to finish would remove it while the other still had
+// unflushed objects).
+const copyLockName = "seafbak-copy.lock"
+
+// errCopyBusy: another process is copying into the same store.
+var errCopyBusy = errors.New("another seafbak store copy is writing into this store; wait for it to finish (or stop it), then run this one again")
 
 // bootIDPath names this boot of the kernel: a process that died leaves the page cache,
 // and with it every write it made, to the kernel; only a new boot can have lost them.
@@ -28,14 +40,31 @@ var bootIDPath = "/proc/sys/kernel/random/boot_id"
 // the copy and removed once the destination is synced. A marker found from an earlier
 // boot means exactly that crash: the copy then re-checks everything it finds in the
 // destination (as --recheck). A marker from this boot means only the process died
-// (kill -9, SIGTERM): every write is in the page cache, and presence stays trusted.
+// (kill -9, SIGTERM): every write is in the page cache, and presence stays trusted;
+// but those writes are flushed only by a syncfs of the whole filesystem (the copy's own
+// Sync flushes what it wrote), which done then makes before the marker goes.
 // It returns whether to re-check, and done, to call after the destination's Sync
 // succeeded. Other stores (S3: durable once each PUT returned) need no guard.
-func guardCopy(dst store.Store, log *slog.Logger) (recheck bool, done func() error, err error) {
+func guardCopy(ctx context.Context, dst store.Store, log *slog.Logger) (recheck bool, done func() error, err error) {
 	fsStore, ok := dst.(*store.FS)
 	if !ok {
 		return false, func() error { return nil }, nil
 	}
+	lockPath := filepath.Join(fsStore.Root(), copyLockName)
+	lock, err := fsutil.Open(lockPath, unix.O_RDWR|unix.O_CREAT, 0o644)
+	if err != nil {
+		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), &fs.PathError{Op: "open", Path: lockPath, Err: err})
+	}
+	err = fsutil.IgnoringEINTR(func() error { return unix.Flock(lock, unix.LOCK_EX|unix.LOCK_NB) })
+	if err != nil {
+		unix.Close(lock)
+		if err == unix.EWOULDBLOCK {
+			return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), errCopyBusy)
+		}
+		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), &fs.PathError{Op: "flock", Path: lockPath, Err: err})
+	}
+	// Held until done, or until the process ends (the kernel releases it).
+	unlock := func() { unix.Close(lock) }
 	boot, err := os.ReadFile(bootIDPath)
 	if err != nil {
 		// Without a boot id, any unfinished copy may have met a crash.
@@ -44,9 +73,11 @@ func guardCopy(dst store.Store, log *slog.Logger) (recheck bool, done func() err
 	boot = bytes.TrimSpace(boot)
 	path := filepath.Join(fsStore.Root(), copyMarkerName)
 	old, err := os.ReadFile(path)
+	died := err == nil
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
+		unlock()
 		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), err)
 	case !bytes.Equal(bytes.TrimSpace(old), boot) || string(boot) == "unknown":
 		recheck = true
@@ -54,9 +85,17 @@ func guardCopy(dst store.Store, log *slog.Logger) (recheck bool, done func() err
 			"store", fsStore.Root())
 	}
 	if err := fsutil.WriteFileAtomic(path, append(boot, '\n'), 0o644); err != nil {
+		unlock()
 		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), err)
 	}
 	done = func() error {
+		defer unlock()
+		if died {
+			// What the dead copy wrote is trusted and in the page cache, not yet on disk.
+			if err := fsStore.SyncAll(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+		}
 		if err := os.Remove(path); err != nil {
 			return err
 		}

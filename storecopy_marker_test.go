@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"seafbak/internal/testenv"
 	"seafbak/sync/object"
 )
@@ -76,4 +78,39 @@ func TestCLIStoreCopyAfterReboot(t *testing.T) {
 	}
 	copyJSON("rerun after a reboot", 1)
 	sameStoreObjects(t, "after the reboot's re-check", want, fsStoreObjects(t, dest))
+}
+
+// Two copies into one filesystem store do not run at once: they would share its marker,
+// and the first to finish would remove it while the other still had objects unflushed.
+// The second is refused (exit 2) and names what to do; once the first is done it runs.
+func TestCLIStoreCopyRefusesASecondCopyIntoTheSameStore(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 {
+		t.Fatalf("scan: %d\n%s%s", code, out, errs)
+	}
+	dest := filepath.Join(t.TempDir(), "seafile-data")
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgDest := writeStoreConfig(t, env, "  data_dir: "+dest, env.StateDir)
+	other, err := os.OpenFile(filepath.Join(dest, copyLockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest)
+	if code != 2 || !strings.Contains(errs, "another seafbak store copy is writing into this store") {
+		t.Fatalf("a copy beside another: %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dest, copyMarkerName)); !os.IsNotExist(err) {
+		t.Fatalf("the refused copy touched the marker: %v", err)
+	}
+	other.Close() // the first copy ends
+	if code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest); code != 0 {
+		t.Fatalf("the copy after the other ended: %d\n%s%s", code, out, errs)
+	}
 }
