@@ -109,7 +109,7 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 	if err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
-	return e.syncLocked(ctx, lib)
+	return e.syncLocked(ctx, lib, false)
 }
 
 // lock takes repoID's lock, waiting as LockWait says.
@@ -131,13 +131,39 @@ func (e *Engine) lock(ctx context.Context, repoID string) (*state.Lock, error) {
 
 // SyncListed backs up a library the caller has just listed from the primary. If another
 // invocation is syncing it, it returns state.ErrLocked at once: that one will finish it.
+// The listing is a snapshot taken before the lock: a head it gives that the backup
+// already holds is asked of the primary again (see syncLocked).
 func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, error) {
 	lock, err := e.State.TryLock(lib.ID)
 	if err != nil {
 		return Result{RepoID: lib.ID, Name: lib.Name}, err
 	}
 	defer lock.Unlock()
-	return e.syncLocked(ctx, lib)
+	return e.syncLocked(ctx, lib, true)
+}
+
+// relisted is the primary's library now, asked again under the lock, when lib came from
+// a listing taken before it and names a head other than the recorded one that the
+// backup already holds. That is what a stale listing looks like: another invocation (the
+// primary's hook) synced a newer head between the listing and this lock, and syncing the
+// listed one would move the backup back to an older head (and keep the newer one as an
+// "old head", with a warning about a revert that never happened). A real revert to an
+// old commit (seaf-fsck resetting a branch) looks the same, so the primary decides. A
+// forward sync's head is new to the backup and costs one presence check.
+func (e *Engine) relisted(ctx context.Context, rec state.Library, lib primary.Library) (primary.Library, bool, error) {
+	if rec.Head == "" || rec.Head == lib.Head || !object.ValidID(lib.Head) {
+		return lib, false, nil
+	}
+	keys := object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}
+	held, err := e.Store.Has(ctx, object.KindCommit, keys.For(object.KindCommit), lib.Head)
+	if err != nil || !held {
+		return lib, false, err
+	}
+	now, err := e.Source.Library(ctx, lib.ID)
+	if err != nil {
+		return lib, false, err
+	}
+	return now, true, nil
 }
 
 // PrepareListed gives the source a head start on libraries about to sync: the HTTP
@@ -171,13 +197,25 @@ func (e *Engine) BackupHeads(ctx context.Context) (map[string]string, error) {
 // MarkDeleted records that the primary no longer has repoID. Its objects and history
 // stay in the backup; its backup database rows go, so a failover server shows what the
 // primary showed.
+//
+// The caller saw it missing from a listing taken before the lock, so the primary is
+// asked again under it: restored from the trash meanwhile (and synced by its hook),
+// it is synced rather than marked deleted, which would remove the rows of a live
+// library until its next sync.
 func (e *Engine) MarkDeleted(ctx context.Context, repoID string) (Result, error) {
 	lock, err := e.State.TryLock(repoID)
 	if err != nil {
 		return Result{RepoID: repoID}, err
 	}
 	defer lock.Unlock()
-	return e.markDeletedLocked(ctx, repoID)
+	lib, err := e.Source.Library(ctx, repoID)
+	switch {
+	case errors.Is(err, primary.ErrLibraryGone):
+		return e.markDeletedLocked(ctx, repoID)
+	case err != nil:
+		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
+	}
+	return e.syncLocked(ctx, lib, false)
 }
 
 func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, error) {
@@ -347,12 +385,27 @@ func (e *Engine) prepare(ctx context.Context, lib primary.Library) error {
 	return p.Prepare(ctx, lib)
 }
 
-// syncLocked runs one sync of lib; the caller holds lib's lock.
-func (e *Engine) syncLocked(ctx context.Context, lib primary.Library) (Result, error) {
+// syncLocked runs one sync of lib; the caller holds lib's lock. listed: lib comes from a
+// listing taken before the lock (see relisted).
+func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed bool) (Result, error) {
 	res := Result{RepoID: lib.ID, Name: lib.Name}
 	rec, found, err := e.State.Load(lib.ID)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
+	if listed && found {
+		now, asked, err := e.relisted(ctx, rec, lib)
+		switch {
+		case errors.Is(err, primary.ErrLibraryGone):
+			return e.markDeletedLocked(ctx, lib.ID)
+		case err != nil:
+			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+		case asked && now.Head != lib.Head:
+			e.log().Info("the listed head is already backed up and the primary has moved on: syncing its head now",
+				"repo", lib.ID, "name", lib.Name, "listed_head", lib.Head, "head", now.Head, "recorded_head", rec.Head)
+			lib = now
+			res.Name = lib.Name
+		}
 	}
 	res.OldHead, res.Head = rec.Head, rec.Head
 	if lib.Version == 0 {
