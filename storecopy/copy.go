@@ -333,8 +333,8 @@ func (c *copier) library(ctx context.Context, rec state.Library) LibraryResult {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	l := &libCopy{c: c, ctx: ctx, cancel: cancel, rec: rec, keys: keys, inflight: map[string]chan struct{}{},
-		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, rewalk: map[string]bool{}, settled: map[[20]byte]bool{}, truncated: map[string]bool{}, truncBefore: math.MinInt64}
+	l := &libCopy{c: c, ctx: ctx, cancel: cancel, rec: rec, keys: keys, inflight: map[settledKey]chan struct{}{},
+		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, rewalk: map[string]bool{}, settled: map[settledKey]bool{}, truncated: map[string]bool{}, truncBefore: math.MinInt64}
 	for _, h := range rec.Holes {
 		l.holes[h.ID] = h
 		l.holeCommits[h.Commit] = true
@@ -394,8 +394,8 @@ type libCopy struct {
 	got         map[string]*object.Commit // the commits the history walk read
 
 	mu       gosync.Mutex
-	inflight map[string]chan struct{} // fs objects and blocks being copied, closed when done
-	settled  map[[20]byte]bool        // Recheck: objects checked or written in this run
+	inflight map[settledKey]chan struct{} // fs objects and blocks being copied, closed when done
+	settled  map[settledKey]bool          // Recheck: objects checked or written in this run
 
 	copied, present atomicCounts
 	incomplete      int
@@ -490,11 +490,11 @@ func (l *libCopy) history() ([]*object.Commit, error) {
 		}
 		if has && (s.Full || l.holeCommits[id]) {
 			// Its tree is walked again (what was a hole may be in the source now), the
-			// commit itself is not written again.
+			// commit itself is not written again. Its parents are looked at too: one
+			// whose hole the source has filled since has no tree in the destination
+			// (the branch just above walks it again), and a whole one costs a presence
+			// check.
 			l.rewalk[id] = true
-			if !s.Full {
-				continue
-			}
 		}
 		queue = append(queue, c.Parents()...)
 	}
@@ -601,11 +601,12 @@ func (l *libCopy) put(kind object.Kind, sid, id string, raw []byte) error {
 	return nil
 }
 
-// claim makes this goroutine the one copying id, or waits for the one that is and
-// returns false: the caller then looks at the destination again.
-func (l *libCopy) claim(id string) (release func(), mine bool) {
+// claim makes this goroutine the one copying the object of kind and id, or waits for
+// the one that is and returns false: the caller then looks at the destination again.
+func (l *libCopy) claim(kind object.Kind, id string) (release func(), mine bool) {
+	k := keyOf(kind, id)
 	l.mu.Lock()
-	if ch, busy := l.inflight[id]; busy {
+	if ch, busy := l.inflight[k]; busy {
 		l.mu.Unlock()
 		select {
 		case <-ch:
@@ -614,11 +615,11 @@ func (l *libCopy) claim(id string) (release func(), mine bool) {
 		return nil, false
 	}
 	ch := make(chan struct{})
-	l.inflight[id] = ch
+	l.inflight[k] = ch
 	l.mu.Unlock()
 	return func() {
 		l.mu.Lock()
-		delete(l.inflight, id)
+		delete(l.inflight, k)
 		l.mu.Unlock()
 		close(ch)
 	}, true
@@ -721,7 +722,7 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 	recheck := l.c.opts.Recheck
 	var has bool
 	for {
-		if recheck && l.isSettled(id) {
+		if recheck && l.isSettled(object.KindFS, id) {
 			return true, nil
 		}
 		var err error
@@ -733,7 +734,7 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 			l.present.add(object.KindFS, 0)
 			return true, nil
 		}
-		release, mine := l.claim(id)
+		release, mine := l.claim(object.KindFS, id)
 		if !mine {
 			if err := l.ctx.Err(); err != nil {
 				return false, err
@@ -741,7 +742,7 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 			continue
 		}
 		defer release()
-		if recheck && l.isSettled(id) {
+		if recheck && l.isSettled(object.KindFS, id) {
 			return true, nil
 		}
 		break
@@ -786,37 +787,48 @@ func (t *treeRun) fsObject(id, p string, wantDir bool) (bool, error) {
 	}
 	if has && l.sameInDest(object.KindFS, l.keys.For(object.KindFS), id, raw) {
 		l.present.add(object.KindFS, 0)
-		l.settle(id)
+		l.settle(object.KindFS, id)
 		return true, nil
 	}
 	if err := l.put(object.KindFS, l.keys.For(object.KindFS), id, raw); err != nil {
 		return false, fmt.Errorf("library %s: fs object %s at %q: %w", l.rec.ID, id, p, err)
 	}
-	l.settle(id)
+	l.settle(object.KindFS, id)
 	return true, nil
 }
 
-// isSettled says whether Recheck already checked or wrote id in this run.
-func (l *libCopy) isSettled(id string) bool {
-	k, _ := keyOf(id)
+// isSettled says whether Recheck already checked or wrote the object of kind and id in
+// this run.
+func (l *libCopy) isSettled(kind object.Kind, id string) bool {
+	k := keyOf(kind, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.settled[k]
 }
 
-func (l *libCopy) settle(id string) {
+func (l *libCopy) settle(kind object.Kind, id string) {
 	if !l.c.opts.Recheck {
 		return
 	}
-	k, _ := keyOf(id)
+	k := keyOf(kind, id)
 	l.mu.Lock()
 	l.settled[k] = true
 	l.mu.Unlock()
 }
 
-func keyOf(id string) (k [20]byte, ok bool) {
-	_, err := hex.Decode(k[:], []byte(id))
-	return k, err == nil
+// settledKey names an fs object or a block. The kind is part of it: a block whose bytes
+// are an fs object's JSON has that object's id (both are SHA-1s of the same bytes), and
+// any library user can upload one; one settled, the other must not count as settled.
+type settledKey struct {
+	block bool
+	id    [20]byte
+}
+
+// keyOf is the key of a checked id.
+func keyOf(kind object.Kind, id string) settledKey {
+	k := settledKey{block: kind == object.KindBlock}
+	hex.Decode(k.id[:], []byte(id))
+	return k
 }
 
 // sameInDest says whether the destination holds exactly raw as this object; when it
@@ -869,7 +881,7 @@ func (t *treeRun) block(id, p string) (bool, error) {
 	l := t.l
 	s := l.c.opts
 	for {
-		if s.Recheck && l.isSettled(id) {
+		if s.Recheck && l.isSettled(object.KindBlock, id) {
 			return true, nil
 		}
 		has, err := s.To.Has(l.ctx, object.KindBlock, l.keys.For(object.KindBlock), id)
@@ -880,7 +892,7 @@ func (t *treeRun) block(id, p string) (bool, error) {
 			l.present.add(object.KindBlock, 0)
 			return true, nil
 		}
-		release, mine := l.claim(id)
+		release, mine := l.claim(object.KindBlock, id)
 		if !mine {
 			if err := l.ctx.Err(); err != nil {
 				return false, err
@@ -888,12 +900,12 @@ func (t *treeRun) block(id, p string) (bool, error) {
 			continue
 		}
 		defer release()
-		if s.Recheck && l.isSettled(id) {
+		if s.Recheck && l.isSettled(object.KindBlock, id) {
 			return true, nil
 		}
 		if has && l.blockInDest(id) {
 			l.present.add(object.KindBlock, 0)
-			l.settle(id)
+			l.settle(object.KindBlock, id)
 			return true, nil
 		}
 		break
@@ -931,7 +943,7 @@ func (t *treeRun) block(id, p string) (bool, error) {
 		return false, fmt.Errorf("library %s: destination: block %s of %q: %w", l.rec.ID, id, p, err)
 	}
 	l.copied.add(object.KindBlock, h.Size())
-	l.settle(id)
+	l.settle(object.KindBlock, id)
 	if l.c.prog != nil {
 		l.c.prog.Done(1, h.Size())
 	}
