@@ -19,6 +19,7 @@ import (
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 	"seafbak/restore"
+	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/store"
 )
@@ -400,5 +401,37 @@ func TestRestoreFailedFlushLeavesItUnfinished(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, restore.MarkerName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the marker after a finished restore: %v", err)
+	}
+}
+
+// A forged tree whose file entry names a directory object, met first through a proper
+// directory entry, fails verify as it fails restore: the objects met were keyed by id
+// alone, so the second meeting was skipped and verify said OK.
+func TestVerifyFindsAFileEntryNamingADirectoryMetBefore(t *testing.T) {
+	ctx := context.Background()
+	var dirData []byte
+	var dirID string
+	h := newHostileStore(t, filepath.Join(t.TempDir(), "backup"), func(fileID string) string {
+		dirData, dirID = deflate(t, fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "g", "size": 5}], "type": 3, "version": 1}`, fileID))
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 16384, "mtime": 1, "name": "d"}, {"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "f", "size": 5}], "type": 3, "version": 1}`, dirID, dirID)
+	})
+	must(t, store.Put(ctx, h.s, object.KindFS, h.repo, dirID, dirData))
+	must(t, h.s.Sync(ctx))
+	st, err := state.Open(t.TempDir())
+	must(t, err)
+	must(t, st.Save(state.Library{ID: h.repo, StoreID: h.repo, Head: h.commit}))
+	rep, err := restore.Verify(ctx, restore.VerifyOptions{Store: h.s, State: st})
+	must(t, err)
+	if rep.OK() {
+		t.Fatal("verify passed a file entry that names a directory")
+	}
+	var found bool
+	for _, l := range rep.Libraries {
+		for _, p := range l.Problems {
+			found = found || p.ID == dirID && p.Path == "/sub/f" && strings.Contains(p.Error, "disagree on being a directory")
+		}
+	}
+	if !found {
+		t.Errorf("the problem is not named at /sub/f: %+v", rep.Libraries)
 	}
 }

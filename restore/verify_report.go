@@ -112,8 +112,10 @@ type attribution struct {
 	// What is bad at or below each fs object walked. Nearly all are clean, and a library
 	// of two million files has that many: the clean ones are kept as binary ids in a set
 	// (about 40 bytes each, against some 150 with string keys in a map of summaries).
-	clean    map[key]struct{}
-	memo     map[string]summary  // fs id → what is bad at or below it, when something is
+	// Both are keyed by the id and what the entry says it is: a forged tree's file
+	// entry naming a directory object met before is a problem the directory is not.
+	clean    map[walkKey]struct{}
+	memo     map[walkKey]summary // what is bad at or below an fs object, when something is
 	recorded map[string]*Problem // kind+id → its problem, the first time met
 	problems []*Problem
 
@@ -137,7 +139,7 @@ func (s *summary) add(o summary) {
 func newAttribution(v *verifier, l *libCheck, rep *LibraryReport) *attribution {
 	a := &attribution{
 		v: v, l: l, rep: rep,
-		clean: map[key]struct{}{}, memo: map[string]summary{}, recorded: map[string]*Problem{},
+		clean: map[walkKey]struct{}{}, memo: map[walkKey]summary{}, recorded: map[string]*Problem{},
 		holes: map[string]state.Hole{}, truncated: map[string]bool{},
 		truncBefore: math.MinInt64,
 	}
@@ -208,11 +210,11 @@ func (a *attribution) walk(id, p string, wantDir bool, c *object.Commit, truncat
 	if id == object.EmptyID {
 		return summary{}, nil
 	}
-	k := keyOf(id)
+	k := walkKey{keyOf(id), wantDir}
 	if _, ok := a.clean[k]; ok {
 		return summary{}, nil
 	}
-	if s, ok := a.memo[id]; ok {
+	if s, ok := a.memo[k]; ok {
 		return s, nil
 	}
 	if err := a.v.ctx.Err(); err != nil {
@@ -226,7 +228,7 @@ func (a *attribution) walk(id, p string, wantDir bool, c *object.Commit, truncat
 			return summary{}, a.v.ctx.Err()
 		}
 		s := a.problem(object.KindFS, id, errors.Is(err, store.ErrNotExist), p, c.ID, truncated, err)
-		a.remember(k, id, s)
+		a.remember(k, s)
 		return s, nil
 	}
 	f, err := object.ParseFS(id, raw)
@@ -235,7 +237,7 @@ func (a *attribution) walk(id, p string, wantDir bool, c *object.Commit, truncat
 	}
 	if err != nil {
 		s := a.problem(object.KindFS, id, false, p, c.ID, truncated, err)
-		a.remember(k, id, s)
+		a.remember(k, s)
 		return s, nil
 	}
 	var s summary
@@ -248,26 +250,32 @@ func (a *attribution) walk(id, p string, wantDir bool, c *object.Commit, truncat
 			s.add(cs)
 		}
 	} else {
-		if b := st.lookup(id); b != nil { // its blocks do not add up
+		if b := st.lookup(id, false); b != nil { // its blocks do not add up
 			s.add(a.problem(object.KindFS, id, b.missing, p, c.ID, truncated, errors.New(b.err)))
 		}
 		for _, bid := range f.BlockIDs {
-			if b := st.lookup(bid); b != nil {
+			if b := st.lookup(bid, true); b != nil {
 				s.add(a.problem(object.KindBlock, bid, b.missing, p, c.ID, truncated, errors.New(b.err)))
 			}
 		}
 	}
-	a.remember(k, id, s)
+	a.remember(k, s)
 	return s, nil
 }
 
-// remember keeps what walk found at or below id.
-func (a *attribution) remember(k key, id string, s summary) {
+// walkKey is an fs object walked as a directory or as a file.
+type walkKey struct {
+	id  key
+	dir bool
+}
+
+// remember keeps what walk found at or below k.
+func (a *attribution) remember(k walkKey, s summary) {
 	if s == (summary{}) {
 		return // in clean since the walk began
 	}
 	delete(a.clean, k)
-	a.memo[id] = s
+	a.memo[k] = s
 }
 
 // problem records a bad object the first time it is met and returns it as a summary.
