@@ -267,16 +267,21 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		return err
 	}
 	set := map[[20]byte]int64{}
+	// Cancelled on return: after an error minio-go would page on, its goroutine
+	// blocked on a channel nobody reads until ctx ends (never, in a watch).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix}) {
 		if o.Err != nil {
 			return s.errorf("list", bucket, prefix, o.Err)
 		}
-		var id [20]byte
-		// Keys that are not "<store>/<40 hex>" are someone else's; they are no object.
-		if len(o.Key) == len(prefix)+40 {
-			if _, err := hex.Decode(id[:], []byte(o.Key[len(prefix):])); err == nil {
-				set[id] = o.Size
-			}
+		// Keys that are not "<store>/<40 lower-case hex>" are someone else's; they are
+		// no object. ("ABCD..." decodes as hex too, and would answer for "abcd...":
+		// a sync would then skip writing the object a directory above it needs.)
+		if id := o.Key[len(prefix):]; object.ValidID(id) {
+			var bin [20]byte
+			hex.Decode(bin[:], []byte(id))
+			set[bin] = o.Size
 		}
 	}
 	s.mu.Lock()
@@ -402,31 +407,29 @@ func (s *S3) Open(ctx context.Context, kind object.Kind, storeID, id string) (io
 }
 
 type s3Reader struct {
-	*minio.Object
+	io.ReadCloser
 	bucket, key string
 	size        int64
 }
 
+// open sends the GET now, so a missing object is ErrNotExist here and not at the first
+// Read. It goes through minio.Core: minio.Client.GetObject's Stat before any Read sent
+// a HEAD and then, at the first Read, the GET: two requests an object, three with Has.
+// The body's length is the response's Content-Length: a body cut short fails the read
+// (io.ErrUnexpectedEOF), and callers check every object's hash anyway.
 func (s *S3) open(ctx context.Context, kind object.Kind, storeID, id string) (*s3Reader, error) {
 	bucket, key, err := s.key(kind, storeID, id)
 	if err != nil {
 		return nil, err
 	}
-	o, err := s.c.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	body, info, _, err := minio.Core{Client: s.c}.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
 	if err != nil {
-		return nil, s.errorf("get", bucket, key, err)
-	}
-	// minio-go sends the GET lazily; Stat sends it now, so a missing object is
-	// ErrNotExist here and not at the first Read.
-	info, err := o.Stat()
-	if err != nil {
-		o.Close()
 		if isNotFound(err) {
 			return nil, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
 		}
 		return nil, s.errorf("get", bucket, key, err)
 	}
-	return &s3Reader{Object: o, bucket: bucket, key: key, size: info.Size}, nil
+	return &s3Reader{ReadCloser: body, bucket: bucket, key: key, size: info.Size}, nil
 }
 
 // Create buffers the object (in memory, then in a temp file past s3MemLimit); Commit
