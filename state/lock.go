@@ -195,17 +195,68 @@ func (d *Dir) OtherWriters(storeID, self string) (bool, error) {
 
 // DeadDirty reports whether storeID has a marker left by an attempt that died. The
 // caller holds self's lock, so a marker of its own is always from a dead attempt.
+//
+// Its own dead marker is renamed <store>.<self>.dead (deadSuffix), durably, and stays
+// until ClearDead: the objects that attempt wrote are in the store every library of it
+// shares (an origin and its virtual libraries), and only self's completed re-check
+// covers them all. Left under its old name, it would have looked live to the other
+// libraries while self's next attempt held the lock, and been cleared by that attempt
+// even when it failed before re-checking anything. A .dead marker's writer is no
+// library, so it is never busy: every library of the store sees it dead.
 func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
 	var writers []string
 	if err := d.markersOn(storeID, func(_, writer string) { writers = append(writers, writer) }); err != nil {
 		return false, err
 	}
+	dead := false
 	for _, writer := range writers {
-		if writer == self || !d.Busy(writer) {
-			return true, nil
+		switch {
+		case writer == self:
+			if err := d.markDead(storeID, self); err != nil {
+				return false, err
+			}
+			dead = true
+		case !d.Busy(writer):
+			dead = true
 		}
 	}
-	return false, nil
+	return dead, nil
+}
+
+// deadSuffix ends the name of a dead attempt's marker (see DeadDirty).
+const deadSuffix = ".dead"
+
+// markDead renames self's marker on storeID to its dead name, durably.
+func (d *Dir) markDead(storeID, self string) error {
+	p, err := d.dirtyPath(storeID, self)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(p, p+deadSuffix); err != nil {
+		if errors.Is(err, os.ErrNotExist) { // another view of the same rename
+			return nil
+		}
+		return fmt.Errorf("state: keep the dead marker of %s: %w", self, err)
+	}
+	dir := filepath.Dir(p)
+	if err := d.dirtyDir.Do(dir, func([]string) error { return fsutil.SyncDir(dir) }); err != nil {
+		return fmt.Errorf("state: keep the dead marker of %s: %w", self, err)
+	}
+	return nil
+}
+
+// ClearDead removes self's dead marker on storeID (see DeadDirty), once a re-check of
+// self has completed: every object of its history was read back, and what a dead
+// attempt had left damaged was written again.
+func (d *Dir) ClearDead(storeID, self string) error {
+	p, err := d.dirtyPath(storeID, self)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p + deadSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("state: clear the dead marker of %s: %w", self, err)
+	}
+	return nil
 }
 
 // markersOn calls fn with the name and writer of every marker on storeID, as dirty/

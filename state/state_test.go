@@ -217,7 +217,12 @@ func TestDirtyMarkers(t *testing.T) {
 	if dead, _ := d.DeadDirty(store, self); !dead {
 		t.Fatal("own marker not seen")
 	}
+	// Found dead, it stays dead (renamed) until the re-check it caused completes.
 	d.ClearDirty(store, self)
+	if dead, _ := d.DeadDirty(store, self); !dead {
+		t.Fatal("a dead marker gone with the next attempt's own")
+	}
+	d.ClearDead(store, self)
 	if dead, _ := d.DeadDirty(store, self); dead {
 		t.Fatal("cleared marker still seen")
 	}
@@ -452,5 +457,61 @@ func TestRecordsFlushWhereTheStateNowIs(t *testing.T) {
 	recs, damaged, err := d.All()
 	if err != nil || len(recs) != 16 || len(damaged) != 0 {
 		t.Fatalf("in the moved state: %d records, %d damaged, %v; want the 16 saved after the move", len(recs), len(damaged), err)
+	}
+}
+
+// A dead attempt's marker keeps telling every library of its store to re-check until
+// its own library's re-check completes: while that library's next attempt holds the
+// lock (it looked live then), and after that attempt failed and cleared its marker.
+func TestDeadMarkerStaysDeadForTheOtherLibrariesOfItsStore(t *testing.T) {
+	S, W, V := repoID(1), repoID(2), repoID(3)
+	root := t.TempDir()
+	d, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// W's last attempt died with the machine: its marker is there, its lock is not held.
+	if err := os.WriteFile(filepath.Join(root, "dirty", S+"."+W), []byte("x\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+		t.Fatalf("V does not see W's dead marker: %v %v", dead, err)
+	}
+	// W's next attempt, in another process, takes its lock and finds its marker dead.
+	other, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := other.TryLock(W)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead, err := other.DeadDirty(S, W); !dead || err != nil {
+		t.Fatalf("W does not see its own dead marker: %v %v", dead, err)
+	}
+	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+		t.Errorf("while W's re-check runs, V does not see the dead marker: %v %v", dead, err)
+	}
+	// That attempt fails after writing (the primary went away): its own marker goes.
+	if err := other.MarkDirty(S, W); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.ClearDirty(S, W); err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	for _, who := range []string{V, W} {
+		if dead, err := d.DeadDirty(S, who); !dead || err != nil {
+			t.Errorf("after W's failed re-check, %s does not see the dead marker: %v %v", who, dead, err)
+		}
+	}
+	// W's re-check completes: the dead marker goes, for everyone.
+	if err := other.ClearDead(S, W); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{V, W} {
+		if dead, err := d.DeadDirty(S, who); dead || err != nil {
+			t.Errorf("after W's re-check, %s still sees a dead marker: %v %v", who, dead, err)
+		}
 	}
 }

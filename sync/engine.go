@@ -393,6 +393,12 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
+	// First, so that a dead attempt's marker of this library is renamed dead as soon
+	// as this attempt holds the lock (see state.Dir.DeadDirty).
+	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID)
+	if err != nil {
+		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+	}
 	if listed && found {
 		now, asked, err := e.relisted(ctx, rec, lib)
 		switch {
@@ -413,10 +419,6 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 	}
 	if lib.HeadError != nil {
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, lib.HeadError))
-	}
-	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID)
-	if err != nil {
-		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
 	why := ""
 	switch {
@@ -525,6 +527,12 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 	// yet re-checked at its next change, and its virtual libraries at every sync).
 	if err := e.State.ClearDirty(lib.StoreID, lib.ID); err != nil {
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+	}
+	if recheck {
+		// The re-check covered everything a dead attempt of this library wrote.
+		if err := e.State.ClearDead(lib.StoreID, lib.ID); err != nil {
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+		}
 	}
 	failMeta := func(err error) error {
 		rec.Holes = unionHoles(rec.Holes, holes)
