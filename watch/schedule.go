@@ -106,6 +106,14 @@ func (s *scheduler) holds(j job) bool {
 	return sl != nil && (sl.current != nil && sl.current.covers(j) || sl.pending != nil && sl.pending.covers(j))
 }
 
+// busy reports whether s has a job for library id, running or waiting.
+func (s *scheduler) busy(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := s.libs[id]
+	return sl != nil && (sl.current != nil || sl.pending != nil)
+}
+
 // dispatch starts what may start now: libraries whose backoff has passed.
 func (s *scheduler) dispatch(ctx context.Context) {
 	s.mu.Lock()

@@ -367,6 +367,7 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		}
 		changed, gone = scan.Compare(libs, recs, dbHeads)
 		w.lastFull = now
+		w.settle(w.unsettledIDs(), changed, gone, s)
 	} else if !listed && !w.anyUnsettled() {
 		// The same listing as last time, every library in it settled: nothing to do.
 	} else if changed, gone, err = w.moved(libs, listed, s); err != nil {
@@ -450,12 +451,7 @@ func (w *Watcher) lastListed(id string) (primary.Library, bool) {
 // are looked at, each found by id: a library that keeps failing must not cost a pass
 // over 100 000 every poll.
 func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (changed []primary.Library, gone []state.Library, err error) {
-	w.mu.Lock()
-	unsettled := make([]string, 0, len(w.unsettled))
-	for id := range w.unsettled {
-		unsettled = append(unsettled, id)
-	}
-	w.mu.Unlock()
+	unsettled := w.unsettledIDs()
 	// candidates are listed libraries to compare; unlisted are ids the primary no
 	// longer lists (known at the last listing, or a deletion not yet recorded).
 	var candidates []primary.Library
@@ -518,7 +514,46 @@ func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (chan
 	// Compare takes every record not in look as gone: only the unlisted ids' records
 	// are such.
 	changed, gone = scan.Compare(look, recs, nil)
+	ids := unlisted
+	for _, lib := range look {
+		ids = append(ids, lib.ID)
+	}
+	w.settle(ids, changed, gone, s)
 	return changed, gone, nil
+}
+
+// settle drops from the unsettled libraries those among ids that a comparison found
+// backed up (neither changed nor gone) and that s holds no job for: another seafbak (a
+// scan, the primary's hook) finished them after this one's job found them busy
+// (state.ErrLocked). Left unsettled, each was read again at every poll, and the quiet
+// poll that reads nothing was never taken again.
+func (w *Watcher) settle(ids []string, changed []primary.Library, gone []state.Library, s *scheduler) {
+	if !w.anyUnsettled() {
+		return
+	}
+	work := make(map[string]bool, len(changed)+len(gone))
+	for _, lib := range changed {
+		work[lib.ID] = true
+	}
+	for _, rec := range gone {
+		work[rec.ID] = true
+	}
+	for _, id := range ids {
+		if !work[id] && w.isUnsettled(id) && !s.busy(id) {
+			w.setUnsettled(id, false)
+		}
+	}
+}
+
+// unsettledIDs lists the unsettled libraries.
+func (w *Watcher) unsettledIDs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.unsettled))
+	for id := range w.unsettled {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 func (w *Watcher) setUnsettled(id string, on bool) {
