@@ -10,3 +10,13 @@ func FailSyncfs(err error) (undo func()) {
 }
 
 var fsutilSyncfs = syncfs
+
+// AssumeCaseInsensitive makes restores take their target directory as ignoring case
+// (exFAT, NTFS, SMB), which no filesystem of the test machine does.
+func AssumeCaseInsensitive() (undo func()) {
+	caseProbe = func(*os.Root) (bool, error) { return true, nil }
+	return func() { caseProbe = ignoresCase }
+}
+
+// IgnoresCase and FoldCase are ignoresCase and foldCase.
+var IgnoresCase, FoldCase = ignoresCase, foldCase

@@ -16,6 +16,7 @@ import (
 	gosync "sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"seafbak/internal/fsutil"
@@ -30,6 +31,11 @@ var ErrEncrypted = errors.New("the library is encrypted: the backup holds its bl
 
 // ErrNotEmpty is returned when the target directory already has entries and
 // LibraryOptions.Force is not set.
+// ErrNameCollision: two names of one folder of the library are one name to the target
+// filesystem (it ignores case, or Unicode form: exFAT, NTFS, SMB shares, macOS), so one
+// would overwrite the other, or two folders merge.
+var ErrNameCollision = errors.New("the target filesystem takes two names of this folder as one (they differ only in case or Unicode form), so one would overwrite the other; restore to a filesystem that tells them apart (ext4, XFS, Btrfs), or each of them with --path into a directory of its own")
+
 var ErrNotEmpty = errors.New("target directory is not empty (force writing into it, replacing what is in the way)")
 
 // ErrNoCommit is returned when LibraryOptions.At is older than every commit in the
@@ -225,6 +231,9 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		return fail(err)
 	}
 	defer root.Close()
+	if err := checkFolding(root, p); err != nil {
+		return fail(err)
+	}
 	// A library holding an entry of the marker's own name at its root gets no marker:
 	// writing it would clobber the marker, and removing the marker would delete it.
 	marked := !p.rootHas(MarkerName)
@@ -285,6 +294,80 @@ type planFile struct {
 	id    string
 	size  int64
 	mtime int64
+}
+
+// checkFolding refuses, before anything is written, a plan with two names in one folder
+// that differ only in case when the target directory ignores case (a probe file tells):
+// a library made on Linux can hold "Report.txt" beside "report.txt", and restored to an
+// exFAT disk or an SMB share one silently replaced the other. Names the filesystem
+// folds otherwise (Unicode forms) are caught as they are written, in a fresh restore
+// (see writer.mkdir and writeFile).
+func checkFolding(root *os.Root, p *plan) error {
+	insensitive, err := caseProbe(root)
+	if err != nil || !insensitive {
+		return err
+	}
+	for d := range p.dirs {
+		seen := map[string]string{}
+		see := func(name string) error {
+			k := foldCase(name)
+			if other, ok := seen[k]; ok {
+				return fmt.Errorf("%s and %s: %w", p.filePath(d, other), p.filePath(d, name), ErrNameCollision)
+			}
+			seen[k] = name
+			return nil
+		}
+		for _, s := range p.dirs[d].subdirs {
+			if err := see(p.dirs[s].name); err != nil {
+				return err
+			}
+		}
+		for _, f := range p.dirs[d].files {
+			if err := see(f.name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var caseProbe = ignoresCase // tests stand in for a case-insensitive filesystem
+
+// ignoresCase reports whether the directory root ignores the case of names: a probe
+// file made under a lower-case name is looked up under its upper-case one.
+func ignoresCase(root *os.Root) (bool, error) {
+	name := tempName()
+	lower, upper := strings.ToLower(name), strings.ToUpper(name)
+	f, err := root.OpenFile(lower, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("probe the target directory: %w", err)
+	}
+	f.Close()
+	defer root.Remove(lower)
+	_, err = root.Lstat(upper)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("probe the target directory: %w", err)
+}
+
+// foldCase maps name to one key for all its case variants: each rune to the smallest of
+// its simple case folding orbit (unicode.SimpleFold), as case-insensitive filesystems
+// compare names.
+func foldCase(name string) string {
+	var b strings.Builder
+	b.Grow(len(name))
+	for _, r := range name {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // path is dir d's slash-separated path relative to the library root ("" for the root).
@@ -924,15 +1007,17 @@ func (w *writer) mkdir(r *os.Root, s int) error {
 	if !errors.Is(err, fs.ErrExist) {
 		return wrap(err)
 	}
+	if !w.force {
+		// Nothing was here before this restore (a fresh one): what is in the way is
+		// another folder or file of it, under a name the filesystem takes as the same.
+		return wrap(ErrNameCollision)
+	}
 	fi, lerr := r.Lstat(name)
 	if lerr != nil {
 		return wrap(lerr)
 	}
 	if fi.IsDir() {
 		return nil
-	}
-	if !w.force {
-		return wrap(err)
 	}
 	if err := r.Remove(name); err != nil {
 		return wrap(err)
@@ -981,6 +1066,15 @@ func (w *writer) writeFile(ctx context.Context, j fileJob, buf []byte) (err erro
 	f = nil
 	if err != nil {
 		return err
+	}
+	if !w.force {
+		// A fresh restore replaces nothing: a name taken is another file or folder of
+		// this restore, under a name the filesystem takes as the same.
+		if _, err := r.Lstat(e.name); err == nil {
+			return ErrNameCollision
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	if err := r.Rename(tmp, e.name); err != nil {
 		if fi, lerr := r.Lstat(e.name); lerr == nil && fi.IsDir() {

@@ -435,3 +435,41 @@ func TestVerifyFindsAFileEntryNamingADirectoryMetBefore(t *testing.T) {
 		t.Errorf("the problem is not named at /sub/f: %+v", rep.Libraries)
 	}
 }
+
+// A library may hold "Report.txt" beside "report.txt" (Seafile compares names exactly).
+// Restored to a filesystem that ignores case, one replaced the other and the restore
+// said it was done: it is refused before anything is written, naming both.
+func TestRestoreRefusesNamesOneToACaseInsensitiveTarget(t *testing.T) {
+	base := t.TempDir()
+	h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "report.txt", "size": 5}, {"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "Report.txt", "size": 5}], "type": 3, "version": 1}`, fileID, fileID)
+	})
+	opts := restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: filepath.Join(base, "out")}
+	// This machine's filesystems tell the two apart: the restore writes both.
+	root, err := os.OpenRoot(base)
+	must(t, err)
+	defer root.Close()
+	if insensitive, err := restore.IgnoresCase(root); insensitive || err != nil {
+		t.Fatalf("the test directory's filesystem ignores case: %v %v", insensitive, err)
+	}
+	_, err = restore.RestoreLibrary(context.Background(), opts)
+	must(t, err)
+	opts.Dir = filepath.Join(base, "out2")
+	undo := restore.AssumeCaseInsensitive()
+	defer undo()
+	_, err = restore.RestoreLibrary(context.Background(), opts)
+	if !errors.Is(err, restore.ErrNameCollision) || !strings.Contains(err.Error(), "sub/report.txt and sub/Report.txt") {
+		t.Fatalf("restore of two names one to the target: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(opts.Dir, "sub")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("something was written before the refusal: %v", err)
+	}
+	for _, same := range [][2]string{{"Report.txt", "REPORT.TXT"}, {"ΣΑΣ", "σας"}, {"Straße", "STRAßE"}} {
+		if restore.FoldCase(same[0]) != restore.FoldCase(same[1]) {
+			t.Errorf("%q and %q fold apart", same[0], same[1])
+		}
+	}
+	if restore.FoldCase("a.txt") == restore.FoldCase("b.txt") {
+		t.Error("different names fold together")
+	}
+}
