@@ -246,6 +246,12 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		s: opts.Store, lib: lib, plan: p, force: opts.Force || resumed, sweep: opts.Force || resumed, fsync: opts.Fsync,
 		prog: &progress{p: opts.Progress},
 	}
+	if marked {
+		if w.flush, err = newFlusher(root); err != nil {
+			return fail(err)
+		}
+		defer w.flush.close()
+	}
 	w.prog.todo(int64(len(p.dirs)-1+p.files), p.bytes)
 	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "path", displayPath(path), "dirs", len(p.dirs)-1, "files", p.files, "bytes", p.bytes, "dir", opts.Dir, "resumed", resumed)
 	if err := w.writeTree(ctx, root, max(opts.Parallel, 0)); err != nil {
@@ -255,7 +261,7 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		// The marker goes only once every file is on disk: were its removal written
 		// first, a machine crash could leave empty files under their final names and
 		// nothing to say the restore is unfinished. One syncfs, not a flush per file.
-		if err := syncfsIn(root); err != nil {
+		if err := w.flush.finish(); err != nil {
 			return fail(fmt.Errorf("every file is written, but flushing them to disk failed (%w); the restore stays unfinished: run it again", err))
 		}
 		if err := root.Remove(MarkerName); err != nil {
@@ -724,6 +730,7 @@ type writer struct {
 	fsync bool
 	prog  *progress
 	bytes atomic.Int64
+	flush *flusher // nil: nothing flushed ahead
 
 	cancel context.CancelFunc
 	mu     gosync.Mutex
@@ -961,14 +968,67 @@ func (w *writer) finish(d int, r *os.Root) {
 	}
 }
 
-// syncfsIn flushes the filesystem holding root's directory.
-func syncfsIn(root *os.Root) error {
+// flushAheadBytes: each time a restore has written this many more bytes, a syncfs of
+// the target starts in the background (one at a time). Left to the end, the flush of a
+// 1 GiB restore began only after its copy and tripled it here (2.0 s to 6.0 s: the
+// kernel starts writeback on its own only at 10% of RAM dirty, or after 30 s).
+const flushAheadBytes = 64 << 20
+
+// flusher makes a restore's files durable (see RestoreLibrary's marker) through a
+// descriptor of the target held from the start, overlapping the disk's work with the
+// copy. A background flush's error is kept for finish: Linux reports a writeback error
+// once per open file, so it must not be lost.
+type flusher struct {
+	dir     *os.File
+	pending atomic.Int64 // bytes written since the last background flush began
+	running atomic.Bool
+	wg      gosync.WaitGroup
+	mu      gosync.Mutex
+	err     error
+}
+
+func newFlusher(root *os.Root) (*flusher, error) {
 	dir, err := root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	return &flusher{dir: dir}, nil
+}
+
+// wrote counts n bytes written, and starts a background flush past flushAheadBytes.
+func (f *flusher) wrote(n int64) {
+	if f == nil || f.pending.Add(n) < flushAheadBytes || !f.running.CompareAndSwap(false, true) {
+		return
+	}
+	f.pending.Store(0)
+	f.wg.Go(func() {
+		defer f.running.Store(false)
+		if err := syncfs(f.dir); err != nil {
+			f.mu.Lock()
+			if f.err == nil {
+				f.err = err
+			}
+			f.mu.Unlock()
+		}
+	})
+}
+
+// finish waits for a background flush and flushes what is left: every file written
+// is durable when it returns nil.
+func (f *flusher) finish() error {
+	f.wg.Wait()
+	f.mu.Lock()
+	err := f.err
+	f.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	defer dir.Close()
-	return syncfs(dir)
+	return syncfs(f.dir)
+}
+
+func (f *flusher) close() {
+	f.wg.Wait()
+	f.dir.Close()
 }
 
 var syncfs = fsutil.SyncfsFile // tests fail it
@@ -1136,6 +1196,7 @@ func (w *writer) copyBlocks(ctx context.Context, j fileJob, f *os.File, buf []by
 			return err
 		}
 		total += h.Size()
+		w.flush.wrote(h.Size())
 	}
 	if total != fo.Size {
 		return fmt.Errorf("%w: file %s: blocks hold %d bytes, file says %d", object.ErrInvalid, e.id, total, fo.Size)

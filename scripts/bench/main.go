@@ -522,8 +522,14 @@ func (e *env) firstBackup(first, readback bool) {
 		record("read back "+label+": seafbak verify --sample 0.05", timed(*seafbakBin, "--config", cfg, "verify", "--sample", "0.05"))
 		record("read back "+label+": sha1sum of every block file", timed("sh", "-c", "find \"$1\" -type f -print0 | xargs -0 sha1sum >/dev/null", "sh", blocks))
 		record("read back "+label+": cat of every block file", timed("sh", "-c", "find \"$1\" -type f -print0 | xargs -0 cat >/dev/null", "sh", blocks))
-		to := filepath.Join(e.root, fmt.Sprintf("restored%d", i))
-		record("read back "+label+": seafbak restore library", timed(*seafbakBin, "--config", cfg, "restore", "library", lib.ID, "--to", to))
+		for j, b := range seafbaks() { // interleaved with -baseline's
+			what := "seafbak restore library"
+			if b.label != "" {
+				what += " [baseline]"
+			}
+			to := filepath.Join(e.root, fmt.Sprintf("restored%d-%d", i, j))
+			record("read back "+label+": "+what, timed(b.bin, "--config", cfg, "restore", "library", lib.ID, "--to", to))
+		}
 	}
 }
 
