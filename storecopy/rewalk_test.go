@@ -21,19 +21,7 @@ import (
 // a file object's JSON) is its own object to --recheck: settling one did not count the
 // other as settled, and the destination lacked the block while the copy succeeded.
 func TestRecheckTellsABlockFromAnFSObjectOfTheSameID(t *testing.T) {
-	root := t.TempDir()
-	pdir := filepath.Join(root, "primary")
-	must(t, os.MkdirAll(filepath.Join(pdir, "storage"), 0o755))
-	g := seafgen.New(pdir)
-	src, err := store.NewFS(filepath.Join(root, "backup"), store.Batch)
-	must(t, err)
-	st, err := state.Open(filepath.Join(root, "state"))
-	must(t, err)
-	objs, err := primary.NewDir(pdir)
-	must(t, err)
-	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "L", Owner: "a@example.com"})
-	must(t, err)
-	cat := catalog{lib.ID: lib}
+	root, pdir, lib, src, st, eng := oneLibrary(t, 0)
 	testenv.Commit(t, lib, "one", seafgen.Put("x.txt", []byte("hello\n")))
 	keys := object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}
 	pfs, err := store.OpenFS(pdir)
@@ -52,7 +40,6 @@ func TestRecheckTellsABlockFromAnFSObjectOfTheSameID(t *testing.T) {
 	plain, err := object.Inflate(raw, 1<<20)
 	must(t, err)
 	testenv.Commit(t, lib, "two", seafgen.Put("copy.json", plain)) // its block id == fid
-	eng := &seafsync.Engine{Source: primary.Combine(cat, objs), Store: src, State: st, Parallel: 4}
 	if _, err := eng.Sync(context.Background(), lib.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -82,21 +69,8 @@ func TestRecheckTellsABlockFromAnFSObjectOfTheSameID(t *testing.T) {
 // parent's tree never came, and verify of the destination could not tell.
 func TestCopyWalksTheParentsOfAHoleCommit(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	pdir := filepath.Join(root, "primary")
-	must(t, os.MkdirAll(filepath.Join(pdir, "storage"), 0o755))
-	g := seafgen.New(pdir)
-	g.BlockSize = 4096
-	src, err := store.NewFS(filepath.Join(root, "backup"), store.Batch)
-	must(t, err)
-	st, err := state.Open(filepath.Join(root, "state"))
-	must(t, err)
-	objs, err := primary.NewDir(pdir)
-	must(t, err)
-	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "L", Owner: "a@example.com"})
-	must(t, err)
-	cat := catalog{lib.ID: lib}
-	eng := &seafsync.Engine{Source: primary.Combine(cat, objs), Store: src, State: st, Parallel: 4, Force: true}
+	root, pdir, lib, src, st, eng := oneLibrary(t, 4096)
+	eng.Force = true
 	damage := func(name string) func() {
 		bl := fileBlocks(t, pdir, lib, name)
 		p := testenv.ObjectPath(pdir, object.KindBlock, lib.StoreID, bl[1])
@@ -109,7 +83,7 @@ func TestCopyWalksTheParentsOfAHoleCommit(t *testing.T) {
 	fix1 := damage("a.bin")
 	testenv.Commit(t, lib, "two", seafgen.Delete("a.bin"), seafgen.Put("b.bin", testenv.RandomBytes(9000, 2)))
 	damage("b.bin")
-	_, err = eng.Sync(ctx, lib.ID)
+	_, err := eng.Sync(ctx, lib.ID)
 	must(t, err)
 	if rec, _, _ := st.Load(lib.ID); len(rec.Holes) != 2 {
 		t.Fatalf("setup: holes after the forced sync: %+v", rec.Holes)
@@ -137,4 +111,26 @@ func TestCopyWalksTheParentsOfAHoleCommit(t *testing.T) {
 	if has, err := dst.Has(ctx, object.KindFS, lib.StoreID, c.RootID); !has || err != nil {
 		t.Errorf("the repaired commit's tree did not reach the destination: %v %v", has, err)
 	}
+}
+
+// oneLibrary is a primary data dir holding one new library (blocks of blockSize bytes,
+// or seafgen's default for 0), a backup store and state, and an engine between them.
+func oneLibrary(t *testing.T, blockSize int) (root, pdir string, lib *seafgen.Library, src *store.FS, st *state.Dir, eng *seafsync.Engine) {
+	root = t.TempDir()
+	pdir = filepath.Join(root, "primary")
+	must(t, os.MkdirAll(filepath.Join(pdir, "storage"), 0o755))
+	g := seafgen.New(pdir)
+	if blockSize > 0 {
+		g.BlockSize = blockSize
+	}
+	src, err := store.NewFS(filepath.Join(root, "backup"), store.Batch)
+	must(t, err)
+	st, err = state.Open(filepath.Join(root, "state"))
+	must(t, err)
+	objs, err := primary.NewDir(pdir)
+	must(t, err)
+	lib, err = g.NewLibrary(seafgen.LibraryOptions{Name: "L", Owner: "a@example.com"})
+	must(t, err)
+	eng = &seafsync.Engine{Source: primary.Combine(catalog{lib.ID: lib}, objs), Store: src, State: st, Parallel: 4}
+	return root, pdir, lib, src, st, eng
 }
