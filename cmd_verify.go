@@ -18,10 +18,15 @@ type verifyCmd struct {
 	Repair bool     `help:"Fetch again from the primary every object found missing or damaged in the backup (verified as always, across the whole history and the old heads), then verify those libraries again. What the primary no longer has is reported."`
 }
 
-// openBackup opens what restore and verify read: the backup store and the state.
+// openBackup opens what restore and verify read: the backup store and the state. A
+// backup disk not mounted is an error naming the path (checkStoreThere), not an empty
+// store made there that verify would report every library missing from.
 func openBackup(e *env) (store.Store, *state.Dir, error) {
 	st, err := state.Open(e.cfg.State)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkStoreThere(e.cfg, st); err != nil {
 		return nil, nil, err
 	}
 	bs, err := openStore(e.ctx, e.cfg, false)

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	gosync "sync"
 	"time"
 
@@ -48,6 +51,10 @@ func wire(e *env, force bool) (*wiring, error) {
 		closeAll()
 		return nil, err
 	}
+	if err := checkStoreThere(cfg, st); err != nil {
+		closeAll()
+		return nil, err
+	}
 	bs, err := openStore(e.ctx, cfg, false)
 	if err != nil {
 		closeAll()
@@ -74,6 +81,34 @@ func wire(e *env, force bool) (*wiring, error) {
 		eng.Progress = newCountBar(f, "blocks")
 	}
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
+}
+
+// errStoreNotThere: a filesystem store with no storage/ directory, beside a state that
+// records backed-up libraries.
+var errStoreNotThere = errors.New("the backup store has no storage/ directory, but the state records backed-up libraries: is the backup disk mounted, and backup.data_dir right? (a new store is made only for a state that has backed up nothing)")
+
+// checkStoreThere refuses to make a new filesystem store for a state that has backed
+// up libraries: that is the backup disk not mounted, or a wrong path, and making the
+// store would copy every library's whole history again onto the wrong filesystem
+// (and the real store would then lack what the state records).
+func checkStoreThere(cfg *config.Config, st *state.Dir) error {
+	if cfg.Backup.Store == config.StoreS3 {
+		return nil
+	}
+	_, err := os.Stat(filepath.Join(cfg.Backup.DataDir, "storage"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil // there, or unreadable: NewFS reports that
+	}
+	recs, _, err := st.All()
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.Head != "" {
+			return fmt.Errorf("backup store %s (state %s): %w", cfg.Backup.DataDir, st.Root(), errStoreNotThere)
+		}
+	}
+	return nil
 }
 
 // openStore opens the backup store the config selects: the filesystem (backup.data_dir)
