@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,5 +47,44 @@ func TestCommandsRefuseAStoreThatIsNotThere(t *testing.T) {
 	cfgFresh := writeStoreConfig(t, env, "  data_dir: "+fresh, filepath.Join(t.TempDir(), "state"))
 	if code, out, errs := seafbak("--config", cfgFresh, "scan"); code != 0 {
 		t.Fatalf("a first scan into a new store: %d\n%s%s", code, out, errs)
+	}
+}
+
+// backup.db naming the primary's own seafile database is refused before any sync:
+// sync writes the backup's heads into backup.db's Branch rows, which would move the
+// primary's libraries back to the head a long sync started from. The config refuses
+// the same address; here the same socket is named another way, so the servers are asked.
+func TestBackupDBThatIsThePrimarysIsRefused(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	sameSocket := filepath.Dir(srv.Socket) + "/./" + filepath.Base(srv.Socket) // not Join: it cleans
+	text := fmt.Sprintf(`primary:
+  db: "root@unix(%[1]s)/%[2]s"
+  data_dir: %[3]s
+backup:
+  data_dir: %[4]s
+  db: "root@unix(%[5]s)/%[2]s"
+state: %[6]s
+`, srv.Socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, sameSocket, env.StateDir)
+	cfg := filepath.Join(t.TempDir(), "seafbak.yml")
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	primaryHead := func() string {
+		var h string
+		if err := env.PrimaryDB.QueryRow("SELECT commit_id FROM Branch WHERE repo_id = ? AND name = 'master'", testenv.RealLibraryID).Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	head := primaryHead()
+	for _, args := range [][]string{{"scan"}, {"sync", testenv.RealLibraryID}} {
+		code, out, errs := seafbak(append([]string{"--config", cfg}, args...)...)
+		if code != 2 || !strings.Contains(errs, "is the primary's seafile database") {
+			t.Errorf("%v with backup.db the primary's: %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if got := primaryHead(); got != head {
+		t.Errorf("the primary's head moved: %s, was %s", got, head)
 	}
 }

@@ -75,12 +75,38 @@ func wire(e *env, force bool) (*wiring, error) {
 			return nil, err
 		}
 		closers = append(closers, func() { bdb.Close() })
+		if cfg.Backup.DB.DBName == cfg.Primary.DB.DBName {
+			// The same name on another address (a socket and a TCP port of one server,
+			// say) may still be the primary's own database: ask both servers.
+			same, err := sameDatabase(e.ctx, pdb, bdb)
+			if err != nil {
+				closeAll()
+				return nil, err
+			}
+			if same {
+				closeAll()
+				return nil, fmt.Errorf("backup.db %s: %w", cfg.Backup.DB.DBName, config.ErrBackupDBIsPrimary)
+			}
+		}
 		eng.Rows = store.NewRows(bdb)
 	}
 	if f := terminal(e); f != nil {
 		eng.Progress = newCountBar(f, "blocks")
 	}
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
+}
+
+// sameDatabase reports whether a and b are one database of one server.
+func sameDatabase(ctx context.Context, a, b *sql.DB) (bool, error) {
+	const q = "SELECT @@hostname, @@port, @@datadir, DATABASE()"
+	var ha, hb [4]sql.NullString
+	if err := a.QueryRowContext(ctx, q).Scan(&ha[0], &ha[1], &ha[2], &ha[3]); err != nil {
+		return false, fmt.Errorf("primary database: %w", err)
+	}
+	if err := b.QueryRowContext(ctx, q).Scan(&hb[0], &hb[1], &hb[2], &hb[3]); err != nil {
+		return false, fmt.Errorf("backup database: %w", err)
+	}
+	return ha == hb, nil
 }
 
 // errStoreNotThere: a filesystem store with no storage/ directory, beside a state that

@@ -178,6 +178,11 @@ func Resolve(flag string) string {
 	return DefaultPath
 }
 
+// ErrBackupDBIsPrimary: backup.db names the primary's own seafile database, where sync
+// would write the backup's heads into the primary's Branch rows (moving a library back
+// to the head a long sync started from, leaving newer commits to Seafile's GC).
+var ErrBackupDBIsPrimary = errors.New("is the primary's seafile database (primary.db): sync writes the backup's heads into it, which would move the primary's libraries back; give the backup server's own seafile database, or leave backup.db out")
+
 // Error is a problem with one key of the file.
 type Error struct {
 	File string
@@ -323,6 +328,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if backupDSN != "" {
 		if cfg.Backup.DB, err = parseDSN(backupDSN, EnvBackupPassword, cfg.DBTimeout); err != nil {
 			return nil, &Error{File: path, Line: seen["backup.db"], Key: "backup.db", Msg: err.Error()}
+		}
+		if b, p := cfg.Backup.DB, cfg.Primary.DB; b.Net == p.Net && b.Addr == p.Addr && b.DBName == p.DBName {
+			return nil, &Error{File: path, Line: seen["backup.db"], Key: "backup.db", Msg: ErrBackupDBIsPrimary.Error()}
 		}
 	}
 	switch durability {

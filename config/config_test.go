@@ -72,6 +72,7 @@ func TestErrorsNameKeyFileAndLine(t *testing.T) {
 		{"empty", "", `the file is empty`},
 		{"section scalar", "primary: 3\n", `primary must be a mapping`},
 		{"twice", good + "state: /x\n", `state: given twice`},
+		{"backup db is the primary's", strings.Replace(good, `seafbak@unix(/run/mysqld/mysqld.sock)/seafile_db`, `other:pw@tcp(primary-db)/seafile_db`, 1), `seafbak.yml:6: backup.db: is the primary's seafile database`},
 	}
 	for _, c := range cases {
 		_, err := Parse("seafbak.yml", []byte(c.text))
