@@ -1,8 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -36,12 +36,13 @@ func (c *dumpCmd) Run(e *env) error {
 	if err != nil {
 		return cantRun(err)
 	}
-	if err := os.MkdirAll(e.cfg.Dump.Dir, 0o750); err != nil {
-		return cantRun(err)
-	}
 	start := time.Now()
+	// Run makes dump.dir itself: 0700 (dumps hold password hashes), durably.
 	set, err := dump.Run(e.ctx, dump.Options{Dir: e.cfg.Dump.Dir, Keep: e.cfg.Dump.Keep, Databases: primaryDatabases(e), Log: e.log})
 	if set.Name == "" {
+		if errors.Is(err, dump.ErrNotStarted) {
+			return cantRun(err) // nothing was done: exit 2, as every command
+		}
 		return failed(err)
 	}
 	var total int64

@@ -535,7 +535,11 @@ func checkNotification(path string, cfg *Config, seen map[string]int) error {
 	u, err := url.Parse(p.NotificationURL)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
 		(u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
-		return &Error{File: path, Line: seen["primary.notification_url"], Key: "primary.notification_url", Msg: fmt.Sprintf("%q is not a ws(s)://host[:port][/path] address (e.g. ws://seafile-host:8083/, or wss://seafile.example.com/notification behind Seafile's proxy)", p.NotificationURL)}
+		shown := fmt.Sprintf("%q", p.NotificationURL)
+		if err == nil && u.User != nil {
+			shown = "an address with a user or password in it" // never echoed
+		}
+		return &Error{File: path, Line: seen["primary.notification_url"], Key: "primary.notification_url", Msg: fmt.Sprintf("%s is not a ws(s)://host[:port][/path] address (e.g. ws://seafile-host:8083/, or wss://seafile.example.com/notification behind Seafile's proxy)", shown)}
 	}
 	if p.JWTPrivateKey == "" && p.URL == "" {
 		return &Error{File: path, Line: seen["primary.notification_url"], Key: "primary.notification_url", Msg: "needs primary.jwt_private_key (JWT_PRIVATE_KEY from the Seafile server's .env or seafile.conf, or set " + EnvJWTPrivateKey + ") when objects come from primary.data_dir: there is no file server to ask for subscription tokens"}

@@ -27,6 +27,7 @@ func TestNotificationKeys(t *testing.T) {
 		{primaryKeys(withURL, "  notification_url: h:8083\n"), "is not a ws(s)://"},
 		{primaryKeys(withURL, "  notification_url: ftp://h/\n"), "is not a ws(s)://"},
 		{primaryKeys(withURL, "  notification_url: ws://h/?token=x\n"), "is not a ws(s)://"},
+		{primaryKeys(withURL, "  notification_url: ws://me:pa55w0rd@h/\n"), "an address with a user or password in it is not a ws(s)://"},
 		{primaryKeys(withURL, "  notification_url: ws://h/\n  jwt_private_key: \"\"\n"), "is empty"},
 	} {
 		c, err := Parse("seafbak.yml", []byte(tc.text))
@@ -35,6 +36,8 @@ func TestNotificationKeys(t *testing.T) {
 			t.Errorf("%q: %v", tc.text, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%q: got %v, want an error with %q", tc.text, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "pa55w0rd"):
+			t.Errorf("%q: the error repeats the password: %v", tc.text, err)
 		case err == nil && strings.Contains(tc.text, "k3y") && c.Primary.JWTPrivateKey != "k3y":
 			t.Errorf("%q: key %q", tc.text, c.Primary.JWTPrivateKey)
 		}

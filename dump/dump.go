@@ -99,6 +99,10 @@ var (
 	// ErrBusy is returned by Run when another Run (of any process) is writing to the
 	// same directory.
 	ErrBusy = errors.New("dump: another dump is running in this directory")
+	// ErrNotStarted tags a Run that failed before dumping anything it could keep: the
+	// options, the dump directory, the dump tool, or a database it could not reach
+	// or read (wrong name, no grant). Nothing was written.
+	ErrNotStarted = errors.New("nothing was dumped")
 )
 
 // Options configure Run.
@@ -198,19 +202,20 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	if opts.Dir == "" {
 		return Set{}, errors.New("dump: no dump directory configured")
 	}
+	notStarted := func(err error) error { return fmt.Errorf("%w (%w)", err, ErrNotStarted) }
 	if err := checkDatabases(opts.Databases); err != nil {
-		return Set{}, err
+		return Set{}, notStarted(err)
 	}
 	stale := opts.StaleAfter
 	if stale <= 0 {
 		stale = DefaultStaleAfter
 	}
 	if err := mkdirDurable(opts.Dir); err != nil {
-		return Set{}, fmt.Errorf("dump: %w", err)
+		return Set{}, notStarted(fmt.Errorf("dump: %w", err))
 	}
 	unlock, err := lockDir(opts.Dir, log)
 	if err != nil {
-		return Set{}, err
+		return Set{}, notStarted(err)
 	}
 	defer unlock()
 	sweepStale(opts.Dir, stale, log)
@@ -218,7 +223,7 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 
 	t, err := findTool(ctx, opts.Tool, "mariadb-dump", "mysqldump")
 	if err != nil {
-		return Set{}, fmt.Errorf("dump: %w", err)
+		return Set{}, notStarted(fmt.Errorf("dump: %w", err))
 	}
 
 	started := time.Now().UTC()
@@ -343,7 +348,7 @@ func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir str
 	out := File{Name: fileName(role), Database: cfg.DBName, Started: time.Now().UTC()}
 	db, err := openDB(cfg)
 	if err != nil {
-		return out, err
+		return out, fmt.Errorf("%w (%w)", err, ErrNotStarted)
 	}
 	out.Server, err = ServerIdentity(ctx, db)
 	var protect []string
@@ -353,7 +358,8 @@ func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir str
 	}
 	db.Close()
 	if err != nil {
-		return out, err
+		// The database could not be reached or read: the set is dropped, nothing kept.
+		return out, fmt.Errorf("%w (%w)", err, ErrNotStarted)
 	}
 
 	defaults, err := defaultsText(cfg, t)
