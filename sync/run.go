@@ -65,6 +65,9 @@ type run struct {
 
 	holes     []state.Hole
 	truncated map[string]bool
+	// gcKept are commits older than the history limit whose trees Seafile's GC keeps
+	// all the same (see mayBeTrimmed); set once the commits are walked.
+	gcKept map[string]bool
 
 	// fetched and fetchedBytes count the commits and fs objects taken from the primary,
 	// for smallCopy; releaseLarge gives back the large-copy slot, nil until one is taken.
@@ -106,6 +109,7 @@ func (r *run) transfer(ctx context.Context) error {
 	// object missing on the primary is truncation only if no commit newer than the
 	// history limit needs it.
 	sort.SliceStable(r.toWalk, func(i, j int) bool { return r.toWalk[i].Ctime > r.toWalk[j].Ctime })
+	r.markGCKept()
 	if err := r.skipTrimmedTrees(ctx); err != nil {
 		return err
 	}
@@ -123,6 +127,31 @@ func (r *run) transfer(ctx context.Context) error {
 	return r.writeCommits(ctx)
 }
 
+// markGCKept finds, among the commits walked, those Seafile's GC keeps whatever their
+// age. Its walk of a library (gc-core.c, traverse_commit) always traverses the head,
+// goes on through every commit newer than the limit, and still traverses "the first
+// commit older than truncate_time" on each path before it stops: so the head's tree
+// and those of the parents of the head and of every commit newer than the limit are
+// whole on a sound primary. A library unchanged for longer than its history limit has
+// a head older than RepoValidSince, and an object missing from its tree is a fault.
+func (r *run) markGCKept() {
+	r.gcKept = map[string]bool{r.lib.Head: true}
+	for _, c := range r.toWalk {
+		if c.ID == r.lib.Head || c.Ctime > r.lib.ValidSince {
+			for _, p := range c.Parents() {
+				r.gcKept[p] = true
+			}
+		}
+	}
+}
+
+// mayBeTrimmed reports whether c's tree may lack objects because of the library's
+// history limit (see markGCKept): it is older than RepoValidSince, and not a commit
+// whose tree Seafile's GC keeps.
+func (r *run) mayBeTrimmed(c *object.Commit) bool {
+	return r.lib.ValidSince > 0 && c.Ctime < r.lib.ValidSince && !r.gcKept[c.ID]
+}
+
 // skipTrimmedTrees asks the primary at once which roots of commits past the library's
 // history limit it no longer has, and records those commits as truncated without asking
 // for each tree. Roots that a commit within the limit also uses are left to the walk: the
@@ -134,14 +163,14 @@ func (r *run) skipTrimmedTrees(ctx context.Context) error {
 	}
 	inLimit := map[string]bool{}
 	for _, c := range r.toWalk {
-		if c.Ctime >= r.lib.ValidSince {
+		if !r.mayBeTrimmed(c) {
 			inLimit[c.RootID] = true
 		}
 	}
 	oldByRoot := map[string][]*object.Commit{}
 	var roots []string
 	for _, c := range r.toWalk {
-		if c.Ctime >= r.lib.ValidSince || c.RootID == object.EmptyID || inLimit[c.RootID] {
+		if !r.mayBeTrimmed(c) || c.RootID == object.EmptyID || inLimit[c.RootID] {
 			continue
 		}
 		if oldByRoot[c.RootID] == nil {
@@ -190,7 +219,7 @@ func (r *run) recordIncompleteTrees() {
 		if c.RootID == object.EmptyID || r.whole[c.ID] || recorded[c.ID] || r.truncated[c.ID] {
 			continue
 		}
-		if r.lib.ValidSince > 0 && c.Ctime < r.lib.ValidSince {
+		if r.mayBeTrimmed(c) {
 			r.truncated[c.ID] = true
 			continue
 		}
@@ -331,7 +360,7 @@ func (r *run) badObject(kind, id, where string, c *object.Commit, cause error) e
 	if c != nil {
 		oe.Commit = c.ID
 	}
-	if class == Absent && c != nil && r.lib.ValidSince > 0 && c.Ctime < r.lib.ValidSince {
+	if class == Absent && c != nil && r.mayBeTrimmed(c) {
 		r.bad[id] = true
 		r.truncated[c.ID] = true
 		return nil
