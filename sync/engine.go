@@ -528,7 +528,14 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 	if err := e.State.ClearDirty(lib.StoreID, lib.ID); err != nil {
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
 	}
-	if recheck {
+	// A re-check that recorded holes has found objects damaged in the store that the
+	// primary no longer has, under directories already there: a plain sync would find
+	// those directories present, take their trees as whole and drop the holes while the
+	// damage stays. So re-checking goes on (and the dead marker stays, for the other
+	// libraries of the store) until a re-check finds no hole: the primary repaired, or
+	// the admin told.
+	stillRecheck := recheck && len(r.holes) > 0
+	if recheck && !stillRecheck {
 		// The re-check covered everything a dead attempt of this library wrote.
 		if err := e.State.ClearDead(lib.StoreID, lib.ID); err != nil {
 			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
@@ -576,7 +583,7 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 	rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
 	rec.Head = lib.Head
 	rec.LastAttempt, rec.LastSuccess, rec.LastError = now, now, ""
-	rec.Recheck = false
+	rec.Recheck = stillRecheck
 	rec.Holes = holes
 	rec.Truncated = truncated
 	if err := e.State.Save(rec); err != nil {
