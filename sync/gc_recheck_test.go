@@ -57,7 +57,7 @@ func TestHoleFoundByARecheckIsKept(t *testing.T) {
 	_, blocks := env.PrimaryFile(lib, "a.bin")
 	b := blocks[0]
 	must(t, os.Truncate(testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, b), 0)) // damaged in the backup
-	must(t, os.Remove(testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, b)))      // and lost on the primary
+	must(t, os.Remove(testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, b)))     // and lost on the primary
 	eng := env.Engine(true)
 	eng.Recheck = true
 	if res, err := eng.Sync(context.Background(), lib.ID); err != nil || len(res.Holes) != 1 {
