@@ -1,9 +1,16 @@
 package sync_test
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"seafbak/internal/seafgen"
@@ -68,5 +75,47 @@ func TestHoleFoundByARecheckIsKept(t *testing.T) {
 	must(t, err)
 	if len(rec.Holes) != 1 || rec.Holes[0].ID != b || !rec.Recheck {
 		t.Fatalf("after a plain sync: holes %+v, recheck %v; want block %s's hole kept, re-checking", rec.Holes, rec.Recheck, b)
+	}
+}
+
+// An fs object of version 0 in a version-1 library, over HTTP, fails the library naming
+// it: the callback's error was dropped by pack-fs, the object never settled, and the
+// library failed as "a seafbak bug" with fs objects unsettled.
+func TestVersion0FSObjectOverHTTPIsNamed(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.StartFileServer()
+	g := seafgen.New(env.PrimaryDir)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "V0", Owner: "v0@example.com"})
+	must(t, err)
+	testenv.Commit(t, lib, "files", seafgen.Put("a.txt", []byte("a")))
+	put := func(kind object.Kind, store, plain string, deflate bool) string {
+		sum := sha1.Sum([]byte(plain))
+		id := hex.EncodeToString(sum[:])
+		data := []byte(plain)
+		if deflate {
+			var b bytes.Buffer
+			zw := zlib.NewWriter(&b)
+			zw.Write(data)
+			zw.Close()
+			data = b.Bytes()
+		}
+		p := testenv.ObjectPath(env.PrimaryDir, kind, store, id)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, data, 0o644))
+		return id
+	}
+	file := put(object.KindFS, lib.StoreID, `{"block_ids": [], "size": 0, "type": 1, "version": 0}`, true)
+	root := put(object.KindFS, lib.StoreID, `{"dirents": [{"id": "`+file+`", "mode": 33188, "modifier": "x@example.com", "mtime": 1, "name": "v0", "size": 0}], "type": 3, "version": 1}`, true)
+	c := `{"commit_id":"%s","root_id":"` + root + `","repo_id":"` + lib.ID + `","creator_name":"x@example.com","creator":"0000000000000000000000000000000000000000","description":"v0 file","ctime":1700000000,"parent_id":"` + lib.Head + `","second_parent_id":null,"repo_name":"V0","repo_desc":"","repo_category":null,"no_local_history":1,"version":1}`
+	cid := strings.Repeat("7", 40)
+	p := testenv.ObjectPath(env.PrimaryDir, object.KindCommit, lib.ID, cid)
+	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	must(t, os.WriteFile(p, []byte(fmt.Sprintf(c, cid)), 0o644))
+	lib.SetHead(cid)
+	env.Publish(lib)
+	_, err = env.Engine(false).Sync(context.Background(), lib.ID)
+	var oe *seafsync.ObjectError
+	if !errors.As(err, &oe) || oe.ID != file || strings.Contains(err.Error(), "seafbak bug") {
+		t.Fatalf("a version-0 fs object over HTTP: %v", err)
 	}
 }

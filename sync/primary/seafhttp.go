@@ -499,7 +499,10 @@ func (h *HTTP) packFS(ctx context.Context, lib Library, ids []string, fn func(st
 		got, err := h.packOnce(ctx, lib, rest, want, fn)
 		if err != nil {
 			var se *statusError
+			var ce *callbackError
 			switch {
+			case errors.As(err, &ce):
+				return ce.err // the caller's own: FSObjects ends with it
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case errors.As(err, &se) && se.code == http.StatusInternalServerError:
@@ -649,7 +652,10 @@ func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map
 			// The server's own word about one object: that object is corrupt on the
 			// primary. Its bytes are not read; the rest is asked for again.
 			delete(want, id)
-			return n + 1, fn(id, nil, fmt.Errorf("%w: pack-fs record for %s claims %d bytes, more than the %d an fs object may have", object.ErrInvalid, id, size, object.MaxStoredSize(object.KindFS)))
+			if err := fn(id, nil, fmt.Errorf("%w: pack-fs record for %s claims %d bytes, more than the %d an fs object may have", object.ErrInvalid, id, size, object.MaxStoredSize(object.KindFS))); err != nil {
+				return n + 1, &callbackError{err}
+			}
+			return n + 1, nil
 		}
 		data := make([]byte, size)
 		if _, err := io.ReadFull(resp.Body, data); err != nil {
@@ -658,10 +664,18 @@ func (h *HTTP) packOnce(ctx context.Context, lib Library, ids []string, want map
 		delete(want, id)
 		n++
 		if err := fn(id, data, nil); err != nil {
-			return n, err
+			return n, &callbackError{err}
 		}
 	}
 }
+
+// callbackError is FSObjects' callback's own error, returned as it is rather than taken
+// for the server's: it was dropped when it matched none of the server's kinds, and the
+// rest asked for again, so FSObjects returned nil.
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }
+func (e *callbackError) Unwrap() error { return e.err }
 
 // Block streams a block. If the connection breaks mid-block, the block is asked for
 // again and the bytes already delivered are skipped, so the caller sees one stream.
