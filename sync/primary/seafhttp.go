@@ -698,6 +698,10 @@ type blockReader struct {
 	body     io.ReadCloser
 	done     int64 // bytes delivered to the caller
 	restarts int
+	// broke is a transfer failure that came with bytes (a connection dropped inside a
+	// chunk: n > 0 and io.ErrUnexpectedEOF): those bytes went to the caller, and the
+	// next Read restarts the transfer from there.
+	broke error
 }
 
 func (b *blockReader) open() error {
@@ -747,10 +751,19 @@ func (b *blockReader) open() error {
 
 func (b *blockReader) Read(p []byte) (int, error) {
 	for {
-		n, err := b.body.Read(p)
-		b.done += int64(n)
-		if err == nil || err == io.EOF || n > 0 {
-			return n, err
+		err := b.broke
+		b.broke = nil
+		if err == nil {
+			var n int
+			n, err = b.body.Read(p)
+			b.done += int64(n)
+			if err == nil || err == io.EOF {
+				return n, err
+			}
+			if n > 0 {
+				b.broke = err
+				return n, nil
+			}
 		}
 		if b.ctx.Err() != nil {
 			return 0, fmt.Errorf("block %s: %w", b.id, err)
