@@ -682,7 +682,16 @@ func lockDir(dir string, log *slog.Logger) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("dump: %w", err)
 	}
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	// Retried for a moment: a lock an earlier Run of this process released can still be
+	// held by a child another goroutine forked and has not yet exec'd (the child's copy
+	// of the descriptor holds it until its exec closes it), which made a Run right after
+	// another one find the directory busy (TestKeep, with tests forking in parallel).
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, syscall.EWOULDBLOCK):
