@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"seafbak/config"
+	"seafbak/dump"
 	"seafbak/internal/dbconn"
 	"seafbak/state"
 	seafsync "seafbak/sync"
@@ -96,17 +97,18 @@ func wire(e *env, force bool) (*wiring, error) {
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
 }
 
-// sameDatabase reports whether a and b are one database of one server.
+// sameDatabase reports whether a and b, databases of one name, are one database: the
+// same server, by the rule restore server's never-over-the-primary guard uses.
 func sameDatabase(ctx context.Context, a, b *sql.DB) (bool, error) {
-	const q = "SELECT @@hostname, @@port, @@datadir, DATABASE()"
-	var ha, hb [4]sql.NullString
-	if err := a.QueryRowContext(ctx, q).Scan(&ha[0], &ha[1], &ha[2], &ha[3]); err != nil {
+	ia, err := dump.ServerIdentity(ctx, a)
+	if err != nil {
 		return false, fmt.Errorf("primary database: %w", err)
 	}
-	if err := b.QueryRowContext(ctx, q).Scan(&hb[0], &hb[1], &hb[2], &hb[3]); err != nil {
+	ib, err := dump.ServerIdentity(ctx, b)
+	if err != nil {
 		return false, fmt.Errorf("backup database: %w", err)
 	}
-	return ha == hb, nil
+	return ia.Same(ib), nil
 }
 
 // errStoreNotThere: a filesystem store with no storage/ directory, beside a state that

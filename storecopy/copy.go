@@ -17,7 +17,6 @@ package storecopy
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -826,9 +825,8 @@ type settledKey struct {
 
 // keyOf is the key of a checked id.
 func keyOf(kind object.Kind, id string) settledKey {
-	k := settledKey{block: kind == object.KindBlock}
-	hex.Decode(k.id[:], []byte(id))
-	return k
+	bin, _ := object.BinaryID(id) // ids are checked before they get here
+	return settledKey{block: kind == object.KindBlock, id: bin}
 }
 
 // sameInDest says whether the destination holds exactly raw as this object; when it

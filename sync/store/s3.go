@@ -278,9 +278,7 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		// Keys that are not "<store>/<40 lower-case hex>" are someone else's; they are
 		// no object. ("ABCD..." decodes as hex too, and would answer for "abcd...":
 		// a sync would then skip writing the object a directory above it needs.)
-		if id := o.Key[len(prefix):]; object.ValidID(id) {
-			var bin [20]byte
-			hex.Decode(bin[:], []byte(id))
+		if bin, ok := object.BinaryID(o.Key[len(prefix):]); ok {
 			set[bin] = o.Size
 		}
 	}
