@@ -55,7 +55,7 @@ func guardCopy(ctx context.Context, dst store.Store, log *slog.Logger) (recheck 
 	if err != nil {
 		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), &fs.PathError{Op: "open", Path: lockPath, Err: err})
 	}
-	err = fsutil.IgnoringEINTR(func() error { return unix.Flock(lock, unix.LOCK_EX|unix.LOCK_NB) })
+	err = fsutil.TryFlock(lock)
 	if err != nil {
 		unix.Close(lock)
 		if err == unix.EWOULDBLOCK {
@@ -64,7 +64,7 @@ func guardCopy(ctx context.Context, dst store.Store, log *slog.Logger) (recheck 
 		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), &fs.PathError{Op: "flock", Path: lockPath, Err: err})
 	}
 	// Held until done, or until the process ends (the kernel releases it).
-	unlock := func() { unix.Close(lock) }
+	unlock := func() { fsutil.Unflock(lock); unix.Close(lock) }
 	boot, err := os.ReadFile(bootIDPath)
 	if err != nil {
 		// Without a boot id, any unfinished copy may have met a crash.

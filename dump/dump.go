@@ -682,16 +682,10 @@ func lockDir(dir string, log *slog.Logger) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("dump: %w", err)
 	}
-	// Retried for a moment: a lock an earlier Run of this process released can still be
-	// held by a child another goroutine forked and has not yet exec'd (the child's copy
-	// of the descriptor holds it until its exec closes it), which made a Run right after
-	// another one find the directory busy (TestKeep, with tests forking in parallel).
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			break
-		}
-	}
+	// Released by Unflock, not by the close alone: a child forked by another goroutine
+	// would otherwise hold it until its exec (it made TestKeep's second Run find the
+	// directory busy).
+	err = fsutil.TryFlock(int(f.Fd()))
 	switch {
 	case err == nil:
 	case errors.Is(err, syscall.EWOULDBLOCK):
@@ -699,11 +693,12 @@ func lockDir(dir string, log *slog.Logger) (func(), error) {
 		return nil, fmt.Errorf("%w (%s)", ErrBusy, dir)
 	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EINVAL):
 		log.Warn("the dump directory cannot be locked; do not run two dumps into it at once", "dir", dir, "err", err)
+		return func() { f.Close() }, nil
 	default:
 		f.Close()
 		return nil, fmt.Errorf("dump: lock %s: %w", dir, err)
 	}
-	return func() { f.Close() }, nil
+	return func() { fsutil.Unflock(int(f.Fd())); f.Close() }, nil
 }
 
 // mkdirDurable creates dir (0700: dumps hold password hashes and sessions) and its

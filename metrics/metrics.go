@@ -258,9 +258,9 @@ func lockDir(dir string) (unlock func(), err error) {
 	deadline := time.Now().Add(lockWait)
 	delay := 5 * time.Millisecond
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := fsutil.TryFlock(int(f.Fd()))
 		if err == nil {
-			return func() { f.Close() }, nil
+			return func() { fsutil.Unflock(int(f.Fd())); f.Close() }, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()

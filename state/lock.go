@@ -18,15 +18,29 @@ var ErrLocked = errors.New("another seafbak is syncing this library")
 
 // Lock is a held library lock. The kernel drops it when the process dies, so a kill -9
 // never leaves a library locked.
+//
+// It is two locks on the library's lock file: the flock that excludes other
+// invocations (older seafbak versions take only that one), and an open-file-description
+// record lock over the whole file that says so to Busy, which can ask about a record
+// lock without taking it (F_OFD_GETLK). A probe that took the flock for an instant made
+// a TryLock at that instant fail.
 type Lock struct {
 	fd   int
 	held bool // false once unlocked, and in a zero Lock: never close a descriptor not ours
 }
 
-// Unlock releases the lock.
+// wholeFile is a write lock over the whole file, for the OFD record-lock calls.
+func wholeFile(typ int16) *unix.Flock_t {
+	return &unix.Flock_t{Type: typ, Whence: 0, Start: 0, Len: 0}
+}
+
+// Unlock releases the lock: the record lock first, so that whoever takes the flock
+// next finds the record lock free as well.
 func (l *Lock) Unlock() {
 	if l != nil && l.held {
-		unix.Close(l.fd) // closing the only descriptor releases the flock
+		fsutil.IgnoringEINTR(func() error { return unix.FcntlFlock(uintptr(l.fd), unix.F_OFD_SETLK, wholeFile(unix.F_UNLCK)) })
+		fsutil.Unflock(l.fd)
+		unix.Close(l.fd)
 		l.held = false
 	}
 }
@@ -51,12 +65,25 @@ func (d *Dir) TryLock(repoID string) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fsutil.IgnoringEINTR(func() error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+	if err := fsutil.TryFlock(fd); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("library %s: %w", repoID, ErrLocked)
 		}
 		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
+	}
+	err = fsutil.IgnoringEINTR(func() error { return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, wholeFile(unix.F_WRLCK)) })
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EACCES):
+		// Only a flock holder takes the record lock, and it releases that first: a
+		// holder without the flock is one in the middle of letting go.
+		fsutil.Unflock(fd)
+		unix.Close(fd)
+		return nil, fmt.Errorf("library %s: %w", repoID, ErrLocked)
+	default:
+		// A filesystem without record locks: the flock still excludes; Busy falls
+		// back to probing it.
 	}
 	return &Lock{fd: fd, held: true}, nil
 }
@@ -81,21 +108,31 @@ func (d *Dir) Lock(ctx context.Context, repoID string) (*Lock, error) {
 	}
 }
 
-// Busy reports whether some invocation holds the library's lock right now.
+// Busy reports whether some invocation holds the library's lock right now. It asks
+// about the record lock (see Lock) without taking anything. Only where the filesystem
+// has no record locks does it probe the flock, which holds it for an instant.
 func (d *Dir) Busy(repoID string) bool {
 	if _, err := d.recordPath(repoID); err != nil {
 		return false
 	}
 	// No lock file: nobody ever synced it here, so nobody is syncing it. Not creating
 	// one keeps status free of side effects.
-	f, err := os.Open(filepath.Join(d.root, "locks", repoID+".lock"))
+	fd, err := fsutil.Open(filepath.Join(d.root, "locks", repoID+".lock"), unix.O_RDONLY, 0)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	defer unix.Close(fd)
+	lk := wholeFile(unix.F_WRLCK)
+	err = fsutil.IgnoringEINTR(func() error { return unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, lk) })
 	if err == nil {
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		// An older seafbak takes the flock only, so one of them syncing during an
+		// upgrade is seen as not busy: its dirty marker counts as dead, and costs a
+		// re-check, never a trusted object.
+		return lk.Type != unix.F_UNLCK
+	}
+	err = fsutil.TryFlock(fd)
+	if err == nil {
+		unix.Flock(fd, unix.LOCK_UN)
 		return false
 	}
 	return errors.Is(err, unix.EWOULDBLOCK)

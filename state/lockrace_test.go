@@ -1,0 +1,75 @@
+package state
+
+import (
+	"errors"
+	"os/exec"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A lock this process released is free at once, even while other goroutines fork
+// children: a forked child holds a copy of every descriptor until its exec closes it,
+// and a lock released only by closing its descriptor stayed held by that copy. A
+// TryLock right after an Unlock then failed (a hook's sync --no-wait exiting 1).
+func TestReleasedLockIsFreeWhileChildrenFork(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	var stop atomic.Bool
+	var wg gosync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				exec.Command("/bin/true").Run()
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		l, err := d.TryLock(repoID(1))
+		if err != nil {
+			t.Fatalf("TryLock %d right after an Unlock: %v", i, err)
+		}
+		l.Unlock()
+	}
+}
+
+// Asking whether a library is busy never makes it busy: a TryLock at the same instant
+// as a Busy of the same library succeeds.
+func TestBusyNeverMakesALibraryBusy(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	l, err := d.TryLock(repoID(1)) // creates the lock file Busy looks at
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	var stop atomic.Bool
+	var wg gosync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				d.Busy(repoID(1))
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		l, err := d.TryLock(repoID(1))
+		if errors.Is(err, ErrLocked) {
+			t.Fatalf("TryLock %d saw the library busy while only Busy asked about it", i)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Busy(repoID(1)) {
+			t.Fatal("not busy while locked")
+		}
+		l.Unlock()
+	}
+}
