@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"seafbak/scan"
+	"seafbak/sync/store"
 )
 
 type scanCmd struct{}
@@ -23,6 +24,9 @@ func (c *scanCmd) Run(e *env) error {
 	// Every library was compared with the primary: unchanged ones are known current.
 	e.run.ComparedAll = true
 	fmt.Fprintln(e.stdout, sum.String())
+	if sum.StoreFull {
+		return failed(fmt.Errorf("%w; %d libraries were left for the next run", store.ErrNoSpace, sum.NotTried))
+	}
 	if sum.Failed > 0 {
 		// Each failure was logged with its library; the summary line says how many.
 		return reported("some libraries failed")

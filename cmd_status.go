@@ -20,6 +20,7 @@ import (
 	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/primary"
+	"seafbak/sync/store"
 )
 
 type statusCmd struct {
@@ -145,8 +146,18 @@ func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr erro
 // with its recorded error, so a retry does not look like a change of health.
 func health(rep *scan.Report, st *state.Dir) (string, error) {
 	var lines []string
+	failed := func(repoID, err string) {
+		// A full backup store fails every library it meets, and each scan meets more of
+		// them (it stops starting syncs at the first): one line for the store, so the
+		// health changes when it fills and when it has room again, not at every scan.
+		if i := strings.Index(err, store.ErrNoSpace.Error()); i >= 0 {
+			lines = append(lines, "full\t"+errorLine(err[i:]))
+			return
+		}
+		lines = append(lines, "failed\t"+repoID+"\t"+errorLine(err))
+	}
 	for _, f := range rep.FailedList {
-		lines = append(lines, "failed\t"+f.RepoID+"\t"+errorLine(f.Error))
+		failed(f.RepoID, f.Error)
 	}
 	for _, s := range rep.SyncingList {
 		rec, ok, err := st.Load(s.RepoID)
@@ -154,7 +165,7 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 			return "", err
 		}
 		if ok && rec.Failed() {
-			lines = append(lines, "failed\t"+s.RepoID+"\t"+errorLine(rec.LastError))
+			failed(s.RepoID, rec.LastError)
 		}
 	}
 	for _, h := range rep.Holes {
@@ -163,6 +174,7 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 		}
 	}
 	slices.Sort(lines)
+	lines = slices.Compact(lines)
 	if len(lines) == 0 {
 		return "", nil
 	}

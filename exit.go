@@ -136,6 +136,12 @@ func hint(err error) string {
 	case errors.Is(err, store.ErrFlushFailed):
 		return "the backup disk failed to write what this run copied (see the kernel log, dmesg); fix the disk and run again: " +
 			"the libraries keep their previous backed-up head, and the next run re-checks what this one wrote"
+	case errors.Is(err, store.ErrNoSpace):
+		return "free space or inodes on the backup disk (df -h and df -i on backup.data_dir), or grow it, and run again: " +
+			"the libraries keep their previous backed-up head, and what this run copied stays, so the next run fetches only the rest"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "a disk is full (the path above is on it): free space or inodes (df -h, df -i) and run again; " +
+			"what was recorded before stays as it was"
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library and will finish it; wait longer with --lock-wait, or let the next scan pick it up"
 	}

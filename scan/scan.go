@@ -14,18 +14,23 @@ import (
 	"seafbak/state"
 	seafsync "seafbak/sync"
 	"seafbak/sync/primary"
+	"seafbak/sync/store"
 )
 
 // Summary is what one scan did.
 type Summary struct {
-	Checked  int           `json:"checked"`  // libraries on the primary
-	Synced   int           `json:"synced"`   // libraries brought up to date
-	Failed   int           `json:"failed"`   // libraries whose sync failed
-	Busy     int           `json:"busy"`     // libraries another seafbak was already syncing
-	Deleted  int           `json:"deleted"`  // libraries newly seen deleted on the primary
-	Bytes    int64         `json:"bytes"`    // bytes of objects copied
-	Elapsed  time.Duration `json:"elapsed"`  //
-	Failures []Failure     `json:"failures"` //
+	Checked  int           `json:"checked"`   // libraries on the primary
+	Synced   int           `json:"synced"`    // libraries brought up to date
+	Failed   int           `json:"failed"`    // libraries whose sync failed
+	Busy     int           `json:"busy"`      // libraries another seafbak was already syncing
+	Deleted  int           `json:"deleted"`   // libraries newly seen deleted on the primary
+	NotTried int           `json:"not_tried"` // libraries left for the next run: the backup store filled up
+	Bytes    int64         `json:"bytes"`     // bytes of objects copied
+	Elapsed  time.Duration `json:"elapsed"`   //
+	Failures []Failure     `json:"failures"`  //
+	// StoreFull: a sync met the backup store's filesystem full (store.ErrNoSpace), so
+	// the scan started no more: each would have failed the same way.
+	StoreFull bool `json:"store_full"`
 }
 
 // Failure names a library that failed and why.
@@ -37,8 +42,12 @@ type Failure struct {
 
 // String is the one-line summary cron mails.
 func (s Summary) String() string {
-	return fmt.Sprintf("seafbak scan: %d libraries checked, %d synced, %d failed, %d busy, %d deleted on the primary, %s copied in %.1fs",
+	line := fmt.Sprintf("seafbak scan: %d libraries checked, %d synced, %d failed, %d busy, %d deleted on the primary, %s copied in %.1fs",
 		s.Checked, s.Synced, s.Failed, s.Busy, s.Deleted, HumanBytes(s.Bytes), s.Elapsed.Seconds())
+	if s.StoreFull {
+		line += fmt.Sprintf("; the backup store is full: %d libraries not tried", s.NotTried)
+	}
+	return line
 }
 
 // Engine is what a scan needs of the sync engine (*sync.Engine).
@@ -120,6 +129,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		switch {
 		case errors.Is(err, state.ErrLocked):
 			sum.Busy++
+		case errors.Is(err, store.ErrNoSpace):
+			sum.StoreFull = true
+			fallthrough
 		case err != nil:
 			sum.Failed++
 			sum.Failures = append(sum.Failures, Failure{RepoID: res.RepoID, Name: res.Name, Error: err.Error()})
@@ -137,11 +149,23 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	ctx, syncs := Concurrency(ctx, s.Engine, s.Parallel)
 	sem := make(chan struct{}, syncs)
 	var wg gosync.WaitGroup
-	for _, lib := range todo {
+	storeFull := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return sum.StoreFull
+	}
+	for i, lib := range todo {
 		if ctx.Err() != nil {
 			break
 		}
 		sem <- struct{}{}
+		if storeFull() {
+			<-sem
+			mu.Lock()
+			sum.NotTried = len(todo) - i
+			mu.Unlock()
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -604,6 +604,13 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 // short by ctx (Ctrl-C, SIGTERM, a caller's deadline) is not the library's failure: only
 // what the next sync must know (a pending re-check, holes found) is recorded.
 func (e *Engine) fail(ctx context.Context, rec state.Library, lib primary.Library, err error) error {
+	var full *store.NoSpaceError
+	if errors.As(err, &full) && !errors.Is(err, store.ErrFlushFailed) {
+		// One text for every attempt that meets the full store (see NoSpaceError); the
+		// object it was writing goes to the log.
+		e.log().Debug("backup store full", "repo", lib.ID, "err", err)
+		err = fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, full)
+	}
 	if ctx.Err() == nil {
 		rec.LastAttempt = e.now()
 		rec.LastError = err.Error()

@@ -353,7 +353,15 @@ func (s *FS) Open(_ context.Context, kind object.Kind, storeID, id string) (io.R
 // never use, and os.Rename an lstat; at four files per small file copied they made up
 // most of the syscalls of a first backup (issue 10). The temp file is unnamed, in the
 // object's directory when it exists already, where the filesystem allows (see unnamed).
-func (s *FS) Create(_ context.Context, kind object.Kind, storeID, id string) (Writer, error) {
+func (s *FS) Create(ctx context.Context, kind object.Kind, storeID, id string) (Writer, error) {
+	w, err := s.create(ctx, kind, storeID, id)
+	if err != nil {
+		return nil, noSpace(s.root, err)
+	}
+	return w, nil
+}
+
+func (s *FS) create(_ context.Context, kind object.Kind, storeID, id string) (*fsWriter, error) {
 	dir, p, err := s.objectPath(kind, storeID, id)
 	if err != nil {
 		return nil, err
@@ -588,7 +596,7 @@ func (w *fsWriter) Write(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, &fs.PathError{Op: "write", Path: w.path, Err: err}
+			return n, noSpace(w.s.root, &fs.PathError{Op: "write", Path: w.path, Err: err})
 		}
 		n += m
 	}
@@ -607,7 +615,7 @@ func (w *fsWriter) Commit() (err error) {
 			if w.tmp != "" {
 				unix.Unlink(w.tmp)
 			}
-			err = fmt.Errorf("backup store: write %s: %w", w.path, err)
+			err = noSpace(w.s.root, fmt.Errorf("backup store: write %s: %w", w.path, err))
 		}
 	}()
 	if w.s.durability == PerObject {

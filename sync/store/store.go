@@ -6,13 +6,46 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+
+	"golang.org/x/sys/unix"
 
 	"seafbak/sync/object"
 )
 
 // ErrNotExist is returned for an object that is not in the store.
 var ErrNotExist = errors.New("object not in backup store")
+
+// ErrNoSpace is a write the backup store's filesystem refused for want of room: no
+// space or no inodes left (ENOSPC), or a quota reached (EDQUOT). Every other library
+// would meet it too, so a scan stops starting syncs when one meets it.
+var ErrNoSpace = errors.New("the backup store's filesystem is full")
+
+// NoSpaceError is ErrNoSpace for a filesystem store. Its text names the store and the
+// errno, not the object being written when room ran out: that differs at every attempt,
+// and a library's recorded error must not (status --if-changed mails a change of health,
+// not every retry). The full error goes to the log.
+type NoSpaceError struct {
+	Root  string // the store's seafile-data directory
+	Errno unix.Errno
+	Err   error // as the write failed, object path and all
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("%s at %s: %v", ErrNoSpace, e.Root, e.Errno)
+}
+func (e *NoSpaceError) Unwrap() []error { return []error{ErrNoSpace, e.Err} }
+
+// noSpace turns a write's error into a NoSpaceError when the filesystem had no room.
+func noSpace(root string, err error) error {
+	for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT} {
+		if errors.Is(err, errno) {
+			return &NoSpaceError{Root: root, Errno: errno, Err: err}
+		}
+	}
+	return err
+}
 
 // Store holds Seafile objects keyed by kind, store id and object id. Writes are atomic:
 // an object is either absent or complete, never partial, even after kill -9.
