@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"seafbak/internal/testenv"
 )
@@ -86,5 +90,55 @@ state: %[6]s
 	}
 	if got := primaryHead(); got != head {
 		t.Errorf("the primary's head moved: %s, was %s", got, head)
+	}
+}
+
+// backup.data_dir reaching the primary's seafile-data by another name (a symlink to
+// it, a directory inside it through a symlink, a bind mount of it) is refused before
+// anything is written: the config sees only names, so the commands ask the filesystem.
+// Before, a trailing slash alone let a scan use the primary's storage as the backup's
+// and make seafbak-tmp/ inside the primary's seafile-data.
+func TestBackupStoreInsideThePrimarysIsRefused(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	links := t.TempDir()
+	same := filepath.Join(links, "same")
+	if err := os.Symlink(env.PrimaryDir, same); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		"a symlink to it":         same,
+		"inside it via a symlink": filepath.Join(same, "backup"),
+		"a trailing slash":        env.PrimaryDir + "/",
+		"the bind mount of it":    "",
+		"inside its bind mount":   "",
+	}
+	if os.Geteuid() == 0 {
+		bind := filepath.Join(t.TempDir(), "bind")
+		if err := os.Mkdir(bind, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount(env.PrimaryDir, bind, "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(bind, unix.MNT_DETACH) })
+		cases["the bind mount of it"] = bind
+		cases["inside its bind mount"] = filepath.Join(bind, "storage", "backup")
+	}
+	for name, dir := range cases {
+		if dir == "" {
+			continue // not root: no bind mount
+		}
+		cfg := writeStoreConfig(t, env, "  data_dir: "+dir, filepath.Join(t.TempDir(), "state"))
+		code, out, errs := seafbak("--config", cfg, "scan")
+		if code != 2 || !strings.Contains(errs, "apart from primary.data_dir") && !strings.Contains(errs, "one is inside the other") {
+			t.Errorf("%s: scan: %d\n%s%s", name, code, out, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env.PrimaryDir, "seafbak-tmp")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("seafbak-tmp made in the primary's seafile-data: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(env.PrimaryDir, "backup")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a store made inside the primary's seafile-data: %v", err)
 	}
 }

@@ -139,6 +139,42 @@ func checkStoreThere(cfg *config.Config, st *state.Dir) error {
 	return nil
 }
 
+// errNotApart: backup.data_dir is primary.data_dir, or inside it, or holds it.
+var errNotApart = errors.New("the backup store would be written into the primary's seafile-data: give backup.data_dir a directory apart from primary.data_dir")
+
+// checkApart refuses a backup store that is the primary's data dir, or inside it, or
+// around it, reached by another name: a symlink, or a bind mount of either (the config
+// already refused what the names alone show, see config.Nested).
+func checkApart(primaryDir, backupDir string) error {
+	resolve := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		return filepath.Clean(p)
+	}
+	p, b := resolve(primaryDir), resolve(backupDir)
+	// Each directory, and every one above it, against the other: the same directory
+	// under two names (a bind mount) is the same file.
+	within := func(inner, outer string) bool {
+		o, err := os.Stat(outer)
+		if err != nil {
+			return false
+		}
+		for d := inner; ; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && os.SameFile(fi, o) {
+				return true
+			}
+			if d == filepath.Dir(d) {
+				return false
+			}
+		}
+	}
+	if config.Nested(p, b) || within(b, p) || within(p, b) {
+		return fmt.Errorf("backup.data_dir %s, primary.data_dir %s: %w", backupDir, primaryDir, errNotApart)
+	}
+	return nil
+}
+
 // openStore opens the backup store the config selects: the filesystem (backup.data_dir)
 // or S3 (backup.s3). readOnly opens an existing filesystem store without creating or
 // sweeping anything (status); S3 has nothing to create either way, and NewS3 checks
@@ -149,6 +185,11 @@ func openStore(ctx context.Context, cfg *config.Config, readOnly bool) (store.St
 	case config.StoreS3:
 		return store.NewS3(ctx, s3Options(b.S3))
 	case config.StoreFS, "":
+		if cfg.Primary.DataDir != "" {
+			if err := checkApart(cfg.Primary.DataDir, b.DataDir); err != nil {
+				return nil, err
+			}
+		}
 		if readOnly {
 			return store.OpenFS(b.DataDir)
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -360,10 +361,19 @@ func Parse(path string, data []byte) (*Config, error) {
 	if cfg.MetricsFile != "" && !strings.HasSuffix(cfg.MetricsFile, ".prom") {
 		return nil, &Error{File: path, Line: seen["metrics.file"], Key: "metrics.file", Msg: "must end in .prom, the only files node_exporter's textfile collector reads"}
 	}
-	if cfg.Backup.Store == StoreFS && cfg.Primary.DataDir == cfg.Backup.DataDir {
-		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir", Msg: "is the same directory as primary.data_dir"}
+	if cfg.Backup.Store == StoreFS && cfg.Primary.DataDir != "" && Nested(cfg.Primary.DataDir, cfg.Backup.DataDir) {
+		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir",
+			Msg: fmt.Sprintf("%q and primary.data_dir %q are the same directory, or one is inside the other: the backup would write into the primary's", cfg.Backup.DataDir, cfg.Primary.DataDir)}
 	}
 	return cfg, nil
+}
+
+// Nested reports whether the absolute directory names a and b name the same directory,
+// or one inside the other, by their names alone ("/srv/seafile-data/" is
+// "/srv/seafile-data"). Symlinks and bind mounts are for the caller to resolve.
+func Nested(a, b string) bool {
+	a, b = filepath.Clean(a), filepath.Clean(b)
+	return a == b || a == "/" || b == "/" || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
 // checkStore checks backup.store and the keys of the store it selects; the other

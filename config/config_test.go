@@ -72,6 +72,9 @@ func TestErrorsNameKeyFileAndLine(t *testing.T) {
 		{"empty", "", `the file is empty`},
 		{"section scalar", "primary: 3\n", `primary must be a mapping`},
 		{"twice", good + "state: /x\n", `state: given twice`},
+		{"backup data dir is the primary's", strings.Replace(good, "/srv/seafile-backup/seafile-data", "/mnt/primary/seafile-data/", 1), `backup.data_dir: "/mnt/primary/seafile-data/" and primary.data_dir "/mnt/primary/seafile-data" are the same directory`},
+		{"backup data dir inside the primary's", strings.Replace(good, "/srv/seafile-backup/seafile-data", "/mnt/primary/seafile-data/backup", 1), `or one is inside the other`},
+		{"backup data dir around the primary's", strings.Replace(good, "/srv/seafile-backup/seafile-data", "/mnt/primary", 1), `or one is inside the other`},
 		{"backup db is the primary's", strings.Replace(good, `seafbak@unix(/run/mysqld/mysqld.sock)/seafile_db`, `other:pw@tcp(primary-db)/seafile_db`, 1), `seafbak.yml:6: backup.db: is the primary's seafile database`},
 	}
 	for _, c := range cases {
