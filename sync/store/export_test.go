@@ -35,3 +35,13 @@ func OpenHeldAtOnce(s *FS) *FS {
 	s.held.OpenAfter = 1
 	return s
 }
+
+// FlushedFilesystems names the directories through which a syncfs of s flushes: the
+// root, then each of storage/<kind> on a filesystem of its own.
+func FlushedFilesystems(s *FS) []string {
+	names := []string{s.rootDir.Name()}
+	for _, f := range s.otherFS {
+		names = append(names, f.Name())
+	}
+	return names
+}

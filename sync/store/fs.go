@@ -12,6 +12,7 @@ import (
 	"strconv"
 	gosync "sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,6 +81,10 @@ type FS struct {
 	// it reports each writeback error on the filesystem since NewFS (Linux reports one
 	// to each open file once).
 	rootDir *os.File
+	// otherFS are storage/commits, fs and blocks where one is on a filesystem of its
+	// own (a mount, or a symlink to another disk: storage/blocks often is): syncfs of
+	// the root's filesystem would not reach it, so each is flushed through its own.
+	otherFS []*os.File
 	// syncfsMu keeps syncfs calls on rootDir from overlapping: Linux reports a
 	// writeback error to only one of two syncfs calls running on the same open file, so
 	// the other (a final flush beside a flush-ahead, or SyncAll beside a Sync) could
@@ -138,7 +143,48 @@ func NewFS(root string, d Durability) (*FS, error) {
 	if s.rootDir, err = os.Open(root); err != nil {
 		return nil, fmt.Errorf("backup store %s: %w", root, err)
 	}
+	if s.otherFS, err = otherFilesystems(s.rootDir, s.storage); err != nil {
+		s.rootDir.Close()
+		return nil, fmt.Errorf("backup store %s: %w", root, err)
+	}
 	return s, nil
+}
+
+// otherFilesystems opens, made where missing, each of storage/commits, fs and blocks
+// that is not on root's filesystem nor on one opened before it (see FS.otherFS).
+func otherFilesystems(root *os.File, storage string) ([]*os.File, error) {
+	fi, err := root.Stat()
+	if err != nil {
+		return nil, err
+	}
+	devs := map[uint64]bool{fi.Sys().(*syscall.Stat_t).Dev: true}
+	var out []*os.File
+	for _, kind := range []object.Kind{object.KindCommit, object.KindFS, object.KindBlock} {
+		dir := filepath.Join(storage, string(kind))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.Open(dir) // through a symlink: its target's filesystem
+		if err == nil {
+			fi, err = f.Stat()
+		}
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			if f != nil {
+				f.Close()
+			}
+			return nil, err
+		}
+		if dev := fi.Sys().(*syscall.Stat_t).Dev; !devs[dev] {
+			devs[dev] = true
+			out = append(out, f)
+		} else {
+			f.Close()
+		}
+	}
+	return out, nil
 }
 
 // canLinkUnnamed reports whether an O_TMPFILE file can be made and linked into a
@@ -495,14 +541,16 @@ func (s *FS) syncfs() error {
 	if err := s.flushErr.Load(); err != nil {
 		return *err
 	}
-	var err error
-	if s.syncfsHook != nil {
-		err = s.syncfsHook()
-	} else {
-		err = fsutil.SyncfsFile(s.rootDir)
-	}
-	if err != nil {
-		return s.failed(fmt.Errorf("backup store: %w", err))
+	for _, f := range append([]*os.File{s.rootDir}, s.otherFS...) {
+		var err error
+		if s.syncfsHook != nil {
+			err = s.syncfsHook()
+		} else {
+			err = fsutil.SyncfsFile(f)
+		}
+		if err != nil {
+			return s.failed(fmt.Errorf("backup store: %w", err))
+		}
 	}
 	return nil
 }
