@@ -1,5 +1,7 @@
 package store
 
+import "sync/atomic"
+
 // NamedTemps makes s write through temp files named in seafbak-tmp, as it does where
 // the filesystem cannot link O_TMPFILE files, so tests cover both ways on any machine.
 func NamedTemps(s *FS) *FS {
@@ -44,4 +46,12 @@ func FlushedFilesystems(s *FS) []string {
 		names = append(names, f.Name())
 	}
 	return names
+}
+
+// CountReplacementFsyncs counts the fsyncs of copies about to replace an object, until
+// the test ends.
+func CountReplacementFsyncs(t interface{ Cleanup(func()) }, n *atomic.Int32) {
+	old := fsyncReplacement
+	fsyncReplacement = func(fd int) error { n.Add(1); return old(fd) }
+	t.Cleanup(func() { fsyncReplacement = old })
 }

@@ -699,15 +699,44 @@ func (w *fsWriter) Commit() (err error) {
 	return nil
 }
 
-// renameIntoPlace closes the named temp file and renames it over the object's name.
+// renameIntoPlace renames the named temp file to the object's name, then closes it. A
+// name already taken is replaced only by a flushed copy (see replace).
 func (w *fsWriter) renameIntoPlace() error {
+	err := w.s.inDir(w.dir, func() error {
+		return fsutil.IgnoringEINTR(func() error {
+			return unix.Renameat2(unix.AT_FDCWD, w.tmp, unix.AT_FDCWD, w.path, unix.RENAME_NOREPLACE)
+		})
+	})
+	switch err {
+	case unix.EINVAL, unix.ENOSYS: // a filesystem without RENAME_NOREPLACE
+		err = unix.EEXIST
+		if _, serr := os.Lstat(w.path); errors.Is(serr, fs.ErrNotExist) {
+			err = fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+		}
+	}
+	if err == unix.EEXIST {
+		err = w.replace()
+	}
 	// close(2) must not be retried on EINTR: the descriptor is gone either way.
-	if err := unix.Close(w.fd); err != nil {
+	if cerr := unix.Close(w.fd); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+var fsyncReplacement = func(fd int) error { // tests count it
+	return fsutil.IgnoringEINTR(func() error { return unix.Fsync(fd) })
+}
+
+// replace renames the named temp file over an object already there, after flushing
+// it. What is there may be durable and named by a recorded head (another writer of the
+// same object finished first); replaced by an unflushed copy, a power cut could leave
+// the name on an empty file. A repair replaces damaged objects the same way.
+func (w *fsWriter) replace() error {
+	if err := fsyncReplacement(w.fd); err != nil {
 		return err
 	}
-	return w.s.inDir(w.dir, func() error {
-		return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
-	})
+	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
 }
 
 // inDir makes dir if it is not known to exist, then puts an object in it with put. A
@@ -762,7 +791,7 @@ func (w *fsWriter) link() error {
 	if err != nil {
 		return err
 	}
-	return fsutil.IgnoringEINTR(func() error { return unix.Rename(w.tmp, w.path) })
+	return w.replace()
 }
 
 // linkHeld names the file through the held library directory. A subdirectory removed
