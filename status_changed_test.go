@@ -90,6 +90,7 @@ func TestStatusIfChanged(t *testing.T) {
 	must(t, err)
 	lock, err := st.TryLock(bad.ID)
 	must(t, err)
+	lock.Announce() // as a sync does once under way
 	if _, out, _ := seafbak("--config", cfg, "status"); !strings.Contains(out, "Number of libraries syncing: 1\n") {
 		t.Fatalf("plain status while the failed library is locked:\n%s", out)
 	}

@@ -20,13 +20,25 @@ var ErrLocked = errors.New("another seafbak is syncing this library")
 // never leaves a library locked.
 //
 // It is two locks on the library's lock file: the flock that excludes other
-// invocations (older seafbak versions take only that one), and an open-file-description
-// record lock over the whole file that says so to Busy, which can ask about a record
-// lock without taking it (F_OFD_GETLK). A probe that took the flock for an instant made
-// a TryLock at that instant fail.
+// invocations (older seafbak versions take only that one), and, once the holder calls
+// Announce, an open-file-description record lock over the whole file that tells Busy
+// the holder's dirty markers are live. Busy asks about the record lock without taking
+// it (F_OFD_GETLK): a probe that took the flock for an instant made a TryLock at that
+// instant fail.
 type Lock struct {
 	fd   int
 	held bool // false once unlocked, and in a zero Lock: never close a descriptor not ours
+}
+
+// Announce makes the holder busy to Busy, and so its dirty markers live to the other
+// libraries of its store. A sync calls it only once its own markers left by a dead
+// attempt are renamed dead (DeadDirty): until then, they would have looked live while
+// it asked the primary for its head. Best effort: where the filesystem has no record
+// locks, Busy probes the flock instead.
+func (l *Lock) Announce() {
+	if l != nil && l.held {
+		fsutil.IgnoringEINTR(func() error { return unix.FcntlFlock(uintptr(l.fd), unix.F_OFD_SETLK, wholeFile(unix.F_WRLCK)) })
+	}
 }
 
 // wholeFile is a write lock over the whole file, for the OFD record-lock calls.
@@ -72,19 +84,6 @@ func (d *Dir) TryLock(repoID string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("state: lock %s: %w", repoID, err)
 	}
-	err = fsutil.IgnoringEINTR(func() error { return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, wholeFile(unix.F_WRLCK)) })
-	switch {
-	case err == nil:
-	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EACCES):
-		// Only a flock holder takes the record lock, and it releases that first: a
-		// holder without the flock is one in the middle of letting go.
-		fsutil.Unflock(fd)
-		unix.Close(fd)
-		return nil, fmt.Errorf("library %s: %w", repoID, ErrLocked)
-	default:
-		// A filesystem without record locks: the flock still excludes; Busy falls
-		// back to probing it.
-	}
 	return &Lock{fd: fd, held: true}, nil
 }
 
@@ -108,8 +107,8 @@ func (d *Dir) Lock(ctx context.Context, repoID string) (*Lock, error) {
 	}
 }
 
-// Busy reports whether some invocation holds the library's lock right now. It asks
-// about the record lock (see Lock) without taking anything. Only where the filesystem
+// Busy reports whether some invocation holds the library's lock and has announced it
+// (see Lock.Announce) right now. It asks about the record lock without taking anything. Only where the filesystem
 // has no record locks does it probe the flock, which holds it for an instant.
 func (d *Dir) Busy(repoID string) bool {
 	if _, err := d.recordPath(repoID); err != nil {

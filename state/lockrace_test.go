@@ -2,7 +2,9 @@ package state
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
@@ -67,9 +69,45 @@ func TestBusyNeverMakesALibraryBusy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		l.Announce()
 		if !d.Busy(repoID(1)) {
-			t.Fatal("not busy while locked")
+			t.Fatal("not busy while locked and announced")
 		}
 		l.Unlock()
+	}
+}
+
+// A dead attempt's marker stays dead to the other libraries of its store while the
+// library's next attempt holds the lock but has not yet renamed its markers (it asks
+// the primary for its head first: seconds over HTTP). Before Announce, the holder was
+// busy from TryLock on, so the marker looked live and the others trusted presence.
+func TestDeadMarkerStaysDeadUntilTheNextAttemptAnnounces(t *testing.T) {
+	S, W, V := repoID(1), repoID(2), repoID(3)
+	root := t.TempDir()
+	d, _ := Open(root)
+	other, _ := Open(root)
+	if err := os.WriteFile(filepath.Join(root, "dirty", S+"."+W), []byte("x\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	l, err := other.TryLock(W)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+		t.Fatalf("W holds its lock, not yet announced: V takes its dead marker as live (%v %v)", dead, err)
+	}
+	if d.Busy(W) {
+		t.Error("busy before announcing")
+	}
+	if dead, err := other.DeadDirty(S, W); !dead || err != nil {
+		t.Fatalf("W does not see its own dead marker: %v %v", dead, err)
+	}
+	l.Announce()
+	if !d.Busy(W) {
+		t.Error("not busy once announced")
+	}
+	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+		t.Errorf("W announced after renaming its marker dead: V must still see it dead (%v %v)", dead, err)
 	}
 }

@@ -182,6 +182,7 @@ func TestTryLockAndBusy(t *testing.T) {
 	if _, err := d.TryLock(repoID(1)); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second TryLock: %v", err)
 	}
+	l.Announce()
 	if !d.Busy(repoID(1)) {
 		t.Fatal("not busy while locked")
 	}
@@ -204,6 +205,7 @@ func TestDirtyMarkers(t *testing.T) {
 	}
 	// Another library writing into the same store (a virtual library) and alive.
 	l, _ := d.TryLock(other)
+	l.Announce()
 	d.MarkDirty(store, other)
 	if dead, _ := d.DeadDirty(store, self); dead {
 		t.Fatal("a live writer's marker counted as dead")
@@ -247,6 +249,7 @@ func TestMarkerQuestionsSeeMarkersMadeBeforeThem(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				l.Announce()
 				if err := other.MarkDirty(store, writer); err != nil {
 					t.Error(err)
 					return

@@ -109,7 +109,7 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 	if err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
-	return e.syncLocked(ctx, lib, false)
+	return e.syncLocked(ctx, lock, lib, false)
 }
 
 // lock takes repoID's lock, waiting as LockWait says.
@@ -139,7 +139,7 @@ func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, e
 		return Result{RepoID: lib.ID, Name: lib.Name}, err
 	}
 	defer lock.Unlock()
-	return e.syncLocked(ctx, lib, true)
+	return e.syncLocked(ctx, lock, lib, true)
 }
 
 // relisted is the primary's library now, asked again under the lock, when lib came from
@@ -215,7 +215,7 @@ func (e *Engine) MarkDeleted(ctx context.Context, repoID string) (Result, error)
 	case err != nil:
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
-	return e.syncLocked(ctx, lib, false)
+	return e.syncLocked(ctx, lock, lib, false)
 }
 
 func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, error) {
@@ -387,7 +387,7 @@ func (e *Engine) prepare(ctx context.Context, lib primary.Library) error {
 
 // syncLocked runs one sync of lib; the caller holds lib's lock. listed: lib comes from a
 // listing taken before the lock (see relisted).
-func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed bool) (Result, error) {
+func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.Library, listed bool) (Result, error) {
 	res := Result{RepoID: lib.ID, Name: lib.Name}
 	rec, found, err := e.State.Load(lib.ID)
 	if err != nil {
@@ -399,6 +399,9 @@ func (e *Engine) syncLocked(ctx context.Context, lib primary.Library, listed boo
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
+	// Only now are this library's markers live to the others of its store: a dead
+	// attempt's are renamed dead, and the ones this attempt makes are its own.
+	lock.Announce()
 	if listed && found {
 		now, asked, err := e.relisted(ctx, rec, lib)
 		switch {
