@@ -60,7 +60,7 @@ func (c *storeCopyCmd) Run(e *env) error {
 	res, err := storecopy.Copy(e.ctx, opts)
 	if err == nil || errors.Is(err, storecopy.ErrFailed) {
 		// The destination was synced: what it holds is durable, the guard's job done.
-		if merr := copied(); merr != nil {
+		if merr := copied(len(c.Repos) == 0 && err == nil && res.Failed == 0); merr != nil {
 			return cantRun(fmt.Errorf("destination store: %w", merr))
 		}
 	}

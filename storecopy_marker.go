@@ -43,12 +43,16 @@ var bootIDPath = "/proc/sys/kernel/random/boot_id"
 // (kill -9, SIGTERM): every write is in the page cache, and presence stays trusted;
 // but those writes are flushed only by a syncfs of the whole filesystem (the copy's own
 // Sync flushes what it wrote), which done then makes before the marker goes.
+// The re-check a crash makes owed is kept until a copy discharges it: the marker of
+// the earlier boot stays as it is, so a copy killed while re-checking, one given only
+// some libraries, or one where some failed leaves the next copy re-checking too.
 // It returns whether to re-check, and done, to call after the destination's Sync
-// succeeded. Other stores (S3: durable once each PUT returned) need no guard.
-func guardCopy(ctx context.Context, dst store.Store, log *slog.Logger) (recheck bool, done func() error, err error) {
+// succeeded; complete says the copy covered every library the state records, and none
+// failed. Other stores (S3: durable once each PUT returned) need no guard.
+func guardCopy(ctx context.Context, dst store.Store, log *slog.Logger) (recheck bool, done func(complete bool) error, err error) {
 	fsStore, ok := dst.(*store.FS)
 	if !ok {
-		return false, func() error { return nil }, nil
+		return false, func(bool) error { return nil }, nil
 	}
 	lockPath := filepath.Join(fsStore.Root(), copyLockName)
 	lock, err := fsutil.Open(lockPath, unix.O_RDWR|unix.O_CREAT, 0o644)
@@ -84,12 +88,19 @@ func guardCopy(ctx context.Context, dst store.Store, log *slog.Logger) (recheck 
 		log.Warn("an earlier copy into this store did not finish before a reboot (power loss or OS crash?): re-checking every object already there",
 			"store", fsStore.Root())
 	}
-	if err := fsutil.WriteFileAtomic(path, append(boot, '\n'), 0o644); err != nil {
-		unlock()
-		return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), err)
+	if !recheck {
+		if err := fsutil.WriteFileAtomic(path, append(boot, '\n'), 0o644); err != nil {
+			unlock()
+			return false, nil, fmt.Errorf("destination store %s: %w", fsStore.Root(), err)
+		}
 	}
-	done = func() error {
+	done = func(complete bool) error {
 		defer unlock()
+		if recheck && !complete {
+			log.Warn("the re-check owed since the reboot did not cover every library (some were not given, or failed): the next copy re-checks again",
+				"store", fsStore.Root())
+			return nil
+		}
 		if died {
 			// What the dead copy wrote is trusted and in the page cache, not yet on disk.
 			if err := fsStore.SyncAll(context.WithoutCancel(ctx)); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 	"seafbak/sync/object"
 )
@@ -112,5 +113,68 @@ func TestCLIStoreCopyRefusesASecondCopyIntoTheSameStore(t *testing.T) {
 	other.Close() // the first copy ends
 	if code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest); code != 0 {
 		t.Fatalf("the copy after the other ended: %d\n%s%s", code, out, errs)
+	}
+}
+
+// The re-check a reboot made owed is kept until a copy of every library completes: a
+// copy given one library re-checks only that one and leaves the marker of the earlier
+// boot as it was, so the next copy (here of everything) still re-checks and finds the
+// other library's damage. Before, the marker was rewritten with this boot's id at the
+// start, and went with the partial copy: the full copy trusted the damaged object, and
+// a copy killed mid-re-check left a marker of this boot (found by review).
+func TestCLIStoreCopyKeepsTheOwedRecheckUntilACompleteCopy(t *testing.T) {
+	env := testenv.New(t, srv)
+	g := seafgen.New(env.PrimaryDir)
+	var libs []*seafgen.Library
+	for _, name := range []string{"A", "B"} {
+		l, err := g.NewLibrary(seafgen.LibraryOptions{Name: name, Owner: "u@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Commit(t, l, "one", seafgen.Put(name+".txt", []byte(name+" bytes")))
+		libs = append(libs, l)
+	}
+	a, b := libs[0], libs[1]
+	env.Publish(a, b)
+	cfg := writeConfig(t, env)
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 {
+		t.Fatalf("scan: %d\n%s%s", code, out, errs)
+	}
+	dest := filepath.Join(t.TempDir(), "seafile-data")
+	cfgDest := writeStoreConfig(t, env, "  data_dir: "+dest, env.StateDir)
+	boot := filepath.Join(t.TempDir(), "boot_id")
+	old := bootIDPath
+	bootIDPath = boot
+	t.Cleanup(func() { bootIDPath = old })
+	if err := os.WriteFile(boot, []byte("boot-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest); code != 0 {
+		t.Fatalf("copy: %d\n%s%s", code, out, errs)
+	}
+	// An earlier boot's copy died with the machine: B's block named but empty.
+	_, blocks := env.PrimaryFile(b, "B.txt")
+	damaged := testenv.ObjectPath(dest, object.KindBlock, b.StoreID, blocks[0])
+	if err := os.Truncate(damaged, 0); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dest, copyMarkerName)
+	if err := os.WriteFile(marker, []byte("boot-0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest, a.ID); code != 0 {
+		t.Fatalf("copy of A alone: %d\n%s%s", code, out, errs)
+	}
+	if got, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(got)) != "boot-0" {
+		t.Fatalf("after a copy of A alone, the marker is %q (%v), want the earlier boot's", got, err)
+	}
+	if code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", cfgDest); code != 0 {
+		t.Fatalf("full copy: %d\n%s%s", code, out, errs)
+	}
+	if got, err := os.ReadFile(damaged); err != nil || string(got) != "B bytes" {
+		t.Errorf("after the full copy, B's damaged block holds %q (%v)", got, err)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the complete copy left the marker: %v", err)
 	}
 }
