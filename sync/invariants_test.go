@@ -103,6 +103,7 @@ func TestOtherWriterMakesSyncFlushStore(t *testing.T) {
 	lock, err := other.Lock(context.Background(), virt.ID)
 	must(t, err)
 	defer lock.Unlock()
+	lock.Announce() // as its sync does before it writes
 	must(t, other.MarkDirty(virt.StoreID, virt.ID))
 	testenv.Commit(t, origin, "more", seafgen.Put("b.txt", []byte("b")))
 	env.Publish(origin)

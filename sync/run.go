@@ -377,6 +377,10 @@ func (r *run) badObject(kind, id, where string, c *object.Commit, cause error) e
 	return nil
 }
 
+// blockLimit is the most bytes a block of a file of fileSize bytes can hold: the whole
+// file, and for an encrypted library one AES block of padding more.
+func blockLimit(fileSize int64) int64 { return fileSize + 16 }
+
 // copier is one block worker's reusable state: a fresh 32 KiB buffer per block (what
 // io.Copy allocates) was most of a first backup's garbage (issue 10).
 type copier struct {
@@ -400,7 +404,11 @@ var copiers = gosync.Pool{New: func() any { return newCopier() }}
 // taken only once the block is answered and given back at once: over HTTP a scan has
 // many more workers waiting for a request slot than blocks arriving, and a 256 KiB
 // buffer held by each waiting worker made most of a scan's garbage (issue 10).
-func (r *run) copyBlock(ctx context.Context, id string) (size int64, srcErr, fatal error) {
+//
+// It reads at most limit bytes: a primary that keeps sending (a broken or hostile file
+// server, a data dir entry that is a device) is refused as corrupt, rather than filling
+// the backup disk before the hash could be checked at the end.
+func (r *run) copyBlock(ctx context.Context, id string, limit int64) (size int64, srcErr, fatal error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
@@ -424,6 +432,10 @@ func (r *run) copyBlock(ctx context.Context, id string) (size int64, srcErr, fat
 	var readErr, writeErr error
 	for {
 		n, err := rc.Read(cp.buf)
+		if cp.h.Size()+int64(n) > limit {
+			readErr = fmt.Errorf("%w: block %s: more than %d bytes, the size of the file that holds it", object.ErrInvalid, id, limit)
+			break
+		}
 		if n > 0 {
 			cp.h.Write(cp.buf[:n])
 			if _, writeErr = w.Write(cp.buf[:n]); writeErr != nil {

@@ -58,6 +58,7 @@ type tnode struct {
 // job is one unit of work for the workers: copying a block, or writing a whole fs object.
 type job struct {
 	block string // the block to copy; "" to write fs object id
+	limit int64  // the most bytes the block can have (see blockLimit)
 	id    string
 	raw   []byte
 	quit  bool // the run is over: the worker returns
@@ -135,7 +136,7 @@ func (w *workers) work() {
 		if err := ctx.Err(); err != nil {
 			res.fatal = err // the sync failed: start nothing more
 		} else if j.block != "" {
-			res.size, res.srcErr, res.fatal = r.copyBlock(ctx, j.block)
+			res.size, res.srcErr, res.fatal = r.copyBlock(ctx, j.block, j.limit)
 		} else {
 			res.fatal = store.Put(ctx, r.e.Store, object.KindFS, r.keys.For(object.KindFS), j.id, j.raw)
 		}
@@ -513,7 +514,7 @@ func (t *tree) accept(ctx context.Context, n *tnode, fs *object.FS) {
 		}
 		t.copying[b] = []*tnode{n}
 		n.pending++
-		t.queue = append(t.queue, job{block: b})
+		t.queue = append(t.queue, job{block: b, limit: blockLimit(fs.Size)})
 		if r.e.Progress != nil {
 			r.e.Progress.Todo(1, 0)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 )
 
 // MaxCommitSize bounds a commit object. Real commits are well under 4 KiB; the bound
@@ -66,7 +67,9 @@ func ParseCommit(raw []byte, wantID, wantRepo string) (*Commit, error) {
 	if err := dec.Decode(&j); err != nil {
 		return nil, fmt.Errorf("%w: commit %s is not valid JSON: %v", ErrInvalid, wantID, err)
 	}
-	if dec.More() {
+	// Only white space may follow, as Seafile's parsers (jansson, encoding/json's
+	// Unmarshal) require: More is false before a stray '}' or ']'.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: commit %s has trailing data after its JSON", ErrInvalid, wantID)
 	}
 	c := &Commit{

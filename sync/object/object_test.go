@@ -98,6 +98,8 @@ func TestCommitRefusals(t *testing.T) {
 		"bad parent":     {strings.Replace(good, `"parent_id":null`, `"parent_id":"xyz"`, 1), id, realRepo, ErrInvalid},
 		"not json":       {"{", id, realRepo, ErrInvalid},
 		"trailing":       {good + "{}", id, realRepo, ErrInvalid},
+		"trailing brace": {good + "}", id, realRepo, ErrInvalid}, // More() is false before it
+		"trailing brack": {good + "]", id, realRepo, ErrInvalid},
 		"huge":           {good + strings.Repeat(" ", MaxCommitSize), id, realRepo, ErrInvalid},
 	}
 	for name, c := range cases {

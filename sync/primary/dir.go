@@ -90,6 +90,11 @@ func libDirs(lib Library) []dirKey {
 	return []dirKey{{object.KindCommit, lib.ID}, {object.KindFS, lib.StoreID}, {object.KindBlock, lib.StoreID}}
 }
 
+// openFlags open an object for reading without waiting: a FIFO planted in the data dir
+// would block open(2) for good, beyond any context. Regular files ignore O_NONBLOCK; a
+// FIFO then reads as empty, which its id does not hash to.
+const openFlags = unix.O_RDONLY | unix.O_NONBLOCK
+
 // open opens an object read-only through a bare descriptor: os.Open would add five
 // fcntl/epoll_ctl calls per file to try the netpoller, which regular files never use
 // (issue 10: a first backup opens two source files per small file).
@@ -102,7 +107,7 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*fsutil.RawFile, error
 	if h := d.held.Acquire(dirKey{kind, storeID}); h != nil {
 		rel := p[len(p)-41:] // <id[:2]>/<id[2:]>
 		err = fsutil.IgnoringEINTR(func() (err error) {
-			fd, err = unix.Openat(h.FD, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			fd, err = unix.Openat(h.FD, rel, openFlags|unix.O_CLOEXEC, 0)
 			return err
 		})
 		d.held.Done(h)
@@ -110,13 +115,15 @@ func (d *Dir) open(kind object.Kind, storeID, id string) (*fsutil.RawFile, error
 			return &fsutil.RawFile{FD: fd, Path: p}, nil
 		}
 	}
-	fd, err = fsutil.Open(p, unix.O_RDONLY, 0)
+	fd, err = fsutil.Open(p, openFlags, 0)
 	if err == unix.ENOENT {
 		// An unmounted or moved data dir looks like every object missing: only a
-		// storage dir that is still there can say an object is not in it.
-		storage := filepath.Join(d.root, "storage")
-		if _, serr := os.Stat(storage); serr != nil {
-			return nil, &UnreachableError{What: "primary data dir", Err: fmt.Errorf("%s is gone (unmounted?): %w", storage, serr)}
+		// storage dir that is still there can say an object is not in it. So can only
+		// storage/<kind>, often a mount of its own or a symlink to one.
+		for _, dir := range []string{filepath.Join(d.root, "storage"), filepath.Join(d.root, "storage", string(kind))} {
+			if _, serr := os.Stat(dir); serr != nil {
+				return nil, &UnreachableError{What: "primary data dir", Err: fmt.Errorf("%s is gone (unmounted?): %w", dir, serr)}
+			}
 		}
 		return nil, &NotFoundError{Kind: kindName(kind), ID: id}
 	}

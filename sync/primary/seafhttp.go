@@ -126,7 +126,12 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HTTP{base: u, client: &http.Client{Transport: transport}, syncToken: []byte(opts.SyncToken), opts: opts, log: log,
+	// Redirects are not followed: Go would send the library's token (an owner's, good
+	// for writes too) to whatever host a redirect names, and turn the protocol's POSTs
+	// into GETs without a body. The file server never redirects; a proxy in front that
+	// does is reported with where it points.
+	client := &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &HTTP{base: u, client: client, syncToken: []byte(opts.SyncToken), opts: opts, log: log,
 		inflight: newInflight(min(8, opts.MaxInFlight), opts.MaxInFlight)}, nil
 }
 
@@ -163,7 +168,8 @@ func (e *statusError) Error() string {
 func retryable(err error) bool {
 	var se *statusError
 	if errors.As(err, &se) {
-		return se.code >= 500 && se.code != 501
+		// 429 and 408: a proxy or rate limiter in front asking to come back later.
+		return se.code >= 500 && se.code != 501 || se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout
 	}
 	return !errors.Is(err, context.Canceled) // resets, timeouts, EOFs, refused connections
 }
@@ -256,6 +262,14 @@ func (h *HTTP) once(ctx context.Context, r request) (*http.Response, error) {
 		resp.Body.Close()
 		cancel(nil)
 		err := &statusError{method: r.method, route: r.path, code: resp.StatusCode, body: strings.TrimSpace(string(msg))}
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			where := resp.Header.Get("Location")
+			if lu, perr := url.Parse(where); perr == nil {
+				lu.User, lu.RawQuery = nil, ""
+				where = lu.String()
+			}
+			err.body = fmt.Sprintf("a redirect to %q, not followed: set primary.url to the file server's own address", where)
+		}
 		release(overloaded(err))
 		return nil, err
 	}
@@ -278,7 +292,11 @@ func scrub(err error, base *url.URL) error {
 }
 
 // stallGuard cancels a response whose body sends nothing for too long. A plain
-// client timeout would also cut off a large block arriving slowly but steadily.
+// client timeout would also cut off a large block arriving slowly but steadily. Its
+// clock runs only inside Read, while the caller waits on the primary: a caller slow to
+// take what arrived (a pack-fs callback hashing blocks for a re-check, a slow store
+// behind a block) is not the primary stalling, and was cut off, retried and taken as
+// overload, halving the requests in flight for the whole process.
 type stallGuard struct {
 	rc      io.ReadCloser
 	timer   *time.Timer
@@ -296,14 +314,14 @@ func newStallGuard(rc io.ReadCloser, limit time.Duration, cancel context.CancelC
 		g.stalled.Store(true)
 		cancel(fmt.Errorf("%w for %s", errStalled, limit))
 	})
+	g.timer.Stop() // started by each Read
 	return g
 }
 
 func (g *stallGuard) Read(p []byte) (int, error) {
+	g.timer.Reset(g.limit)
 	n, err := g.rc.Read(p)
-	if n > 0 {
-		g.timer.Reset(g.limit)
-	}
+	g.timer.Stop()
 	if err != nil {
 		// The answer is over (whole, or broken off): its slot is free for the next.
 		g.release(err != io.EOF && (g.stalled.Load() || overloaded(err)))
@@ -408,11 +426,17 @@ func (h *HTTP) Head(ctx context.Context, lib Library) (string, error) {
 		Corrupted *int   `json:"is_corrupted"`
 		Head      string `json:"head_commit_id"`
 	}
-	if err := json.Unmarshal(data, &v); err != nil || !object.ValidID(v.Head) {
+	if err := json.Unmarshal(data, &v); err != nil {
 		return "", fmt.Errorf("%w: commit/HEAD answered %q", object.ErrInvalid, truncate(string(data)))
 	}
 	if v.Corrupted != nil && *v.Corrupted != 0 {
-		return "", ErrCorrupted
+		// What the file server answers when its own database query for the head
+		// failed (the library's corruption is HTTP 445): a passing failure.
+		return "", &UnreachableError{What: "GET /repo/" + lib.ID + "/commit/HEAD",
+			Err: errors.New(`the file server answered {"is_corrupted": 1}: it could not read the head from its database (see its seafile.log)`)}
+	}
+	if !object.ValidID(v.Head) {
+		return "", fmt.Errorf("%w: commit/HEAD answered %q", object.ErrInvalid, truncate(string(data)))
 	}
 	return v.Head, nil
 }
@@ -736,9 +760,10 @@ func (b *blockReader) open() error {
 		switch {
 		case b.ctx.Err() != nil:
 			return b.ctx.Err()
-		case errors.As(err, &se) && se.code == http.StatusNotFound:
-			return fmt.Errorf("%w (%v)", &NotFoundError{Kind: "block", ID: b.id}, err)
-		case errors.As(err, &se) && se.code == http.StatusInternalServerError:
+		case errors.As(err, &se) && (se.code == http.StatusInternalServerError || se.code == http.StatusNotFound):
+			// A 404 never comes from the file server for a block (its route always
+			// matches; a block it lacks is a 500): it is whatever stands in front of
+			// it, so check-blocks decides, as for a 500.
 			// The file server answers 500 for a block it lacks, and for one it cannot
 			// read right now: check-blocks tells which.
 			lacking, cerr := b.h.lacking(b.ctx, b.lib, "check-blocks", []string{b.id})
@@ -749,8 +774,12 @@ func (b *blockReader) open() error {
 				return fmt.Errorf("%w (%v; check-blocks says the server lacks it)", &NotFoundError{Kind: "block", ID: b.id}, err)
 			}
 			if failures++; failures >= b.h.opts.Attempts {
-				return &UnreachableError{What: fmt.Sprintf("GET /repo/%s/block/%s, %d tries", b.lib.ID, b.id, failures),
-					Err: fmt.Errorf("the file server keeps answering 500 for a block check-blocks says it has (see its seafile.log): %w", err)}
+				// It has the block and, asked again and again, cannot read it: a block
+				// file damaged or empty on its disk (its getBlockInfo refuses a size of
+				// 0), which the data-dir source would have read as corrupt. So corrupt,
+				// a hole under --force (retried at each sync), not the server down.
+				return fmt.Errorf("%w: the file server keeps answering %d for block %s, which check-blocks says it has, %d tries: "+
+					"its block file is damaged or empty (see its seafile.log; seaf-fsck): %v", object.ErrInvalid, se.code, b.id, failures, err)
 			}
 			if err := b.h.sleep(b.ctx, failures); err != nil {
 				return err
