@@ -76,7 +76,7 @@ func (c *statusCmd) print(e *env, rep *scan.Report) error {
 		return cantRun(err)
 	}
 	if !rep.Healthy() {
-		return reported("some libraries failed or have holes")
+		return reported("some libraries failed or have holes, or the last scan could not run")
 	}
 	return nil
 }
@@ -167,6 +167,9 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 		if ok && rec.Failed() {
 			failed(s.RepoID, rec.LastError)
 		}
+	}
+	if f := rep.ScanFailed; f != nil {
+		lines = append(lines, "scan\t"+errorLine(f.Error))
 	}
 	for _, h := range rep.Holes {
 		if h.DeletedAt == nil { // as Report.WithHoles counts them

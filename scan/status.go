@@ -32,6 +32,9 @@ type Report struct {
 	Truncated []Entry     `json:"truncated"`
 	Deleted   []Entry     `json:"deleted"`
 	LastDump  *state.Dump `json:"last_dump,omitempty"`
+	// ScanFailed: the last scan could not run at all (see state.ScanFailure). The
+	// backup is then standing still, whatever the libraries' own standing says.
+	ScanFailed *state.ScanFailure `json:"scan_failed,omitempty"`
 	// Libraries is every library of the report, with its backed-up head, last success
 	// and lag, for scripts and monitoring.
 	Libraries []LibraryState `json:"libraries"`
@@ -77,7 +80,7 @@ type Entry struct {
 
 // Healthy reports whether every library is fully backed up: none failed, none has
 // holes.
-func (r *Report) Healthy() bool { return r.FailedCount == 0 && r.WithHoles == 0 }
+func (r *Report) Healthy() bool { return r.FailedCount == 0 && r.WithHoles == 0 && r.ScanFailed == nil }
 
 // Status compares the primary's heads (one query) with the state. With cat nil it works
 // from the state alone.
@@ -97,6 +100,9 @@ func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTi
 		Truncated: []Entry{}, Deleted: []Entry{}, Libraries: []LibraryState{}}
 	now := time.Now()
 	if r.LastDump, err = st.LastDump(); err != nil {
+		return nil, err
+	}
+	if r.ScanFailed, err = st.LastScanFailure(); err != nil {
 		return nil, err
 	}
 	known := make(map[string]*state.Library, len(recs))
@@ -289,6 +295,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if d := r.LastDump; d != nil {
 		fmt.Fprintf(w, "Last database dump: %s (%s)\n", d.Finished.Format(time.RFC3339), d.Dir)
+	}
+	if f := r.ScanFailed; f != nil {
+		fmt.Fprintf(w, "The last scan could not run (%s): %s\n", f.At.Format(time.RFC3339), oneLine(f.Error))
 	}
 	return nil
 }

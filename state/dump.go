@@ -50,3 +50,51 @@ func (d *Dir) LastDump() (*Dump, error) {
 	}
 	return &rec, nil
 }
+
+// ScanFailure records that the last scan could not run at all (the primary's data dir
+// or database, the backup disk or database unreachable): it synced nothing and
+// recorded nothing in any library's record, so without it status would show the
+// libraries merely waiting, and the cron recipe's status --if-changed mail nothing
+// while the backup stood still.
+type ScanFailure struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error"`
+}
+
+func (d *Dir) scanFailurePath() string { return filepath.Join(d.root, "scan-failed.json") }
+
+// SaveScanFailure records that a scan could not run, with why; nil records that one
+// ran (whatever became of each library), removing the record.
+func (d *Dir) SaveScanFailure(f *ScanFailure) error {
+	if f == nil {
+		if err := os.Remove(d.scanFailurePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state: %w", err)
+		}
+		return nil
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(d.scanFailurePath(), append(data, '\n'), 0o640); err != nil {
+		return fmt.Errorf("state: record the failed scan: %w", err)
+	}
+	return nil
+}
+
+// LastScanFailure is the recorded failure of the last scan, or nil if it ran.
+func (d *Dir) LastScanFailure() (*ScanFailure, error) {
+	data, err := os.ReadFile(d.scanFailurePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var f ScanFailure
+	if err := json.Unmarshal(data, &f); err != nil {
+		// Damaged: still a scan that failed; the next scan that runs removes it.
+		return &ScanFailure{Error: fmt.Sprintf("%s is damaged (%v)", d.scanFailurePath(), err)}, nil
+	}
+	return &f, nil
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"seafbak/internal/testenv"
+)
+
+// A scan that cannot run at all (here the primary's data dir gone) records nothing in
+// any library's record, so status showed the libraries merely waiting and the cron
+// recipe (scan >/dev/null; status --if-changed) mailed nothing while the backup stood
+// still (found by review). Now status names the failed scan and is unhealthy, and
+// --if-changed mails once when scans start failing and once when one runs again.
+func TestScanThatCannotRunIsTold(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 {
+		t.Fatalf("scan: %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := seafbak("--config", cfg, "status", "--if-changed"); code != 0 || out != "" {
+		t.Fatalf("status --if-changed while healthy: %d %q", code, out)
+	}
+	moved := env.PrimaryDir + ".moved"
+	if err := os.Rename(env.PrimaryDir, moved); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if code, out, errs := seafbak("--config", cfg, "-q", "scan"); code != 2 {
+			t.Fatalf("scan %d with the primary's data dir gone: %d\n%s%s", i, code, out, errs)
+		}
+	}
+	code, out, _ := seafbak("--config", cfg, "status")
+	if code != 1 || !strings.Contains(out, "The last scan could not run (") || !strings.Contains(out, env.PrimaryDir) {
+		t.Fatalf("status after scans that could not run: %d\n%s", code, out)
+	}
+	code, out, _ = seafbak("--config", cfg, "status", "--json")
+	if code != 1 || !strings.Contains(out, `"scan_failed": {`) {
+		t.Fatalf("status --json: %d\n%s", code, out)
+	}
+	if code, out, _ := seafbak("--config", cfg, "status", "--if-changed"); code != 1 || !strings.Contains(out, "The last scan could not run") {
+		t.Fatalf("status --if-changed once scans fail: %d %q", code, out)
+	}
+	seafbak("--config", cfg, "-q", "scan")
+	if code, out, _ := seafbak("--config", cfg, "status", "--if-changed"); code != 0 || out != "" {
+		t.Fatalf("status --if-changed after another scan failing the same way: %d %q", code, out)
+	}
+	if err := os.Rename(moved, env.PrimaryDir); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 {
+		t.Fatalf("scan once the data dir is back: %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := seafbak("--config", cfg, "status"); code != 0 || strings.Contains(out, "could not run") {
+		t.Fatalf("status once a scan ran: %d\n%s", code, out)
+	}
+	if code, out, _ := seafbak("--config", cfg, "status", "--if-changed"); code != 1 || out == "" {
+		t.Fatalf("status --if-changed on the recovery: %d %q", code, out)
+	}
+}
