@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,21 @@ import (
 type scanCmd struct{}
 
 func (c *scanCmd) Run(e *env) error {
+	st, err := state.Open(e.cfg.State)
+	if err != nil {
+		return cantRun(err)
+	}
+	lock, err := st.TryScanLock()
+	if errors.Is(err, state.ErrScanRunning) {
+		// Not a failure: that scan is doing this one's work (cron starting one every
+		// 5 minutes beside a first backup of hours).
+		fmt.Fprintf(e.stdout, "seafbak scan: %v; leaving the libraries to it\n", err)
+		return nil
+	}
+	if err != nil {
+		return cantRun(err)
+	}
+	defer lock.Unlock()
 	w, err := wire(e, false)
 	if err != nil {
 		return recordScanFailure(e, nil, cantRun(err))

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"seafbak/internal/testenv"
+	"seafbak/state"
 )
 
 // A scan that cannot run at all (here the primary's data dir gone) records nothing in
@@ -58,5 +59,34 @@ func TestScanThatCannotRunIsTold(t *testing.T) {
 	}
 	if code, out, _ := seafbak("--config", cfg, "status", "--if-changed"); code != 1 || out == "" {
 		t.Fatalf("status --if-changed on the recovery: %d %q", code, out)
+	}
+}
+
+// One scan at a time: a cron scan that starts while another still runs (a first
+// backup of hours) leaves the libraries to it, exits 0 and says since when that one
+// runs; it starts no syncs and no database connections of its own (found by review:
+// the README's bound on the primary's connections did not hold under cron).
+func TestScanLeavesTheLibrariesToARunningScan(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	st, err := state.Open(env.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, err := st.TryScanLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := seafbak("--config", cfg, "scan")
+	if code != 0 || !strings.Contains(out, "another seafbak scan is still running (started ") || !strings.Contains(out, "leaving the libraries to it") {
+		t.Fatalf("scan beside a running one: %d\n%s%s", code, out, errs)
+	}
+	if h := env.BackupHead(testenv.RealLibraryID); h != "" {
+		t.Fatalf("the second scan synced: %s", h)
+	}
+	running.Unlock()
+	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 || env.BackupHead(testenv.RealLibraryID) == "" {
+		t.Fatalf("scan once the other ended: %d\n%s%s", code, out, errs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -345,4 +346,50 @@ func listNames(dir string) ([]string, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return names, nil
+}
+
+// ErrScanRunning is returned by TryScanLock while another scan holds the state's scan
+// lock.
+var ErrScanRunning = errors.New("another seafbak scan is still running")
+
+// ScanLock is the state's scan lock, held by one scan at a time: a first backup that
+// takes hours would otherwise meet a new cron scan every 5 minutes, each starting as
+// many syncs and database connections again on the libraries the others had not
+// reached. Released by Unlock or when the process dies.
+type ScanLock struct{ fd int }
+
+// TryScanLock takes the scan lock, or returns ErrScanRunning naming when the holder
+// started.
+func (d *Dir) TryScanLock() (*ScanLock, error) {
+	p := filepath.Join(d.root, "scan.lock")
+	fd, err := fsutil.Open(p, unix.O_RDWR|unix.O_CREAT, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("state: scan lock: %w", &os.PathError{Op: "open", Path: p, Err: err})
+	}
+	if err := fsutil.TryFlock(fd); err != nil {
+		defer unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			buf := make([]byte, 128)
+			n, _ := unix.Pread(fd, buf, 0)
+			since := strings.TrimSpace(string(buf[:max(n, 0)]))
+			if since == "" {
+				return nil, ErrScanRunning
+			}
+			return nil, fmt.Errorf("%w (%s)", ErrScanRunning, since)
+		}
+		return nil, fmt.Errorf("state: scan lock: %w", err)
+	}
+	// For the next scan's message; content only, so a short write is no error.
+	unix.Ftruncate(fd, 0)
+	unix.Pwrite(fd, []byte(fmt.Sprintf("started %s, pid %d\n", time.Now().UTC().Format(time.RFC3339), os.Getpid())), 0)
+	return &ScanLock{fd: fd}, nil
+}
+
+// Unlock releases the scan lock.
+func (l *ScanLock) Unlock() {
+	if l != nil && l.fd >= 0 {
+		fsutil.Unflock(l.fd)
+		unix.Close(l.fd)
+		l.fd = -1
+	}
 }
