@@ -143,7 +143,7 @@ func hint(err error) string {
 		return "a disk is full (the path above is on it): free space or inodes (df -h, df -i) and run again; " +
 			"what was recorded before stays as it was"
 	case errors.Is(err, state.ErrLocked):
-		return "another seafbak is syncing this library and will finish it; wait longer with --lock-wait, or let the next scan pick it up"
+		return "another seafbak is syncing this library; it was asked to read the primary's head again before it finishes, so this change is not lost. Wait for it with --lock-wait to see the result"
 	}
 	return s3Hint(err)
 }

@@ -393,3 +393,49 @@ func (l *ScanLock) Unlock() {
 		l.fd = -1
 	}
 }
+
+// againPath is locks/<repo id>.again: a request, left by an invocation that gave up
+// waiting for the library's lock, that the holder sync the library once more before it
+// lets go (see AskAgain).
+func (d *Dir) againPath(repoID string) (string, error) {
+	if _, err := d.recordPath(repoID); err != nil { // checks the id
+		return "", err
+	}
+	return filepath.Join(d.root, "locks", repoID+".again"), nil
+}
+
+// AskAgain asks whoever holds repoID's lock to read the primary's head again before
+// it lets go, and sync that if it moved. A hook's sync --no-wait (or one that waited
+// in vain) leaves it: the holder may be copying a head it read before the change that
+// fired the hook, and the change would otherwise wait for the next scan. Only the name
+// matters; it needs no flush (a crash ends the holder too).
+func (d *Dir) AskAgain(repoID string) error {
+	p, err := d.againPath(repoID)
+	if err != nil {
+		return err
+	}
+	fd, err := fsutil.Open(p, unix.O_WRONLY|unix.O_CREAT, 0o640)
+	if err != nil {
+		return fmt.Errorf("state: ask for another sync of %s: %w", repoID, &os.PathError{Op: "open", Path: p, Err: err})
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// TakeAgain removes repoID's request for another sync, reporting whether there was
+// one. The lock holder asks before it lets go, and again after each sync it made for a
+// request, until none is left.
+func (d *Dir) TakeAgain(repoID string) (bool, error) {
+	p, err := d.againPath(repoID)
+	if err != nil {
+		return false, err
+	}
+	switch err := unix.Unlink(p); err {
+	case nil:
+		return true, nil
+	case unix.ENOENT:
+		return false, nil
+	default:
+		return false, fmt.Errorf("state: %w", &os.PathError{Op: "unlink", Path: p, Err: err})
+	}
+}

@@ -98,10 +98,28 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
 	lock, err := e.lock(ctx, repoID)
+	if errors.Is(err, state.ErrLocked) {
+		// The holder may be copying a head read before the change that brought this
+		// sync: it is asked to look again before it lets go, and one last try covers
+		// a holder that let go meanwhile.
+		if aerr := e.State.AskAgain(repoID); aerr != nil {
+			return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, errors.Join(err, aerr))
+		}
+		if l, terr := e.State.TryLock(repoID); terr == nil {
+			lock, err = l, nil
+			e.State.TakeAgain(repoID) // its own request: this sync reads the head now
+		}
+	}
 	if err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
 	defer lock.Unlock()
+	res, err := e.syncHead(ctx, lock, repoID)
+	return e.syncAgainIfAsked(ctx, lock, repoID, res, err)
+}
+
+// syncHead reads repoID's head from the primary and syncs it; the caller holds the lock.
+func (e *Engine) syncHead(ctx context.Context, lock *state.Lock, repoID string) (Result, error) {
 	lib, err := e.Source.Library(ctx, repoID)
 	if errors.Is(err, primary.ErrLibraryGone) {
 		return e.markDeletedLocked(ctx, repoID)
@@ -110,6 +128,29 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
 	return e.syncLocked(ctx, lock, lib, false)
+}
+
+// syncAgainIfAsked runs, before the lock goes, the syncs that invocations which gave
+// up waiting for it asked for (state.Dir.AskAgain): the primary's head is read again
+// and synced, until no request is left. After a failure it only takes the requests:
+// the failure is recorded, and the next scan retries the library.
+func (e *Engine) syncAgainIfAsked(ctx context.Context, lock *state.Lock, repoID string, res Result, err error) (Result, error) {
+	for {
+		asked, terr := e.State.TakeAgain(repoID)
+		if terr != nil {
+			e.log().Warn("cannot take a request for another sync", "repo", repoID, "err", terr)
+			return res, err
+		}
+		if !asked || err != nil || ctx.Err() != nil {
+			return res, err
+		}
+		e.log().Info("another invocation asked for this library while it synced: reading its head again", "repo", repoID)
+		again, aerr := e.syncHead(ctx, lock, repoID)
+		if aerr != nil || !again.UpToDate {
+			// What the caller learns is where the library now stands.
+			res, err = again, aerr
+		}
+	}
 }
 
 // lock takes repoID's lock, waiting as LockWait says.
@@ -139,7 +180,8 @@ func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, e
 		return Result{RepoID: lib.ID, Name: lib.Name}, err
 	}
 	defer lock.Unlock()
-	return e.syncLocked(ctx, lock, lib, true)
+	res, err := e.syncLocked(ctx, lock, lib, true)
+	return e.syncAgainIfAsked(ctx, lock, lib.ID, res, err)
 }
 
 // relisted is the primary's library now, asked again under the lock, when lib came from
