@@ -81,6 +81,8 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 		switch {
 		case errors.Is(err, restore.ErrNotEmpty):
 			return cantRun(fmt.Errorf("%w (choose an empty directory, or add --force)", err))
+		case errors.Is(err, restore.ErrTargetBusy):
+			return cantRun(err)
 		case errors.Is(err, restore.ErrBadPath):
 			return usagef("--path: %w", err)
 		case errors.Is(err, restore.ErrPathNotFound):

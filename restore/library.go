@@ -19,6 +19,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/sys/unix"
+
 	"seafbak/internal/fsutil"
 	"seafbak/state"
 	"seafbak/sync/object"
@@ -37,6 +39,11 @@ var ErrEncrypted = errors.New("the library is encrypted: the backup holds its bl
 var ErrNameCollision = errors.New("the target filesystem takes two names of this folder as one (they differ only in case or Unicode form), so one would overwrite the other; restore to a filesystem that tells them apart (ext4, XFS, Btrfs), or each of them with --path into a directory of its own")
 
 var ErrNotEmpty = errors.New("target directory is not empty (force writing into it, replacing what is in the way)")
+
+// ErrTargetBusy: another restore is writing into the target directory right now (a
+// rerun after an ssh drop while the first goes on under nohup). Taken for a killed one
+// to resume, it would sweep the first's temp files and remove its marker mid-write.
+var ErrTargetBusy = errors.New("another seafbak restore is writing into this directory; wait for it to finish (or stop it), then run this one again")
 
 // ErrNoCommit is returned when LibraryOptions.At is older than every commit in the
 // library's backed-up history.
@@ -226,11 +233,12 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		}
 		return fail(err)
 	}
-	root, resumed, err := openTarget(opts.Dir, opts.Force, unfinished{RepoID: lib.RepoID, Commit: c.ID, Path: path})
+	root, resumed, unlock, err := openTarget(opts.Dir, opts.Force, unfinished{RepoID: lib.RepoID, Commit: c.ID, Path: path})
 	if err != nil {
 		return fail(err)
 	}
 	defer root.Close()
+	defer unlock()
 	if err := checkFolding(root, p); err != nil {
 		return fail(err)
 	}
@@ -246,24 +254,23 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		s: opts.Store, lib: lib, plan: p, force: opts.Force || resumed, sweep: opts.Force || resumed, fsync: opts.Fsync,
 		prog: &progress{p: opts.Progress},
 	}
-	if marked {
-		if w.flush, err = newFlusher(root); err != nil {
-			return fail(err)
-		}
-		defer w.flush.close()
+	// Flushed before success is reported, marker or not (see below).
+	if w.flush, err = newFlusher(root); err != nil {
+		return fail(err)
 	}
+	defer w.flush.close()
 	w.prog.todo(int64(len(p.dirs)-1+p.files), p.bytes)
 	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "path", displayPath(path), "dirs", len(p.dirs)-1, "files", p.files, "bytes", p.bytes, "dir", opts.Dir, "resumed", resumed)
 	if err := w.writeTree(ctx, root, max(opts.Parallel, 0)); err != nil {
 		return fail(err)
 	}
+	// The marker goes only once every file is on disk: were its removal written first,
+	// a machine crash could leave empty files under their final names and nothing to say
+	// the restore is unfinished. One syncfs, not a flush per file.
+	if err := w.flush.finish(); err != nil {
+		return fail(fmt.Errorf("every file is written, but flushing them to disk failed (%w); the restore stays unfinished: run it again", err))
+	}
 	if marked {
-		// The marker goes only once every file is on disk: were its removal written
-		// first, a machine crash could leave empty files under their final names and
-		// nothing to say the restore is unfinished. One syncfs, not a flush per file.
-		if err := w.flush.finish(); err != nil {
-			return fail(fmt.Errorf("every file is written, but flushing them to disk failed (%w); the restore stays unfinished: run it again", err))
-		}
 		if err := root.Remove(MarkerName); err != nil {
 			return fail(fmt.Errorf("every file is restored, but removing %s failed: %w", MarkerName, err))
 		}
@@ -572,22 +579,33 @@ type unfinished struct {
 }
 
 // writeMarker puts the marker in place under a temp name and a rename, so a kill never
-// leaves a half-written one.
+// leaves a half-written one, and flushes it and its name before any file is written: a
+// power cut must not leave the restored files without it, nor it empty beside them.
 func writeMarker(root *os.Root, m unfinished) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
 	tmp := tempName()
-	if err := root.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = root.Rename(tmp, MarkerName)
+	}
+	if err != nil {
 		root.Remove(tmp)
 		return err
 	}
-	if err := root.Rename(tmp, MarkerName); err != nil {
-		root.Remove(tmp)
-		return err
-	}
-	return nil
+	return fsutil.SyncDirIn(root, ".")
 }
 
 func readMarker(root *os.Root) (unfinished, error) {
@@ -635,35 +653,53 @@ func isTempName(name string) bool {
 // restore (removed here), or hold the marker of an unfinished restore of this very
 // library, commit and path (want's): then resumed is true, and the restore writes over
 // what that one left (sweeping its temp files dir by dir).
-func openTarget(dir string, force bool, want unfinished) (_ *os.Root, resumed bool, err error) {
+//
+// It holds an flock on dir until unlock, so two restores never write into one
+// directory at once (ErrTargetBusy).
+func openTarget(dir string, force bool, want unfinished) (_ *os.Root, resumed bool, unlock func(), err error) {
+	r, resumed, d, err := openTargetLocked(dir, force, want)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	return r, resumed, func() { fsutil.Unflock(int(d.Fd())); d.Close() }, nil
+}
+
+func openTargetLocked(dir string, force bool, want unfinished) (_ *os.Root, resumed bool, lock *os.File, err error) {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, false, err
+			return nil, false, nil, err
 		}
 	case err != nil:
-		return nil, false, err
+		return nil, false, nil, err
 	case !fi.IsDir():
-		return nil, false, fmt.Errorf("%s is not a directory", dir)
+		return nil, false, nil, fmt.Errorf("%s is not a directory", dir)
 	}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
+	}
+	d, err := r.Open(".")
+	if err != nil {
+		r.Close()
+		return nil, false, nil, err
 	}
 	defer func() {
 		if err != nil {
+			d.Close()
 			r.Close()
 		}
 	}()
-	d, err := r.Open(".")
-	if err != nil {
-		return nil, false, err
+	switch err := fsutil.TryFlock(int(d.Fd())); {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return nil, false, nil, fmt.Errorf("%s: %w", dir, ErrTargetBusy)
+	case err != nil && !errors.Is(err, unix.ENOLCK) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL):
+		return nil, false, nil, fmt.Errorf("%s: lock: %w", dir, err)
 	}
 	ents, err := d.ReadDir(-1)
-	d.Close()
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	var temps []string
 	marker, others := false, 0
@@ -681,10 +717,10 @@ func openTarget(dir string, force bool, want unfinished) (_ *os.Root, resumed bo
 		m, merr := readMarker(r)
 		switch {
 		case merr == nil && m.RepoID == want.RepoID && m.Commit == want.Commit && m.Path == want.Path:
-			return r, true, nil
+			return r, true, d, nil
 		case force:
 		case merr != nil:
-			return nil, false, fmt.Errorf("%s: %w: it holds %s, which seafbak cannot read (%v); remove it, or add --force to write into the directory", dir, ErrNotEmpty, MarkerName, merr)
+			return nil, false, nil, fmt.Errorf("%s: %w: it holds %s, which seafbak cannot read (%v); remove it, or add --force to write into the directory", dir, ErrNotEmpty, MarkerName, merr)
 		default:
 			what, again := "", "--commit "+m.Commit
 			switch {
@@ -694,22 +730,22 @@ func openTarget(dir string, force bool, want unfinished) (_ *os.Root, resumed bo
 				what = fmt.Sprintf(", path %q", m.Path)
 				again += fmt.Sprintf(" --path %q", m.Path)
 			}
-			return nil, false, fmt.Errorf("%s: %w: it holds an unfinished restore of library %s at commit %s%s (started %s); to finish it, rerun that restore (%s), or choose another directory, or add --force to write this one into it",
+			return nil, false, nil, fmt.Errorf("%s: %w: it holds an unfinished restore of library %s at commit %s%s (started %s); to finish it, rerun that restore (%s), or choose another directory, or add --force to write this one into it",
 				dir, ErrNotEmpty, m.RepoID, m.Commit, what, m.Started.Format(time.RFC3339), again)
 		}
 	}
 	if force {
-		return r, false, nil
+		return r, false, d, nil
 	}
 	if others > 0 || marker {
-		return nil, false, fmt.Errorf("%s: %w", dir, ErrNotEmpty)
+		return nil, false, nil, fmt.Errorf("%s: %w", dir, ErrNotEmpty)
 	}
 	for _, n := range temps {
 		if err := r.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, false, fmt.Errorf("%s: removing the temp file %s of a killed restore: %w", dir, n, err)
+			return nil, false, nil, fmt.Errorf("%s: removing the temp file %s of a killed restore: %w", dir, n, err)
 		}
 	}
-	return r, false, nil
+	return r, false, d, nil
 }
 
 // writer writes a planned tree.

@@ -159,3 +159,54 @@ func TestRestoreRerunRefusals(t *testing.T) {
 		}
 	}
 }
+
+// pausing holds the first block Open until release is closed: a restore under way.
+type pausing struct {
+	store.Store
+	entered, release chan struct{}
+	once             atomic.Bool
+}
+
+func (s *pausing) Open(ctx context.Context, kind object.Kind, storeID, id string) (io.ReadCloser, error) {
+	if kind == object.KindBlock && s.once.CompareAndSwap(false, true) {
+		close(s.entered)
+		<-s.release
+	}
+	return s.Store.Open(ctx, kind, storeID, id)
+}
+
+// Two restores into one directory at once (a rerun after an ssh drop, the first still
+// going under nohup): the second is refused, naming why, and touches nothing; the first
+// finishes whole. Before, the second took the live restore's marker for a killed one's,
+// swept its temp files, removed the marker mid-write, and the first failed (found by
+// review).
+func TestRestoreRefusesADirectoryAnotherRestoreIsWriting(t *testing.T) {
+	env, lib, _ := backedUpRichLibrary(t)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "out")
+	first := &pausing{Store: env.Store, entered: make(chan struct{}), release: make(chan struct{})}
+	opts := restore.LibraryOptions{Store: first, State: env.State, RepoID: lib.ID, Dir: dir, Parallel: 1}
+	done := make(chan error, 1)
+	go func() { _, err := restore.RestoreLibrary(ctx, opts); done <- err }()
+	<-first.entered
+	second := opts
+	second.Store = env.Store
+	if _, err := restore.RestoreLibrary(ctx, second); !errors.Is(err, restore.ErrTargetBusy) {
+		t.Errorf("a second restore into the directory the first is writing: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, restore.MarkerName)); err != nil {
+		t.Errorf("the first restore's marker: %v", err)
+	}
+	close(first.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the first restore: %v", err)
+	}
+	if got, want := diskTree(t, dir), wantTree(t, lib, lib.Head); got != want {
+		t.Fatalf("after the first restore:\ngot:\n%s\nwant:\n%s", got, want)
+	}
+	// Done, the directory is free again: a rerun with --force may write into it.
+	second.Force = true
+	if _, err := restore.RestoreLibrary(ctx, second); err != nil {
+		t.Errorf("a restore once the first finished: %v", err)
+	}
+}
