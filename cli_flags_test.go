@@ -141,6 +141,15 @@ func TestCLIMetricsFile(t *testing.T) {
 	env.LoadRealLibrary()
 	cfg := writeConfig(t, env)
 	prom := filepath.Join(t.TempDir(), "seafbak.prom")
+	// As metrics.file in the config: absolute, and a .prom the collector reads.
+	// relative: the command runs, and says the file was not written.
+	if code, _, errs := seafbak("--config", cfg, "--metrics-file", "seafbak.prom", "status", "--offline"); !strings.Contains(errs, "is not an absolute path") {
+		t.Errorf("--metrics-file seafbak.prom: %d\n%s", code, errs)
+	}
+	if _, err := os.Stat("seafbak.prom"); err == nil {
+		os.Remove("seafbak.prom")
+		t.Error("a relative --metrics-file was written in the working directory")
+	}
 	if code, out, errs := seafbak("--config", cfg, "--metrics-file", prom, "sync", testenv.RealLibraryID); code != 0 {
 		t.Fatalf("sync: %d\n%s%s", code, out, errs)
 	}

@@ -74,7 +74,9 @@ func (c *storeCopyCmd) Run(e *env) error {
 	if c.JSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return cantRun(err)
+		}
 	} else {
 		printStoreCopy(e, res)
 	}

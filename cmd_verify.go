@@ -79,11 +79,15 @@ func (c *verifyCmd) Run(e *env) error {
 		// A library at a time: at 100 000 libraries the report is tens of MB.
 		rest := *rep
 		rest.Libraries = nil
+		libs := rep.Libraries
+		if libs == nil {
+			libs = []restore.LibraryReport{} // [], not null
+		}
 		err := jsonout.WriteIndented(e.stdout, struct {
 			*restore.VerifyReport
 			Repairs   []repairOutcome `json:"repairs,omitempty"`
 			WithHoles int             `json:"with_holes"`
-		}{&rest, repairs, holes}, "libraries", rep.Libraries)
+		}{&rest, repairs, holes}, "libraries", libs)
 		if err != nil {
 			return cantRun(err)
 		}
@@ -95,7 +99,15 @@ func (c *verifyCmd) Run(e *env) error {
 		}
 	}
 	if !rep.OK() || holes > 0 {
-		return reported("problems or holes found")
+		// One line on stderr besides the report on stdout: a cron line that sends
+		// stdout away still mails why verify failed.
+		bad := 0
+		for i := range rep.Libraries {
+			if !rep.Libraries[i].OK() {
+				bad++
+			}
+		}
+		return failed(fmt.Errorf("%d libraries with objects missing or damaged in the backup, %d with holes (the report on stdout names them; seafbak verify --repair fetches what the primary still has)", bad, holes))
 	}
 	return nil
 }

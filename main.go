@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -44,7 +45,7 @@ type cli struct {
 	Watch   watchCmd   `cmd:"" help:"Run as the primary's change hook (a systemd service): poll the primary's heads and back up each library that changed, until SIGTERM or SIGINT (exit 0)."`
 	Store   storeCmd   `cmd:"" help:"Work on the backup store as a whole: copy it into another store (filesystem to S3 and back)."`
 
-	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion of seafbak's commands and flags for your shell (bash, zsh, fish); --uninstall removes it."`
+	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Print the bash line that completes seafbak's commands and flags (complete -C ...): add it to ~/.bashrc, or eval it."`
 }
 
 // env is what a command runs with; kong hands it to each command's Run.
@@ -146,6 +147,12 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func writeMetrics(path string, cfg *config.Config, run *metrics.Run) error {
+	if !filepath.IsAbs(path) {
+		// As metrics.file in the config: under cron a relative path lands in root's
+		// home, where node_exporter never looks. Not the command's failure: the backup
+		// is as its exit code says.
+		return fmt.Errorf("%q (--metrics-file or SEAFBAK_METRICS_FILE) is not an absolute path: give one ending in .prom", path)
+	}
 	st, err := state.Open(cfg.State)
 	if err != nil {
 		return err

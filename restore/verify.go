@@ -5,6 +5,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,15 @@ type VerifyReport struct {
 	BlocksHashed int64   `json:"blocks_hashed"` // blocks read and hashed (all unless sampling)
 	Bytes        int64   `json:"bytes"`         // block bytes read and hashed
 	Seconds      float64 `json:"seconds"`
+}
+
+// MarshalJSON writes an empty list of heads as [], never null.
+func (l LibraryReport) MarshalJSON() ([]byte, error) {
+	type plain LibraryReport
+	if l.Heads == nil {
+		l.Heads = []HeadCheck{}
+	}
+	return json.Marshal(plain(l))
 }
 
 // OK reports whether every library checked out: no missing or damaged object other

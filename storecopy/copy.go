@@ -17,6 +17,7 @@ package storecopy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,6 +108,15 @@ type Result struct {
 	Present   Counts          `json:"present"`
 	Failed    int             `json:"failed"`
 	Seconds   float64         `json:"seconds"`
+}
+
+// MarshalJSON writes an empty list of libraries as [], never null.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	if r.Libraries == nil {
+		r.Libraries = []LibraryResult{}
+	}
+	return json.Marshal(plain(r))
 }
 
 // ObjectError is an object of the source that cannot be copied: missing without the

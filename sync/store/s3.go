@@ -125,7 +125,7 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		})
 		v, err := creds.GetWithContext(nil)
 		if err != nil || v.AccessKeyID == "" {
-			return nil, fmt.Errorf("s3 store %s: no credentials: set the access key and secret in the config, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials", s.endpoint)
+			return nil, fmt.Errorf("s3 store %s: no credentials: set the access key and secret in the config, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials (or the file AWS_SHARED_CREDENTIALS_FILE names: under systemd, ProtectHome= hides ~/.aws)", s.endpoint)
 		}
 	}
 	tr, err := minio.DefaultTransport(o.TLS)
