@@ -174,6 +174,11 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		}()
 	}
 	wg.Wait()
+	if ctx.Err() == nil {
+		if err := s.State.SweepDeletedMarkers(recs); err != nil {
+			s.log().Warn("cannot sweep the markers of deleted libraries", "err", err)
+		}
+	}
 	sum.Elapsed = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return sum, fmt.Errorf("scan: %w", err)

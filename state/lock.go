@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,7 +241,12 @@ func (d *Dir) OtherWriters(storeID, self string) (bool, error) {
 // libraries while self's next attempt held the lock, and been cleared by that attempt
 // even when it failed before re-checking anything. A .dead marker's writer is no
 // library, so it is never busy: every library of the store sees it dead.
-func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
+//
+// A marker left by a library since deleted (see MarkWriterDeleted) has no re-check of
+// its own to come: it binds self only if self's last completed re-check (recheckedAt)
+// began before the marker was left, so every library of the store re-checks once after
+// it, not at every sync.
+func (d *Dir) DeadDirty(storeID, self string, recheckedAt time.Time) (bool, error) {
 	var writers []string
 	if err := d.markersOn(storeID, func(_, writer string) { writers = append(writers, writer) }); err != nil {
 		return false, err
@@ -253,11 +259,117 @@ func (d *Dir) DeadDirty(storeID, self string) (bool, error) {
 				return false, err
 			}
 			dead = true
+		case strings.HasSuffix(writer, deletedSuffix):
+			fi, err := os.Stat(filepath.Join(d.root, "dirty", storeID+"."+writer))
+			switch {
+			case errors.Is(err, fs.ErrNotExist): // swept meanwhile
+			case err != nil:
+				return false, fmt.Errorf("state: %w", err)
+			case !recheckedAt.After(fi.ModTime()):
+				dead = true
+			}
 		case !d.Busy(writer):
 			dead = true
 		}
 	}
 	return dead, nil
+}
+
+// deletedSuffix ends the name of a dead attempt's marker whose library has since been
+// deleted on the primary (see MarkWriterDeleted).
+const deletedSuffix = ".deleted"
+
+// MarkWriterDeleted renames the markers of repoID, deleted on the primary, on storeID
+// (a dead attempt's, under either name) to <store>.<repo>.deleted, durably; the caller
+// holds repoID's lock, so any is from an attempt that died. Such a library is never
+// synced again, so its own re-check, which alone cleared the marker, would never come
+// and every library of the store would re-check at every sync. The renamed marker binds
+// each library until it has re-checked once (see DeadDirty); SweepDeletedMarkers
+// removes it once every live library of the store has. It reports whether there was
+// one: the deleted library's own history is then unverified (seafbak verify).
+func (d *Dir) MarkWriterDeleted(storeID, repoID string) (bool, error) {
+	p, err := d.dirtyPath(storeID, repoID)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	for _, from := range []string{p, p + deadSuffix} {
+		// The mtime says when the obligation began: a re-check that started before
+		// the rename cannot have covered it.
+		now := time.Now()
+		if err := os.Chtimes(from, now, now); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return false, fmt.Errorf("state: %w", err)
+		}
+		if err := os.Rename(from, p+deletedSuffix); err != nil {
+			return false, fmt.Errorf("state: keep the marker of deleted library %s: %w", repoID, err)
+		}
+		found = true
+	}
+	if !found {
+		return false, nil
+	}
+	dir := filepath.Dir(p)
+	if err := d.dirtyDir.Do(dir, func([]string) error { return fsutil.SyncDir(dir) }); err != nil {
+		return false, fmt.Errorf("state: keep the marker of deleted library %s: %w", repoID, err)
+	}
+	return true, nil
+}
+
+// SweepDeletedMarkers removes each marker of a deleted library (see
+// MarkWriterDeleted) once every library of its store that is not deleted, among recs,
+// has completed a re-check since it was left. A scan calls it with every record.
+func (d *Dir) SweepDeletedMarkers(recs []Library) error {
+	names, err := d.listMarkers()
+	if err != nil {
+		return err
+	}
+	// Markers of libraries recorded deleted that an older seafbak left under their
+	// first names: given the deleted name here (a library syncing again after it came
+	// back from the trash is busy, and its marker live).
+	deleted := map[string]bool{}
+	for i := range recs {
+		if recs[i].Deleted != nil {
+			deleted[recs[i].ID] = true
+		}
+	}
+	for _, name := range names {
+		store, writer, ok := splitMarker(name)
+		if w := strings.TrimSuffix(writer, deadSuffix); ok && deleted[w] && !d.Busy(w) {
+			if _, err := d.MarkWriterDeleted(store, w); err != nil {
+				return err
+			}
+		}
+	}
+	if names, err = d.listMarkers(); err != nil {
+		return err
+	}
+	for _, name := range names {
+		store, writer, ok := splitMarker(name)
+		if !ok || !strings.HasSuffix(writer, deletedSuffix) {
+			continue
+		}
+		p := filepath.Join(d.root, "dirty", name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue // swept by another scan
+		}
+		pending := false
+		for i := range recs {
+			if recs[i].StoreID == store && recs[i].Deleted == nil && !recs[i].RecheckedAt.After(fi.ModTime()) {
+				pending = true
+				break
+			}
+		}
+		if pending {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state: %w", err)
+		}
+	}
+	return nil
 }
 
 // deadSuffix ends the name of a dead attempt's marker (see DeadDirty).

@@ -94,20 +94,54 @@ func TestDeadMarkerStaysDeadUntilTheNextAttemptAnnounces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unlock()
-	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+	if dead, err := d.DeadDirty(S, V, time.Time{}); !dead || err != nil {
 		t.Fatalf("W holds its lock, not yet announced: V takes its dead marker as live (%v %v)", dead, err)
 	}
 	if d.Busy(W) {
 		t.Error("busy before announcing")
 	}
-	if dead, err := other.DeadDirty(S, W); !dead || err != nil {
+	if dead, err := other.DeadDirty(S, W, time.Time{}); !dead || err != nil {
 		t.Fatalf("W does not see its own dead marker: %v %v", dead, err)
 	}
 	l.Announce()
 	if !d.Busy(W) {
 		t.Error("not busy once announced")
 	}
-	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+	if dead, err := d.DeadDirty(S, V, time.Time{}); !dead || err != nil {
 		t.Errorf("W announced after renaming its marker dead: V must still see it dead (%v %v)", dead, err)
+	}
+}
+
+// A scan gives a marker left, under its first name, by a library now recorded deleted
+// (an older seafbak's) the deleted name, and removes it once every live library of the
+// store has re-checked since.
+func TestSweepDeletedMarkers(t *testing.T) {
+	S, W, O := repoID(1), repoID(2), repoID(1)
+	root := t.TempDir()
+	d, _ := Open(root)
+	marker := filepath.Join(root, "dirty", S+"."+W)
+	if err := os.WriteFile(marker, []byte("x\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	gone := time.Now()
+	recs := []Library{{ID: W, StoreID: S, Deleted: &gone}, {ID: O, StoreID: S}}
+	if err := d.SweepDeletedMarkers(recs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker + deletedSuffix); err != nil {
+		t.Fatalf("not renamed deleted: %v", err)
+	}
+	if dead, err := d.DeadDirty(S, O, time.Time{}); !dead || err != nil {
+		t.Fatalf("O, never re-checked, does not see it: %v %v", dead, err)
+	}
+	recs[1].RecheckedAt = time.Now().Add(time.Second)
+	if dead, err := d.DeadDirty(S, O, recs[1].RecheckedAt); dead || err != nil {
+		t.Fatalf("O, re-checked since, still bound: %v %v", dead, err)
+	}
+	if err := d.SweepDeletedMarkers(recs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker + deletedSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("kept once every live library re-checked: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +30,7 @@ func TestMarkerQuestionsByListing(t *testing.T) {
 			t.Run("markers", TestDirtyMarkers)
 			t.Run("before", TestMarkerQuestionsSeeMarkersMadeBeforeThem)
 			d, _ := Open(t.TempDir())
-			d.DeadDirty(repoID(1), repoID(1))
+			d.DeadDirty(repoID(1), repoID(1), time.Time{})
 			if d.view != nil {
 				t.Fatal("a view started")
 			}
@@ -45,7 +46,7 @@ func TestMarkerViewOnALocalFilesystem(t *testing.T) {
 		unix.Statfs(d.Root(), &st)
 		t.Skipf("%s is on a filesystem seafbak does not know as local (f_type %#x)", d.Root(), st.Type)
 	}
-	d.DeadDirty(repoID(1), repoID(1))
+	d.DeadDirty(repoID(1), repoID(1), time.Time{})
 	if d.view == nil {
 		t.Fatal("no view of dirty/ on a local filesystem")
 	}
@@ -64,7 +65,7 @@ func TestMarkerViewAfterOverflow(t *testing.T) {
 	}
 	d, _ := Open(t.TempDir())
 	store, self := repoID(1), repoID(1)
-	if dead, err := d.DeadDirty(store, self); err != nil || dead {
+	if dead, err := d.DeadDirty(store, self, time.Time{}); err != nil || dead {
 		t.Fatalf("fresh state: dead %v, %v", dead, err)
 	}
 	if d.view == nil {
@@ -83,7 +84,7 @@ func TestMarkerViewAfterOverflow(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(dirty, store+"."+repoID(2)), nil, 0o640) // after the overflow
-	if dead, err := d.DeadDirty(store, self); err != nil || !dead {
+	if dead, err := d.DeadDirty(store, self, time.Time{}); err != nil || !dead {
 		t.Fatalf("a dead writer's marker made after the overflow: dead %v, %v", dead, err)
 	}
 	if d.view.fd < 0 {
@@ -91,7 +92,7 @@ func TestMarkerViewAfterOverflow(t *testing.T) {
 	}
 	for i := 0; i < queued; i++ {
 		id := repoID(10_000 + i)
-		dead, err := d.DeadDirty(id, repoID(3))
+		dead, err := d.DeadDirty(id, repoID(3), time.Time{})
 		if err != nil || dead != (i%2 == 1) {
 			t.Fatalf("marker %d (removed: %v): dead %v, %v", i, i%2 == 0, dead, err)
 		}
@@ -105,7 +106,7 @@ func TestMarkerViewOfReplacedDirectory(t *testing.T) {
 	store, self := repoID(1), repoID(1)
 	d.MarkDirty(store, repoID(2))
 	d.ClearDirty(store, repoID(2))
-	if dead, err := d.DeadDirty(store, self); err != nil || dead {
+	if dead, err := d.DeadDirty(store, self, time.Time{}); err != nil || dead {
 		t.Fatalf("dead %v, %v", dead, err)
 	}
 	if d.view == nil {
@@ -121,7 +122,7 @@ func TestMarkerViewOfReplacedDirectory(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dirty, fmt.Sprintf("%s.%s", store, repoID(2))), nil, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if dead, err := d.DeadDirty(store, self); err != nil || !dead {
+	if dead, err := d.DeadDirty(store, self, time.Time{}); err != nil || !dead {
 		t.Fatalf("the new dirty/'s dead marker: dead %v, %v", dead, err)
 	}
 	if d.view.fd >= 0 {

@@ -50,6 +50,10 @@ type Library struct {
 	// completes: a sync that had to re-check every object (after an attempt died, a lost
 	// record, a repair) failed before it finished.
 	Recheck bool `json:"recheck,omitempty"`
+	// RecheckedAt is when the last re-check of this library completed: every object
+	// of its history read back and verified. A dead attempt's marker left by a
+	// library since deleted binds this one only if it is newer (see DeadDirty).
+	RecheckedAt time.Time `json:"rechecked_at,omitzero"`
 }
 
 // Failed reports whether the last attempt failed.

@@ -200,32 +200,32 @@ func TestTryLockAndBusy(t *testing.T) {
 func TestDirtyMarkers(t *testing.T) {
 	d, _ := Open(t.TempDir())
 	store, self, other := repoID(1), repoID(1), repoID(2)
-	if dead, _ := d.DeadDirty(store, self); dead {
+	if dead, _ := d.DeadDirty(store, self, time.Time{}); dead {
 		t.Fatal("dead marker in a fresh state")
 	}
 	// Another library writing into the same store (a virtual library) and alive.
 	l, _ := d.TryLock(other)
 	l.Announce()
 	d.MarkDirty(store, other)
-	if dead, _ := d.DeadDirty(store, self); dead {
+	if dead, _ := d.DeadDirty(store, self, time.Time{}); dead {
 		t.Fatal("a live writer's marker counted as dead")
 	}
 	l.Unlock() // it died without clearing its marker
-	if dead, _ := d.DeadDirty(store, self); !dead {
+	if dead, _ := d.DeadDirty(store, self, time.Time{}); !dead {
 		t.Fatal("a dead writer's marker not seen")
 	}
 	d.ClearDirty(store, other)
 	d.MarkDirty(store, self) // our own marker: always from a dead attempt
-	if dead, _ := d.DeadDirty(store, self); !dead {
+	if dead, _ := d.DeadDirty(store, self, time.Time{}); !dead {
 		t.Fatal("own marker not seen")
 	}
 	// Found dead, it stays dead (renamed) until the re-check it caused completes.
 	d.ClearDirty(store, self)
-	if dead, _ := d.DeadDirty(store, self); !dead {
+	if dead, _ := d.DeadDirty(store, self, time.Time{}); !dead {
 		t.Fatal("a dead marker gone with the next attempt's own")
 	}
 	d.ClearDead(store, self)
-	if dead, _ := d.DeadDirty(store, self); dead {
+	if dead, _ := d.DeadDirty(store, self, time.Time{}); dead {
 		t.Fatal("cleared marker still seen")
 	}
 }
@@ -257,11 +257,11 @@ func TestMarkerQuestionsSeeMarkersMadeBeforeThem(t *testing.T) {
 				if others, err := me.OtherWriters(store, self); err != nil || !others {
 					t.Errorf("round %d: another process's marker made before the question not seen (%v)", i, err)
 				}
-				if dead, err := me.DeadDirty(store, self); err != nil || dead {
+				if dead, err := me.DeadDirty(store, self, time.Time{}); err != nil || dead {
 					t.Errorf("round %d: a live writer's marker counted as dead (%v)", i, err)
 				}
 				l.Unlock()
-				if dead, err := me.DeadDirty(store, self); err != nil || !dead {
+				if dead, err := me.DeadDirty(store, self, time.Time{}); err != nil || !dead {
 					t.Errorf("round %d: a dead writer's marker not seen (%v)", i, err)
 				}
 				if err := other.ClearDirty(store, writer); err != nil {
@@ -477,7 +477,7 @@ func TestDeadMarkerStaysDeadForTheOtherLibrariesOfItsStore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "dirty", S+"."+W), []byte("x\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+	if dead, err := d.DeadDirty(S, V, time.Time{}); !dead || err != nil {
 		t.Fatalf("V does not see W's dead marker: %v %v", dead, err)
 	}
 	// W's next attempt, in another process, takes its lock and finds its marker dead.
@@ -489,10 +489,10 @@ func TestDeadMarkerStaysDeadForTheOtherLibrariesOfItsStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dead, err := other.DeadDirty(S, W); !dead || err != nil {
+	if dead, err := other.DeadDirty(S, W, time.Time{}); !dead || err != nil {
 		t.Fatalf("W does not see its own dead marker: %v %v", dead, err)
 	}
-	if dead, err := d.DeadDirty(S, V); !dead || err != nil {
+	if dead, err := d.DeadDirty(S, V, time.Time{}); !dead || err != nil {
 		t.Errorf("while W's re-check runs, V does not see the dead marker: %v %v", dead, err)
 	}
 	// That attempt fails after writing (the primary went away): its own marker goes.
@@ -504,7 +504,7 @@ func TestDeadMarkerStaysDeadForTheOtherLibrariesOfItsStore(t *testing.T) {
 	}
 	l.Unlock()
 	for _, who := range []string{V, W} {
-		if dead, err := d.DeadDirty(S, who); !dead || err != nil {
+		if dead, err := d.DeadDirty(S, who, time.Time{}); !dead || err != nil {
 			t.Errorf("after W's failed re-check, %s does not see the dead marker: %v %v", who, dead, err)
 		}
 	}
@@ -513,7 +513,7 @@ func TestDeadMarkerStaysDeadForTheOtherLibrariesOfItsStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, who := range []string{V, W} {
-		if dead, err := d.DeadDirty(S, who); dead || err != nil {
+		if dead, err := d.DeadDirty(S, who, time.Time{}); dead || err != nil {
 			t.Errorf("after W's re-check, %s still sees a dead marker: %v %v", who, dead, err)
 		}
 	}

@@ -10,6 +10,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -270,6 +271,12 @@ func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, 
 		return res, fmt.Errorf("sync %s: %w", repoID, ErrLibraryUnknown)
 	}
 	res.Name, res.OldHead, res.Head = rec.Name, rec.Head, rec.Head
+	if had, err := e.State.MarkWriterDeleted(cmp.Or(rec.StoreID, repoID), repoID); err != nil {
+		return res, fmt.Errorf("sync %s: %w", repoID, err)
+	} else if had {
+		e.log().Warn("the library's last attempt died, and it is now deleted on the primary: the other libraries of its store re-check once; its own history is not re-checked (run seafbak verify on it)",
+			"repo", repoID, "name", rec.Name)
+	}
 	if rec.Deleted != nil {
 		return res, nil
 	}
@@ -437,7 +444,7 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	}
 	// First, so that a dead attempt's marker of this library is renamed dead as soon
 	// as this attempt holds the lock (see state.Dir.DeadDirty).
-	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID)
+	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID, rec.RecheckedAt)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
 	}
@@ -580,6 +587,9 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	// libraries of the store) until a re-check finds no hole: the primary repaired, or
 	// the admin told.
 	stillRecheck := recheck && len(r.holes) > 0
+	if recheck {
+		rec.RecheckedAt = started // what it read back was there when it started
+	}
 	if recheck && !stillRecheck {
 		// The re-check covered everything a dead attempt of this library wrote.
 		if err := e.State.ClearDead(lib.StoreID, lib.ID); err != nil {

@@ -156,7 +156,7 @@ func TestHTTPMissingGrant(t *testing.T) {
 	if _, err := eng.SyncListed(context.Background(), listed); err == nil || !strings.Contains(err.Error(), "INSERT on RepoUserToken") {
 		t.Fatalf("scan's sync: %v", err)
 	}
-	if dead, _ := env.State.DeadDirty(lib.StoreID, lib.ID); dead {
+	if dead, _ := env.State.DeadDirty(lib.StoreID, lib.ID, time.Time{}); dead {
 		t.Fatal("a failed token step left a dirty marker")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
@@ -63,7 +64,7 @@ func TestFailedRowsUpdateClearsMarker(t *testing.T) {
 	if _, err := env.Engine(false).Sync(context.Background(), lib.ID); err == nil {
 		t.Fatal("sync succeeded without a Branch table")
 	}
-	if dead, err := env.State.DeadDirty(lib.StoreID, lib.ID); err != nil || dead {
+	if dead, err := env.State.DeadDirty(lib.StoreID, lib.ID, time.Time{}); err != nil || dead {
 		t.Fatalf("marker left after a failed database update (%v): the next sync would re-hash everything", err)
 	}
 	rec, _, _ := env.State.Load(lib.ID)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
@@ -382,7 +383,7 @@ func testRecheckAfterDeadAttempt(t *testing.T, env *testenv.Env, g *seafgen.Gene
 		t.Fatalf("%+v, want a re-check", res)
 	}
 	env.CompareWithPrimary(lib.ID, lib.StoreID, lib.Head)
-	if dead, _ := env.State.DeadDirty(lib.StoreID, lib.ID); dead {
+	if dead, _ := env.State.DeadDirty(lib.StoreID, lib.ID, time.Time{}); dead {
 		t.Fatal("marker left after a successful sync")
 	}
 	got, _ := os.ReadFile(lost)
