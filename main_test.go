@@ -306,6 +306,20 @@ func TestCLIDamagedRecord(t *testing.T) {
 	if data, err := os.ReadFile(path); err != nil || len(data) != 0 {
 		t.Fatalf("damaged record changed: %v %q", err, data)
 	}
+	// verify and store copy fail that library alone and go on with the others (they
+	// refused everything, exit 2, found by review).
+	code, out, errs = seafbak("--config", cfg, "verify")
+	if code != 1 || !strings.Contains(out, path) || !strings.Contains(out, "2 libraries, 1 failed") || !strings.Contains(errs, "1 libraries with objects missing or damaged") {
+		t.Fatalf("verify with a damaged record: %d\n%s%s", code, out, errs)
+	}
+	dest := filepath.Join(t.TempDir(), "seafile-data")
+	code, out, errs = seafbak("--config", cfg, "store", "copy", "--to", writeStoreConfig(t, env, "  data_dir: "+dest, env.StateDir), "--json")
+	if code != 1 {
+		t.Fatalf("store copy with a damaged record: %d\n%s%s", code, out, errs)
+	}
+	if r := copyResult(t, out); r.Failed != 1 || len(r.Libraries) != 2 || r.Copied.Blocks == 0 {
+		t.Fatalf("store copy with a damaged record: %+v", r)
+	}
 	// The fix the message gives.
 	if err := os.Rename(path, path+".damaged"); err != nil {
 		t.Fatal(err)

@@ -235,8 +235,12 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	// The state is read whole before anything is created or loaded: a damaged record
 	// found only after the load would stop a failover half done.
 	recs, err := state.Whole(opts.State.All())
+	if errors.Is(err, state.ErrDamaged) {
+		// The fix a damaged record names (sync rebuilds it) needs the primary.
+		return nil, notStarted(fmt.Errorf("%w\nin a failover the primary cannot rebuild it: put back the record from a copy of the state, or move it aside to fail over without that library (its objects stay in the backup store)", err))
+	}
 	if err != nil {
-		return nil, notStarted(fmt.Errorf("state: %w", err))
+		return nil, notStarted(err)
 	}
 	if err := createDatabases(ctx, server, targets); err != nil {
 		return nil, notStarted(err)

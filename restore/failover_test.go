@@ -229,7 +229,8 @@ func TestFailover(t *testing.T) {
 		opts := p.options(targets(t, other, prefix), true, nil)
 		opts.State = st
 		_, err = restore.Failover(ctx, opts)
-		if !errors.Is(err, restore.ErrNotStarted) || !strings.Contains(err.Error(), testenv.RealLibraryID) {
+		if !errors.Is(err, restore.ErrNotStarted) || !strings.Contains(err.Error(), testenv.RealLibraryID) ||
+			!strings.Contains(err.Error(), "move it aside to fail over without that library") || strings.Contains(err.Error(), "state: state:") {
 			t.Fatalf("failover with a damaged state record: %v", err)
 		}
 		root, err := other.Open("")

@@ -321,14 +321,21 @@ func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 	var recs []state.Library
 	var done []LibraryReport
 	if len(opts.Libraries) == 0 {
-		all, err := state.Whole(opts.State.All())
+		all, damaged, err := opts.State.All()
 		if err != nil {
 			return nil, nil, fmt.Errorf("verify: %w", err)
+		}
+		// A record that cannot be read fails its library alone, as in sync and scan.
+		for _, de := range damaged {
+			done = append(done, LibraryReport{RepoID: de.RepoID, Error: de.Error()})
 		}
 		recs = all
 		known := map[string]bool{}
 		for _, r := range all {
 			known[r.ID] = true
+		}
+		for _, de := range damaged {
+			known[de.RepoID] = true
 		}
 		for id := range opts.DBHeads {
 			if !known[id] {
@@ -343,7 +350,7 @@ func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 			}
 			seen[id] = true
 			rec, found, err := opts.State.Load(id)
-			if err != nil && object.IsInvalid(err) {
+			if err != nil && (object.IsInvalid(err) || errors.Is(err, state.ErrDamaged)) {
 				done = append(done, LibraryReport{RepoID: id, Error: err.Error()})
 				continue
 			}

@@ -183,10 +183,11 @@ func Copy(ctx context.Context, opts Options) (Result, error) {
 	if opts.Recheck {
 		opts.Full = true
 	}
-	recs, err := records(opts)
+	recs, damaged, err := records(opts)
 	if err != nil {
 		return res, err
 	}
+	res.Libraries = append(res.Libraries, damaged...)
 	c := &copier{opts: opts, log: log, tokens: make(chan struct{}, par), prog: opts.Progress}
 	c.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
 
@@ -258,14 +259,18 @@ feed:
 	return res, nil
 }
 
-// records loads the libraries to copy.
-func records(opts Options) ([]state.Library, error) {
+// records loads the libraries to copy. A record that cannot be read fails its library
+// alone (damaged), as in sync and scan: the others are copied.
+func records(opts Options) (_ []state.Library, damaged []LibraryResult, _ error) {
 	if len(opts.Libraries) == 0 {
-		recs, err := state.Whole(opts.State.All())
+		recs, bad, err := opts.State.All()
 		if err != nil {
-			return nil, fmt.Errorf("store copy: %w", err)
+			return nil, nil, fmt.Errorf("store copy: %w", err)
 		}
-		return recs, nil
+		for _, de := range bad {
+			damaged = append(damaged, LibraryResult{RepoID: de.RepoID, Error: de.Error()})
+		}
+		return recs, damaged, nil
 	}
 	var recs []state.Library
 	seen := map[string]bool{}
@@ -275,15 +280,19 @@ func records(opts Options) ([]state.Library, error) {
 		}
 		seen[id] = true
 		rec, found, err := opts.State.Load(id)
+		if errors.Is(err, state.ErrDamaged) {
+			damaged = append(damaged, LibraryResult{RepoID: id, Error: err.Error()})
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("store copy: %w", err)
+			return nil, nil, fmt.Errorf("store copy: %w", err)
 		}
 		if !found {
-			return nil, fmt.Errorf("store copy: library %s was never backed up (not in seafbak's state)", id)
+			return nil, nil, fmt.Errorf("store copy: library %s was never backed up (not in seafbak's state)", id)
 		}
 		recs = append(recs, rec)
 	}
-	return recs, nil
+	return recs, damaged, nil
 }
 
 // copier is one Copy.
