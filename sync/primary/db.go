@@ -80,22 +80,27 @@ func scanLibrary(s scanner) (Library, error) {
 	if origin != "" {
 		lib.StoreID = origin
 	}
-	return lib, checkLibrary(lib)
+	return checkLibrary(lib)
 }
 
 // checkLibrary checks the ids of a library read from the database: store paths are
-// built from them.
-func checkLibrary(lib Library) error {
+// built from them. A Repo row whose id is not one is an error (nothing can be said of
+// that library). A bad head or origin fails that library alone: it comes back with
+// HeadError set (and its own id as store id, no head), which the engine reports,
+// naming it, before anything else; the other libraries are listed and backed up.
+func checkLibrary(lib Library) (Library, error) {
 	if err := object.CheckRepoID(lib.ID); err != nil {
-		return fmt.Errorf("primary db: Repo row: %w", err)
+		return lib, fmt.Errorf("primary db: Repo row: %w", err)
 	}
 	if err := object.CheckRepoID(lib.StoreID); err != nil {
-		return fmt.Errorf("primary db: VirtualRepo row of %s: %w", lib.ID, err)
+		lib.HeadError = fmt.Errorf("primary db: VirtualRepo row of %s: %w", lib.ID, err)
+		lib.StoreID = lib.ID
 	}
 	if err := object.CheckID(lib.Head); err != nil {
-		return fmt.Errorf("primary db: Branch row of %s: %w", lib.ID, err)
+		lib.HeadError = errors.Join(lib.HeadError, fmt.Errorf("primary db: Branch row of %s: %w", lib.ID, err))
+		lib.Head = ""
 	}
-	return nil
+	return lib, nil
 }
 
 // dbErr says what the driver's bare "invalid connection" means here: the server did not

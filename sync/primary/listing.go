@@ -268,7 +268,8 @@ func (j *listJoin) validSince(c []sql.RawBytes) error {
 }
 
 // libraries completes the join: the libraries Repo has, their stores and owners, each
-// checked as scanLibrary checks a row of libraryQuery.
+// checked as scanLibrary checks a row of libraryQuery; a Repo row whose id is not a
+// library id is left out.
 func (j *listJoin) libraries() ([]Library, error) {
 	libs := j.libs[:0]
 	for i, lib := range j.libs {
@@ -286,8 +287,10 @@ func (j *listJoin) libraries() ([]Library, error) {
 			owner, _ = r.owners.first()
 		}
 		lib.Owner = owner
-		if err := checkLibrary(lib); err != nil {
-			return nil, err
+		lib, err := checkLibrary(lib)
+		if err != nil {
+			// Not a library Seafile could serve either: left out, not the listing.
+			continue
 		}
 		libs = append(libs, lib)
 	}
