@@ -123,6 +123,12 @@ func TestSyncLockWaitAndLogFlags(t *testing.T) {
 	if !synced {
 		t.Fatalf("-v logged no \"synced\" line for the library:\n%s", errs)
 	}
+	// The final error too is a JSON record, with its hint (it was plain text).
+	code, _, errs = seafbak("--config", cfg, "--log-format", "json", "sync", "--no-wait", "00000000-0000-4000-8000-000000000000")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(errs)), &rec); code == 0 || err != nil || rec["level"] != "ERROR" || rec["command"] != "sync" || rec["msg"] == "" {
+		t.Fatalf("--log-format json, a failing sync: %d %q (%v)", code, errs, err)
+	}
 	if code, _, errs := seafbak("--config", cfg, "-q", "sync", id); code != 0 || errs != "" {
 		t.Fatalf("-q sync: %d %q", code, errs)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
@@ -86,12 +87,23 @@ var errStoppedAsAsked = errors.New("stopped by a signal, as asked")
 // signal exits 130 or 143 whatever the command made of it, unless the command says a
 // signal is its normal stop.
 func report(w io.Writer, ctx context.Context, cmd string, err error) int {
+	return reportAs(w, ctx, cmd, err, false)
+}
+
+// reportAs is report, writing each message as a JSON log record (as --log-format json
+// writes the logs) when asJSON: a log shipper then reads the final error too.
+func reportAs(w io.Writer, ctx context.Context, cmd string, err error, asJSON bool) int {
 	if errors.Is(err, errStoppedAsAsked) {
 		return exitOK
 	}
 	var sig interrupt
 	if cause := context.Cause(ctx); errors.As(cause, &sig) {
-		fmt.Fprintf(w, "seafbak %s: %v; libraries not finished keep their previous backed-up head\n", cmd, sig)
+		msg := fmt.Sprintf("%v; libraries not finished keep their previous backed-up head", sig)
+		if asJSON {
+			writeJSONError(w, cmd, msg, "")
+		} else {
+			fmt.Fprintf(w, "seafbak %s: %s\n", cmd, msg)
+		}
 		if sig.sig == syscall.SIGTERM {
 			return exitSIGTERM
 		}
@@ -111,6 +123,10 @@ func report(w io.Writer, ctx context.Context, cmd string, err error) int {
 		}
 	}
 	w = errorWriter(w)
+	if asJSON {
+		writeJSONError(w, cmd, err.Error(), hint(err))
+		return code
+	}
 	for _, line := range strings.Split(err.Error(), "\n") {
 		fmt.Fprintf(w, "seafbak %s: %s\n", cmd, line)
 	}
@@ -118,6 +134,16 @@ func report(w io.Writer, ctx context.Context, cmd string, err error) int {
 		fmt.Fprintf(w, "  hint: %s\n", h)
 	}
 	return code
+}
+
+// writeJSONError writes one record as slog's JSON handler would, with the command and
+// the admin's next step as attributes.
+func writeJSONError(w io.Writer, cmd, msg, hint string) {
+	attrs := []any{"command", cmd}
+	if hint != "" {
+		attrs = append(attrs, "hint", hint)
+	}
+	slog.New(slog.NewJSONHandler(w, nil)).Error(msg, attrs...)
 }
 
 // hint is what the admin can do about a typed cause whose text does not say so. An

@@ -130,11 +130,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	log := newLogger(stderr, &c)
 	cfg, err := config.Load(config.Resolve(c.Config))
 	if err != nil {
-		return report(stderr, ctx, cmd, cantRun(err))
+		return reportAs(stderr, ctx, cmd, cantRun(err), c.LogFormat == "json")
 	}
 	start := time.Now()
 	e := &env{ctx: ctx, cfg: cfg, log: log, stdout: stdout, stderr: stderr, run: &metrics.Run{Command: cmd, Start: start}}
-	code := report(stderr, ctx, cmd, kctx.Run(e))
+	code := reportAs(stderr, ctx, cmd, kctx.Run(e), c.LogFormat == "json")
 	if path := cmp.Or(c.MetricsFile, cfg.MetricsFile); path != "" {
 		e.run.Duration, e.run.ExitCode = time.Since(start), code
 		if err := writeMetrics(path, cfg, e.run); err != nil {
