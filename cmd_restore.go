@@ -81,7 +81,7 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 		switch {
 		case errors.Is(err, restore.ErrNotEmpty):
 			return cantRun(fmt.Errorf("%w (choose an empty directory, or add --force)", err))
-		case errors.Is(err, restore.ErrTargetBusy):
+		case errors.Is(err, restore.ErrTargetBusy), errors.Is(err, restore.ErrNotADirectory):
 			return cantRun(err)
 		case errors.Is(err, restore.ErrBadPath):
 			return usagef("--path: %w", err)

@@ -222,7 +222,14 @@ func printVerify(e *env, rep *restore.VerifyReport) {
 			if p.Missing {
 				state = "missing"
 			}
-			fmt.Fprintf(w, "  %s %s %s at %q in commit %s: %s\n", p.Kind, p.ID, state, p.Path, p.Commit, p.Error)
+			where := "" // a commit is where it is: no path, no commit holding it
+			if p.Path != "" {
+				where += fmt.Sprintf(" at %q", p.Path)
+			}
+			if p.Commit != "" {
+				where += " in commit " + p.Commit
+			}
+			fmt.Fprintf(w, "  %s %s %s%s: %s\n", p.Kind, p.ID, state, where, p.Error)
 		}
 		for _, h := range l.Heads {
 			if !h.Complete && !h.Expected {

@@ -40,6 +40,9 @@ var ErrNameCollision = errors.New("the target filesystem takes two names of this
 
 var ErrNotEmpty = errors.New("target directory is not empty (force writing into it, replacing what is in the way)")
 
+// ErrNotADirectory: the target names a file; refused as a non-empty directory is.
+var ErrNotADirectory = errors.New("the target is not a directory (give a new or empty directory)")
+
 // ErrTargetBusy: another restore is writing into the target directory right now (a
 // rerun after an ssh drop while the first goes on under nohup). Taken for a killed one
 // to resume, it would sweep the first's temp files and remove its marker mid-write.
@@ -674,7 +677,7 @@ func openTargetLocked(dir string, force bool, want unfinished) (_ *os.Root, resu
 	case err != nil:
 		return nil, false, nil, err
 	case !fi.IsDir():
-		return nil, false, nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, false, nil, fmt.Errorf("%s: %w", dir, ErrNotADirectory)
 	}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
