@@ -61,6 +61,8 @@ func (c *restoreServerCmd) Run(e *env) error {
 	var notEmpty *restore.RefusedNotEmptyError
 	switch {
 	case err == nil:
+	case errors.Is(err, restore.ErrNoDump) && c.Dump != "":
+		return cantRun(fmt.Errorf("%w (the sets are the directories in %s; leave --dump out for the latest)", err, e.cfg.Dump.Dir))
 	case errors.Is(err, restore.ErrNoDump):
 		return cantRun(fmt.Errorf("%w (run seafbak dump on a schedule; see the README)", err))
 	case errors.Is(err, restore.ErrDumpDamaged):

@@ -98,7 +98,7 @@ var (
 	ErrNoSet = errors.New("dump: no complete dump set")
 	// ErrBusy is returned by Run when another Run (of any process) is writing to the
 	// same directory.
-	ErrBusy = errors.New("dump: another dump is running in this directory")
+	ErrBusy = errors.New("dump: another dump is running in this directory, or restore server is loading a set from it")
 	// ErrNotStarted tags a Run that failed before dumping anything it could keep: the
 	// options, the dump directory, the dump tool, or a database it could not reach
 	// or read (wrong name, no grant). Nothing was written.
@@ -699,6 +699,33 @@ func lockDir(dir string, log *slog.Logger) (func(), error) {
 		return nil, fmt.Errorf("dump: lock %s: %w", dir, err)
 	}
 	return func() { fsutil.Unflock(int(f.Fd())); f.Close() }, nil
+}
+
+// ErrDumping: LockForLoad found a dump running into the directory.
+var ErrDumping = errors.New("a seafbak dump is running into this directory (it may add a newer set and prune older ones); wait for it to finish, then run this again")
+
+// LockForLoad keeps dumps out of dir while a set of it is loaded (restore server): a
+// dump finishing meanwhile would prune the oldest sets beyond dump.keep, perhaps the
+// one being loaded. It is a shared flock, so loads do not exclude each other; a dump
+// running now is ErrDumping. The returned func releases it.
+func LockForLoad(dir string) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("dump: %w", err)
+	}
+	err = fsutil.IgnoringEINTR(func() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) })
+	switch {
+	case err == nil:
+		return func() { fsutil.Unflock(int(f.Fd())); f.Close() }, nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", dir, ErrDumping)
+	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EINVAL):
+		return func() { f.Close() }, nil // no locks there: as before
+	default:
+		f.Close()
+		return nil, fmt.Errorf("dump: lock %s: %w", dir, err)
+	}
 }
 
 // mkdirDurable creates dir (0700: dumps hold password hashes and sessions) and its

@@ -458,6 +458,31 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// A set being loaded (restore server) keeps dumps out, so none prunes it meanwhile; a
+// dump running keeps the load out (it may prune); two loads go together.
+func TestLoadAndDumpExcludeEachOther(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDir(dir, slog.New(slog.DiscardHandler)) // a dump running
+	must(t, err)
+	if _, err := LockForLoad(dir); !errors.Is(err, ErrDumping) {
+		t.Errorf("load during a dump: %v, want ErrDumping", err)
+	}
+	unlock()
+	load1, err := LockForLoad(dir)
+	must(t, err)
+	load2, err := LockForLoad(dir)
+	must(t, err)
+	_, err = Run(context.Background(), Options{Dir: dir, Databases: map[Role]*mysql.Config{Seafile: rootConfig("x")}})
+	if !errors.Is(err, ErrBusy) {
+		t.Errorf("dump during a load: %v, want ErrBusy", err)
+	}
+	load1()
+	load2()
+	again, err := lockDir(dir, slog.New(slog.DiscardHandler))
+	must(t, err)
+	again()
+}
+
 // TestWrongPassword: the errors say access was denied and never hold a password.
 func TestWrongPassword(t *testing.T) {
 	t.Parallel()

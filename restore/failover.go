@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"log/slog"
 	"sort"
 	"strings"
@@ -199,6 +200,15 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		progress = func(FailoverProgress) {}
 	}
 
+	if _, serr := os.Stat(opts.DumpDir); serr == nil {
+		// Held until the load is done: no dump prunes the set meanwhile. (A dump
+		// directory not there is chooseSet's to report.)
+		unlock, err := dump.LockForLoad(opts.DumpDir)
+		if err != nil {
+			return nil, notStarted(err)
+		}
+		defer unlock()
+	}
 	set, err := chooseSet(opts.DumpDir, opts.DumpSet)
 	if err != nil {
 		return nil, tag(err, ErrNoDump, ErrNotStarted)
