@@ -67,6 +67,11 @@ func (c *verifyCmd) Run(e *env) error {
 	if err != nil {
 		return cantRun(err)
 	}
+	if len(rep.Libraries) == 0 && len(c.Repos) == 0 {
+		// Nothing verified is no pass: a nightly verify against a state on a disk not
+		// mounted (made anew, empty) would have said all was well.
+		return cantRun(fmt.Errorf("the state %s records no library and the backup database no head: nothing to verify (is this your backup's state directory, and is its disk mounted?)", st.Root()))
+	}
 	e.run.Bytes, e.run.Objects = rep.Bytes, rep.Commits+rep.FSObjects+rep.Blocks
 	var repairs []repairOutcome
 	if c.Repair && !rep.OK() {

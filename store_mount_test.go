@@ -142,3 +142,20 @@ func TestBackupStoreInsideThePrimarysIsRefused(t *testing.T) {
 		t.Errorf("a store made inside the primary's seafile-data: %v", err)
 	}
 }
+
+// verify and store copy against a state that records nothing (a wrong state: path,
+// or its disk not mounted and the directory made anew) exit 2 saying so: a nightly
+// verify reported "0 libraries" and exit 0, and a copy copied nothing, successfully
+// (found by review).
+func TestVerifyAndCopyRefuseAnEmptyState(t *testing.T) {
+	env := testenv.New(t, srv) // nothing backed up: the backup database has no head
+	empty := filepath.Join(t.TempDir(), "state")
+	cfg := writeStoreConfig(t, env, "  data_dir: "+env.BackupDir, empty)
+	if code, out, errs := seafbak("--config", cfg, "verify"); code != 2 || !strings.Contains(errs, "records no library") || !strings.Contains(errs, empty) {
+		t.Errorf("verify: %d\n%s%s", code, out, errs)
+	}
+	dest := writeStoreConfig(t, env, "  data_dir: "+filepath.Join(t.TempDir(), "seafile-data"), empty)
+	if code, out, errs := seafbak("--config", cfg, "store", "copy", "--to", dest); code != 2 || !strings.Contains(errs, "records no library") {
+		t.Errorf("store copy: %d\n%s%s", code, out, errs)
+	}
+}

@@ -187,6 +187,9 @@ func Copy(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if len(recs) == 0 && len(damaged) == 0 {
+		return res, fmt.Errorf("store copy: the state %s records no library: nothing to copy (is it your backup's state directory, and is its disk mounted?)", opts.State.Root())
+	}
 	res.Libraries = append(res.Libraries, damaged...)
 	c := &copier{opts: opts, log: log, tokens: make(chan struct{}, par), prog: opts.Progress}
 	c.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
