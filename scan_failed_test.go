@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"seafbak/internal/testenv"
 	"seafbak/state"
@@ -88,5 +92,42 @@ func TestScanLeavesTheLibrariesToARunningScan(t *testing.T) {
 	running.Unlock()
 	if code, out, errs := seafbak("--config", cfg, "scan"); code != 0 || env.BackupHead(testenv.RealLibraryID) == "" {
 		t.Fatalf("scan once the other ended: %d\n%s%s", code, out, errs)
+	}
+}
+
+// A deployment that moves from cron scans to seafbak watch: watch's comparison is the
+// scan's, so once it has run, an earlier scan's "could not run" is over, and status
+// stops telling it.
+func TestWatchEndsAnEarlierScanFailure(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	moved := env.PrimaryDir + ".moved"
+	if err := os.Rename(env.PrimaryDir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := seafbak("--config", cfg, "-q", "scan"); code != 2 {
+		t.Fatalf("scan with the data dir gone: %d", code)
+	}
+	if err := os.Rename(moved, env.PrimaryDir); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- runContext(ctx, []string{"--config", cfg, "watch", "--poll", "100ms"}, &out, &errb) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for env.BackupHead(testenv.RealLibraryID) == "" {
+		if time.Now().After(deadline) {
+			cancel(nil)
+			<-done
+			t.Fatalf("watch did not back up within 20 s:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel(interrupt{sig: syscall.SIGTERM})
+	<-done
+	if code, out, _ := seafbak("--config", cfg, "status"); code != 0 || strings.Contains(out, "could not run") {
+		t.Fatalf("status once watch ran: %d\n%s", code, out)
 	}
 }
