@@ -26,7 +26,7 @@ func openBackup(e *env) (store.Store, *state.Dir, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkStoreThere(e.cfg, st); err != nil {
+	if err := checkStoreThere(e.ctx, e.cfg, st, nil); err != nil {
 		return nil, nil, err
 	}
 	bs, err := openStore(e.ctx, e.cfg, false)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"seafbak/internal/mariadbtest"
 	"seafbak/internal/testenv"
 )
 
@@ -46,7 +47,26 @@ func TestCommandsRefuseAStoreThatIsNotThere(t *testing.T) {
 			t.Errorf("%v made %v in the empty mount point (%v)", args, ents, err)
 		}
 	}
-	// A state that has backed up nothing makes its store, as on the first day.
+	// The state on the same disk, not mounted either (so made anew, empty): the backup
+	// database's heads tell (found by review: the scan copied everything again onto the
+	// mount point).
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	cfgBoth := writeStoreConfig(t, env, "  data_dir: "+filepath.Join(mnt, "seafile-data"), filepath.Join(mnt, "state"))
+	for _, args := range [][]string{{"scan"}, {"sync", testenv.RealLibraryID}} {
+		code, out, errs := seafbak(append([]string{"--config", cfgBoth}, args...)...)
+		if code != 2 || !strings.Contains(errs, "the backup database says libraries were backed up") {
+			t.Errorf("%v with the store and the state not there: %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "seafile-data", "storage")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a store was made on the mount point: %v", err)
+	}
+	// A state that has backed up nothing makes its store, as on the first day (a
+	// backup database of its own, with no head yet).
+	env.BackupDBName = mariadbtest.DBName(t) + "_fresh"
+	if err := srv.CreateDatabase(env.BackupDBName, mariadbtest.SchemaFile("seafile.sql")); err != nil {
+		t.Fatal(err)
+	}
 	fresh := filepath.Join(t.TempDir(), "seafile-data")
 	cfgFresh := writeStoreConfig(t, env, "  data_dir: "+fresh, filepath.Join(t.TempDir(), "state"))
 	if code, out, errs := seafbak("--config", cfgFresh, "scan"); code != 0 {

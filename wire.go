@@ -52,23 +52,7 @@ func wire(e *env, force bool) (*wiring, error) {
 		closeAll()
 		return nil, err
 	}
-	if err := checkStoreThere(cfg, st); err != nil {
-		closeAll()
-		return nil, err
-	}
-	bs, err := openStore(e.ctx, cfg, false)
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	eng := &seafsync.Engine{
-		Source:   source,
-		Store:    bs,
-		State:    st,
-		Log:      e.log,
-		Parallel: cfg.Parallel,
-		Force:    force,
-	}
+	var rows *store.Rows
 	if cfg.Backup.DB != nil {
 		bdb, err := dbconn.Open(e.ctx, "backup", cfg.Backup.DB)
 		if err != nil {
@@ -89,7 +73,35 @@ func wire(e *env, force bool) (*wiring, error) {
 				return nil, fmt.Errorf("backup.db %s: %w", cfg.Backup.DB.DBName, config.ErrBackupDBIsPrimary)
 			}
 		}
-		eng.Rows = store.NewRows(bdb)
+		rows = store.NewRows(bdb)
+	}
+	if cfg.Primary.DataDir != "" && cfg.Backup.Store != config.StoreS3 {
+		// Before checkStoreThere: a store in the primary's seafile-data is that,
+		// whatever else is true of it.
+		if err := checkApart(cfg.Primary.DataDir, cfg.Backup.DataDir); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	if err := checkStoreThere(e.ctx, cfg, st, rows); err != nil {
+		closeAll()
+		return nil, err
+	}
+	bs, err := openStore(e.ctx, cfg, false)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	eng := &seafsync.Engine{
+		Source:   source,
+		Store:    bs,
+		State:    st,
+		Log:      e.log,
+		Parallel: cfg.Parallel,
+		Force:    force,
+	}
+	if rows != nil {
+		eng.Rows = rows
 	}
 	if f := terminal(e); f != nil {
 		eng.Progress = newCountBar(f, "blocks")
@@ -119,7 +131,11 @@ var errStoreNotThere = errors.New("the backup store has no storage/ directory, b
 // up libraries: that is the backup disk not mounted, or a wrong path, and making the
 // store would copy every library's whole history again onto the wrong filesystem
 // (and the real store would then lack what the state records).
-func checkStoreThere(cfg *config.Config, st *state.Dir) error {
+//
+// The state may be on the same disk, not mounted either, and so as new as the store:
+// then the backup database (rows, when configured) tells, holding the heads only
+// seafbak's syncs write there.
+func checkStoreThere(ctx context.Context, cfg *config.Config, st *state.Dir, rows *store.Rows) error {
 	if cfg.Backup.Store == config.StoreS3 {
 		return nil
 	}
@@ -127,7 +143,7 @@ func checkStoreThere(cfg *config.Config, st *state.Dir) error {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil // there, or unreadable: NewFS reports that
 	}
-	recs, _, err := st.All()
+	recs, damaged, err := st.All()
 	if err != nil {
 		return err
 	}
@@ -136,8 +152,22 @@ func checkStoreThere(cfg *config.Config, st *state.Dir) error {
 			return fmt.Errorf("backup store %s (state %s): %w", cfg.Backup.DataDir, st.Root(), errStoreNotThere)
 		}
 	}
+	if rows == nil || len(recs) > 0 || len(damaged) > 0 {
+		return nil
+	}
+	heads, err := rows.Heads(ctx)
+	if err != nil {
+		return err
+	}
+	if len(heads) > 0 {
+		return fmt.Errorf("backup store %s, state %s: %w (it holds %d libraries' heads)", cfg.Backup.DataDir, st.Root(), errNothingThere, len(heads))
+	}
 	return nil
 }
+
+// errNothingThere: neither the store nor the state holds anything, but the backup
+// database holds heads seafbak's syncs wrote.
+var errNothingThere = errors.New("the backup store has no storage/ directory and the state records no library, but the backup database says libraries were backed up: are the disks of the store and the state mounted? (to start over from nothing on purpose, empty the backup database's Repo, Branch and RepoHead tables first)")
 
 // errNotApart: backup.data_dir is primary.data_dir, or inside it, or holds it.
 var errNotApart = errors.New("the backup store would be written into the primary's seafile-data: give backup.data_dir a directory apart from primary.data_dir")
