@@ -28,19 +28,16 @@ func (c *scanCmd) Run(e *env) error {
 		return cantRun(err)
 	}
 	defer lock.Unlock()
-	w, err := wire(e, false)
+	w, err := wireState(e, st, false)
 	if err != nil {
-		return recordScanFailure(e, nil, cantRun(err))
+		return recordScanFailure(e, st, cantRun(err))
 	}
 	defer w.closeAll()
 	s := &scan.Scanner{Engine: w.engine, Catalog: w.catalog, State: w.state, Log: e.log, Parallel: e.cfg.Parallel}
 	sum, err := s.Run(e.ctx)
 	e.run.Bytes = sum.Bytes
 	if err != nil {
-		return recordScanFailure(e, w.state, cantRun(err))
-	}
-	if err := w.state.SaveScanFailure(nil); err != nil {
-		e.log.Warn("cannot clear the record of an earlier scan that could not run", "err", err)
+		return recordScanFailure(e, st, cantRun(err))
 	}
 	// Every library was compared with the primary: unchanged ones are known current.
 	e.run.ComparedAll = true
@@ -57,17 +54,10 @@ func (c *scanCmd) Run(e *env) error {
 
 // recordScanFailure records in the state that this scan could not run, so that status
 // (and the cron recipe's status --if-changed) tells it (see state.ScanFailure). An
-// interrupted scan is not a failure of its own; a state that cannot be opened cannot
-// hold the record, and the error says so already.
+// interrupted scan is not a failure of its own. scan.Compared removes the record.
 func recordScanFailure(e *env, st *state.Dir, err error) error {
 	if e.ctx.Err() != nil {
 		return err
-	}
-	if st == nil {
-		var oerr error
-		if st, oerr = state.Open(e.cfg.State); oerr != nil {
-			return err
-		}
 	}
 	if serr := st.SaveScanFailure(&state.ScanFailure{At: time.Now().UTC(), Error: err.Error()}); serr != nil {
 		e.log.Warn("cannot record that the scan could not run", "err", serr)

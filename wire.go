@@ -32,11 +32,17 @@ type wiring struct {
 }
 
 func wire(e *env, force bool) (*wiring, error) {
-	cfg := e.cfg
-	st, err := state.Open(cfg.State)
+	st, err := state.Open(e.cfg.State)
 	if err != nil {
 		return nil, err
 	}
+	return wireState(e, st, force)
+}
+
+// wireState is wire for a state the caller has opened already (scan: it holds the
+// state's scan lock before anything else is opened).
+func wireState(e *env, st *state.Dir, force bool) (*wiring, error) {
+	cfg := e.cfg
 	pdb, err := dbconn.Open(e.ctx, "primary", cfg.Primary.DB)
 	if err != nil {
 		return nil, err
@@ -75,14 +81,6 @@ func wire(e *env, force bool) (*wiring, error) {
 		}
 		rows = store.NewRows(bdb)
 	}
-	if cfg.Primary.DataDir != "" && cfg.Backup.Store != config.StoreS3 {
-		// Before checkStoreThere: a store in the primary's seafile-data is that,
-		// whatever else is true of it.
-		if err := checkApart(cfg.Primary.DataDir, cfg.Backup.DataDir); err != nil {
-			closeAll()
-			return nil, err
-		}
-	}
 	if err := checkStoreThere(e.ctx, cfg, st, rows); err != nil {
 		closeAll()
 		return nil, err
@@ -97,11 +95,9 @@ func wire(e *env, force bool) (*wiring, error) {
 		Store:    bs,
 		State:    st,
 		Log:      e.log,
+		Rows:     rows,
 		Parallel: cfg.Parallel,
 		Force:    force,
-	}
-	if rows != nil {
-		eng.Rows = rows
 	}
 	if f := terminal(e); f != nil {
 		eng.Progress = newCountBar(f, "blocks")

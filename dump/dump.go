@@ -678,27 +678,9 @@ func sweepStale(dir string, age time.Duration, log *slog.Logger) {
 // lockDir takes an exclusive flock on dir itself (no lock file in it), released when
 // the returned function runs or the process dies.
 func lockDir(dir string, log *slog.Logger) (func(), error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("dump: %w", err)
-	}
-	// Released by Unflock, not by the close alone: a child forked by another goroutine
-	// would otherwise hold it until its exec (it made TestKeep's second Run find the
-	// directory busy).
-	err = fsutil.TryFlock(int(f.Fd()))
-	switch {
-	case err == nil:
-	case errors.Is(err, syscall.EWOULDBLOCK):
-		f.Close()
-		return nil, fmt.Errorf("%w (%s)", ErrBusy, dir)
-	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EINVAL):
+	return flockDir(dir, fsutil.TryFlock, ErrBusy, func(err error) {
 		log.Warn("the dump directory cannot be locked; do not run two dumps into it at once", "dir", dir, "err", err)
-		return func() { f.Close() }, nil
-	default:
-		f.Close()
-		return nil, fmt.Errorf("dump: lock %s: %w", dir, err)
-	}
-	return func() { fsutil.Unflock(int(f.Fd())); f.Close() }, nil
+	})
 }
 
 // ErrDumping: LockForLoad found a dump running into the directory.
@@ -709,19 +691,27 @@ var ErrDumping = errors.New("a seafbak dump is running into this directory (it m
 // one being loaded. It is a shared flock, so loads do not exclude each other; a dump
 // running now is ErrDumping. The returned func releases it.
 func LockForLoad(dir string) (func(), error) {
+	return flockDir(dir, fsutil.TryFlockShared, ErrDumping, func(error) {})
+}
+
+// flockDir takes lock (exclusive or shared) on dir's own descriptor: busy when another
+// holds it against this one; on a filesystem without flocks, unsupported is told and
+// the caller goes on unlocked. The lock is released by Unflock, not by the close
+// alone: a child forked by another goroutine would otherwise hold it until its exec.
+func flockDir(dir string, lock func(int) error, busy error, unsupported func(error)) (func(), error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("dump: %w", err)
 	}
-	err = fsutil.IgnoringEINTR(func() error { return syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) })
-	switch {
+	switch err := lock(int(f.Fd())); {
 	case err == nil:
 		return func() { fsutil.Unflock(int(f.Fd())); f.Close() }, nil
 	case errors.Is(err, syscall.EWOULDBLOCK):
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", dir, ErrDumping)
-	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EINVAL):
-		return func() { f.Close() }, nil // no locks there: as before
+		return nil, fmt.Errorf("%w (%s)", busy, dir)
+	case fsutil.FlockUnsupported(err):
+		unsupported(err)
+		return func() { f.Close() }, nil
 	default:
 		f.Close()
 		return nil, fmt.Errorf("dump: lock %s: %w", dir, err)

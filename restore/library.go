@@ -697,7 +697,7 @@ func openTargetLocked(dir string, force bool, want unfinished) (_ *os.Root, resu
 	switch err := fsutil.TryFlock(int(d.Fd())); {
 	case errors.Is(err, unix.EWOULDBLOCK):
 		return nil, false, nil, fmt.Errorf("%s: %w", dir, ErrTargetBusy)
-	case err != nil && !errors.Is(err, unix.ENOLCK) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL):
+	case err != nil && !fsutil.FlockUnsupported(err):
 		return nil, false, nil, fmt.Errorf("%s: lock: %w", dir, err)
 	}
 	ents, err := d.ReadDir(-1)

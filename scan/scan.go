@@ -175,15 +175,28 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	}
 	wg.Wait()
 	if ctx.Err() == nil {
-		if err := s.State.SweepDeletedMarkers(recs); err != nil {
-			s.log().Warn("cannot sweep the markers of deleted libraries", "err", err)
-		}
+		Compared(s.State, recs, s.log())
 	}
 	sum.Elapsed = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return sum, fmt.Errorf("scan: %w", err)
 	}
 	return sum, nil
+}
+
+// Compared is the upkeep of the state after a full comparison of the primary's
+// listing with recs (a scan's, a watcher's): the markers of deleted libraries that
+// every live library of their store has re-checked past go (left, each costs every sync
+// of its store a flush of the whole store), and an earlier scan's "could not run" is
+// over (or status would keep telling it). Failing is only logged: neither is the
+// backup's.
+func Compared(st *state.Dir, recs []state.Library, log *slog.Logger) {
+	if err := st.SweepDeletedMarkers(recs); err != nil {
+		log.Warn("cannot sweep the markers of deleted libraries", "err", err)
+	}
+	if err := st.SaveScanFailure(nil); err != nil {
+		log.Warn("cannot clear the record of an earlier scan that could not run", "err", err)
+	}
 }
 
 // Concurrency is how a scan, and a watcher, run the syncs they start: syncs of them at

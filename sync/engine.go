@@ -251,14 +251,8 @@ func (e *Engine) MarkDeleted(ctx context.Context, repoID string) (Result, error)
 		return Result{RepoID: repoID}, err
 	}
 	defer lock.Unlock()
-	lib, err := e.Source.Library(ctx, repoID)
-	switch {
-	case errors.Is(err, primary.ErrLibraryGone):
-		return e.markDeletedLocked(ctx, repoID)
-	case err != nil:
-		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
-	}
-	return e.syncLocked(ctx, lock, lib, false)
+	res, err := e.syncHead(ctx, lock, repoID)
+	return e.syncAgainIfAsked(ctx, lock, repoID, res, err)
 }
 
 func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, error) {

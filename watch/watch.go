@@ -367,16 +367,7 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		}
 		changed, gone = scan.Compare(libs, recs, dbHeads)
 		w.lastFull = now
-		// As a scan does: without it a deleted library's marker would stay, costing
-		// every sync of its store a flush of the whole store (state.OtherWriters).
-		if err := w.State.SweepDeletedMarkers(recs); err != nil {
-			w.log().Warn("cannot sweep the markers of deleted libraries", "err", err)
-		}
-		// The comparison a scan makes ran: an earlier scan's "could not run" is
-		// over, or status would keep telling it while watch backs everything up.
-		if err := w.State.SaveScanFailure(nil); err != nil {
-			w.log().Warn("cannot clear the record of an earlier scan that could not run", "err", err)
-		}
+		scan.Compared(w.State, recs, w.log())
 		w.settle(w.unsettledIDs(), changed, gone, s)
 	} else if !listed && !w.anyUnsettled() {
 		// The same listing as last time, every library in it settled: nothing to do.
