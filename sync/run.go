@@ -137,7 +137,7 @@ func (r *run) transfer(ctx context.Context) error {
 func (r *run) markGCKept() {
 	r.gcKept = map[string]bool{r.lib.Head: true}
 	for _, c := range r.toWalk {
-		if c.ID == r.lib.Head || c.Ctime >= r.lib.ValidSince {
+		if c.ID == r.lib.Head || c.Ctime > r.lib.ValidSince {
 			for _, p := range c.Parents() {
 				r.gcKept[p] = true
 			}
