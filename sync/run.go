@@ -129,15 +129,15 @@ func (r *run) transfer(ctx context.Context) error {
 
 // markGCKept finds, among the commits walked, those Seafile's GC keeps whatever their
 // age. Its walk of a library (gc-core.c, traverse_commit) always traverses the head,
-// goes on through every commit newer than the limit, and still traverses "the first
+// goes on through every commit not older than the limit, and still traverses "the first
 // commit older than truncate_time" on each path before it stops: so the head's tree
-// and those of the parents of the head and of every commit newer than the limit are
+// and those of the parents of the head and of every commit not older than the limit are
 // whole on a sound primary. A library unchanged for longer than its history limit has
 // a head older than RepoValidSince, and an object missing from its tree is a fault.
 func (r *run) markGCKept() {
 	r.gcKept = map[string]bool{r.lib.Head: true}
 	for _, c := range r.toWalk {
-		if c.ID == r.lib.Head || c.Ctime > r.lib.ValidSince {
+		if c.ID == r.lib.Head || c.Ctime >= r.lib.ValidSince {
 			for _, p := range c.Parents() {
 				r.gcKept[p] = true
 			}

@@ -229,7 +229,9 @@ func testTruncatedHistoryIsNotAnError(t *testing.T, env *testenv.Env, g *seafgen
 	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Limited"})
 	must(t, err)
 	testenv.Commit(t, lib, "old", seafgen.Put("old.bin", testenv.RandomBytes(9000, 5)), seafgen.Put("keep.txt", []byte("k")))
-	testenv.Commit(t, lib, "older edit", seafgen.Put("old.bin", testenv.RandomBytes(9000, 6)))
+	// Older than the limit but the parent of the commit at it: the primary's GC keeps
+	// its tree, so the backup must hold it whole.
+	firstOlder := testenv.Commit(t, lib, "older edit", seafgen.Put("old.bin", testenv.RandomBytes(9000, 6)))
 	keep := testenv.Commit(t, lib, "new", seafgen.Delete("old.bin"), seafgen.Put("new.txt", []byte("n")))
 	testenv.Commit(t, lib, "newest", seafgen.Put("new.txt", []byte("nn")))
 	must(t, lib.TruncateBefore(keep))
@@ -243,7 +245,7 @@ func testTruncatedHistoryIsNotAnError(t *testing.T, env *testenv.Env, g *seafgen
 	if len(rec.Truncated) != res.Truncated || rec.LastError != "" {
 		t.Fatalf("state %+v", rec)
 	}
-	for _, c := range []string{keep, lib.Head} {
+	for _, c := range []string{firstOlder, keep, lib.Head} {
 		want, err := lib.Tree(c)
 		must(t, err)
 		if got := env.TreeText(lib.ID, lib.StoreID, c); got != seafgen.FormatTree(want) {

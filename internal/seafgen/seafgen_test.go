@@ -951,7 +951,10 @@ func TestTruncateBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2 := ok(o.Commit("c2", Put("a.txt", []byte("version two of a")), Delete("b.txt"), Delete("shared")))
+	// c1b is older than the limit but the parent of c2, which is at it: the
+	// GC keeps it (the first older commit on the path), and trims c1.
+	c1b := ok(o.Commit("c1b", Put("a.txt", []byte("version one and a half")), Delete("b.txt")))
+	c2 := ok(o.Commit("c2", Put("a.txt", []byte("version two of a")), Delete("shared")))
 	c3 := ok(o.Commit("c3", Put("c.txt", []byte("cccc"))))
 
 	// Independent computation of the expected survivors.
@@ -965,7 +968,7 @@ func TestTruncateBefore(t *testing.T) {
 		}
 		return s
 	}
-	kept := reach(o, c2, c3)
+	kept := reach(o, c1b, c2, c3)
 	vkept := reach(v, v.Commits()...)
 	old := reach(o, o.Commits()[0], c1)
 	fsBefore := objectFiles(t, dir, kindFS, o.StoreID)
@@ -1003,6 +1006,8 @@ func TestTruncateBefore(t *testing.T) {
 	if _, err := o.Tree(c1); err == nil {
 		t.Error("tree of a truncated commit still readable")
 	}
+	checkTree(t, o, c1b, expectTree(map[string]string{"a.txt": "version one and a half", "keep.txt": "kept forever",
+		"shared/s.txt": "shared with a virtual library"}))
 	checkTree(t, o, c2, expectTree(map[string]string{"a.txt": "version two of a", "keep.txt": "kept forever"}))
 	checkTree(t, o, c3, expectTree(map[string]string{"a.txt": "version two of a", "keep.txt": "kept forever", "c.txt": "cccc"}))
 	checkTree(t, v, v.Head, expectTree(map[string]string{"s.txt": "shared with a virtual library"}))

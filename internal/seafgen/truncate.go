@@ -10,15 +10,19 @@ import (
 
 // TruncateBefore models the primary's GC with a history limit: it deletes
 // from disk the fs objects and blocks reachable only from commits of this
-// library that are older than commitID (ctime strictly lower), keeps every
-// commit object, and sets ValidSince to commitID's ctime.
+// library that are older than commitID (ctime strictly lower) and that the
+// GC does not keep, keeps every commit object, and sets ValidSince to
+// commitID's ctime.
 //
 // Kept are the objects reachable from: every commit of this library whose
-// ctime is at least commitID's, Head (even if older), and every commit of
-// the other libraries sharing the store (an origin and its virtual
-// libraries), which Seafile's GC protects as well. Objects already missing
-// (an earlier truncation) are skipped. It returns an error, deleting
-// nothing, if an object reachable from a kept commit is missing.
+// ctime is at least commitID's, Head (even if older), the parents of Head
+// and of every such commit (Seafile's GC, gc-core.c, walks on through
+// commits not older than the limit and still traverses the first older
+// commit on each path), and every commit of the other libraries sharing
+// the store (an origin and its virtual libraries), which Seafile's GC
+// protects as well. Objects already missing (an earlier truncation) are
+// skipped. It returns an error, deleting nothing, if an object reachable
+// from a kept commit is missing.
 func (l *Library) TruncateBefore(commitID string) error {
 	l.st.mu.Lock()
 	defer l.st.mu.Unlock()
@@ -27,16 +31,33 @@ func (l *Library) TruncateBefore(commitID string) error {
 	}
 	limit := l.meta[commitID].ctime
 
-	var keepRoots, oldRoots []string
-	for _, c := range l.commits {
-		if m := l.meta[c]; m.ctime >= limit {
-			keepRoots = append(keepRoots, m.root)
-		} else {
-			oldRoots = append(oldRoots, m.root)
+	kept := map[string]bool{}
+	keepWithParents := func(c string) {
+		kept[c] = true
+		m := l.meta[c]
+		for _, p := range []string{m.parent, m.second} {
+			if l.meta[p] != nil {
+				kept[p] = true
+			}
 		}
 	}
-	if hm, err := l.metaOf(l.Head); err == nil {
+	for _, c := range l.commits {
+		if l.meta[c].ctime >= limit {
+			keepWithParents(c)
+		}
+	}
+	var keepRoots, oldRoots []string
+	if l.meta[l.Head] != nil {
+		keepWithParents(l.Head)
+	} else if hm, err := l.metaOf(l.Head); err == nil {
 		keepRoots = append(keepRoots, hm.root)
+	}
+	for _, c := range l.commits {
+		if kept[c] {
+			keepRoots = append(keepRoots, l.meta[c].root)
+		} else {
+			oldRoots = append(oldRoots, l.meta[c].root)
+		}
 	}
 	for _, o := range l.st.libs {
 		if o == l {
