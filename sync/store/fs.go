@@ -398,7 +398,7 @@ func (s *FS) Open(_ context.Context, kind object.Kind, storeID, id string) (io.R
 // add five fcntl/epoll_ctl calls per file to try the netpoller, which regular files
 // never use, and os.Rename an lstat; at four files per small file copied they made up
 // most of the syscalls of a first backup (issue 10). The temp file is unnamed, in the
-// object's directory when it exists already, where the filesystem allows (see unnamed).
+// object's directory (made first if new), where the filesystem allows (see unnamed).
 func (s *FS) Create(ctx context.Context, kind object.Kind, storeID, id string) (Writer, error) {
 	w, err := s.create(ctx, kind, storeID, id)
 	if err != nil {
@@ -414,9 +414,15 @@ func (s *FS) create(_ context.Context, kind object.Kind, storeID, id string) (*f
 	}
 	if s.unnamed {
 		if lib := s.heldDir(kind, storeID); lib != nil {
-			// In the object's directory, or the library's if that is not made yet.
+			// In the object's directory, made now if it is new (a held library's
+			// directory exists: see initHeld), or the library's if it is gone again.
+			if err := s.ensureSubdir(lib, id[:2]); err != nil {
+				s.held.Done(lib)
+				return nil, fmt.Errorf("backup store: %w", err)
+			}
 			fd, err := openUnnamed(lib.FD, id[:2])
 			if err == unix.ENOENT {
+				lib.ClearSubdir(hexByte(id[:2]))
 				fd, err = openUnnamed(lib.FD, ".")
 			}
 			if err != nil {
@@ -425,13 +431,24 @@ func (s *FS) create(_ context.Context, kind object.Kind, storeID, id string) (*f
 			}
 			return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p, lib: lib}, nil
 		}
-		// In the object's directory, or if that is not made yet (Commit makes it) the
-		// nearest one that is, up to storage/<kind>: a link cannot cross filesystems,
-		// and storage/blocks is often a mount of its own.
-		fd, err := openUnnamed(unix.AT_FDCWD, dir)
+		// In the object's directory, or if that is not made yet the nearest one that
+		// is, up to storage/<kind>: a link cannot cross filesystems, and storage/blocks
+		// is often a mount of its own. In a library's directory that exists, the object's
+		// is made now (Commit would make it anyway), which saves a new subdirectory a
+		// failed open; the library's own is left to Commit, as its presence says the
+		// library has objects (HasLibrary).
+		fd, climbFrom, err := -1, dir, s.madeSubdir(dir)
+		switch {
+		case err == nil:
+			if fd, err = openUnnamed(unix.AT_FDCWD, dir); err == unix.ENOENT {
+				s.madeDirs.forget(dir) // removed since it was made
+			}
+		case err == unix.ENOENT: // the library's directory is not there either
+			climbFrom = filepath.Dir(dir)
+		}
 		if err == unix.ENOENT {
 			top := filepath.Join(s.storage, string(kind))
-			for d := dir; err == unix.ENOENT && len(d) > len(top); {
+			for d := climbFrom; err == unix.ENOENT && len(d) > len(top); {
 				d = filepath.Dir(d)
 				fd, err = openUnnamed(unix.AT_FDCWD, d)
 			}
@@ -439,13 +456,16 @@ func (s *FS) create(_ context.Context, kind object.Kind, storeID, id string) (*f
 		if err == unix.ENOENT {
 			fd, err = openUnnamed(unix.AT_FDCWD, s.tmp)
 		}
+		if _, mkdir := err.(*fs.PathError); mkdir {
+			return nil, fmt.Errorf("backup store: create temp file: %w", err)
+		}
 		if err != nil {
 			// No named temp file instead: a directory whose filesystem lacks O_TMPFILE
 			// when seafbak-tmp's has it is another filesystem, which a rename from
 			// seafbak-tmp cannot reach either.
 			return nil, fmt.Errorf("backup store: create temp file: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
 		}
-		return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p}, nil
+		return &fsWriter{s: s, fd: fd, id: id, dir: dir, path: p, newLibrary: climbFrom != dir}, nil
 	}
 	for {
 		tmp := s.tempName(id)
@@ -588,6 +608,29 @@ func (s *FS) ensureDir(dir string) error {
 	return nil
 }
 
+// madeSubdir makes dir, an object's <id[:2]> directory, if its library's directory
+// exists: ENOENT if that is not made yet. It remembers dir as made, so Commit's inDir
+// costs nothing more.
+func (s *FS) madeSubdir(dir string) error {
+	if s.madeDirs.has(dir) {
+		return nil
+	}
+	err := fsutil.IgnoringEINTR(func() error { return unix.Mkdir(dir, 0o755) })
+	switch err {
+	case nil:
+		if err := s.entryAdded(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	case unix.EEXIST:
+	case unix.ENOENT:
+		return err
+	default:
+		return &fs.PathError{Op: "mkdir", Path: dir, Err: err}
+	}
+	s.madeDirs.add(dir)
+	return nil
+}
+
 // entryAdded makes a new entry in dir durable as the store's durability says: at once
 // (PerObject), or with the next Sync.
 func (s *FS) entryAdded(dir string) error {
@@ -632,8 +675,11 @@ type fsWriter struct {
 	dir  string
 	path string
 	lib  *fsutil.HeldDir // the library's directory held by a sync, if one is: released when done
-	done bool
-	n    int64 // bytes written
+	// newLibrary: the library's directory was not there at Create, so Commit makes it
+	// before the object's rather than first trying the object's.
+	newLibrary bool
+	done       bool
+	n          int64 // bytes written
 }
 
 func (w *fsWriter) Write(p []byte) (int, error) {
@@ -775,6 +821,11 @@ func (w *fsWriter) link() error {
 	if w.lib != nil {
 		err = w.linkHeld()
 	} else {
+		if w.newLibrary {
+			if err := w.s.ensureDir(filepath.Dir(w.dir)); err != nil {
+				return err
+			}
+		}
 		err = w.s.inDir(w.dir, func() error { return w.s.linkUnnamed(w.fd, unix.AT_FDCWD, w.path) })
 	}
 	if err != unix.EEXIST {

@@ -264,6 +264,20 @@ func TestFSStoreUnnamedTempFilesStayBelowTheKindsDirectory(t *testing.T) {
 	if got, want := madeIn(w), filepath.Join(blocks, repo, id[:2]); got != want {
 		t.Errorf("object in an existing directory: temp file made in %s, want %s", got, want)
 	}
+	// A new subdirectory of a library that has one already is made at Create, so the
+	// temp file is made where its link goes.
+	other := "ff" + id[2:]
+	if other == id {
+		other = "00" + id[2:]
+	}
+	w2, err := s.Create(ctx, object.KindBlock, repo, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Abort()
+	if got, want := madeIn(w2), filepath.Join(blocks, repo, other[:2]); got != want {
+		t.Errorf("object in a new directory of an existing library: temp file made in %s, want %s", got, want)
+	}
 }
 
 // storage/blocks on a filesystem of its own (here tmpfs, through a symlink; in
