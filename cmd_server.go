@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -84,6 +85,9 @@ func (c *restoreServerCmd) Run(e *env) error {
 	}
 	printVerify(e, res.Verify)
 	printStartSteps(e.stdout, res.Start)
+	if n := notServed(res.Rows); n > 0 {
+		return reported(fmt.Sprintf("%d libraries not served (listed above)", n))
+	}
 	return nil
 }
 
@@ -94,8 +98,28 @@ func printFailoverProgress(w io.Writer, p restore.FailoverProgress) {
 	case restore.FailoverLoaded:
 		fmt.Fprintf(w, "  %s database loaded into %s\n", p.Role, p.Database)
 	case restore.FailoverRowsWritten:
-		fmt.Fprintf(w, "  Repo/Branch/RepoHead: %d libraries at their backed-up heads (%d moved, %d deleted on the primary removed)\n", p.Rows.Set+p.Rows.Unchanged, p.Rows.Set, p.Rows.Deleted)
+		fmt.Fprintf(w, "  Repo/Branch/RepoHead: %d libraries at their backed-up heads (%d moved, %d deleted on the primary removed)\n", p.Rows.Set+p.Rows.Unchanged-(len(p.Rows.Earlier)-notServed(p.Rows)), p.Rows.Set, p.Rows.Deleted)
+		for _, e := range p.Rows.Earlier {
+			if e.Served == "" {
+				fmt.Fprintf(w, "  library %s (%s): its head %s holds holes and no earlier commit of it is whole: NOT SERVED (its objects stay in the backup store)\n", e.RepoID, e.Name, e.Head)
+				continue
+			}
+			fmt.Fprintf(w, "  library %s (%s): its head %s holds holes, so it is served at its newest whole commit %s of %s; seafbak restore library --list shows what came after\n",
+				e.RepoID, e.Name, e.Head, e.Served, time.Unix(e.ServedCtime, 0).UTC().Format("2006-01-02 15:04:05 MST"))
+		}
 	}
+}
+
+// notServed counts the libraries the failover left without rows: their heads hold holes
+// and no commit before them is whole.
+func notServed(rows restore.RowsResult) int {
+	n := 0
+	for _, e := range rows.Earlier {
+		if e.Served == "" {
+			n++
+		}
+	}
+	return n
 }
 
 func printStartSteps(w io.Writer, s restore.StartSteps) {

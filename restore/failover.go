@@ -290,7 +290,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	if err := EnsureLiveTables(ctx, bdb); err != nil {
 		return nil, err
 	}
-	res.Rows, err = writeLiveRows(ctx, recs, bdb, opts.Log)
+	res.Rows, err = writeLiveRows(ctx, opts.Store, recs, bdb, opts.Log)
 	if err != nil {
 		return nil, err
 	}

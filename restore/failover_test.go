@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +18,12 @@ import (
 
 	"seafbak/dump"
 	"seafbak/internal/mariadbtest"
+	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
 	"seafbak/restore"
 	"seafbak/state"
+	"seafbak/sync/object"
+	"seafbak/sync/store"
 )
 
 // realHead is the head of testdata/real-library.
@@ -427,9 +431,11 @@ func TestWriteLiveRowsFollowsTheState(t *testing.T) {
 	must(t, st.Save(state.Library{ID: id(deleted), Head: head(1), Deleted: &now})) // no rows
 	must(t, st.Save(state.Library{ID: id(deleted + 1), Head: head(2)}))            // live
 	must(t, st.Save(state.Library{ID: id(deleted + 2)}))                           // never synced
-	res, err := restore.WriteLiveRows(ctx, st, db, nil)
+	s, err := store.NewFS(t.TempDir(), store.Batch)                                // no holes: the store is not read
 	must(t, err)
-	if res != (restore.RowsResult{Set: 1, Deleted: deleted}) {
+	res, err := restore.WriteLiveRows(ctx, s, st, db, nil)
+	must(t, err)
+	if res.Set != 1 || res.Deleted != deleted || res.Unchanged != 0 || len(res.Earlier) != 0 {
 		t.Errorf("result %+v, want 1 set and %d deleted", res, deleted)
 	}
 	var repos, branches, repoHeads int
@@ -442,9 +448,59 @@ func TestWriteLiveRowsFollowsTheState(t *testing.T) {
 	if got != head(2) {
 		t.Errorf("live library's head %s, want %s", got, head(2))
 	}
-	res, err = restore.WriteLiveRows(ctx, st, db, nil)
+	res, err = restore.WriteLiveRows(ctx, s, st, db, nil)
 	must(t, err)
-	if res != (restore.RowsResult{Unchanged: 1}) {
+	if res.Set != 0 || res.Deleted != 0 || res.Unchanged != 1 || len(res.Earlier) != 0 {
 		t.Errorf("written again: %+v, want the live library unchanged", res)
+	}
+}
+
+// A head synced with --force over a damaged block holds a hole: the folders above it are
+// not in the store, so Seafile could not read the head's tree at all. The failover's
+// rows name the newest whole commit before it instead, and say so.
+func TestFailoverServesTheNewestWholeCommitOfAHeadWithHoles(t *testing.T) {
+	ctx := context.Background()
+	p := newFailoverPrimary(t)
+	env := p.env
+	g := seafgen.New(env.PrimaryDir)
+	g.BlockSize = 4096
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Holey"})
+	must(t, err)
+	whole := testenv.Commit(t, lib, "fine", seafgen.Put("ok.txt", []byte("fine")))
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	testenv.Commit(t, lib, "damaged later", seafgen.Put("big.bin", testenv.RandomBytes(30000, 7)))
+	env.Publish(lib)
+	bad := testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, primaryBlocks(env, lib, "big.bin")[1])
+	good, err := os.ReadFile(bad)
+	must(t, err)
+	must(t, os.WriteFile(bad, append([]byte{good[0] ^ 0xff}, good[1:]...), 0o644))
+	if res, err := env.Engine(true).Sync(ctx, lib.ID); err != nil || len(res.Holes) != 1 || res.Head != lib.Head {
+		t.Fatalf("sync --force: %+v, %v", res, err)
+	}
+
+	other, err := mariadbtest.Start()
+	must(t, err)
+	t.Cleanup(func() { other.Stop() })
+	prefix := mariadbtest.DBName(t)
+	res, err := restore.Failover(ctx, p.options(targets(t, other, prefix), false, nil))
+	must(t, err)
+	want := []restore.ServedEarlier{{RepoID: lib.ID, Name: "Holey", Head: lib.Head, Served: whole}}
+	if ct, err := lib.Ctime(whole); err == nil {
+		want[0].ServedCtime = ct
+	}
+	if !reflect.DeepEqual(res.Rows.Earlier, want) {
+		t.Errorf("served earlier: %+v, want %+v", res.Rows.Earlier, want)
+	}
+	db, err := other.Open(prefix + "_seafile")
+	must(t, err)
+	defer db.Close()
+	var head string
+	must(t, db.QueryRow("SELECT commit_id FROM Branch WHERE repo_id = ? AND name = 'master'", lib.ID).Scan(&head))
+	if head != whole {
+		t.Errorf("Branch row names %s, want the whole commit %s (the head %s holds a hole)", head, whole, lib.Head)
+	}
+	if res.Verify == nil || !res.Verify.OK() {
+		t.Errorf("verify: %+v", res.Verify)
 	}
 }

@@ -310,6 +310,7 @@ type planFile struct {
 	id    string
 	size  int64
 	mtime int64
+	exec  bool // the owner's execute bit in the dirent's mode, which Seafile's client checks out
 }
 
 // checkFolding refuses, before anything is written, a plan with two names in one folder
@@ -512,7 +513,7 @@ func planPath(ctx context.Context, s store.Store, lib Library, c *object.Commit,
 			return nil, fmt.Errorf("%s: %w in %s: %s is a file, not a folder", full, ErrPathNotFound, where, JoinPath(comps[:i+1]))
 		}
 		p := &plan{base: parent, dirs: []planDir{{parent: -1}}, files: 1, bytes: de.Size}
-		p.dirs[0].files = []planFile{{name: de.Name, id: de.ID, size: de.Size, mtime: de.Mtime}}
+		p.dirs[0].files = []planFile{{name: de.Name, id: de.ID, size: de.Size, mtime: de.Mtime, exec: de.Mode&0o100 != 0}}
 		return p, nil
 	}
 	panic("unreachable")
@@ -554,7 +555,7 @@ func planTree(ctx context.Context, s store.Store, lib Library, rootID, base stri
 				}
 				continue
 			}
-			p.dirs[d].files = append(p.dirs[d].files, planFile{name: de.Name, id: de.ID, size: de.Size, mtime: de.Mtime})
+			p.dirs[d].files = append(p.dirs[d].files, planFile{name: de.Name, id: de.ID, size: de.Size, mtime: de.Mtime, exec: de.Mode&0o100 != 0})
 			p.files++
 			p.bytes += de.Size
 		}
@@ -1135,7 +1136,13 @@ func (w *writer) writeFile(ctx context.Context, j fileJob, buf []byte) (err erro
 	}
 	r, e := j.g.h.r, j.f
 	tmp := tempName()
-	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// As Seafile's client checks a file out (seaf_fs_manager_checkout_file): executable
+	// when the dirent's mode has the owner's execute bit, the umask applying.
+	perm := os.FileMode(0o666)
+	if e.exec {
+		perm = 0o777
+	}
+	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("%s: %w", w.plan.filePath(j.g.d, e.name), err)
 	}

@@ -473,3 +473,22 @@ func TestRestoreRefusesNamesOneToACaseInsensitiveTarget(t *testing.T) {
 		t.Error("different names fold together")
 	}
 }
+
+// Seafile's client checks a file out executable when its dirent's mode has the owner's
+// execute bit (0100755), and not otherwise; a restore does the same.
+func TestRestoreKeepsTheExecuteBit(t *testing.T) {
+	base := t.TempDir()
+	h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33261, "modifier": "m", "mtime": 1, "name": "run.sh", "size": 5}, {"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "plain.txt", "size": 5}], "type": 3, "version": 1}`, fileID, fileID)
+	})
+	dir := filepath.Join(base, "out")
+	_, err := restore.RestoreLibrary(context.Background(), restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: dir})
+	must(t, err)
+	for name, exec := range map[string]bool{"run.sh": true, "plain.txt": false} {
+		fi, err := os.Stat(filepath.Join(dir, "sub", name))
+		must(t, err)
+		if got := fi.Mode().Perm()&0o100 != 0; got != exec {
+			t.Errorf("%s restored as %v, executable %v, want %v", name, fi.Mode().Perm(), got, exec)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"seafbak/dump"
 	"seafbak/state"
+	"seafbak/sync/object"
 	"seafbak/sync/store"
 )
 
@@ -36,21 +37,38 @@ func EnsureLiveTables(ctx context.Context, db *sql.DB) error {
 // RowsResult says what WriteLiveRows changed.
 type RowsResult struct {
 	Set, Deleted, Unchanged int
+	// Earlier are the libraries whose backed-up head Seafile could not serve (it holds
+	// holes), with the commit their rows name instead.
+	Earlier []ServedEarlier
+}
+
+// ServedEarlier is a library whose backed-up head holds holes: objects a sync --force
+// skipped because the primary could not give them. The folders above a hole are not in
+// the store (present means complete), so the head's root is missing and Seafile would
+// fail the whole library. Its rows name the newest commit on the head's first-parent
+// chain (the heads the primary served, newest first) whose tree is whole; with none,
+// the library gets no rows and is not served.
+type ServedEarlier struct {
+	RepoID, Name string
+	Head         string // the backed-up head, not servable
+	Served       string // the commit the rows name; "" if no commit of the chain is whole
+	ServedCtime  int64  // Served's ctime (seconds)
 }
 
 // WriteLiveRows makes the backup database's Repo/Branch/RepoHead rows say what the
-// state says: every backed-up library at its backed-up head, libraries deleted on the
+// state says: every backed-up library at its backed-up head (or, if that holds holes,
+// the newest whole commit before it: see ServedEarlier), libraries deleted on the
 // primary absent. Only the state's heads are known to be complete in the store.
-func WriteLiveRows(ctx context.Context, st *state.Dir, db *sql.DB, log *slog.Logger) (RowsResult, error) {
+func WriteLiveRows(ctx context.Context, s store.Store, st *state.Dir, db *sql.DB, log *slog.Logger) (RowsResult, error) {
 	recs, err := state.Whole(st.All())
 	if err != nil {
 		return RowsResult{}, err
 	}
-	return writeLiveRows(ctx, recs, db, log)
+	return writeLiveRows(ctx, s, recs, db, log)
 }
 
 // writeLiveRows is WriteLiveRows from records already read.
-func writeLiveRows(ctx context.Context, recs []state.Library, db *sql.DB, log *slog.Logger) (RowsResult, error) {
+func writeLiveRows(ctx context.Context, s store.Store, recs []state.Library, db *sql.DB, log *slog.Logger) (RowsResult, error) {
 	var res RowsResult
 	rows := store.NewRows(db)
 	heads, err := rows.Heads(ctx)
@@ -58,22 +76,43 @@ func writeLiveRows(ctx context.Context, recs []state.Library, db *sql.DB, log *s
 		return res, err
 	}
 	set := map[string]string{}
-	var deleted []string
+	var deleted, withdrawn []string
 	for _, rec := range recs {
-		switch {
-		case rec.Deleted != nil:
+		if rec.Deleted != nil {
 			if _, ok := heads[rec.ID]; ok {
 				deleted = append(deleted, rec.ID)
 			}
-		case rec.Head == "":
-			// Never completed a sync: nothing to serve.
-		case heads[rec.ID] == rec.Head:
+			continue
+		}
+		if rec.Head == "" {
+			continue // never completed a sync: nothing to serve
+		}
+		head := rec.Head
+		if len(rec.Holes) > 0 {
+			e, err := servableHead(ctx, s, rec)
+			if err != nil {
+				return res, fmt.Errorf("library %s: %w", rec.ID, err)
+			}
+			if e.Served != rec.Head {
+				res.Earlier = append(res.Earlier, e)
+				if log != nil {
+					log.Warn("backed-up head holds holes: rows name the newest whole commit before it", "repo", rec.ID, "name", rec.Name, "head", rec.Head, "served", e.Served)
+				}
+				head = e.Served
+			}
+		}
+		switch {
+		case head == "":
+			if _, ok := heads[rec.ID]; ok {
+				withdrawn = append(withdrawn, rec.ID) // rows naming a tree Seafile cannot read
+			}
+		case heads[rec.ID] == head:
 			res.Unchanged++
 		default:
-			set[rec.ID] = rec.Head
+			set[rec.ID] = head
 		}
 	}
-	if err := rows.DeleteMany(ctx, deleted); err != nil {
+	if err := rows.DeleteMany(ctx, append(deleted, withdrawn...)); err != nil {
 		return res, err
 	}
 	res.Deleted = len(deleted)
@@ -85,6 +124,38 @@ func writeLiveRows(ctx context.Context, recs []state.Library, db *sql.DB, log *s
 		log.Info("live rows written from state", "set", res.Set, "deleted", res.Deleted, "unchanged", res.Unchanged)
 	}
 	return res, nil
+}
+
+// servableHead finds, for a library with holes, the commit Seafile can serve: the head
+// if its root is in the store (a present dir has its whole subtree), else the newest
+// commit on its first-parent chain whose root is. The chain ends at the library's first
+// commit, or at one the store lacks.
+func servableHead(ctx context.Context, s store.Store, rec state.Library) (ServedEarlier, error) {
+	lib := LibraryOf(rec)
+	e := ServedEarlier{RepoID: rec.ID, Name: rec.Name, Head: rec.Head}
+	seen := map[string]bool{}
+	for id := rec.Head; id != "" && !seen[id]; {
+		seen[id] = true
+		c, err := readCommit(ctx, s, lib, id)
+		if errors.Is(err, store.ErrNotExist) {
+			return e, nil
+		}
+		if err != nil {
+			return e, fmt.Errorf("commit %s: %w", id, err)
+		}
+		whole := c.RootID == object.EmptyID
+		if !whole {
+			if whole, err = s.Has(ctx, object.KindFS, lib.StoreID, c.RootID); err != nil {
+				return e, fmt.Errorf("commit %s: root %s: %w", id, c.RootID, err)
+			}
+		}
+		if whole {
+			e.Served, e.ServedCtime = id, c.Ctime
+			return e, nil
+		}
+		id = c.ParentID
+	}
+	return e, nil
 }
 
 // ErrHoldsData is returned when a target database already holds Seafile data.
