@@ -203,13 +203,7 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		if err != nil {
 			return fail(err)
 		}
-		for _, e := range hist {
-			if e.Error == "" && !e.Time.After(opts.At) {
-				commitID = e.ID
-				break
-			}
-		}
-		if commitID == "" {
+		if commitID = pickAt(hist, rec, opts.At); commitID == "" {
 			return fail(fmt.Errorf("%w (%s)", ErrNoCommit, opts.At.UTC().Format(time.RFC3339)))
 		}
 	default:
@@ -1126,6 +1120,43 @@ func (w *writer) mkdir(r *os.Root, s int) error {
 		return wrap(err)
 	}
 	return nil
+}
+
+// pickAt chooses the commit the library was at, at time at: the newest commit made by
+// then on the line of heads the primary served. That line is the first-parent chain
+// from the head: when a client uploads a commit on a stale parent, the file server
+// merges it with the primary's head as the first parent and the upload as the second,
+// so the upload's own commits were never served, though their ctimes (the client's
+// clock, taken offline perhaps) may fall in the time asked for. An old head's line
+// counts only if the primary moved away from it after at. hist is newest first.
+func pickAt(hist []HistoryEntry, rec state.Library, at time.Time) string {
+	byID := make(map[string]*HistoryEntry, len(hist))
+	for i := range hist {
+		byID[hist[i].ID] = &hist[i]
+	}
+	served := map[string]bool{}
+	line := func(head string) {
+		for id := head; id != "" && !served[id]; {
+			served[id] = true
+			e := byID[id]
+			if e == nil || len(e.Parents) == 0 {
+				return
+			}
+			id = e.Parents[0]
+		}
+	}
+	line(rec.Head)
+	for _, o := range rec.OldHeads {
+		if o.Replaced.IsZero() || o.Replaced.After(at) {
+			line(o.Head)
+		}
+	}
+	for _, e := range hist {
+		if e.Error == "" && served[e.ID] && !e.Time.After(at) {
+			return e.ID
+		}
+	}
+	return ""
 }
 
 // writeFile writes one file under a temp name in its directory, verifying every block,

@@ -49,10 +49,12 @@ func TestRestoreGeneratedHistory(t *testing.T) {
 		commit string
 	}{
 		{"first commit by id", restore.LibraryOptions{Commit: rc.first}, rc.first},
-		// The side branch's commit is older than the merge and newer than the rename: by
-		// time, it is what the library looked like (reached through the merge's second
-		// parent).
-		{"side branch by time", restore.LibraryOptions{At: ctimeOf(t, lib, rc.side).Add(500 * time.Millisecond)}, rc.side},
+		// The offline commit is older than the merge and newer than the rename, but the
+		// primary never served it: until the file server merged it (as the second
+		// parent), the library was at the rename. By time, that is what comes back; by
+		// id, the offline commit.
+		{"time of an offline commit", restore.LibraryOptions{At: ctimeOf(t, lib, rc.side).Add(500 * time.Millisecond)}, rc.renamed},
+		{"offline commit by id", restore.LibraryOptions{Commit: rc.side}, rc.side},
 		{"merge by time", restore.LibraryOptions{At: ctimeOf(t, lib, rc.merge)}, rc.merge},
 		{"head", restore.LibraryOptions{}, lib.Head},
 	}
@@ -489,6 +491,44 @@ func TestRestoreKeepsTheExecuteBit(t *testing.T) {
 		must(t, err)
 		if got := fi.Mode().Perm()&0o100 != 0; got != exec {
 			t.Errorf("%s restored as %v, executable %v, want %v", name, fi.Mode().Perm(), got, exec)
+		}
+	}
+}
+
+// The primary's head moved back (an admin's reset, a repair): the abandoned head is kept
+// as an old head. By a time after the move, the library is at its new head; by a time
+// before it, at the abandoned one.
+func TestRestoreAtFollowsTheHeadsThePrimaryServed(t *testing.T) {
+	env, g := primaryWithGenerator(t)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Reset"})
+	must(t, err)
+	c1 := testenv.Commit(t, lib, "one", seafgen.Put("f.txt", []byte("1")))
+	c2 := testenv.Commit(t, lib, "two, undone later", seafgen.Put("bad.txt", []byte("2")))
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	lib.SetHead(c1)
+	env.Publish(lib)
+	if res := testenv.SyncOK(t, env.Engine(false), lib.ID); !res.OldHeadKept {
+		t.Fatalf("old head not kept: %+v", res)
+	}
+	rec, _, err := env.State.Load(lib.ID)
+	must(t, err)
+	if len(rec.OldHeads) != 1 || rec.OldHeads[0].Head != c2 {
+		t.Fatalf("old heads %+v", rec.OldHeads)
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		want string
+	}{
+		{"now", time.Now(), c1},
+		{"before the move back", rec.OldHeads[0].Replaced.Add(-time.Nanosecond), c2},
+	} {
+		res, err := restore.RestoreLibrary(ctx, restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: lib.ID, Dir: t.TempDir(), At: c.at})
+		must(t, err)
+		if res.Commit != c.want {
+			t.Errorf("--at %s: restored %s (%q), want %s", c.name, res.Commit, res.Description, c.want)
 		}
 	}
 }
