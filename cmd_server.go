@@ -84,8 +84,16 @@ func (c *restoreServerCmd) Run(e *env) error {
 		return failed(err)
 	}
 	printVerify(e, res.Verify)
+	for _, l := range res.Verify.Libraries {
+		if l.Unrecorded {
+			fmt.Fprintf(e.stdout, "%s: no record in seafbak's state; served at the backup database's head, which verified whole\n", l.RepoID)
+		}
+	}
+	for _, l := range res.NeverBackedUp {
+		fmt.Fprintf(e.stdout, "%s %s: never backed up (%s): NOT SERVED\n", l.RepoID, l.Name, l.Error)
+	}
 	printStartSteps(e.stdout, res.Start)
-	if n := notServed(res.Rows); n > 0 {
+	if n := notServed(res.Rows) + len(res.NeverBackedUp); n > 0 {
 		return reported(fmt.Sprintf("%d libraries not served (listed above)", n))
 	}
 	return nil

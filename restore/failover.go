@@ -2,10 +2,12 @@ package restore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -158,8 +160,13 @@ type FailoverResult struct {
 	Loaded map[dump.Role]string
 	// Rows is what the live rows (Repo/Branch/RepoHead) got from the state.
 	Rows RowsResult
-	// Verify is the backup store's verify report (set once the verify ran).
+	// Verify is the backup store's verify report (set once the verify ran). A library
+	// the backup database names but the state has no record of is verified from its
+	// database head (LibraryReport.Unrecorded).
 	Verify *VerifyReport
+	// NeverBackedUp are the libraries the state knows but no sync of them completed
+	// (created just before the primary went, or failing): they are not served.
+	NeverBackedUp []LibraryReport
 	// Start is what Seafile on the backup host must be pointed at.
 	Start StartSteps
 }
@@ -247,7 +254,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	recs, err := state.Whole(opts.State.All())
 	if errors.Is(err, state.ErrDamaged) {
 		// The fix a damaged record names (sync rebuilds it) needs the primary.
-		return nil, notStarted(fmt.Errorf("%w\nin a failover the primary cannot rebuild it: put back the record from a copy of the state, or move it aside to fail over without that library (its objects stay in the backup store)", err))
+		return nil, notStarted(fmt.Errorf("%w\nin a failover the primary cannot rebuild it: put back the record from a copy of the state, or move it aside to fail over without that record (the library is then served at the backup database's head if that verifies whole, else not served; its objects stay in the backup store)", err))
 	}
 	if err != nil {
 		return nil, notStarted(err)
@@ -300,11 +307,24 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	if err != nil {
 		return nil, err
 	}
+	storeIDs, err := virtualOrigins(ctx, bdb)
+	if err != nil {
+		return nil, err
+	}
 	progress(FailoverProgress{Stage: FailoverVerifying, Set: set})
-	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads})
+	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads, DBStoreIDs: storeIDs})
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	// A library no sync completed has nothing to serve and no rows: not a problem of
+	// the store, only something the admin must hear of.
+	res.Verify.Libraries = slices.DeleteFunc(res.Verify.Libraries, func(l LibraryReport) bool {
+		if l.NeverBackedUp && heads[l.RepoID] == "" {
+			res.NeverBackedUp = append(res.NeverBackedUp, l)
+			return true
+		}
+		return false
+	})
 	res.Start = StartSteps{
 		Net:       server.Net,
 		Addr:      server.Addr,
@@ -401,4 +421,37 @@ func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump
 		}
 	}
 	return nil
+}
+
+// virtualOrigins reads, from the loaded seafile database, the store of each virtual
+// library (its origin's): a library whose state record is missing is verified in it.
+func virtualOrigins(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	ids := map[string]string{}
+	rows, err := db.QueryContext(ctx, "SELECT repo_id, origin_repo FROM VirtualRepo")
+	if isNoSuchTable(err) {
+		return ids, nil // a dump of a server that never had one
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup db: read VirtualRepo: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var repo, origin sql.NullString
+		if err := rows.Scan(&repo, &origin); err != nil {
+			return nil, fmt.Errorf("backup db: read VirtualRepo: %w", err)
+		}
+		if repo.Valid && origin.Valid {
+			ids[repo.String] = origin.String // checked as a store id before use
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("backup db: read VirtualRepo: %w", err)
+	}
+	return ids, nil
+}
+
+// isNoSuchTable reports MySQL's ER_NO_SUCH_TABLE.
+func isNoSuchTable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1146
 }

@@ -234,7 +234,7 @@ func TestFailover(t *testing.T) {
 		opts.State = st
 		_, err = restore.Failover(ctx, opts)
 		if !errors.Is(err, restore.ErrNotStarted) || !strings.Contains(err.Error(), testenv.RealLibraryID) ||
-			!strings.Contains(err.Error(), "move it aside to fail over without that library") || strings.Contains(err.Error(), "state: state:") {
+			!strings.Contains(err.Error(), "move it aside to fail over without that record") || strings.Contains(err.Error(), "state: state:") {
 			t.Fatalf("failover with a damaged state record: %v", err)
 		}
 		root, err := other.Open("")
@@ -502,5 +502,63 @@ func TestFailoverServesTheNewestWholeCommitOfAHeadWithHoles(t *testing.T) {
 	}
 	if res.Verify == nil || !res.Verify.OK() {
 		t.Errorf("verify: %+v", res.Verify)
+	}
+}
+
+// A library the state knows but never backed up (created just before the primary went)
+// has nothing to serve: the failover goes on and names it, rather than failing.
+func TestFailoverNamesANeverBackedUpLibraryAndGoesOn(t *testing.T) {
+	ctx := context.Background()
+	p := newFailoverPrimary(t)
+	const never = "0badc0de-0000-4000-8000-0000000000aa"
+	must(t, p.env.State.Save(state.Library{ID: never, Name: "New", LastError: "primary unreachable"}))
+	other, err := mariadbtest.Start()
+	must(t, err)
+	t.Cleanup(func() { other.Stop() })
+	prefix := mariadbtest.DBName(t)
+	res, err := restore.Failover(ctx, p.options(targets(t, other, prefix), false, nil))
+	must(t, err)
+	checkFailedOver(t, other, prefix, res, p.set)
+	if len(res.NeverBackedUp) != 1 || res.NeverBackedUp[0].RepoID != never || !strings.Contains(res.NeverBackedUp[0].Error, "primary unreachable") {
+		t.Errorf("never backed up: %+v", res.NeverBackedUp)
+	}
+}
+
+// A damaged record moved aside, with the backup database sync keeps live: the library's
+// rows are there, and its database head is verified on its own and served.
+func TestFailoverWithARecordMovedAsideVerifiesTheDatabaseHead(t *testing.T) {
+	ctx := context.Background()
+	p := newFailoverPrimary(t)
+	other, err := mariadbtest.Start()
+	must(t, err)
+	t.Cleanup(func() { other.Stop() })
+	prefix := mariadbtest.DBName(t)
+	// The backup database as sync keeps it: the schema, the library's live rows.
+	_, err = restore.Failover(ctx, p.options(targets(t, other, prefix), false, nil))
+	must(t, err)
+
+	stateDir := filepath.Join(t.TempDir(), "state")
+	if out, err := exec.Command("cp", "-a", p.env.State.Root(), stateDir).CombinedOutput(); err != nil {
+		t.Fatalf("copy state: %v %s", err, out)
+	}
+	rec := filepath.Join(stateDir, "libraries", testenv.RealLibraryID+".json")
+	must(t, os.Rename(rec, rec+".damaged"))
+	st, err := state.Open(stateDir)
+	must(t, err)
+	opts := p.options(targets(t, other, prefix), true, nil)
+	opts.State = st
+	res, err := restore.Failover(ctx, opts)
+	must(t, err)
+	if len(res.Verify.Libraries) != 1 || !res.Verify.Libraries[0].Unrecorded || !res.Verify.OK() {
+		t.Fatalf("verify: %+v", res.Verify.Libraries)
+	}
+	if h := res.Verify.Libraries[0].Heads; len(h) != 1 || h[0].Commit != realHead || h[0].From != restore.FromDB || !h[0].Complete {
+		t.Errorf("heads checked: %+v", h)
+	}
+	// A database head whose tree is not whole still fails it.
+	must(t, os.Remove(testenv.ObjectPath(p.env.BackupDir, object.KindCommit, testenv.RealLibraryID, realHead)))
+	res, err = restore.Failover(ctx, opts)
+	if !errors.Is(err, restore.ErrStoreProblems) || res.Verify.OK() {
+		t.Fatalf("failover over a missing database head: %v", err)
 	}
 }

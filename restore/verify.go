@@ -32,6 +32,11 @@ type VerifyOptions struct {
 	// caller reads it); each is checked as a head too. With Libraries empty, a library
 	// present here but unknown to the state is reported as a failure.
 	DBHeads map[string]string
+	// DBStoreIDs, with DBHeads, gives the store id of libraries the backup database
+	// names (the origin's for a virtual library). A library in DBHeads that the state
+	// does not know is then verified from its database head alone and reported with
+	// Unrecorded set, rather than failed: a failover whose state lost a record.
+	DBStoreIDs map[string]string
 	// Parallel is how many objects are read at once; 0 means max(8, 2×GOMAXPROCS):
 	// hashing needs the CPUs, a cold disk wants several reads in flight.
 	Parallel int
@@ -90,6 +95,12 @@ type LibraryReport struct {
 	Heads   []HeadCheck `json:"heads"`
 	// Problems are failures: objects missing or damaged in the backup.
 	Problems []Problem `json:"problems,omitempty"`
+	// NeverBackedUp says the state knows the library but no sync of it completed: it
+	// has no head to check (Error says so).
+	NeverBackedUp bool `json:"never_backed_up,omitempty"`
+	// Unrecorded says the state has no record of the library: it was checked from the
+	// backup database's head alone (see VerifyOptions.DBStoreIDs).
+	Unrecorded bool `json:"unrecorded,omitempty"`
 	// Expected are objects missing for a reason the state knows (a hole the primary
 	// could not fill, history the primary's GC truncated): reported, not failures.
 	Expected []Problem `json:"expected,omitempty"`
@@ -272,11 +283,12 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 
 // libCheck is one library being verified.
 type libCheck struct {
-	rec    state.Library
-	lib    Library
-	dbHead string
-	st     *storeCheck
-	err    error
+	rec        state.Library
+	lib        Library
+	dbHead     string
+	unrecorded bool // no state record: rec is made up from the database
+	st         *storeCheck
+	err        error
 
 	// What the first pass learnt of the library's history: how many commits were read,
 	// and, only when one was missing or damaged, the history itself (dag), for the
@@ -320,6 +332,7 @@ func (l *libCheck) heads() []string {
 func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 	var recs []state.Library
 	var done []LibraryReport
+	unrecorded := map[string]bool{}
 	if len(opts.Libraries) == 0 {
 		all, damaged, err := opts.State.All()
 		if err != nil {
@@ -338,7 +351,12 @@ func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 			known[de.RepoID] = true
 		}
 		for id := range opts.DBHeads {
-			if !known[id] {
+			switch {
+			case known[id]:
+			case opts.DBStoreIDs != nil:
+				recs = append(recs, state.Library{ID: id, StoreID: cmp.Or(opts.DBStoreIDs[id], id)})
+				unrecorded[id] = true
+			default:
 				done = append(done, LibraryReport{RepoID: id, Error: "in the backup database but unknown to seafbak's state"})
 			}
 		}
@@ -366,14 +384,14 @@ func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 	}
 	var libs []*libCheck
 	for _, rec := range recs {
-		l := &libCheck{rec: rec, lib: LibraryOf(rec), dbHead: opts.DBHeads[rec.ID]}
+		l := &libCheck{rec: rec, lib: LibraryOf(rec), dbHead: opts.DBHeads[rec.ID], unrecorded: unrecorded[rec.ID]}
 		if err := checkLibrary(l.lib); err != nil {
 			done = append(done, LibraryReport{RepoID: rec.ID, Error: err.Error()})
 			continue
 		}
 		if len(l.heads()) == 0 {
 			done = append(done, LibraryReport{RepoID: rec.ID, StoreID: l.lib.StoreID, Name: rec.Name, Deleted: rec.Deleted,
-				Holes: rec.Holes, Truncated: rec.Truncated, Error: "no head backed up yet: " + cmp.Or(rec.LastError, "never synced")})
+				Holes: rec.Holes, Truncated: rec.Truncated, NeverBackedUp: true, Error: "no head backed up yet: " + cmp.Or(rec.LastError, "never synced")})
 			continue
 		}
 		libs = append(libs, l)

@@ -25,7 +25,7 @@ func (v *verifier) report(l *libCheck) (LibraryReport, error) {
 	rec := l.rec
 	lr := LibraryReport{
 		RepoID: rec.ID, StoreID: l.lib.StoreID, Name: rec.Name, Deleted: rec.Deleted,
-		Holes: rec.Holes, Truncated: rec.Truncated,
+		Holes: rec.Holes, Truncated: rec.Truncated, Unrecorded: l.unrecorded,
 	}
 	type src struct{ id, from string }
 	var heads []src
