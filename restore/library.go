@@ -1206,7 +1206,21 @@ func (w *writer) writeFile(ctx context.Context, j fileJob, buf []byte) (err erro
 	}
 	if !w.force {
 		// A fresh restore replaces nothing: a name taken is another file or folder of
-		// this restore, under a name the filesystem takes as the same.
+		// this restore, under a name the filesystem takes as the same (Unicode forms on
+		// a normalising filesystem). A link never replaces, so two workers naming files
+		// of one folder cannot both find the name free; a check, then a rename, could.
+		err := r.Link(tmp, e.name)
+		switch {
+		case err == nil:
+			if err := r.Remove(tmp); err != nil {
+				return err
+			}
+			w.prog.done(1, 0)
+			return nil
+		case errors.Is(err, fs.ErrExist):
+			return ErrNameCollision
+		}
+		// No hard links here (FAT, exFAT, some network shares): check, then rename.
 		if _, err := r.Lstat(e.name); err == nil {
 			return ErrNameCollision
 		} else if !errors.Is(err, fs.ErrNotExist) {
