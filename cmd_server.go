@@ -139,7 +139,8 @@ func printStartSteps(w io.Writer, s restore.StartSteps) {
 	}
 	fmt.Fprintf(w, `
 The backup host is ready to serve. To start Seafile on it:
-  1. Stop seafbak's cron job and the primary's hook: from now on this host is the primary.
+  1. Stop seafbak's cron job, watch and the primary's hook: from now on this host is the
+     primary (seafbak here refuses to sync into these databases again; see the README).
   2. Point Seafile at the backup's databases on %s:
        conf/seafile.conf        [database]  db_name = %s
        conf/ccnet.conf          [Database]  DB = %s

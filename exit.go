@@ -168,6 +168,8 @@ func hint(err error) string {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return "a disk is full (the path above is on it): free space or inodes (df -h, df -i) and run again; " +
 			"what was recorded before stays as it was"
+	case errors.Is(err, state.ErrFailedOver):
+		return "this host is the primary now: stop seafbak's cron job, hook and watch here. If the failover was a test and the old primary still serves, remove that file to let backups run again"
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library; it was asked to read the primary's head again before it finishes, so this change is not lost. Wait for it with --lock-wait to see the result"
 	}

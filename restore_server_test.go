@@ -137,6 +137,14 @@ func TestDumpAndRestoreServer(t *testing.T) {
 	if code, out, errs := seafbak("--config", failover, "restore", "server", "--yes"); code != 0 {
 		t.Fatalf("restore --yes: %d %s %s", code, out, errs)
 	}
+
+	// From now on this host serves Seafile: no sync, scan or watch moves its rows.
+	for _, args := range [][]string{{"sync", lib.ID}, {"scan"}, {"watch"}} {
+		code, _, errs := seafbak(append([]string{"--config", failover}, args...)...)
+		if code != 2 || !strings.Contains(errs, "failed-over.json") || !strings.Contains(errs, "stop seafbak's cron job") {
+			t.Errorf("%s after the failover: %d %s", args[0], code, errs)
+		}
+	}
 }
 
 // appendConfig adds text to a config file and applies replacements.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -285,6 +286,11 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		}
 	}
 
+	// From here the backup's databases become Seafile's: no sync may move their rows
+	// again (a cron job or watch left running, the old primary back).
+	if err := opts.State.SaveFailedOver(state.FailedOver{At: time.Now().UTC(), DumpSet: set.Name}); err != nil {
+		return nil, notStarted(err)
+	}
 	res := &FailoverResult{Set: set, Loaded: map[dump.Role]string{}}
 	progress(FailoverProgress{Stage: FailoverLoading, Set: set})
 	for _, role := range sortedRoles(targets) {

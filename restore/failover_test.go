@@ -522,6 +522,9 @@ func TestFailoverNamesANeverBackedUpLibraryAndGoesOn(t *testing.T) {
 	if len(res.NeverBackedUp) != 1 || res.NeverBackedUp[0].RepoID != never || !strings.Contains(res.NeverBackedUp[0].Error, "primary unreachable") {
 		t.Errorf("never backed up: %+v", res.NeverBackedUp)
 	}
+	if f, err := p.env.State.LastFailover(); err != nil || f == nil || f.DumpSet != p.set.Name || f.At.IsZero() {
+		t.Errorf("failover recorded in the state: %+v %v", f, err)
+	}
 }
 
 // A damaged record moved aside, with the backup database sync keeps live: the library's
