@@ -98,7 +98,7 @@ func reportAs(w io.Writer, ctx context.Context, cmd string, err error, asJSON bo
 	}
 	var sig interrupt
 	if cause := context.Cause(ctx); errors.As(cause, &sig) {
-		msg := fmt.Sprintf("%v; libraries not finished keep their previous backed-up head", sig)
+		msg := fmt.Sprintf("%v; %s", sig, interrupted(cmd))
 		if asJSON {
 			writeJSONError(w, cmd, msg, "")
 		} else {
@@ -134,6 +134,19 @@ func reportAs(w io.Writer, ctx context.Context, cmd string, err error, asJSON bo
 		fmt.Fprintf(w, "  hint: %s\n", h)
 	}
 	return code
+}
+
+// interrupted says what a command stopped by a signal left behind, and what to do.
+func interrupted(cmd string) string {
+	switch cmd {
+	case "restore server":
+		return "the databases may be half loaded: run seafbak restore server --yes again before starting Seafile"
+	case "restore library":
+		return "the files written so far stay; run the same restore again to finish it"
+	case "dump":
+		return "the unfinished dump set is not used (the last complete one is); run seafbak dump again"
+	}
+	return "libraries not finished keep their previous backed-up head"
 }
 
 // writeJSONError writes one record as slog's JSON handler would, with the command and

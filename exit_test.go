@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 
 	"seafbak/sync/store"
@@ -32,5 +33,23 @@ func TestReportFlushFailure(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "hint: the backup disk failed to write") {
 		t.Fatalf("no hint:\n%s", out.String())
+	}
+}
+
+// A command stopped by a signal says what it left behind in its own terms: a failover
+// stopped half way needs its rerun with --yes, not the sync's "previous head".
+func TestInterruptedSaysWhatTheCommandLeft(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"restore server":  "restore server --yes again",
+		"restore library": "run the same restore again",
+		"dump":            "run seafbak dump again",
+		"sync":            "keep their previous backed-up head",
+	} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(interrupt{sig: syscall.SIGINT})
+		var out strings.Builder
+		if code := report(&out, ctx, cmd, context.Canceled); code != exitSIGINT || !strings.Contains(out.String(), want) {
+			t.Errorf("%s: %d %q, want %q", cmd, code, out.String(), want)
+		}
 	}
 }

@@ -226,7 +226,7 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	p, err := planPath(ctx, opts.Store, lib, c, comps, wantDir)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
-			err = fmt.Errorf("the tree of commit %s is not whole in the backup (history truncated by the primary's GC, or a hole): %w", c.ID, err)
+			err = fmt.Errorf("the tree of commit %s is not whole in the backup (history truncated by the primary's GC, or a hole; --list shows which commits are whole): %w", c.ID, err)
 		}
 		return fail(err)
 	}
