@@ -16,6 +16,9 @@ import (
 type restoreServerCmd struct {
 	Dump string `help:"The dump set to load (its name under dump.dir); default: the latest." placeholder:"SET"`
 	Yes  bool   `help:"Overwrite backup databases that already hold Seafile data."`
+	// Seafile stays down while the store is verified: hashing every block of a large
+	// store can take hours, and seafbak verify can finish the job once Seafile serves.
+	Sample float64 `help:"Hash only this share of blocks in the verify before the start steps (0 < P <= 1); every block's presence is still checked. Run seafbak verify in full afterwards." default:"1"`
 }
 
 // backupDBKeys are the config keys naming the backup's ccnet and seahub databases, for
@@ -44,11 +47,15 @@ func (c *restoreServerCmd) Run(e *env) error {
 	if e.cfg.Dump.Dir == "" {
 		return usagef("config %s: dump.dir is not set: where seafbak dump wrote its dumps", e.cfg.Path)
 	}
+	if c.Sample <= 0 || c.Sample > 1 {
+		return usagef("--sample %g: give a share of blocks above 0 and at most 1, e.g. 0.05", c.Sample)
+	}
 	fs, st, err := openBackup(e)
 	if err != nil {
 		return cantRun(err)
 	}
 	res, err := restore.Failover(e.ctx, restore.FailoverOptions{
+		Sample:    c.Sample,
 		DumpDir:   e.cfg.Dump.Dir,
 		DumpSet:   c.Dump,
 		Databases: backupDatabases(e),

@@ -134,8 +134,12 @@ func TestDumpAndRestoreServer(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "already holds Seafile data") || !strings.Contains(errs, "--yes") {
 		t.Fatalf("second restore: %d %s", code, errs)
 	}
-	if code, out, errs := seafbak("--config", failover, "restore", "server", "--yes"); code != 0 {
-		t.Fatalf("restore --yes: %d %s %s", code, out, errs)
+	if code, _, errs := seafbak("--config", failover, "restore", "server", "--yes", "--sample", "0"); code != 2 || !strings.Contains(errs, "--sample 0") {
+		t.Fatalf("restore --sample 0: %d %s", code, errs)
+	}
+	code, out, errs = seafbak("--config", failover, "restore", "server", "--yes", "--sample", "0.5")
+	if code != 0 || !strings.Contains(out, "(sample 50%)") {
+		t.Fatalf("restore --yes --sample 0.5: %d %s %s", code, out, errs)
 	}
 
 	// From now on this host serves Seafile: no sync, scan or watch moves its rows.

@@ -123,6 +123,10 @@ type FailoverOptions struct {
 	State *state.Dir
 	// Yes overwrites target databases that already hold Seafile data.
 	Yes bool
+	// Sample is the share of blocks the verify hashes (VerifyOptions.Sample; 0: all).
+	// Every block's presence is checked whatever it is; hashing every block of a large
+	// store can take hours while Seafile stays down.
+	Sample float64
 	// Log receives progress of the rows and the verify (nil: none).
 	Log *slog.Logger
 	// Progress, if set, is called as the failover goes, from the calling goroutine, so a
@@ -318,7 +322,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		return nil, err
 	}
 	progress(FailoverProgress{Stage: FailoverVerifying, Set: set})
-	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads, DBStoreIDs: storeIDs})
+	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads, DBStoreIDs: storeIDs, Sample: opts.Sample})
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
