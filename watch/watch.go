@@ -599,8 +599,14 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 		w.copied.Objects += int64(res.Commits + res.FSObjects + res.Blocks)
 		w.mu.Unlock()
 	}
-	if err == nil {
+	// The flag follows the library's last job: a follow-up that fails after the job
+	// before it succeeded (and cleared it) must be looked at again by the next poll,
+	// not left to the next full comparison.
+	switch {
+	case err == nil:
 		w.setUnsettled(j.lib.ID, false)
+	case ctx.Err() == nil:
+		w.setUnsettled(j.lib.ID, true)
 	}
 	log := w.log().With("repo", j.lib.ID, "name", j.lib.Name)
 	switch {
