@@ -114,6 +114,18 @@ func (s *scheduler) busy(id string) bool {
 	return sl != nil && (sl.current != nil || sl.pending != nil)
 }
 
+// forget drops library id if s has no job for it, running or waiting: a comparison
+// found it backed up (by another seafbak) or gone without a record. Kept, the slot of a
+// library that had failed stayed for the life of the process, and its next failure,
+// however much later, waited the backoff the old failures had reached.
+func (s *scheduler) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sl := s.libs[id]; sl != nil && sl.current == nil && sl.pending == nil {
+		delete(s.libs, id)
+	}
+}
+
 // dispatch starts what may start now: libraries whose backoff has passed.
 func (s *scheduler) dispatch(ctx context.Context) {
 	s.mu.Lock()

@@ -526,8 +526,10 @@ func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (chan
 // settle drops from the unsettled libraries those among ids that a comparison found
 // backed up (neither changed nor gone) and that s holds no job for: another seafbak (a
 // scan, the primary's hook) finished them after this one's job found them busy
-// (state.ErrLocked). Left unsettled, each was read again at every poll, and the quiet
-// poll that reads nothing was never taken again.
+// (state.ErrLocked), or that failed and were since backed up elsewhere or deleted
+// before they had a record. Left unsettled, each was read again at every poll, and the
+// quiet poll that reads nothing was never taken again; the scheduler forgets their
+// failures too (see scheduler.forget).
 func (w *Watcher) settle(ids []string, changed []primary.Library, gone []state.Library, s *scheduler) {
 	if !w.anyUnsettled() {
 		return
@@ -542,6 +544,7 @@ func (w *Watcher) settle(ids []string, changed []primary.Library, gone []state.L
 	for _, id := range ids {
 		if !work[id] && w.isUnsettled(id) && !s.busy(id) {
 			w.setUnsettled(id, false)
+			s.forget(id)
 		}
 	}
 }
