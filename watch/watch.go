@@ -95,6 +95,12 @@ type Watcher struct {
 	// comparison ran: a cache that a restart rebuilds with a full comparison.
 	lastHeads map[string]string
 	lastFull  time.Time
+	// fullFailures counts the full comparisons failed in a row (the state or the backup
+	// database unreadable), fullRetryAt is when the next may run: until then polls
+	// compare only what moved, as between full comparisons, rather than reading every
+	// record again at every poll of an outage.
+	fullFailures int
+	fullRetryAt  time.Time
 	// lastLibs is the last listing and lastPrint the primary's Print at it: polls
 	// between full comparisons list again only when the Print changed.
 	lastLibs  []primary.Library
@@ -149,9 +155,11 @@ func (w *Watcher) Copied() Copied {
 
 // Run lists the primary's heads every Poll and syncs each library whose head differs
 // from the state, and records libraries gone from the primary as deleted. A failed
-// listing is retried at the next tick. When ctx ends it starts nothing new, waits for
-// the running syncs (which see ctx ended and stop without recording anything half-done)
-// and returns nil.
+// listing is retried at the next tick; a failed full comparison (the state or the
+// backup database unreadable) after 2 s, doubling up to FullEvery, the polls in between
+// comparing what moved. When ctx ends it starts nothing new, waits for the running
+// syncs (which see ctx ended and stop without recording anything half-done) and
+// returns nil.
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.Engine == nil || w.Catalog == nil || w.State == nil {
 		return errors.New("watch: engine, catalog and state are required")
@@ -178,6 +186,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	failures := 0
+	failedStep := ""
 	var lastHook time.Time
 	targeted := false
 	for {
@@ -195,14 +204,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 		case err != nil:
 			failures++
-			if warnable(failures) {
-				w.log().Warn("listing the primary's heads keeps failing; retrying", "failures_in_a_row", failures, "err", err)
-			} else {
-				w.log().Info("listing the primary's heads failed; retrying at the next tick", "failures_in_a_row", failures, "err", err)
+			// Name the step: a backup database that is down must not read as the
+			// primary's.
+			failedStep = "polling"
+			var se *stepError
+			if errors.As(err, &se) {
+				failedStep = se.step
 			}
-		case failures > 0:
+			if warnable(failures) {
+				w.log().Warn(failedStep+" keeps failing; retrying", "failures_in_a_row", failures, "err", err)
+			} else {
+				w.log().Info(failedStep+" failed; retrying", "failures_in_a_row", failures, "err", err)
+			}
+		case failures > 0 && w.fullFailures == 0:
+			// A failed full comparison is retried on its backoff, and the polls in
+			// between succeed: they neither end nor reset the count.
 			if failures >= warnAfter {
-				w.log().Warn("listing the primary's heads works again", "after_failures", failures)
+				w.log().Warn(failedStep+" works again", "after_failures", failures)
 			}
 			failures = 0
 		}
@@ -340,31 +358,36 @@ func (w *Watcher) kicks() chan struct{} {
 // the primary no longer lists: scan's comparison (scan.Compare), without the syncing.
 // Between full comparisons only what moved since the last poll is read from the state.
 func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
-	full := w.full.Load() || w.lastHeads == nil || time.Since(w.lastFull) >= cmp.Or(w.FullEvery, DefaultFullEvery)
+	now := time.Now()
+	full := (w.full.Load() || w.lastHeads == nil || now.Sub(w.lastFull) >= w.fullEvery()) && !now.Before(w.fullRetryAt)
+	if full {
+		w.full.Store(false) // a CheckAll from now on asks for the next one
+	}
 	libs, listed, err := w.list(ctx, full)
 	if err != nil {
-		return fmt.Errorf("watch: %w", err)
+		if full {
+			w.full.Store(true)
+		}
+		return &stepError{step: "listing the primary's heads", err: err}
 	}
-	now := time.Now()
 	var changed []primary.Library
 	var gone []state.Library
 	if w.Listed != nil && listed {
 		w.Listed(libs)
 	}
-	if w.full.Swap(false) || full {
+	if full {
 		// A damaged record is left out here, so its library is asked for like a new
 		// one and the engine fails it, naming the file; the backoff keeps that from
 		// repeating every poll.
 		recs, _, err := w.State.All()
 		if err != nil {
-			w.full.Store(true)
-			return fmt.Errorf("watch: %w", err)
+			return w.fullFailed(now, &stepError{step: "reading the state", err: err})
 		}
 		dbHeads, err := w.Engine.BackupHeads(ctx)
 		if err != nil {
-			w.full.Store(true)
-			return fmt.Errorf("watch: %w", err)
+			return w.fullFailed(now, &stepError{step: "reading the backup database's heads", err: err})
 		}
+		w.fullFailures, w.fullRetryAt = 0, time.Time{}
 		changed, gone = scan.Compare(libs, recs, dbHeads)
 		w.lastFull = now
 		scan.Compared(w.State, recs, w.log())
@@ -375,7 +398,7 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		// lastHeads stays the previous listing's: the next poll must list again and
 		// compare, not reuse this listing as one already compared.
 		w.lastPrint = primary.Print{}
-		return err
+		return &stepError{step: "reading the state", err: err}
 	}
 	if listed {
 		heads := make(map[string]string, len(libs))
@@ -400,6 +423,36 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 	s.dispatch(ctx) // libraries whose backoff has passed
 	return nil
 }
+
+// fullFailed puts the next full comparison off after one that failed at now: 2 s,
+// doubling up to FullEvery, as a failing library's backoff. It stays due (a CheckAll,
+// the first comparison, FullEvery passed), and the polls until then compare what moved
+// against the last listing that was compared: with the backup database down, every
+// 2 s poll used to list every library and read every record again.
+func (w *Watcher) fullFailed(now time.Time, err error) error {
+	w.full.Store(true)
+	w.fullFailures++
+	wait := min(minBackoff, w.fullEvery())
+	for i := 1; i < w.fullFailures && wait < w.fullEvery(); i++ {
+		wait *= 2
+	}
+	w.fullRetryAt = now.Add(min(wait, w.fullEvery()))
+	// lastHeads stays the last compared listing's: the next poll lists again and
+	// compares what moved since, not this listing as one already compared.
+	w.lastPrint = primary.Print{}
+	return err
+}
+
+func (w *Watcher) fullEvery() time.Duration { return cmp.Or(w.FullEvery, DefaultFullEvery) }
+
+// stepError is a failed poll, with the step that failed, for the log.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return "watch: " + e.step + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 // list lists the primary's libraries, or, between full comparisons, gives the last
 // listing again when the primary's Print says nothing it depends on changed since
@@ -491,7 +544,7 @@ func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (chan
 			return nil // asked for like a new library: the engine fails it, naming the file
 		}
 		if err != nil {
-			return fmt.Errorf("watch: %w", err)
+			return err // the caller names the step
 		}
 		if found {
 			recs = append(recs, rec)
