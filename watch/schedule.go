@@ -20,6 +20,11 @@ type job struct {
 	// seen is when the change this job backs up was first noticed: the start of the
 	// latency logged once it is durable.
 	seen time.Time
+	// retry says the library is backed up at lib's head and the job only tries its
+	// holes (holes of them recorded) or a pending re-check again (see
+	// Watcher.putOffRetries): one that finds nothing new is no change to tell.
+	retry bool
+	holes int
 }
 
 // covers reports whether running j leaves nothing for k to do.

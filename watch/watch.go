@@ -44,6 +44,13 @@ const (
 	// minBackoff is the wait after a library's first failure; it doubles after each
 	// further failure in a row.
 	minBackoff = 2 * time.Second
+	// holesRetry is how often a library backed up at its head with holes (synced with
+	// --force) or with a re-check still pending is synced again while its head stays
+	// put: every full comparison finds it not up to date (state.Library.UpToDate), and
+	// syncing it each minute re-read its history (every object, for a re-check), warned
+	// about the same holes and rewrote the metrics on an idle server. An hour lets a
+	// primary repaired meanwhile be noticed; a new head is synced at once, as any.
+	holesRetry = time.Hour
 	// warnAfter failed polls in a row, the failures are logged as warnings (then at
 	// every doubling of the count), not at info.
 	warnAfter = 5
@@ -101,6 +108,9 @@ type Watcher struct {
 	// record again at every poll of an outage.
 	fullFailures int
 	fullRetryAt  time.Time
+	// holesTried is when each library backed up at its head but for its holes or a
+	// pending re-check was last asked for (see putOffRetries).
+	holesTried map[string]time.Time
 	// lastLibs is the last listing and lastPrint the primary's Print at it: polls
 	// between full comparisons list again only when the Print changed.
 	lastLibs  []primary.Library
@@ -331,9 +341,11 @@ func (w *Watcher) pollSome(ctx context.Context, s *scheduler, ids []string) erro
 		}
 	}
 	changed, _ := scan.Compare(libs, recs, nil) // every record is of a looked-up library: none gone
+	changed, retries := w.putOffRetries(changed, recs, nil, now, false)
 	for _, lib := range changed {
 		w.setUnsettled(lib.ID, true)
-		s.want(ctx, job{lib: lib, seen: now})
+		n, retry := retries[lib.ID]
+		s.want(ctx, job{lib: lib, seen: now, retry: retry, holes: n})
 	}
 	// The next partial poll need not look at these again for the same head. The last
 	// listing is then behind lastHeads, and must not be reused as their twin: the next
@@ -372,6 +384,7 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 	}
 	var changed []primary.Library
 	var gone []state.Library
+	var retries map[string]int
 	if w.Listed != nil && listed {
 		w.Listed(libs)
 	}
@@ -389,12 +402,13 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		}
 		w.fullFailures, w.fullRetryAt = 0, time.Time{}
 		changed, gone = scan.Compare(libs, recs, dbHeads)
+		changed, retries = w.putOffRetries(changed, recs, dbHeads, now, true)
 		w.lastFull = now
 		scan.Compared(w.State, recs, w.log())
 		w.settle(w.unsettledIDs(), changed, gone, s)
 	} else if !listed && !w.anyUnsettled() {
 		// The same listing as last time, every library in it settled: nothing to do.
-	} else if changed, gone, err = w.moved(libs, listed, s); err != nil {
+	} else if changed, gone, retries, err = w.moved(libs, listed, s, now); err != nil {
 		// lastHeads stays the previous listing's: the next poll must list again and
 		// compare, not reuse this listing as one already compared.
 		w.lastPrint = primary.Print{}
@@ -414,7 +428,8 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 	}
 	for _, lib := range changed {
 		w.setUnsettled(lib.ID, true)
-		s.want(ctx, job{lib: lib, seen: now})
+		n, retry := retries[lib.ID]
+		s.want(ctx, job{lib: lib, seen: now, retry: retry, holes: n})
 	}
 	for _, rec := range gone {
 		w.setUnsettled(rec.ID, true)
@@ -504,7 +519,7 @@ func (w *Watcher) lastListed(id string) (primary.Library, bool) {
 // (a targeted round that moves one forgets the Print), so only the unsettled libraries
 // are looked at, each found by id: a library that keeps failing must not cost a pass
 // over 100 000 every poll.
-func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (changed []primary.Library, gone []state.Library, err error) {
+func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler, now time.Time) (changed []primary.Library, gone []state.Library, retries map[string]int, err error) {
 	unsettled := w.unsettledIDs()
 	// candidates are listed libraries to compare; unlisted are ids the primary no
 	// longer lists (known at the last listing, or a deletion not yet recorded).
@@ -557,23 +572,78 @@ func (w *Watcher) moved(libs []primary.Library, listed bool, s *scheduler) (chan
 		}
 		look = append(look, lib)
 		if err := load(lib.ID); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	for _, id := range unlisted {
 		if err := load(id); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	// Compare takes every record not in look as gone: only the unlisted ids' records
 	// are such.
 	changed, gone = scan.Compare(look, recs, nil)
+	changed, retries = w.putOffRetries(changed, recs, nil, now, false)
 	ids := unlisted
 	for _, lib := range look {
 		ids = append(ids, lib.ID)
 	}
 	w.settle(ids, changed, gone, s)
-	return changed, gone, nil
+	return changed, gone, retries, nil
+}
+
+// putOffRetries takes out of changed the libraries that are backed up at their listed
+// head (and in the backup database, when dbHeads is given) and need a sync only for
+// their holes or a pending re-check, unless they were last asked for holesRetry ago or
+// more; retries are those it keeps, with their recorded holes. recs holds at least the
+// records of changed. full says recs is every record: the libraries it no longer finds
+// such are forgotten.
+func (w *Watcher) putOffRetries(changed []primary.Library, recs []state.Library, dbHeads map[string]string, now time.Time, full bool) (_ []primary.Library, retries map[string]int) {
+	at := make(map[string]int, len(changed))
+	for i, lib := range changed {
+		at[lib.ID] = i
+	}
+	for i := range recs {
+		rec := &recs[i]
+		k, ok := at[rec.ID]
+		if !ok {
+			continue
+		}
+		lib := changed[k]
+		if rec.Head != lib.Head || rec.Failed() || rec.Deleted != nil || len(rec.Holes) == 0 && !rec.Recheck ||
+			dbHeads != nil && dbHeads[lib.ID] != lib.Head {
+			continue // a change, a failure or a deletion to record: not a retry
+		}
+		if retries == nil {
+			retries = map[string]int{}
+		}
+		retries[lib.ID] = len(rec.Holes)
+	}
+	if full {
+		for id := range w.holesTried {
+			if _, ok := retries[id]; !ok {
+				delete(w.holesTried, id)
+			}
+		}
+	}
+	if len(retries) == 0 {
+		return changed, nil
+	}
+	if w.holesTried == nil {
+		w.holesTried = map[string]time.Time{}
+	}
+	kept := make([]primary.Library, 0, len(changed))
+	for _, lib := range changed {
+		if _, retry := retries[lib.ID]; retry {
+			if tried, ok := w.holesTried[lib.ID]; ok && now.Sub(tried) < holesRetry {
+				delete(retries, lib.ID)
+				continue
+			}
+			w.holesTried[lib.ID] = now
+		}
+		kept = append(kept, lib)
+	}
+	return kept, retries
 }
 
 // settle drops from the unsettled libraries those among ids that a comparison found
@@ -682,6 +752,10 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 		log.Info("library deleted on the primary recorded", "latency_seconds", time.Since(j.seen).Seconds())
 	case res.UpToDate:
 		log.Debug("already up to date", "head", res.Head)
+	case j.retry && res.Head == res.OldHead && res.Bytes == 0 && res.Commits+res.FSObjects+res.Blocks == 0 && len(res.Holes) == j.holes:
+		// The holes or the re-check were tried again and nothing came of it: no change
+		// to tell, no metrics to rewrite.
+		log.Debug("holes or re-check tried again; nothing changed", "head", res.Head, "holes", len(res.Holes))
 	default:
 		w.finished.Store(true)
 		log.Info("change backed up", "head", res.Head, "commits", res.Commits, "fs_objects", res.FSObjects,
