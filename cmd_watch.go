@@ -23,10 +23,12 @@ type watchCmd struct {
 
 // watchMetricsEvery is the least time between two rewrites of the metrics file while
 // watch runs (a variable for tests). The file is rewritten after a poll round in which a
-// sync finished (backed up, recorded a deletion, or failed), not on a fixed interval:
-// an idle watch leaves it alone. Each rewrite reads every library's record (0.82 s for
-// 10 000 libraries), so while libraries change all the time a rewrite a minute (about
-// 1% of a core) is the bound; monitoring alerts after minutes, not seconds.
+// sync finished (backed up, recorded a deletion, or failed), and on an idle server every
+// 5 minutes, so that the libraries that did not change are counted current as of
+// watch's last comparison of every head, as of a scan's (see watch.Watcher.AfterRound).
+// Each rewrite reads every library's record (0.82 s for 10 000 libraries), so while
+// libraries change all the time a rewrite a minute (about 1% of a core) is the bound;
+// monitoring alerts after minutes, not seconds.
 var watchMetricsEvery = watch.DefaultAfterRoundEvery
 
 func (c *watchCmd) Run(e *env, cl *cli) error {
@@ -55,11 +57,15 @@ func (c *watchCmd) Run(e *env, cl *cli) error {
 		e.run.Duration = time.Since(e.run.Start)
 	}
 	if path := cmp.Or(cl.MetricsFile, e.cfg.MetricsFile); path != "" {
-		wt.AfterRound = func(context.Context) {
+		wt.AfterRound = func(_ context.Context, compared time.Time) {
 			figures()
 			// Exit code 0 while running: watch exits 0 whatever its syncs did; failing
 			// libraries show as seafbak_library_failed.
 			run := *e.run
+			// Every library not failed held the primary's head as of compared, as of a
+			// scan's start: without it a library that does not change looked behind
+			// (SeafbakLibraryBehind) where no cron scan runs.
+			run.ComparedAll, run.ComparedAt = !compared.IsZero(), compared
 			if err := writeMetrics(path, e.cfg, &run); err != nil {
 				e.log.Error("cannot rewrite the metrics file; trying again after the next sync", "err", err)
 			}

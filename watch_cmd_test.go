@@ -64,14 +64,20 @@ func TestWatchCommandExits0OnSignal(t *testing.T) {
 
 // watch rewrites the metrics file (metrics.file of the config here) after the rounds in
 // which something was synced, so a library's current timestamp follows its changes
-// while watch runs; and it polls every watch.poll of the config.
+// while watch runs, and one that does not change is current as of watch's last
+// comparison of every head; and it polls every watch.poll of the config.
 func TestWatchCommandRewritesMetrics(t *testing.T) {
 	env := testenv.New(t, srv)
 	gen := seafgen.New(env.PrimaryDir)
 	l, err := gen.NewLibrary(seafgen.LibraryOptions{Name: "m", Owner: "u@example.com"})
 	must(t, err)
 	testenv.Commit(t, l, "files", seafgen.Put("a.txt", []byte("a")))
-	env.Publish(l)
+	idle, err := gen.NewLibrary(seafgen.LibraryOptions{Name: "idle", Owner: "u@example.com"})
+	must(t, err)
+	testenv.Commit(t, idle, "files", seafgen.Put("a.txt", []byte("i")))
+	env.Publish(l, idle)
+	_, err = env.Engine(false).Sync(context.Background(), idle.ID) // backed up before watch starts
+	must(t, err)
 	prom := filepath.Join(t.TempDir(), "seafbak.prom")
 	cfg := writeConfig(t, env)
 	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
@@ -124,6 +130,19 @@ func TestWatchCommandRewritesMetrics(t *testing.T) {
 	}
 	waitUntil("the first backup in the metrics file", func() bool { return current() > 0 })
 	first := current()
+	// The library that did not change is current as of watch's first comparison, as of
+	// a scan's: it looked behind (SeafbakLibraryBehind) where no cron scan runs.
+	var lastScan float64
+	for _, line := range strings.Split(string(must1(os.ReadFile(prom))), "\n") {
+		if v, ok := strings.CutPrefix(line, "seafbak_last_scan_timestamp_seconds "); ok {
+			fmt.Sscan(v, &lastScan)
+		}
+	}
+	idleCurrent := metric("seafbak_library_current_timestamp_seconds", "repo_id", idle.ID)
+	if idleSuccess := metric("seafbak_library_last_success_timestamp_seconds", "repo_id", idle.ID); lastScan == 0 ||
+		idleCurrent != lastScan || idleCurrent <= idleSuccess {
+		t.Fatalf("last scan %f; the idle library current at %f, its last success %f:\n%s", lastScan, idleCurrent, idleSuccess, must1(os.ReadFile(prom)))
+	}
 	if metric("seafbak_run_bytes", "command", "watch") == 0 || metric("seafbak_run_exit_code", "command", "watch") != 0 {
 		t.Fatalf("watch's run figures while it runs:\n%s", must1(os.ReadFile(prom)))
 	}

@@ -24,7 +24,8 @@
 //
 // seafbak_last_scan_timestamp_seconds is carried over the same way: it is the start of
 // the last scan that compared every library's head on the primary with the backup
-// (Run.ComparedAll), whichever command writes the file later.
+// (Run.ComparedAll), or of watch's last such comparison (Run.ComparedAt), whichever
+// command writes the file later.
 //
 // # Metrics
 //
@@ -142,6 +143,9 @@ type Run struct {
 	// if some libraries failed): every library whose record is not failed held the
 	// primary's head as of Start.
 	ComparedAll bool
+	// ComparedAt, if set with ComparedAll, is when that comparison started instead of
+	// Start: watch compares every library again each minute, long after it started.
+	ComparedAt time.Time
 }
 
 // Snapshot is everything one metrics file is rendered from.
@@ -199,8 +203,14 @@ func Write(path string, st *state.Dir, run *Run, now time.Time) error {
 	}
 	prevRuns, prevScan := readPrevious(path)
 	snap.LastScan = prevScan
-	if run != nil && run.ComparedAll && run.Start.After(snap.LastScan) {
-		snap.LastScan = run.Start
+	if run != nil && run.ComparedAll {
+		at := run.Start
+		if !run.ComparedAt.IsZero() {
+			at = run.ComparedAt
+		}
+		if at.After(snap.LastScan) {
+			snap.LastScan = at
+		}
 	}
 	for _, r := range prevRuns {
 		if run == nil || r.Command != run.Command {

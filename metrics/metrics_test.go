@@ -273,6 +273,31 @@ func TestCommandsShareTheFile(t *testing.T) {
 	assertOnly(t, dir, "seafbak.prom")
 }
 
+// A watch's comparison of every head counts as a scan's at its own start, not at the
+// watch's Start: the idle library is current as of the last comparison while watch
+// runs for days, and a later rewrite without one keeps it.
+func TestWatchComparedAt(t *testing.T) {
+	st := testState(t)
+	path := filepath.Join(t.TempDir(), "seafbak.prom")
+	watchStart := now.Add(-72 * time.Hour)
+	compared := now.Add(-time.Minute)
+	run := &Run{Command: "watch", Start: watchStart, Duration: 72 * time.Hour, ComparedAll: true, ComparedAt: compared}
+	if err := Write(path, st, run, now); err != nil {
+		t.Fatal(err)
+	}
+	mfs := parse(t, path)
+	want(t, mfs, ts(compared), "seafbak_last_scan_timestamp_seconds")
+	want(t, mfs, ts(compared), "seafbak_library_current_timestamp_seconds", lib(idSynced, "Photos")...)
+	want(t, mfs, 60, "seafbak_library_lag_seconds", lib(idSynced, "Photos")...)
+	want(t, mfs, ts(watchStart), "seafbak_run_timestamp_seconds", "command", "watch")
+	// watch's last write, at exit, has no comparison of its own.
+	run = &Run{Command: "watch", Start: watchStart, Duration: 72*time.Hour + time.Minute}
+	if err := Write(path, st, run, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	want(t, parse(t, path), ts(compared), "seafbak_last_scan_timestamp_seconds")
+}
+
 // Commands finishing at once do not lose each other's runs.
 func TestConcurrentWriters(t *testing.T) {
 	st := testState(t)

@@ -44,6 +44,12 @@ const (
 	// minBackoff is the wait after a library's first failure; it doubles after each
 	// further failure in a row.
 	minBackoff = 2 * time.Second
+	// refreshEvery is how much newer the last full comparison must be than the one
+	// given to the last AfterRound for a round without a finished sync to call it: an
+	// idle watch rewrites the metrics every 5 minutes, as cron's scan would, so idle
+	// libraries' current timestamps follow (the README's alert allows 15), at a fifth
+	// of the cost of a rewrite a minute.
+	refreshEvery = 5 * time.Minute
 	// holesRetry is how often a library backed up at its head with holes (synced with
 	// --force) or with a re-check still pending is synced again while its head stays
 	// put: every full comparison finds it not up to date (state.Library.UpToDate), and
@@ -70,12 +76,15 @@ type Watcher struct {
 	// MaxBackoff caps the wait before a failing library is tried again (default 5 min).
 	MaxBackoff time.Duration
 	// AfterRound, if set, is called by Run after a poll round when a sync has finished
-	// since its last call (a change backed up, a deletion recorded, or a failure), but
-	// not sooner than AfterRoundEvery (default 1 min) after its last call: a round that
-	// comes too soon leaves it to a later round. It runs between polls, so a slow hook
-	// delays the next listing, never a running sync. seafbak watch rewrites the metrics
-	// file with it.
-	AfterRound func(ctx context.Context)
+	// since its last call (a change backed up, a deletion recorded, or a failure), or
+	// when compared is refreshEvery (5 min) newer than at its last call, but not sooner
+	// than AfterRoundEvery (default 1 min) after its last call: a round that comes too
+	// soon leaves it to a later round. compared is the start of the last full
+	// comparison every library of which held the primary's head as of then, or has had
+	// a sync end since (zero: none yet): what a scan's start is to the metrics
+	// (metrics.Run.ComparedAll). It runs between polls, so a slow hook delays the next
+	// listing, never a running sync. seafbak watch rewrites the metrics file with it.
+	AfterRound func(ctx context.Context, compared time.Time)
 	// AfterRoundEvery is the least time between two AfterRound calls (default 1 min).
 	AfterRoundEvery time.Duration
 	// FullEvery is how often a poll compares every library with the state and the
@@ -108,6 +117,13 @@ type Watcher struct {
 	// record again at every poll of an outage.
 	fullFailures int
 	fullRetryAt  time.Time
+	// compares are the full comparisons since the one last reported (see comparedAt),
+	// oldest first, compared the start of the newest reported; lastHook and
+	// hookCompared are when AfterRound was last called and the compared it was given.
+	compares     []comparison
+	compared     time.Time
+	lastHook     time.Time
+	hookCompared time.Time
 	// holesTried is when each library backed up at its head but for its holes or a
 	// pending re-check was last asked for (see putOffRetries).
 	holesTried map[string]time.Time
@@ -197,7 +213,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer tick.Stop()
 	failures := 0
 	failedStep := ""
-	var lastHook time.Time
 	targeted := false
 	for {
 		var err error
@@ -234,11 +249,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			failures = 0
 		}
-		if w.AfterRound != nil && ctx.Err() == nil && time.Since(lastHook) >= cmp.Or(w.AfterRoundEvery, DefaultAfterRoundEvery) &&
-			w.finished.CompareAndSwap(true, false) {
-			lastHook = time.Now()
-			w.AfterRound(ctx)
-		}
+		w.afterRound(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			if cause := context.Cause(ctx); errors.Is(cause, store.ErrFlushFailed) {
@@ -404,6 +415,7 @@ func (w *Watcher) poll(ctx context.Context, s *scheduler) error {
 		changed, gone = scan.Compare(libs, recs, dbHeads)
 		changed, retries = w.putOffRetries(changed, recs, dbHeads, now, true)
 		w.lastFull = now
+		w.addComparison(now, changed, gone, recs) // before the jobs are asked for
 		scan.Compared(w.State, recs, w.log())
 		w.settle(w.unsettledIDs(), changed, gone, s)
 	} else if !listed && !w.anyUnsettled() {
@@ -668,8 +680,84 @@ func (w *Watcher) settle(ids []string, changed []primary.Library, gone []state.L
 		if !work[id] && w.isUnsettled(id) && !s.busy(id) {
 			w.setUnsettled(id, false)
 			s.forget(id)
+			w.caughtUp(id)
 		}
 	}
+}
+
+// comparison is a full comparison that started at at, with the libraries it found
+// behind (neither up to date nor failed) that have had no job end since.
+type comparison struct {
+	at     time.Time
+	behind map[string]bool
+}
+
+// maxComparisons bounds the comparisons waiting for their libraries: a sync stuck for
+// hours must not keep one a minute, each with the libraries it found behind.
+const maxComparisons = 8
+
+// addComparison notes a full comparison that started at at and found changed and gone
+// behind the primary, of every record recs.
+func (w *Watcher) addComparison(at time.Time, changed []primary.Library, gone []state.Library, recs []state.Library) {
+	behind := make(map[string]bool, len(changed)+len(gone))
+	for _, lib := range changed {
+		behind[lib.ID] = true
+	}
+	for _, rec := range gone {
+		behind[rec.ID] = true
+	}
+	// A failed library is no current library: the metrics leave it out whatever the
+	// comparison's time, so it need not hold the comparison back until its retry.
+	for i := range recs {
+		if recs[i].Failed() {
+			delete(behind, recs[i].ID)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.compares) == maxComparisons {
+		w.compares = slices.Delete(w.compares, 0, 1)
+	}
+	w.compares = append(w.compares, comparison{at: at, behind: behind})
+}
+
+// caughtUp notes that a job of library id ended after the comparisons noted so far:
+// its record says when it was backed up (or that it failed), newer than any of them.
+func (w *Watcher) caughtUp(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.compares {
+		delete(c.behind, id)
+	}
+}
+
+// comparedAt is the start of the newest full comparison every library of which held
+// the primary's head then or has had a job end since: the metrics may count every
+// library not failed as current as of it. Zero: none yet.
+func (w *Watcher) comparedAt() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.compares) - 1; i >= 0; i-- {
+		if len(w.compares[i].behind) == 0 {
+			w.compared = w.compares[i].at
+			w.compares = slices.Delete(w.compares, 0, i+1)
+			break
+		}
+	}
+	return w.compared
+}
+
+// afterRound calls AfterRound at now if it is due (see AfterRound).
+func (w *Watcher) afterRound(ctx context.Context, now time.Time) {
+	if w.AfterRound == nil || ctx.Err() != nil || now.Sub(w.lastHook) < cmp.Or(w.AfterRoundEvery, DefaultAfterRoundEvery) {
+		return
+	}
+	compared := w.comparedAt()
+	if !w.finished.CompareAndSwap(true, false) && compared.Sub(w.hookCompared) < refreshEvery {
+		return
+	}
+	w.lastHook, w.hookCompared = now, compared
+	w.AfterRound(ctx, compared)
 }
 
 // unsettledIDs lists the unsettled libraries.
@@ -733,6 +821,9 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 		w.setUnsettled(j.lib.ID, false)
 	case ctx.Err() == nil:
 		w.setUnsettled(j.lib.ID, true)
+	}
+	if ctx.Err() == nil && !errors.Is(err, state.ErrLocked) {
+		w.caughtUp(j.lib.ID) // its record now says when it was backed up, or that it failed
 	}
 	log := w.log().With("repo", j.lib.ID, "name", j.lib.Name)
 	switch {
