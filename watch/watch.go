@@ -256,6 +256,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.log().Error("stopping: writing the backup store to disk failed, and no later sync of this process can succeed; "+
 					"a new process re-checks what this one wrote (systemd restarts seafbak-watch)", "err", cause)
 				return fmt.Errorf("watch: %w", cause)
+			} else if errors.Is(cause, state.ErrFailedOver) {
+				w.log().Error("stopping: this host serves Seafile since a failover; disable seafbak-watch here", "err", cause)
+				return fmt.Errorf("watch: %w", cause)
 			}
 			w.log().Info("stopping: waiting for the running syncs", "cause", context.Cause(ctx))
 			return nil
@@ -831,8 +834,9 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 		log.Info("sync stopped; the library keeps its previous backed-up head")
 	case errors.Is(err, state.ErrLocked):
 		log.Debug("another seafbak is syncing this library; looking again at the next poll")
-	case errors.Is(err, store.ErrFlushFailed):
-		// Every later flush of this process fails too (see store.ErrFlushFailed).
+	case errors.Is(err, store.ErrFlushFailed), errors.Is(err, state.ErrFailedOver):
+		// Every later flush of this process fails too (see store.ErrFlushFailed); or
+		// this host serves Seafile now, and no sync may move its rows again.
 		if w.stop != nil {
 			w.stop(err)
 		}
