@@ -16,6 +16,9 @@ import (
 type restoreServerCmd struct {
 	Dump string `help:"The dump set to load (its name under dump.dir); default: the latest." placeholder:"SET"`
 	Yes  bool   `help:"Overwrite backup databases that already hold Seafile data."`
+	// The refusal of the primary's own server leans to "same" (dump.Identity.Same):
+	// a VM cloned from the primary's keeps its host name, port and datadir.
+	NotThePrimary bool `help:"The backup database server only looks like the primary's (a clone of its VM keeps its host name, port and datadir): load anyway. A shared MySQL server_uuid is still refused."`
 	// Seafile stays down while the store is verified: hashing every block of a large
 	// store can take hours, and seafbak verify can finish the job once Seafile serves.
 	Sample float64 `help:"Hash only this share of blocks in the verify before the start steps (0 < P <= 1); every block's presence is still checked. Run seafbak verify in full afterwards." default:"1"`
@@ -55,16 +58,18 @@ func (c *restoreServerCmd) Run(e *env) error {
 		return cantRun(err)
 	}
 	res, err := restore.Failover(e.ctx, restore.FailoverOptions{
-		Sample:    c.Sample,
-		DumpDir:   e.cfg.Dump.Dir,
-		DumpSet:   c.Dump,
-		Databases: backupDatabases(e),
-		Store:     fs,
-		State:     st,
-		Yes:       c.Yes,
-		Log:       e.log,
-		Progress:  func(p restore.FailoverProgress) { printFailoverProgress(e.stdout, p) },
+		Sample:        c.Sample,
+		NotThePrimary: c.NotThePrimary,
+		DumpDir:       e.cfg.Dump.Dir,
+		DumpSet:       c.Dump,
+		Databases:     backupDatabases(e),
+		Store:         fs,
+		State:         st,
+		Yes:           c.Yes,
+		Log:           e.log,
+		Progress:      func(p restore.FailoverProgress) { printFailoverProgress(e.stdout, p) },
 	})
+	var refused *restore.RefusedPrimaryError
 	var missing *restore.MissingDatabaseError
 	var notEmpty *restore.RefusedNotEmptyError
 	switch {
@@ -75,8 +80,10 @@ func (c *restoreServerCmd) Run(e *env) error {
 		return cantRun(fmt.Errorf("%w (run seafbak dump on a schedule; see the README)", err))
 	case errors.Is(err, restore.ErrDumpDamaged):
 		return failed(fmt.Errorf("%w; choose another with --dump", err))
+	case errors.As(err, &refused) && refused.SameUUID:
+		return cantRun(fmt.Errorf("%w (the same MySQL server_uuid); point backup.db at the backup host's database server, or if it is that server with a datadir copied from the primary's, remove its auto.cnf and restart it to give it its own", err))
 	case errors.Is(err, restore.ErrRefusedPrimary):
-		return cantRun(fmt.Errorf("%w; point backup.db at the backup host's database server", err))
+		return cantRun(fmt.Errorf("%w; point backup.db at the backup host's database server, or if it is that server and only looks like the primary's (a clone of its VM), add --not-the-primary", err))
 	case errors.As(err, &notEmpty):
 		return cantRun(fmt.Errorf("%w; add --yes to overwrite it with dump %s", err, notEmpty.Set))
 	case errors.As(err, &missing):

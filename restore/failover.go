@@ -49,6 +49,11 @@ var (
 type RefusedPrimaryError struct {
 	Server dump.Identity // the backup database server, as it answered
 	Set    string        // the dump set's name
+	// SameUUID: both servers have one MySQL @@server_uuid, which no override passes
+	// (a datadir copied from the primary's keeps it; removing its auto.cnf makes a new
+	// one). Otherwise they only look alike (host name, port and datadir, or MariaDB's
+	// @@server_uid), as a VM cloned from the primary's does: FailoverOptions.NotThePrimary.
+	SameUUID bool
 }
 
 func (e *RefusedPrimaryError) Error() string {
@@ -123,6 +128,11 @@ type FailoverOptions struct {
 	State *state.Dir
 	// Yes overwrites target databases that already hold Seafile data.
 	Yes bool
+	// NotThePrimary loads into a server that only looks like the one the dump came from
+	// (the same host name, port and datadir, or MariaDB @@server_uid: a clone of the
+	// primary's VM), on the operator's word. A shared MySQL @@server_uuid is refused
+	// still.
+	NotThePrimary bool
 	// Sample is the share of blocks the verify hashes (VerifyOptions.Sample; 0: all).
 	// Every block's presence is checked whatever it is; hashing every block of a large
 	// store can take hours while Seafile stays down.
@@ -241,8 +251,16 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		return nil, notStarted(err)
 	}
 	for _, role := range set.Roles() {
-		if from := set.Manifest.Files[role].Server; from.Same(here) {
-			return nil, &RefusedPrimaryError{Server: here, Set: set.Name}
+		from := set.Manifest.Files[role].Server
+		if !from.Same(here) {
+			continue
+		}
+		sameUUID := from.ServerUUID != "" && from.ServerUUID == here.ServerUUID
+		if sameUUID || !opts.NotThePrimary {
+			return nil, &RefusedPrimaryError{Server: here, Set: set.Name, SameUUID: sameUUID}
+		}
+		if opts.Log != nil {
+			opts.Log.Warn("the backup database server looks like the primary's; loading as told (not the primary)", "server", here.String(), "dump_server", from.String())
 		}
 	}
 
