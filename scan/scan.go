@@ -211,6 +211,17 @@ func Concurrency(ctx context.Context, eng Engine, parallel int) (_ context.Conte
 	return seafsync.LimitTransfers(ctx, copies, parallel), max(parallel*inFlightPerSlot, 2*copies)
 }
 
+// RealTimeConcurrency is Concurrency for a watcher: at least one copy slot more than
+// parallel, which only a small copy can keep (LimitTransfers lets at most parallel
+// copies go on past their first smallCopy objects). A long copy (a big upload, a first
+// backup) then does not hold every other library's change behind it: with the data dir
+// and parallel 1, a one-file change waited for the whole copy.
+func RealTimeConcurrency(ctx context.Context, eng Engine, parallel int) (_ context.Context, syncs int) {
+	parallel = max(parallel, 1)
+	copies := max(eng.CopySlots(parallel), parallel+1)
+	return seafsync.LimitTransfers(ctx, copies, parallel), max(parallel*inFlightPerSlot, 2*copies)
+}
+
 // inFlightPerSlot is how many syncs run at once per copy slot.
 const inFlightPerSlot = 64
 

@@ -71,7 +71,8 @@ type Watcher struct {
 	// Poll is how often the primary's heads are listed (default 2 s).
 	Poll time.Duration
 	// Parallel is how many libraries copy at once (default 1), as for a scan: more over
-	// HTTP (Engine.CopySlots), and many more sync at once (see scan.Concurrency).
+	// HTTP (Engine.CopySlots), and many more sync at once (see scan.Concurrency); one
+	// more small copy keeps going beside them (scan.RealTimeConcurrency).
 	Parallel int
 	// MaxBackoff caps the wait before a failing library is tried again (default 5 min).
 	MaxBackoff time.Duration
@@ -199,7 +200,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.stop = stop
 	// A round with many changes (the first after a start, a burst on the primary) runs
 	// its syncs as a scan does, sharing their flushes; a lone change is as before.
-	ctx, syncs := scan.Concurrency(ctx, w.Engine, w.Parallel)
+	ctx, syncs := scan.RealTimeConcurrency(ctx, w.Engine, w.Parallel)
 	s := newScheduler(w.do, syncs, min(minBackoff, cmp.Or(w.MaxBackoff, DefaultMaxBackoff)), cmp.Or(w.MaxBackoff, DefaultMaxBackoff), w.log())
 	defer func() {
 		limit := cmp.Or(w.StopWait, DefaultStopWait)
