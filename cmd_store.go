@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"seafbak/config"
@@ -31,6 +32,12 @@ func (c *storeCopyCmd) Run(e *env) error {
 	}
 	if sameStore(e.cfg, to) {
 		return usagef("--to %s names the backup store this config already uses; nothing to copy", c.To)
+	}
+	// config.Load gives the environment's S3 secret to every config it reads: from one
+	// S3 store to another it would replace the destination's own secret_key.
+	if e.cfg.Backup.Store == config.StoreS3 && to.Backup.Store == config.StoreS3 &&
+		(os.Getenv(config.EnvS3SecretKey) != "" || os.Getenv(config.EnvS3SecretKey+"_FILE") != "") {
+		return usagef("%s is set, and would be the secret key of both the source store and --to %s: for a copy from one S3 store to another, put each secret_key in its own config file and unset it", config.EnvS3SecretKey, c.To)
 	}
 	for _, id := range c.Repos {
 		if err := object.CheckRepoID(id); err != nil {

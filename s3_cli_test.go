@@ -233,3 +233,18 @@ func TestCLIOnS3(t *testing.T) {
 	}
 	sameStoreObjects(t, "after repair, S3 objects against the filesystem store's", want, s3StoreObjects(t, s3, buckets))
 }
+
+// SEAFBAK_S3_SECRET_KEY is read by every config seafbak loads: from one S3 store to
+// another it would silently replace the destination's own secret_key. Refused, naming
+// the variable.
+func TestCLIStoreCopyS3ToS3RefusesTheEnvironmentsSecret(t *testing.T) {
+	env := testenv.New(t, srv)
+	s3 := s3test.Start(t)
+	from, _ := writeS3Config(t, env, s3, s3.Endpoint, "")
+	to, _ := writeS3Config(t, env, s3, s3.Endpoint, "")
+	t.Setenv("SEAFBAK_S3_SECRET_KEY", s3test.SecretKey)
+	code, _, errs := seafbak("--config", from, "store", "copy", "--to", to)
+	if code != 2 || !strings.Contains(errs, "SEAFBAK_S3_SECRET_KEY is set") || !strings.Contains(errs, to) {
+		t.Fatalf("S3 to S3 with the secret in the environment: %d %s", code, errs)
+	}
+}
