@@ -275,10 +275,19 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		if o.Err != nil {
 			return s.errorf("list", bucket, prefix, o.Err)
 		}
-		// Keys that are not "<store>/<40 lower-case hex>" are someone else's; they are
-		// no object. ("ABCD..." decodes as hex too, and would answer for "abcd...":
-		// a sync would then skip writing the object a directory above it needs.)
-		if bin, ok := object.BinaryID(o.Key[len(prefix):]); ok {
+		// A key outside the prefix asked for is the server ignoring the prefix (or
+		// answering for another library): nothing in such a listing can be trusted to
+		// say what this library holds, and counting another library's key as present
+		// would make a sync skip an object a directory above it needs.
+		rest, ok := strings.CutPrefix(o.Key, prefix)
+		if !ok {
+			return fmt.Errorf("s3 store %s: list %s/%s: the server answered key %q, which is not under the prefix asked for: its listings cannot be trusted", s.endpoint, bucket, prefix, o.Key)
+		}
+		// Keys under the prefix that are not "<store>/<40 lower-case hex>" are someone
+		// else's; they are no object. ("ABCD..." decodes as hex too, and would answer
+		// for "abcd...": a sync would then skip writing the object a directory above it
+		// needs.)
+		if bin, ok := object.BinaryID(rest); ok {
 			set[bin] = o.Size
 		}
 	}

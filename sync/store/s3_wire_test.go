@@ -1,0 +1,143 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seafbak/sync/object"
+	"seafbak/sync/store"
+	"seafbak/sync/store/storetest"
+)
+
+// wireS3 is an S3 server that answers what a test tells it to, for the misbehaviours a
+// real server (VersityGW) never shows: a listing that ignores the prefix or repeats
+// itself, a body that stops, a 404 that is not S3's. NewS3's probe (a one-key listing
+// without prefix) is answered with an empty bucket; everything else goes to the test's
+// handlers, and to a 404 without a body when there is none.
+type wireS3 struct {
+	list  http.HandlerFunc // ListObjectsV2 with a prefix
+	get   http.HandlerFunc // GET of an object
+	head  http.HandlerFunc // HEAD of an object
+	put   http.HandlerFunc // PUT of an object (or of a part)
+	lists atomic.Int64     // listing requests, the probe's included
+}
+
+func (f *wireS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var h http.HandlerFunc
+	switch {
+	case r.Method == http.MethodGet && q.Get("list-type") == "2":
+		f.lists.Add(1)
+		if q.Get("prefix") == "" {
+			writeListing(w, nil, false, "")
+			return
+		}
+		h = f.list
+	case r.Method == http.MethodGet:
+		h = f.get
+	case r.Method == http.MethodHead:
+		h = f.head
+	case r.Method == http.MethodPut:
+		h = f.put
+	}
+	if h == nil {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	h(w, r)
+}
+
+// wireStore opens a store on f with one attempt per request (MaxRetries 1) unless o
+// says otherwise.
+func wireStore(t *testing.T, f *wireS3, change func(*store.S3Options)) (*store.S3, store.S3Options) {
+	t.Helper()
+	ts := httptest.NewServer(f)
+	t.Cleanup(ts.Close)
+	o := store.S3Options{
+		Endpoint:   strings.TrimPrefix(ts.URL, "http://"),
+		Buckets:    store.S3Buckets{Commits: "wire-commits", FS: "wire-fs", Blocks: "wire-blocks"},
+		PathStyle:  true,
+		AccessKey:  "wire",
+		SecretKey:  "wire-secret",
+		SpillDir:   t.TempDir(),
+		MaxRetries: 1,
+	}
+	if change != nil {
+		change(&o)
+	}
+	return openS3(t, o), o
+}
+
+// writeListing answers a ListObjectsV2 page of keys (each 5 bytes long).
+func writeListing(w http.ResponseWriter, keys []string, truncated bool, token string) {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>`)
+	fmt.Fprintf(&b, "<IsTruncated>%v</IsTruncated>", truncated)
+	if token != "" {
+		fmt.Fprintf(&b, "<NextContinuationToken>%s</NextContinuationToken>", token)
+	}
+	for _, k := range keys {
+		fmt.Fprintf(&b, "<Contents><Key>%s</Key><Size>5</Size></Contents>", k)
+	}
+	b.WriteString("</ListBucketResult>")
+	w.Header().Set("Content-Type", "application/xml")
+	io.WriteString(w, b.String())
+}
+
+// writeS3Error answers an S3 error document.
+func writeS3Error(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s from the test</Message></Error>`, code, code)
+}
+
+// preloadOf runs Preload with a bound, so that a listing that never ends fails the
+// test instead of hanging it; a panic fails it too, named.
+func preloadOf(t *testing.T, s *store.S3, kind object.Kind) (err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			t.Fatalf("Preload panicked: %v", p)
+		}
+	}()
+	err = s.Preload(ctx, kind, lib)
+	if ctx.Err() != nil {
+		t.Fatalf("Preload still listing after 20 s: %v", err)
+	}
+	return err
+}
+
+// A server that ignores the prefix (or answers another library's keys) must not make
+// them count as this library's: "present" would then be wrong, and a sync would skip
+// writing an object a directory above it needs. Preload fails, naming the bucket and
+// the key; a key shorter than the prefix does not panic it.
+func TestS3PreloadRefusesKeysOutsideThePrefix(t *testing.T) {
+	const other = "00000000-0000-4000-8000-000000000000"
+	id := storetest.ID([]byte("a directory of another library"))
+	for name, key := range map[string]string{
+		"another library": other + "/" + id,
+		"short":           "x",
+		"empty":           "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := &wireS3{list: func(w http.ResponseWriter, r *http.Request) {
+				writeListing(w, []string{key}, false, "")
+			}}
+			s, o := wireStore(t, f, nil)
+			err := preloadOf(t, s, object.KindFS)
+			if err == nil || !strings.Contains(err.Error(), o.Buckets.FS) || !strings.Contains(err.Error(), fmt.Sprintf("%q", key)) {
+				t.Fatalf("Preload of a listing with key %q: %v", key, err)
+			}
+			t.Log(err)
+		})
+	}
+}
