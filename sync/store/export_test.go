@@ -55,3 +55,10 @@ func CountReplacementFsyncs(t interface{ Cleanup(func()) }, n *atomic.Int32) {
 	fsyncReplacement = func(fd int) error { n.Add(1); return old(fd) }
 	t.Cleanup(func() { fsyncReplacement = old })
 }
+
+// ListPageKeys makes S3 listings ask for n keys a page, until the test ends.
+func ListPageKeys(t interface{ Cleanup(func()) }, n int) {
+	old := listPageKeys
+	listPageKeys = n
+	t.Cleanup(func() { listPageKeys = old })
+}

@@ -267,34 +267,76 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		return err
 	}
 	set := map[[20]byte]int64{}
-	// Cancelled on return: after an error minio-go would page on, its goroutine
-	// blocked on a channel nobody reads until ctx ends (never, in a watch).
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix}) {
-		if o.Err != nil {
-			return s.errorf("list", bucket, prefix, o.Err)
+	// Paged here rather than by minio-go's ListObjects, which follows whatever
+	// continuation token the server hands back: one that repeats its token lists the
+	// same page forever. S3 lists keys in lexicographic order, so every key must come
+	// after the one before it, across pages too; a truncated page without a key (or
+	// without a token) cannot move the listing on either.
+	var token, last string
+	for {
+		page, err := s.listPage(ctx, bucket, prefix, token)
+		if err != nil {
+			return s.errorf("list", bucket, prefix, err)
 		}
-		// A key outside the prefix asked for is the server ignoring the prefix (or
-		// answering for another library): nothing in such a listing can be trusted to
-		// say what this library holds, and counting another library's key as present
-		// would make a sync skip an object a directory above it needs.
-		rest, ok := strings.CutPrefix(o.Key, prefix)
-		if !ok {
-			return fmt.Errorf("s3 store %s: list %s/%s: the server answered key %q, which is not under the prefix asked for: its listings cannot be trusted", s.endpoint, bucket, prefix, o.Key)
+		for _, o := range page.Contents {
+			// A key outside the prefix asked for is the server ignoring the prefix (or
+			// answering for another library): nothing in such a listing can be trusted
+			// to say what this library holds, and counting another library's key as
+			// present would make a sync skip an object a directory above it needs.
+			rest, ok := strings.CutPrefix(o.Key, prefix)
+			if !ok {
+				return fmt.Errorf("s3 store %s: list %s/%s: the server answered key %q, which is not under the prefix asked for: its listings cannot be trusted", s.endpoint, bucket, prefix, o.Key)
+			}
+			if o.Key <= last {
+				return fmt.Errorf("s3 store %s: list %s/%s: the server answered key %q not after %q: S3 lists in order, so its listing is going round (a continuation token it repeats?) and cannot be trusted", s.endpoint, bucket, prefix, o.Key, last)
+			}
+			last = o.Key
+			// Keys under the prefix that are not "<store>/<40 lower-case hex>" are
+			// someone else's; they are no object. ("ABCD..." decodes as hex too, and
+			// would answer for "abcd...": a sync would then skip writing the object a
+			// directory above it needs.)
+			if bin, ok := object.BinaryID(rest); ok {
+				set[bin] = o.Size
+			}
 		}
-		// Keys under the prefix that are not "<store>/<40 lower-case hex>" are someone
-		// else's; they are no object. ("ABCD..." decodes as hex too, and would answer
-		// for "abcd...": a sync would then skip writing the object a directory above it
-		// needs.)
-		if bin, ok := object.BinaryID(rest); ok {
-			set[bin] = o.Size
+		if !page.IsTruncated {
+			break
 		}
+		if len(page.Contents) == 0 || page.NextContinuationToken == "" {
+			return fmt.Errorf("s3 store %s: list %s/%s: the server answered a truncated page with no key or no continuation token after %q: its listing cannot move on", s.endpoint, bucket, prefix, last)
+		}
+		token = page.NextContinuationToken
 	}
 	s.mu.Lock()
 	s.lists[listKey{kind, storeID}] = set
 	s.mu.Unlock()
 	return nil
+}
+
+// listPageKeys is how many keys a listing request asks for: S3's most. Tests lower it
+// to page through few objects.
+var listPageKeys = 1000
+
+// listPage is one ListObjectsV2 request (listPageKeys keys at most, no delimiter: every key
+// under prefix). minio-go's Core takes no context, so it runs on its own and is given up
+// when ctx ends; the transport's timeouts and minio-go's bounded retries end it soon
+// after.
+func (s *S3) listPage(ctx context.Context, bucket, prefix, token string) (minio.ListBucketV2Result, error) {
+	type answer struct {
+		page minio.ListBucketV2Result
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		page, err := minio.Core{Client: s.c}.ListObjectsV2(bucket, prefix, "", token, "", listPageKeys)
+		done <- answer{page, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return minio.ListBucketV2Result{}, ctx.Err()
+	case a := <-done:
+		return a.page, a.err
+	}
 }
 
 // DurableOnCommit is true: Commit returns once the PUT returned 200.

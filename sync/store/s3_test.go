@@ -315,11 +315,16 @@ func TestS3Preload(t *testing.T) {
 	o := newBuckets(t, srv, p.Endpoint)
 	s := openS3(t, o)
 	ctx := context.Background()
-	ids := putMany(t, s, object.KindFS, 200) // paging through listings is minio-go's, tested there
+	ids := putMany(t, s, object.KindFS, 200)
+	store.ListPageKeys(t, 64) // four pages, through the server's own continuation tokens
+	before := p.Requests()
 	if err := s.Preload(ctx, object.KindFS, lib); err != nil {
 		t.Fatal(err)
 	}
 	reqs := p.Requests()
+	if reqs-before != 4 {
+		t.Fatalf("Preload of 200 keys, 64 a page, sent %d requests", reqs-before)
+	}
 	for i, id := range ids {
 		if has, err := s.Has(ctx, object.KindFS, lib, id); !has || err != nil {
 			t.Fatalf("listed object %s: %v %v", id, has, err)

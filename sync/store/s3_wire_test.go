@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,6 +137,69 @@ func TestS3PreloadRefusesKeysOutsideThePrefix(t *testing.T) {
 			err := preloadOf(t, s, object.KindFS)
 			if err == nil || !strings.Contains(err.Error(), o.Buckets.FS) || !strings.Contains(err.Error(), fmt.Sprintf("%q", key)) {
 				t.Fatalf("Preload of a listing with key %q: %v", key, err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// A server that hands back the continuation token it was given lists the same page
+// forever; S3 lists keys in lexicographic order, so a page whose keys do not move past
+// the previous page's is such a loop, and Preload fails with it instead of listing until
+// the process is killed. A listing that does move on, over pages, still loads whole.
+func TestS3PreloadFailsOnAListingThatDoesNotMoveOn(t *testing.T) {
+	ids := make([]string, 4)
+	for i := range ids {
+		ids[i] = storetest.ID([]byte(fmt.Sprint("object ", i)))
+	}
+	sort.Strings(ids)
+	keys := func(ids ...string) []string {
+		var k []string
+		for _, id := range ids {
+			k = append(k, lib+"/"+id)
+		}
+		return k
+	}
+	for name, c := range map[string]struct {
+		page    func(token string) (keys []string, truncated bool, next string)
+		wantErr string
+	}{
+		"empty pages, same token": {func(string) ([]string, bool, string) { return nil, true, "same" }, "no key"},
+		"same page, same token":   {func(string) ([]string, bool, string) { return keys(ids[0], ids[1]), true, "same" }, "not after"},
+		"out of order": {func(token string) ([]string, bool, string) {
+			if token == "" {
+				return keys(ids[1], ids[2]), true, "next"
+			}
+			return keys(ids[0]), false, ""
+		}, "not after"},
+		"two pages": {func(token string) ([]string, bool, string) {
+			if token == "" {
+				return keys(ids[0], ids[1]), true, "next"
+			}
+			return keys(ids[2], ids[3]), false, ""
+		}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := &wireS3{}
+			f.list = func(w http.ResponseWriter, r *http.Request) {
+				k, truncated, next := c.page(r.URL.Query().Get("continuation-token"))
+				writeListing(w, k, truncated, next)
+			}
+			s, o := wireStore(t, f, nil)
+			err := preloadOf(t, s, object.KindBlock)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range ids {
+					if has, err := s.Has(context.Background(), object.KindBlock, lib, id); !has || err != nil {
+						t.Fatalf("block %s listed on a page: %v %v", id, has, err)
+					}
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), o.Buckets.Blocks) {
+				t.Fatalf("Preload of a listing that does not move on (%d requests): %v", f.lists.Load(), err)
 			}
 			t.Log(err)
 		})
