@@ -75,8 +75,8 @@ type S3Options struct {
 	AccessKey, SecretKey string
 	// SpillDir holds objects larger than s3MemLimit until their PUT; default os.TempDir().
 	SpillDir string
-	// MaxRetries bounds the attempts of each request (resets, 5xx, 503 SlowDown, with
-	// jittered exponential backoff); 0 is minio-go's default (10).
+	// MaxRetries bounds the attempts of each request (resets, 5xx, timeouts, throttling,
+	// with jittered exponential backoff); 0 is minio-go's default (10).
 	MaxRetries int
 }
 
@@ -580,8 +580,9 @@ func (w *s3Writer) Commit() error {
 	return nil
 }
 
-// put PUTs body, retrying resets, 5xx and 503 SlowDown with jittered exponential
-// backoff (200 ms doubling, at most 1 s apart, as minio-go does) but with a fresh reader
+// put PUTs body, retrying what retryable says may go away, with jittered exponential
+// backoff (200 ms doubling, at most 1 s apart, as minio-go does; at most 10 s when the
+// server asks to slow down, which a quick retry only adds to) but with a fresh reader
 // per attempt: minio-go's own retry rewinds the reader it was given while net/http may
 // still be reading it for the failed attempt (the race detector caught it when the
 // server was killed mid-upload), which could send a retry garbled bytes.
@@ -596,7 +597,11 @@ func (s *S3) put(ctx context.Context, bucket, key string, body io.ReaderAt, size
 		if err == nil || attempt >= s.attempts || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		wait := min(200*time.Millisecond<<(attempt-1), time.Second)
+		limit := time.Second
+		if throttled(minio.ToErrorResponse(err)) {
+			limit = 10 * time.Second
+		}
+		wait := min(200*time.Millisecond<<(attempt-1), limit)
 		wait = wait/2 + rand.N(wait/2)
 		select {
 		case <-ctx.Done():
@@ -606,19 +611,41 @@ func (s *S3) put(ctx context.Context, bucket, key string, body io.ReaderAt, size
 	}
 }
 
-// retryable is an S3 answer that may go away (5xx, throttling, a timeout) or no answer
-// at all (refused, reset); a 4xx says the request itself is wrong.
+// retryable is an S3 answer that may go away (throttling, a timeout, a server error) or
+// no answer at all (refused, reset); any other answer says the request itself is wrong,
+// and sending it again changes nothing. The codes and statuses are those minio-go
+// retries its own requests on (its retry.go), so a PUT is retried on what a read is.
 func retryable(err error) bool {
 	er := minio.ToErrorResponse(err)
 	switch {
-	case er.StatusCode >= 500:
+	case throttled(er):
 		return true
-	case er.Code == "SlowDown" || er.Code == "RequestTimeout" || er.Code == "Throttling":
+	case er.StatusCode >= 500 && er.StatusCode != http.StatusNotImplemented:
 		return true
-	case er.StatusCode != 0 || er.Code != "":
-		return false
+	case er.StatusCode == http.StatusRequestTimeout, er.StatusCode == 499: // 499: nginx's "client closed request"
+		return true
 	}
-	return true
+	switch er.Code {
+	case "RequestError", "RequestTimeout", "InternalError":
+		return true
+	case "ExpiredToken", "ExpiredTokenException": // temporary credentials, fetched again for the next request
+		return true
+	}
+	return er.StatusCode == 0 && er.Code == ""
+}
+
+// throttled is an answer asking to slow down: by status, or by the code each service
+// names it with (AWS, Ceph RGW, Wasabi, Backblaze, MinIO), whatever status it comes with.
+func throttled(er minio.ErrorResponse) bool {
+	if er.StatusCode == http.StatusTooManyRequests || er.StatusCode == http.StatusServiceUnavailable {
+		return true
+	}
+	switch er.Code {
+	case "SlowDown", "SlowDownWrite", "SlowDownRead", "Throttling", "ThrottlingException",
+		"RequestLimitExceeded", "RequestThrottled", "TooManyRequests":
+		return true
+	}
+	return false
 }
 
 func (w *s3Writer) Abort() {

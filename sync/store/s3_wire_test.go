@@ -205,3 +205,58 @@ func TestS3PreloadFailsOnAListingThatDoesNotMoveOn(t *testing.T) {
 		})
 	}
 }
+
+// A PUT is retried on every answer that says "later": throttling by status (429, 503)
+// or by code (Ceph RGW, Wasabi, Backblaze and AWS each name theirs), a timeout in front
+// (408, nginx's 499), an InternalError whatever its status; the answers minio-go
+// retries its own reads on. An answer that says the request is wrong is not retried.
+func TestS3PutRetriesWhatMayGoAway(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		code   string
+		retry  bool
+	}{
+		{429, "TooManyRequests", true},
+		{429, "", true},
+		{503, "SlowDown", true},
+		{503, "SlowDownWrite", true},
+		{400, "RequestLimitExceeded", true},
+		{400, "ThrottlingException", true},
+		{400, "Throttling", true},
+		{400, "RequestThrottled", true},
+		{408, "RequestTimeout", true},
+		{499, "", true},
+		{400, "InternalError", true},
+		{500, "InternalError", true},
+		{502, "", true},
+		{403, "AccessDenied", false},
+		{400, "BadDigest", false},
+		{501, "NotImplemented", false},
+	} {
+		t.Run(fmt.Sprint(c.status, c.code), func(t *testing.T) {
+			var puts atomic.Int64
+			f := &wireS3{put: func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				if puts.Add(1) == 1 {
+					if c.code == "" {
+						w.WriteHeader(c.status)
+						return
+					}
+					writeS3Error(w, c.status, c.code)
+					return
+				}
+				w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
+			}}
+			s, o := wireStore(t, f, func(o *store.S3Options) { o.MaxRetries = 3 })
+			data := []byte("throttled")
+			id := storetest.ID(data)
+			err := store.Put(context.Background(), s, object.KindBlock, lib, id, data)
+			switch {
+			case c.retry && (err != nil || puts.Load() != 2):
+				t.Fatalf("%d %s: %d PUTs, %v; want a retry that succeeds", c.status, c.code, puts.Load(), err)
+			case !c.retry && (err == nil || puts.Load() != 1 || !strings.Contains(err.Error(), o.Buckets.Blocks+"/"+lib+"/"+id)):
+				t.Fatalf("%d %s: %d PUTs, %v; want one, failed and named", c.status, c.code, puts.Load(), err)
+			}
+		})
+	}
+}
