@@ -214,7 +214,7 @@ func s3Hint(err error) string {
 		return "the S3 server expects another region: set backup.s3.region to the buckets' region" + kept
 	case code == "AccessDenied" || code == "AllAccessDisabled":
 		return "the S3 server knows the key but denied the request: allow it to list, read and write the three " +
-			"buckets (s3:ListBucket, s3:GetObject, s3:PutObject; seafbak never deletes)" + kept
+			"buckets (s3:ListBucket, s3:GetObject, s3:PutObject, s3:AbortMultipartUpload; seafbak never deletes)" + kept
 	case code == "NoSuchBucket":
 		return "check backup.s3.commit_bucket, fs_bucket and block_bucket, or make the missing bucket with the server's tools" + kept
 	case errors.As(err, &unknownCA), errors.As(err, &hostname):
