@@ -75,6 +75,10 @@ type S3Options struct {
 	AccessKey, SecretKey string
 	// SpillDir holds objects larger than s3MemLimit until their PUT; default os.TempDir().
 	SpillDir string
+	// StallTimeout bounds how long a request may move no byte: the server taking none
+	// of an upload, sending no header, or no byte of a body (default 60 s). A slow but
+	// moving transfer is never cut off. A stalled request is retried as a reset is.
+	StallTimeout time.Duration
 	// MaxRetries bounds the attempts of each request (resets, 5xx, timeouts, throttling,
 	// with jittered exponential backoff); 0 is minio-go's default (10).
 	MaxRetries int
@@ -145,6 +149,12 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
+	stall := o.StallTimeout
+	if stall <= 0 {
+		stall = s3StallTimeout
+	}
+	// The stall clock bounds the wait for headers too, and says what happened by name.
+	tr.ResponseHeaderTimeout = 0
 	lookup := minio.BucketLookupDNS
 	if o.PathStyle {
 		lookup = minio.BucketLookupPath
@@ -156,7 +166,7 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	mo := minio.Options{
 		Creds:        creds,
 		Secure:       o.TLS,
-		Transport:    tr,
+		Transport:    &stallTransport{rt: tr, limit: stall},
 		Region:       region,
 		BucketLookup: lookup,
 		MaxRetries:   o.MaxRetries,

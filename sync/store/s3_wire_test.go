@@ -260,3 +260,151 @@ func TestS3PutRetriesWhatMayGoAway(t *testing.T) {
 		})
 	}
 }
+
+// stallWire blocks a handler until the client gives up, or end is closed (a server
+// that reads no body does not see its client go: the test closes end before its
+// server's Close, which waits for handlers), or 30 s, so that a client without a stall
+// timeout fails the test rather than hangs it.
+func stallWire(r *http.Request, end <-chan struct{}) {
+	select {
+	case <-r.Context().Done():
+	case <-end:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// within runs f and fails the test if it takes longer than d.
+func within[T any](t *testing.T, d time.Duration, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(d):
+		t.Fatalf("still blocked after %s", d)
+		panic("unreachable")
+	}
+}
+
+const stall = 300 * time.Millisecond
+
+// objectHeaders are a GET's answer headers, as minio-go expects them.
+func objectHeaders(w http.ResponseWriter, size int) {
+	w.Header().Set("Content-Length", fmt.Sprint(size))
+	w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+	w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
+}
+
+// A GET whose server stalls, before its headers or in the middle of the body, fails
+// after the stall time, saying so and naming the object, instead of hanging the sync,
+// verify or copy reading it. A body that moves slowly but steadily, or a reader slow to
+// take what arrived, is not a stall.
+func TestS3StalledGet(t *testing.T) {
+	id := storetest.ID([]byte("x"))
+	for name, c := range map[string]struct {
+		get     func(end <-chan struct{}) http.HandlerFunc
+		wantErr bool
+	}{
+		"before the headers": {func(end <-chan struct{}) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { stallWire(r, end) }
+		}, true},
+		"in the body": {func(end <-chan struct{}) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				objectHeaders(w, 100)
+				w.Write([]byte("partial"))
+				w.(http.Flusher).Flush()
+				stallWire(r, end)
+			}
+		}, true},
+		"slow but moving": {func(<-chan struct{}) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				objectHeaders(w, 12)
+				for range 12 {
+					w.Write([]byte("s"))
+					w.(http.Flusher).Flush()
+					time.Sleep(stall / 3)
+				}
+			}
+		}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			end := make(chan struct{})
+			s, o := wireStore(t, &wireS3{get: c.get(end)}, func(o *store.S3Options) { o.StallTimeout = stall })
+			t.Cleanup(func() { close(end) })
+			err := within(t, 15*time.Second, func() error {
+				_, err := s.Get(context.Background(), object.KindFS, lib, id)
+				return err
+			})
+			switch {
+			case !c.wantErr && err != nil:
+				t.Fatal(err)
+			case c.wantErr && (err == nil || !strings.Contains(err.Error(), "stopped moving bytes") || !strings.Contains(err.Error(), o.Buckets.FS+"/"+lib+"/"+id)):
+				t.Fatalf("a stalled GET: %v", err)
+			}
+			t.Log(err)
+		})
+	}
+	t.Run("slow reader", func(t *testing.T) {
+		s, _ := wireStore(t, &wireS3{get: func(w http.ResponseWriter, r *http.Request) {
+			objectHeaders(w, 100)
+			w.Write(make([]byte, 100))
+		}}, func(o *store.S3Options) { o.StallTimeout = stall })
+		rc, err := s.Open(context.Background(), object.KindBlock, lib, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if _, err := io.ReadFull(rc, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * stall)
+		if n, err := io.Copy(io.Discard, rc); n != 90 || err != nil {
+			t.Fatalf("the rest after a pause of the reader's: %d bytes, %v", n, err)
+		}
+	})
+}
+
+// A PUT whose server stops taking the upload, or takes it all and never answers, fails
+// after the stall time instead of hanging the sync; it is retried as a reset is, and the
+// error says what happened and names the object.
+func TestS3StalledPut(t *testing.T) {
+	for name, c := range map[string]struct {
+		read bool // the upload, before stalling
+		size int
+	}{
+		// 16 MiB (one PUT still) is more than the socket buffers hold, so the upload
+		// itself stops.
+		"upload not taken":   {false, 16 << 20},
+		"answer never given": {true, 1000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var puts atomic.Int64
+			end := make(chan struct{})
+			f := &wireS3{put: func(w http.ResponseWriter, r *http.Request) {
+				puts.Add(1)
+				if c.read {
+					io.Copy(io.Discard, r.Body)
+				}
+				stallWire(r, end)
+			}}
+			s, o := wireStore(t, f, func(o *store.S3Options) { o.StallTimeout = stall; o.MaxRetries = 2 })
+			t.Cleanup(func() { close(end) })
+			data := make([]byte, c.size)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			id := storetest.ID(data)
+			err := within(t, 20*time.Second, func() error {
+				return store.Put(context.Background(), s, object.KindBlock, lib, id, data)
+			})
+			if err == nil || !strings.Contains(err.Error(), "stopped moving bytes") || !strings.Contains(err.Error(), o.Buckets.Blocks+"/"+lib+"/"+id) {
+				t.Fatalf("a stalled PUT: %v", err)
+			}
+			if n := puts.Load(); n != 2 {
+				t.Fatalf("a stalled PUT was sent %d times, want 2 (retried once)", n)
+			}
+			t.Log(err)
+		})
+	}
+}
