@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -166,7 +168,7 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	mo := minio.Options{
 		Creds:        creds,
 		Secure:       o.TLS,
-		Transport:    &stallTransport{rt: tr, limit: stall},
+		Transport:    &s3Answers{rt: &stallTransport{rt: tr, limit: stall}},
 		Region:       region,
 		BucketLookup: lookup,
 		MaxRetries:   o.MaxRetries,
@@ -213,7 +215,13 @@ func (s *S3) String() string { return s.opts.String() }
 func s3Cause(err error) error {
 	var er minio.ErrorResponse
 	if errors.As(err, &er) && er.Code != "" {
-		return &s3Answer{text: fmt.Sprintf("%s (%s, HTTP %d)", er.Message, er.Code, er.StatusCode), err: err}
+		msg := er.Message
+		if er.Code == "NoSuchBucket" {
+			// A HEAD's 404 has no body: minio-go words it as NoSuchKey's, and a code in
+			// a header (MinIO's) then says the bucket is what is missing.
+			msg = "The specified bucket does not exist."
+		}
+		return &s3Answer{text: fmt.Sprintf("%s (%s, HTTP %d)", msg, er.Code, er.StatusCode), err: err}
 	}
 	return err
 }
@@ -257,9 +265,54 @@ func (s *S3) errorf(op, bucket, key string, err error) error {
 	return fmt.Errorf("s3 store %s: %s %s/%s: %w", s.endpoint, op, bucket, key, s3Cause(err))
 }
 
-func isNotFound(err error) bool {
+// isNoSuchKey says whether an S3 error answers that the object does not exist. Only
+// NoSuchKey says so: a 404 may also be NoSuchBucket (a bucket deleted or misnamed
+// since the store opened), or come from something in front that is no S3 server;
+// taken for "absent" they had verify report every object missing and a sync upload
+// into nowhere. minio-go gives a 404 without an S3 error document NoSuchKey too (a
+// HEAD's never has one), so a GET's is checked with an a404Note.
+func isNoSuchKey(err error) bool {
 	er := minio.ToErrorResponse(err)
-	return er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey"
+	return er.StatusCode == http.StatusNotFound && er.Code == "NoSuchKey"
+}
+
+// a404Note, in a request's context, is told by s3Answers whether a 404 answer to it
+// was an S3 error document.
+type a404Note struct{ s3 atomic.Bool }
+
+type a404NoteKey struct{}
+
+func with404Note(ctx context.Context) (context.Context, *a404Note) {
+	n := &a404Note{}
+	return context.WithValue(ctx, a404NoteKey{}, n), n
+}
+
+// s3Answers reads the body of a 404 to a request that carries an a404Note (bounded: an
+// error document is small) to tell it whether the answer was an S3 error document
+// with a code, and hands the body on for minio-go to read.
+type s3Answers struct{ rt http.RoundTripper }
+
+func (t *s3Answers) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	note, _ := req.Context().Value(a404NoteKey{}).(*a404Note)
+	if err != nil || note == nil || resp.StatusCode != http.StatusNotFound {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	var doc struct {
+		XMLName xml.Name `xml:"Error"`
+		Code    string
+	}
+	note.s3.Store(xml.Unmarshal(body, &doc) == nil && doc.Code != "")
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{bytes.NewReader(body), resp.Body}
+	return resp, nil
 }
 
 // Preload lists every object of kind under storeID once (ListObjectsV2, 1000 keys and
@@ -429,7 +482,7 @@ func (s *S3) Size(ctx context.Context, kind object.Kind, storeID, id string) (in
 		return size, nil
 	}
 	info, err := s.c.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
-	if isNotFound(err) {
+	if isNoSuchKey(err) {
 		return 0, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
 	}
 	if err != nil {
@@ -481,10 +534,14 @@ func (s *S3) open(ctx context.Context, kind object.Kind, storeID, id string) (*s
 	if err != nil {
 		return nil, err
 	}
+	ctx, note := with404Note(ctx)
 	body, info, _, err := minio.Core{Client: s.c}.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
 	if err != nil {
-		if isNotFound(err) {
+		switch {
+		case isNoSuchKey(err) && note.s3.Load():
 			return nil, fmt.Errorf("%s %s: %w", kind, id, ErrNotExist)
+		case isNoSuchKey(err):
+			return nil, fmt.Errorf("s3 store %s: get %s/%s: HTTP 404 without an S3 error document: is something other than the S3 server answering at this endpoint?", s.endpoint, bucket, key)
 		}
 		return nil, s.errorf("get", bucket, key, err)
 	}
