@@ -330,22 +330,45 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		return err
 	}
 	set := map[[20]byte]int64{}
-	// Paged here rather than by minio-go's ListObjects, which follows whatever
-	// continuation token the server hands back: one that repeats its token lists the
-	// same page forever. S3 lists keys in lexicographic order, so every key must come
-	// after the one before it, across pages too; a truncated page without a key (or
-	// without a token) cannot move the listing on either.
+	err = s.list(ctx, bucket, prefix, listPageKeys, func(rest string, size int64) bool {
+		// Keys under the prefix that are not "<store>/<40 lower-case hex>" are someone
+		// else's; they are no object. ("ABCD..." decodes as hex too, and would answer
+		// for "abcd...": a sync would then skip writing the object a directory above it
+		// needs.)
+		if bin, ok := object.BinaryID(rest); ok {
+			set[bin] = size
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.lists[listKey{kind, storeID}] = set
+	s.mu.Unlock()
+	return nil
+}
+
+// list hands each key under prefix (without the prefix) and its size to each, in
+// order, until each returns false; pageKeys keys a request.
+//
+// Paged here rather than by minio-go's ListObjects, which follows whatever
+// continuation token the server hands back: one that repeats its token lists the same
+// page forever. S3 lists keys in lexicographic order, so every key must come after the
+// one before it, across pages too; a truncated page without a key (or without a
+// token) cannot move the listing on either. A key outside the prefix asked for is the
+// server ignoring the prefix (or answering for another library): nothing in such a
+// listing can be trusted to say what this library holds, and counting another
+// library's key as present would make a sync skip an object a directory above it
+// needs.
+func (s *S3) list(ctx context.Context, bucket, prefix string, pageKeys int, each func(rest string, size int64) bool) error {
 	var token, last string
 	for {
-		page, err := s.listPage(ctx, bucket, prefix, token)
+		page, err := s.listPage(ctx, bucket, prefix, token, pageKeys)
 		if err != nil {
 			return s.errorf("list", bucket, prefix, err)
 		}
 		for _, o := range page.Contents {
-			// A key outside the prefix asked for is the server ignoring the prefix (or
-			// answering for another library): nothing in such a listing can be trusted
-			// to say what this library holds, and counting another library's key as
-			// present would make a sync skip an object a directory above it needs.
 			rest, ok := strings.CutPrefix(o.Key, prefix)
 			if !ok {
 				return fmt.Errorf("s3 store %s: list %s/%s: the server answered key %q, which is not under the prefix asked for: its listings cannot be trusted", s.endpoint, bucket, prefix, o.Key)
@@ -354,44 +377,39 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 				return fmt.Errorf("s3 store %s: list %s/%s: the server answered key %q not after %q: S3 lists in order, so its listing is going round (a continuation token it repeats?) and cannot be trusted", s.endpoint, bucket, prefix, o.Key, last)
 			}
 			last = o.Key
-			// Keys under the prefix that are not "<store>/<40 lower-case hex>" are
-			// someone else's; they are no object. ("ABCD..." decodes as hex too, and
-			// would answer for "abcd...": a sync would then skip writing the object a
-			// directory above it needs.)
-			if bin, ok := object.BinaryID(rest); ok {
-				set[bin] = o.Size
+			if !each(rest, o.Size) {
+				return nil
 			}
 		}
 		if !page.IsTruncated {
-			break
+			return nil
 		}
 		if len(page.Contents) == 0 || page.NextContinuationToken == "" {
 			return fmt.Errorf("s3 store %s: list %s/%s: the server answered a truncated page with no key or no continuation token after %q: its listing cannot move on", s.endpoint, bucket, prefix, last)
 		}
 		token = page.NextContinuationToken
 	}
-	s.mu.Lock()
-	s.lists[listKey{kind, storeID}] = set
-	s.mu.Unlock()
-	return nil
 }
 
 // listPageKeys is how many keys a listing request asks for: S3's most. Tests lower it
 // to page through few objects.
 var listPageKeys = 1000
 
-// listPage is one ListObjectsV2 request (listPageKeys keys at most, no delimiter: every key
+// listPage is one ListObjectsV2 request (maxKeys keys at most, no delimiter: every key
 // under prefix). minio-go's Core takes no context, so it runs on its own and is given up
-// when ctx ends; the transport's timeouts and minio-go's bounded retries end it soon
+// when ctx ends; the transport's stall clock and minio-go's bounded retries end it soon
 // after.
-func (s *S3) listPage(ctx context.Context, bucket, prefix, token string) (minio.ListBucketV2Result, error) {
+func (s *S3) listPage(ctx context.Context, bucket, prefix, token string, maxKeys int) (minio.ListBucketV2Result, error) {
+	if err := ctx.Err(); err != nil {
+		return minio.ListBucketV2Result{}, err
+	}
 	type answer struct {
 		page minio.ListBucketV2Result
 		err  error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		page, err := minio.Core{Client: s.c}.ListObjectsV2(bucket, prefix, "", token, "", listPageKeys)
+		page, err := minio.Core{Client: s.c}.ListObjectsV2(bucket, prefix, "", token, "", maxKeys)
 		done <- answer{page, err}
 	}()
 	select {
@@ -451,22 +469,19 @@ func (s *S3) Has(ctx context.Context, kind object.Kind, storeID, id string) (boo
 	return err == nil, err
 }
 
-// HasLibrary asks for one key under the library's prefix (ListObjectsV2, max-keys 1).
+// HasLibrary asks for one key under the library's prefix (ListObjectsV2, max-keys 1),
+// through the checks Preload's listing goes through.
 func (s *S3) HasLibrary(ctx context.Context, kind object.Kind, storeID string) (bool, error) {
 	bucket, prefix, err := s.key(kind, storeID, "")
 	if err != nil {
 		return false, err
 	}
-	// Stop the listing after its first answer: minio-go would page on.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for o := range s.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 1}) {
-		if o.Err != nil {
-			return false, s.errorf("list", bucket, prefix, o.Err)
-		}
-		return true, nil
-	}
-	return false, nil
+	has := false
+	err = s.list(ctx, bucket, prefix, 1, func(string, int64) bool {
+		has = true
+		return false
+	})
+	return has && err == nil, err
 }
 
 // Size answers from Preload's listing when there is one, else with a HEAD.

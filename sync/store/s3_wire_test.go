@@ -463,3 +463,39 @@ func TestS3OnlyNoSuchKeyIsAbsent(t *testing.T) {
 		})
 	}
 }
+
+// HasLibrary trusts a listing no more than Preload does: a key outside the library's
+// prefix (a server ignoring it) is an error, not "the store has this library"; and a
+// listing it could not finish is an error, never "no".
+func TestS3HasLibraryChecksTheListing(t *testing.T) {
+	const other = "00000000-0000-4000-8000-000000000000"
+	for name, c := range map[string]struct {
+		keys    []string
+		cancel  bool
+		has     bool
+		wantErr string
+	}{
+		"own key":         {keys: []string{lib + "/" + storetest.ID([]byte("c"))}, has: true},
+		"none":            {},
+		"another library": {keys: []string{other + "/" + storetest.ID([]byte("c"))}, wantErr: "not under the prefix"},
+		"cancelled":       {keys: []string{lib + "/" + storetest.ID([]byte("c"))}, cancel: true, wantErr: "context canceled"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := &wireS3{}
+			f.list = func(w http.ResponseWriter, r *http.Request) { writeListing(w, c.keys, false, "") }
+			s, o := wireStore(t, f, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			if c.cancel {
+				cancel()
+			}
+			defer cancel()
+			has, err := s.HasLibrary(ctx, object.KindCommit, lib)
+			switch {
+			case c.wantErr == "" && (has != c.has || err != nil):
+				t.Fatalf("HasLibrary: %v %v, want %v", has, err, c.has)
+			case c.wantErr != "" && (has || err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), o.Buckets.Commits)):
+				t.Fatalf("HasLibrary: %v %v, want an error saying %q", has, err, c.wantErr)
+			}
+		})
+	}
+}
