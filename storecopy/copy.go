@@ -10,7 +10,9 @@
 // Objects the state records as missing (holes the primary could not give, trees the
 // primary's GC truncated) are missing from the copy too, the same way: what is above
 // them is not written. A corrupt object in the source is never copied: its library
-// fails, naming the object, and the other libraries go on. Nothing is ever deleted, in
+// fails, naming the object, and the other libraries go on; unless the state records
+// that object as a hole (a repair sync found it damaged and the primary without it),
+// and then it is left out as a missing one is. Nothing is ever deleted, in
 // either store; the state is only read.
 package storecopy
 
@@ -550,7 +552,7 @@ func (l *libCopy) readCommit(id string) (*object.Commit, error) {
 			return nil, l.ctx.Err()
 		}
 		missing := errors.Is(err, store.ErrNotExist)
-		if _, hole := l.holes[id]; hole && missing {
+		if _, hole := l.holes[id]; hole && missing || l.damagedHole(object.KindCommit, id, err) {
 			return nil, nil
 		}
 		if !missing && !object.IsInvalid(err) {
@@ -664,10 +666,21 @@ func (t *treeRun) missing(kind object.Kind, id, p string, err error) error {
 	if !missing && !object.IsInvalid(err) {
 		return fmt.Errorf("library %s: source: %s %s at %q: %w", l.rec.ID, kindName(kind), id, p, err)
 	}
-	if missing && t.explained(id, p) {
+	if missing && t.explained(id, p) || l.damagedHole(kind, id, err) {
 		return nil
 	}
 	return &ObjectError{RepoID: l.rec.ID, Kind: kind, ID: id, Path: p, Commit: t.c.ID, Missing: missing, Err: err}
+}
+
+// damagedHole says whether err is the source's copy of the object being damaged while
+// the state records that very object (same kind, same id) as a hole: a repair sync found
+// it damaged here and the primary without it, so the state already says the backup
+// lacks it. It is left out as a missing one is (and the dirs above it with it, so a
+// present dir stays complete); refusing it failed the library at every copy, since no
+// repair can bring it back.
+func (l *libCopy) damagedHole(kind object.Kind, id string, err error) bool {
+	h, ok := l.holes[id]
+	return ok && h.Kind == kindName(kind) && object.IsInvalid(err)
 }
 
 // explained says whether the state expects the object at path p of this commit's tree

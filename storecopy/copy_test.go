@@ -577,3 +577,43 @@ func TestCopyAfterHoleFilled(t *testing.T) {
 	sameObjects(t, "filled", fsObjects(t, b.dir), s3Objects(t, o))
 	verifyOK(t, s3, b.state)
 }
+
+// A block damaged in the backup that the primary no longer has: the repair sync records
+// it as a hole, so the state already says the backup lacks it, and no repair can bring
+// it back. The copy leaves it out as it leaves out a missing one (with the dirs above
+// it, so a present dir stays complete) instead of failing the library at every copy;
+// the rest is copied and the destination verifies against the state.
+func TestCopyLeavesOutADamagedObjectRecordedAsAHole(t *testing.T) {
+	b := newBackup(t)
+	ctx := context.Background()
+	secret := findLib(t, b, "Secret")
+	id := fileBlocks(t, b.primaryDir, secret, "s/secret.bin")[0]
+	damaged := testenv.ObjectPath(b.dir, object.KindBlock, secret.StoreID, id)
+	data, err := os.ReadFile(damaged)
+	must(t, err)
+	os.Chmod(damaged, 0o644)
+	must(t, os.WriteFile(damaged, append([]byte{data[0] ^ 0xff}, data[1:]...), 0o644))
+	must(t, os.Remove(testenv.ObjectPath(b.primaryDir, object.KindBlock, secret.StoreID, id)))
+	e := b.engine(true)
+	e.Recheck = true
+	_, err = e.Sync(ctx, secret.ID)
+	must(t, err)
+	if rec, _, _ := b.state.Load(secret.ID); len(rec.Holes) != 1 || rec.Holes[0].ID != id {
+		t.Fatalf("the repair sync recorded holes %+v, want block %s", rec.Holes, id)
+	}
+
+	s3, _ := newS3(t)
+	res, err := storecopy.Copy(ctx, storecopy.Options{From: b.fs, To: s3, State: b.state, Parallel: 4})
+	if err != nil {
+		t.Fatalf("copy with a damaged block recorded as a hole: %v", err)
+	}
+	for _, l := range res.Libraries {
+		if l.RepoID == secret.ID && (l.Error != "" || l.Incomplete == 0) {
+			t.Fatalf("copy of %s: %+v, want it copied with an incomplete commit", l.Name, l)
+		}
+	}
+	if has, err := s3.Has(ctx, object.KindBlock, secret.StoreID, id); has || err != nil {
+		t.Fatalf("the damaged block reached the destination: %v %v", has, err)
+	}
+	verifyOK(t, s3, b.state)
+}
