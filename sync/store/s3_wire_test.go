@@ -56,8 +56,8 @@ func (f *wireS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h(w, r)
 }
 
-// wireStore opens a store on f with one attempt per request (MaxRetries 1) unless o
-// says otherwise.
+// wireStore opens a store on f with one attempt per request (MaxRetries 1), unless
+// change says otherwise.
 func wireStore(t *testing.T, f *wireS3, change func(*store.S3Options)) (*store.S3, store.S3Options) {
 	t.Helper()
 	ts := httptest.NewServer(f)
