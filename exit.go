@@ -220,7 +220,12 @@ func s3Hint(err error) string {
 	case errors.As(err, &unknownCA), errors.As(err, &hostname):
 		return "the S3 server's certificate is not trusted for backup.s3.endpoint: for a private CA set " +
 			"backup.s3.ca_file to its PEM certificate" + kept
-	case code == "SlowDown" || status >= 500 || code == "" && (errors.As(err, &urlErr) || errors.As(err, &netErr)):
+	case errors.Is(err, store.ErrS3Stalled):
+		return "the S3 server (backup.s3.endpoint) stopped sending or taking bytes in the middle of a request: check its load and " +
+			"the network to it, and run again" + kept
+	case code == "SlowDown" || code == "SlowDownWrite" || code == "SlowDownRead" || code == "Throttling" ||
+		code == "ThrottlingException" || code == "RequestLimitExceeded" || code == "RequestThrottled" || code == "TooManyRequests" ||
+		status == 429 || status >= 500 || code == "" && (errors.As(err, &urlErr) || errors.As(err, &netErr)):
 		return "the S3 server (backup.s3.endpoint) did not answer or kept failing after retries: check it is up " +
 			"and reachable, and run again" + kept
 	}

@@ -53,3 +53,21 @@ func TestInterruptedSaysWhatTheCommandLeft(t *testing.T) {
 		}
 	}
 }
+
+// The S3 store's failures that may go away get the same hint however the server words
+// them: a throttling code or status, or a request whose bytes stopped moving.
+func TestS3HintForThrottlingAndStalls(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("s3 store http://s3:9000: put b/k: Please reduce your request rate. (TooManyRequests, HTTP 429)"), "kept failing after retries"},
+		{fmt.Errorf("s3 store http://s3:9000: put b/k: Rate exceeded (ThrottlingException, HTTP 400)"), "kept failing after retries"},
+		{fmt.Errorf("s3 store http://s3:9000: get b/k: %w for 1m0s", store.ErrS3Stalled), "stopped sending or taking bytes"},
+		{fmt.Errorf("s3 store http://s3:9000: put b/k: Access Denied. (AccessDenied, HTTP 403)"), "s3:AbortMultipartUpload"},
+	} {
+		if got := hint(c.err); !strings.Contains(got, c.want) {
+			t.Errorf("%v: hint %q, want %q", c.err, got, c.want)
+		}
+	}
+}

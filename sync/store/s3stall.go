@@ -14,10 +14,10 @@ import (
 // when S3Options.StallTimeout is not set.
 const s3StallTimeout = 60 * time.Second
 
-// errS3Stalled marks a request the S3 server stopped answering in the middle of: it
+// ErrS3Stalled marks a request the S3 server stopped answering in the middle of: it
 // took no byte of an upload, sent no header or no byte of a body, for the stall time.
 // It is a failure that may go away, retried as a reset is.
-var errS3Stalled = errors.New("the S3 server stopped moving bytes")
+var ErrS3Stalled = errors.New("the S3 server stopped moving bytes")
 
 // stallTransport gives up a request whose bytes stop moving, as the primary's client
 // does (primary.HTTP's stallGuard): once a response has started, net/http has no
@@ -82,7 +82,7 @@ func (w *stallWatch) fire() {
 }
 
 func (w *stallWatch) err() error {
-	return fmt.Errorf("%w for %s", errS3Stalled, w.limit)
+	return fmt.Errorf("%w for %s", ErrS3Stalled, w.limit)
 }
 
 // sent is a byte of the upload taken by the transport: the clock starts again. Once
@@ -109,7 +109,7 @@ func (w *stallWatch) explain(err error) error {
 	w.mu.Lock()
 	stalled := w.stalled
 	w.mu.Unlock()
-	if stalled && err != nil && err != io.EOF && !errors.Is(err, errS3Stalled) {
+	if stalled && err != nil && err != io.EOF && !errors.Is(err, ErrS3Stalled) {
 		return fmt.Errorf("%w (%v)", w.err(), err)
 	}
 	return err
