@@ -171,6 +171,9 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 	if f := rep.ScanFailed; f != nil {
 		lines = append(lines, "scan\t"+errorLine(f.Error))
 	}
+	if rep.FailedOver != nil {
+		lines = append(lines, "failed over")
+	}
 	for _, h := range rep.Holes {
 		if h.DeletedAt == nil { // as Report.WithHoles counts them
 			lines = append(lines, "holes\t"+h.RepoID)

@@ -155,6 +155,10 @@ func TestDumpAndRestoreServer(t *testing.T) {
 			t.Errorf("%s after the failover: %d %s", args[0], code, errs)
 		}
 	}
+	// status says so, and is not healthy: the backups stand still.
+	if code, out, errs := seafbak("--config", failover, "status", "--offline"); code != 1 || !strings.Contains(out, "This host serves Seafile since a failover") {
+		t.Errorf("status after the failover: %d\n%s%s", code, out, errs)
+	}
 }
 
 // appendConfig adds text to a config file and applies replacements.

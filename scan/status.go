@@ -35,6 +35,9 @@ type Report struct {
 	// ScanFailed: the last scan could not run at all (see state.ScanFailure). The
 	// backup is then standing still, whatever the libraries' own standing says.
 	ScanFailed *state.ScanFailure `json:"scan_failed,omitempty"`
+	// FailedOver: restore server made this host's databases Seafile's (see
+	// state.FailedOver); seafbak no longer syncs here.
+	FailedOver *state.FailedOver `json:"failed_over,omitempty"`
 	// Libraries is every library of the report, with its backed-up head, last success
 	// and lag, for scripts and monitoring.
 	Libraries []LibraryState `json:"libraries"`
@@ -80,7 +83,9 @@ type Entry struct {
 
 // Healthy reports whether every library is fully backed up: none failed, none has
 // holes.
-func (r *Report) Healthy() bool { return r.FailedCount == 0 && r.WithHoles == 0 && r.ScanFailed == nil }
+func (r *Report) Healthy() bool {
+	return r.FailedCount == 0 && r.WithHoles == 0 && r.ScanFailed == nil && r.FailedOver == nil
+}
 
 // Status compares the primary's heads (one query) with the state. With cat nil it works
 // from the state alone.
@@ -103,6 +108,9 @@ func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTi
 		return nil, err
 	}
 	if r.ScanFailed, err = st.LastScanFailure(); err != nil {
+		return nil, err
+	}
+	if r.FailedOver, err = st.LastFailover(); err != nil {
 		return nil, err
 	}
 	known := make(map[string]*state.Library, len(recs))
@@ -298,6 +306,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if f := r.ScanFailed; f != nil {
 		fmt.Fprintf(w, "The last scan could not run (%s): %s\n", f.At.Format(time.RFC3339), oneLine(f.Error))
+	}
+	if f := r.FailedOver; f != nil {
+		fmt.Fprintf(w, "This host serves Seafile since a failover (restore server, %s, dump %s): seafbak no longer syncs into its databases\n",
+			f.At.Format(time.RFC3339), f.DumpSet)
 	}
 	return nil
 }
