@@ -181,6 +181,9 @@ func hint(err error) string {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return "a disk is full (the path above is on it): free space or inodes (df -h, df -i) and run again; " +
 			"what was recorded before stays as it was"
+	case errors.Is(err, seafsync.ErrRecordedHeadMissing):
+		return "check that backup.data_dir (or backup.s3's buckets) is the store this state was written with, and mounted; " +
+			"if that store lost objects, seafbak verify --repair <repo-id> fetches them again from the primary"
 	case errors.Is(err, state.ErrFailedOver):
 		return "this host is the primary now: stop seafbak's cron job, hook and watch here. If the failover was a test and the old primary still serves, remove that file to let backups run again"
 	case errors.Is(err, state.ErrLocked):

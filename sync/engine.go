@@ -79,6 +79,13 @@ type Result struct {
 // knows.
 var ErrLibraryUnknown = errors.New("library does not exist on the primary and was never backed up")
 
+// ErrRecordedHeadMissing: the state records a head as backed up, and the store lacks
+// its commit. Nothing deletes from the store, so it is most likely not the store the
+// state was written with (another disk mounted at backup.data_dir, other buckets): a
+// sync would copy the library's whole history into it, and record as truncated the
+// history the primary no longer has, which the right store holds.
+var ErrRecordedHeadMissing = errors.New("the backup store lacks the head commit the state records as backed up")
+
 func (e *Engine) now() time.Time {
 	if e.Now != nil {
 		return e.Now().UTC()
@@ -513,6 +520,16 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	log := e.log().With("repo", lib.ID)
 	if recheck {
 		log.Warn("re-checking every object before trusting it", "why", why, "store", lib.StoreID)
+	} else if rec.Head != "" && rec.Head != lib.Head {
+		// One stat (or HEAD) per sync that copies: the store must be the one the state
+		// describes before anything is written into it on that word.
+		has, err := e.Store.Has(ctx, object.KindCommit, object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}.For(object.KindCommit), rec.Head)
+		if err != nil {
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
+		}
+		if !has {
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): commit %s: %w", lib.ID, lib.Name, rec.Head, ErrRecordedHeadMissing))
+		}
 	}
 	// Prepare before the marker: a failure here writes nothing, and must not leave a
 	// marker that would make the next sync re-check the whole library.
