@@ -40,7 +40,11 @@ func (c *scanCmd) Run(e *env) error {
 		return recordScanFailure(e, st, cantRun(err))
 	}
 	// Every library was compared with the primary: unchanged ones are known current.
-	e.run.ComparedAll = true
+	// Not when some that had changed were left to another seafbak still syncing them
+	// (busy) or to the next run (the store full): the metrics would count those
+	// current as of this scan, and their lag alert would never fire while, say, a hung
+	// sync held a lock for days.
+	e.run.ComparedAll = sum.Busy == 0 && sum.NotTried == 0
 	fmt.Fprintln(e.stdout, sum.String())
 	if sum.StoreFull {
 		return failed(fmt.Errorf("%w; %d libraries were left for the next run", store.ErrNoSpace, sum.NotTried))

@@ -98,7 +98,7 @@ func backedUpHeadTime(ctx context.Context, cfg *config.Config) scan.HeadTimer {
 		if err != nil || c.Ctime <= 0 {
 			return time.Time{}, false
 		}
-		return time.Unix(c.Ctime, 0), true
+		return time.Unix(c.Ctime, 0).UTC(), true
 	}
 }
 

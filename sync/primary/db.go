@@ -74,7 +74,7 @@ func scanLibrary(s scanner) (Library, error) {
 	}
 	lib.Encrypted = encrypted != 0
 	if updated > 0 {
-		lib.HeadTime = time.Unix(updated, 0)
+		lib.HeadTime = time.Unix(updated, 0).UTC()
 	}
 	lib.StoreID = lib.ID
 	if origin != "" {

@@ -222,7 +222,7 @@ func (j *listJoin) info(c []sql.RawBytes) error {
 		return fmt.Errorf("row of %s: update_time: %w", lib.ID, err)
 	}
 	if updated > 0 {
-		lib.HeadTime = time.Unix(updated, 0)
+		lib.HeadTime = time.Unix(updated, 0).UTC()
 	}
 	return nil
 }
