@@ -166,12 +166,8 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 		failed(f.RepoID, f.Error)
 	}
 	for _, s := range rep.SyncingList {
-		rec, ok, err := st.Load(s.RepoID)
-		if err != nil {
-			return "", err
-		}
-		if ok && rec.Failed() {
-			failed(s.RepoID, rec.LastError)
+		if s.Error != "" { // failed, being retried
+			failed(s.RepoID, s.Error)
 		}
 	}
 	if f := rep.ScanFailed; f != nil {

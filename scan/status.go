@@ -22,8 +22,11 @@ type Report struct {
 	// WithHoles counts the libraries (not deleted on the primary) whose backup lacks
 	// objects the primary could not give; they are in Synchronized too when their head
 	// is the primary's.
-	WithHoles int  `json:"with_holes"`
-	Offline   bool `json:"offline"` // from state alone: waiting means never synced
+	WithHoles int `json:"with_holes"`
+	// RetryingFailed counts the syncing libraries whose last attempt failed: a retry
+	// is under way, and until it succeeds they are not healthy.
+	RetryingFailed int  `json:"retrying_failed"`
+	Offline        bool `json:"offline"` // from state alone: waiting means never synced
 
 	SyncingList []Entry `json:"syncing_libraries"`
 	FailedList  []Entry `json:"failed_libraries"`
@@ -84,7 +87,7 @@ type Entry struct {
 // Healthy reports whether every library is fully backed up: none failed, none has
 // holes.
 func (r *Report) Healthy() bool {
-	return r.FailedCount == 0 && r.WithHoles == 0 && r.ScanFailed == nil && r.FailedOver == nil
+	return r.FailedCount == 0 && r.RetryingFailed == 0 && r.WithHoles == 0 && r.ScanFailed == nil && r.FailedOver == nil
 }
 
 // Status compares the primary's heads (one query) with the state. With cat nil it works
@@ -183,7 +186,16 @@ func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTi
 		case st.Busy(l.id):
 			ls.State = "syncing"
 			r.Syncing++
-			r.SyncingList = append(r.SyncingList, Entry{RepoID: l.id, Name: name})
+			e := Entry{RepoID: l.id, Name: name}
+			if rec != nil && rec.Failed() {
+				// Being retried: still failed until the retry succeeds (the metrics and
+				// --if-changed say so too), or status's exit code would flap with
+				// every retry of a watch.
+				r.RetryingFailed++
+				t := rec.LastAttempt
+				e.LastAttempt, e.Error = &t, rec.LastError
+			}
+			r.SyncingList = append(r.SyncingList, e)
 		case rec != nil && rec.Failed():
 			ls.State = "failed"
 			r.FailedCount++

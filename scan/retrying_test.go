@@ -1,0 +1,48 @@
+package scan_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"seafbak/scan"
+	"seafbak/state"
+	"seafbak/sync/primary"
+)
+
+type listedCatalog struct{ libs []primary.Library }
+
+func (c listedCatalog) Libraries(context.Context) ([]primary.Library, error) { return c.libs, nil }
+func (c listedCatalog) Library(context.Context, string) (primary.Library, error) {
+	return primary.Library{}, primary.ErrLibraryGone
+}
+
+// A failed library that a sync is retrying right now is still failed: status must not
+// turn healthy (exit 0) for the length of each retry while the metrics and --if-changed
+// say failed.
+func TestAFailedLibraryBeingRetriedIsNotHealthy(t *testing.T) {
+	st, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "7b89d49b-5c5c-4f42-8ded-940c84a3e206"
+	now := time.Now().UTC()
+	if err := st.Save(state.Library{ID: id, Name: "x", Head: strings.Repeat("a", 40), LastSuccess: now.Add(-48 * time.Hour),
+		LastAttempt: now, LastError: "block 12: missing on the primary"}); err != nil {
+		t.Fatal(err)
+	}
+	lk, err := st.TryLock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Announce()
+	defer lk.Unlock()
+	rep, err := scan.Status(context.Background(), listedCatalog{[]primary.Library{{ID: id, Name: "x", Head: strings.Repeat("b", 40)}}}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Syncing != 1 || rep.RetryingFailed != 1 || rep.Healthy() || rep.SyncingList[0].Error == "" {
+		t.Fatalf("syncing %d, retrying failed %d, healthy %v, list %+v", rep.Syncing, rep.RetryingFailed, rep.Healthy(), rep.SyncingList)
+	}
+}
