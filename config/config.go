@@ -4,8 +4,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -307,11 +309,25 @@ func Parse(path string, data []byte) (*Config, error) {
 		"watch.webhook_secret": {set: str(&cfg.Watch.WebhookSecret)},
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, &Error{File: path, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if len(doc.Content) == 0 {
 		return nil, &Error{File: path, Msg: "the file is empty"}
+	}
+	// A second document (after "---") would never be read: its keys, misspelt or not,
+	// would be silently ignored.
+	var more yaml.Node
+	if err := dec.Decode(&more); err != io.EOF {
+		line := more.Line
+		if len(more.Content) > 0 {
+			line = more.Content[0].Line // its first key's
+		}
+		if err != nil {
+			return nil, &Error{File: path, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		}
+		return nil, &Error{File: path, Line: line, Msg: "a second YAML document (after ---): put every key in one"}
 	}
 	seen := map[string]int{} // key -> line of its value
 	if err := walk(path, "", doc.Content[0], fields, seen); err != nil {

@@ -70,6 +70,7 @@ func TestErrorsNameKeyFileAndLine(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", `must be a mapping`},
 		{"bad yaml", "primary: [\n", `not valid YAML`},
 		{"empty", "", `the file is empty`},
+		{"second document", good + "---\nprimray: 1\n", `seafbak.yml:9: a second YAML document`},
 		{"section scalar", "primary: 3\n", `primary must be a mapping`},
 		{"twice", good + "state: /x\n", `state: given twice`},
 		{"backup data dir is the primary's", strings.Replace(good, "/srv/seafile-backup/seafile-data", "/mnt/primary/seafile-data/", 1), `backup.data_dir: "/mnt/primary/seafile-data/" and primary.data_dir "/mnt/primary/seafile-data" are the same directory`},
