@@ -30,6 +30,7 @@ package dump
 
 import (
 	"bufio"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -47,6 +48,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -123,9 +125,22 @@ type Options struct {
 	// StaleAfter is how old a ".tmp-" directory must be for Run to remove it
 	// (0: DefaultStaleAfter).
 	StaleAfter time.Duration
+	// StallAfter is how long the dump tool may send nothing before it is killed and
+	// the dump fails (0: DefaultStallAfter). A primary that hangs without closing the
+	// connection (its host frozen, a unix socket) left the tool waiting for ever, and
+	// it held the dump directory's lock, which restore server needs.
+	StallAfter time.Duration
 	// Log receives progress (Info) and the dump tool's warnings (Warn); nil: none.
 	Log *slog.Logger
 }
+
+// DefaultStallAfter is Options.StallAfter's default: with --quick the tool streams
+// each table as the server sends its rows, so minutes of nothing is a server that
+// stopped answering.
+const DefaultStallAfter = 10 * time.Minute
+
+// ErrStalled is a dump whose tool sent nothing for Options.StallAfter: it was killed.
+var ErrStalled = errors.New("the primary's database server sent nothing")
 
 // Set is one complete dump set.
 type Set struct {
@@ -250,7 +265,7 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 		if !ok {
 			continue
 		}
-		f, err := dumpOne(ctx, t, role, cfg, tmp, log)
+		f, err := dumpOne(ctx, t, role, cfg, tmp, cmp.Or(opts.StallAfter, DefaultStallAfter), log)
 		if err != nil {
 			return Set{}, fmt.Errorf("dump %s (database %s): %w", role, cfg.DBName, err)
 		}
@@ -344,7 +359,7 @@ func (t *tool) dumpFlags() []string {
 }
 
 // dumpOne dumps one database into dir/<role>.sql.gz, durably.
-func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir string, log *slog.Logger) (File, error) {
+func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir string, stallAfter time.Duration, log *slog.Logger) (File, error) {
 	out := File{Name: fileName(role), Database: cfg.DBName, Started: time.Now().UTC()}
 	db, err := openDB(cfg)
 	if err != nil {
@@ -390,7 +405,9 @@ func dumpOne(ctx context.Context, t *tool, role Role, cfg *mysql.Config, dir str
 	filt := newSQLFilter(gz, protect)
 
 	log.Info("dumping", "role", role, "database", cfg.DBName, "server", out.Server.String())
-	warnings, err := run(ctx, t.path, defaults, args, nil, filt, cfg.Passwd)
+	wctx, stop := watchProgress(ctx, stallAfter)
+	warnings, err := run(wctx.ctx, t.path, defaults, args, nil, &progressWriter{w: filt, p: wctx}, cfg.Passwd)
+	stop()
 	if filt.err != nil {
 		// The filter refused the stream; the tool's own error is then only a broken pipe.
 		return out, filt.err
@@ -737,4 +754,51 @@ func mkdirDurable(dir string) error {
 		return err
 	}
 	return fsutil.SyncDir(parent)
+}
+
+// progress is the time of the last byte a dump tool sent, watched by watchProgress.
+type progress struct {
+	ctx  context.Context
+	last atomic.Int64 // unix nanoseconds
+}
+
+// watchProgress returns a context that ends, with cause ErrStalled, once nothing was
+// written through a progressWriter of it for stallAfter; stop ends the watch.
+func watchProgress(parent context.Context, stallAfter time.Duration) (*progress, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	p := &progress{ctx: ctx}
+	p.last.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(max(stallAfter/20, 10*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if idle := now.Sub(time.Unix(0, p.last.Load())); idle >= stallAfter {
+					cancel(fmt.Errorf("%w for %s: the dump tool was stopped (is the primary's database server up?)", ErrStalled, stallAfter))
+					return
+				}
+			}
+		}
+	}()
+	return p, func() {
+		close(done)
+		cancel(nil)
+	}
+}
+
+// progressWriter notes each write in p.
+type progressWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	w.p.last.Store(time.Now().UnixNano())
+	return w.w.Write(b)
 }
