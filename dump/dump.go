@@ -228,11 +228,16 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	if err := mkdirDurable(opts.Dir); err != nil {
 		return Set{}, notStarted(fmt.Errorf("dump: %w", err))
 	}
-	unlock, err := lockDir(opts.Dir, log)
+	unlock, locked, err := lockDir(opts.Dir, log)
 	if err != nil {
 		return Set{}, notStarted(err)
 	}
 	defer unlock()
+	if locked {
+		// No other dump can be writing: every ".tmp-" directory is one that died
+		// (killed, a reboot), and a multi-GB one must not crowd out this dump.
+		stale = 0
+	}
 	sweepStale(opts.Dir, stale, log)
 	sweepLegacyDefaults(log)
 
@@ -298,6 +303,11 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 		return set, fmt.Errorf("dump: set %s made, but syncing %s failed: %w", final, opts.Dir, err)
 	}
 	log.Info("dump set complete", "set", final, "seconds", m.Finished.Sub(started).Seconds())
+	// Read back from the disk before older sets go on its account: with keep 1 the last
+	// good set would otherwise be deleted for one only known to have the right sizes.
+	if err := set.Verify(); err != nil {
+		return set, fmt.Errorf("dump: set %s made, but reading it back failed (older sets kept): %w", final, err)
+	}
 	if err := prune(opts.Dir, opts.Keep, final, log); err != nil {
 		return set, fmt.Errorf("dump: set %s made, but deleting older sets failed: %w", final, err)
 	}
@@ -694,10 +704,14 @@ func sweepStale(dir string, age time.Duration, log *slog.Logger) {
 
 // lockDir takes an exclusive flock on dir itself (no lock file in it), released when
 // the returned function runs or the process dies.
-func lockDir(dir string, log *slog.Logger) (func(), error) {
-	return flockDir(dir, fsutil.TryFlock, ErrBusy, func(err error) {
+// locked is false where the filesystem has no flocks (the dump goes on unlocked).
+func lockDir(dir string, log *slog.Logger) (unlock func(), locked bool, err error) {
+	locked = true
+	unlock, err = flockDir(dir, fsutil.TryFlock, ErrBusy, func(err error) {
+		locked = false
 		log.Warn("the dump directory cannot be locked; do not run two dumps into it at once", "dir", dir, "err", err)
 	})
+	return unlock, locked && err == nil, err
 }
 
 // ErrDumping: LockForLoad found a dump running into the directory.
