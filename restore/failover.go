@@ -231,7 +231,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		}
 		defer unlock()
 	}
-	set, err := chooseSet(opts.DumpDir, opts.DumpSet)
+	set, err := chooseSet(opts.DumpDir, opts.DumpSet, opts.Log)
 	if err != nil {
 		return nil, tag(err, ErrNoDump, ErrNotStarted)
 	}
@@ -403,9 +403,16 @@ func checkFailoverOptions(opts FailoverOptions) (*mysql.Config, error) {
 }
 
 // chooseSet is the set named name in dir, or the latest when name is "".
-func chooseSet(dir, name string) (dump.Set, error) {
+func chooseSet(dir, name string, log *slog.Logger) (dump.Set, error) {
 	if name == "" {
-		return dump.Latest(dir)
+		// A few minutes' slack for clocks that differ between the hosts.
+		set, ahead, err := dump.LatestBefore(dir, time.Now().Add(5*time.Minute))
+		for _, s := range ahead {
+			if log != nil {
+				log.Warn("passing over a dump set dated in the future (made while the clock ran ahead?); name it with --dump to load it", "set", s.Name)
+			}
+		}
+		return set, err
 	}
 	sets, err := dump.List(dir)
 	if err != nil {
