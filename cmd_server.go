@@ -53,6 +53,13 @@ func (c *restoreServerCmd) Run(e *env) error {
 	if c.Sample <= 0 || c.Sample > 1 {
 		return usagef("--sample %g: give a share of blocks above 0 and at most 1, e.g. 0.05", c.Sample)
 	}
+	// The identity check (against the server the dump came from) can miss the primary's
+	// own server when it was recreated (a Docker container gets a new host name): the
+	// config naming one address for both is certain, whatever --not-the-primary says.
+	if b, p := e.cfg.Backup.DB, e.cfg.Primary.DB; p != nil && b.Net == p.Net && b.Addr == p.Addr {
+		return cantRun(fmt.Errorf("%w: backup.db and primary.db in %s name the same server (%s %s); point backup.db at the backup host's database server",
+			restore.ErrRefusedPrimary, e.cfg.Path, b.Net, b.Addr))
+	}
 	fs, st, err := openBackup(e)
 	if err != nil {
 		return cantRun(err)

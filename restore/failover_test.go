@@ -180,6 +180,21 @@ func TestFailover(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%d databases created on the primary's server", n)
 		}
+		if rp.SameUUID {
+			t.Errorf("MariaDB has no server_uuid, yet the refusal says it is shared")
+		}
+	})
+
+	// On the operator's word (a backup host cloned from the primary's VM only looks
+	// like it) the identity check passes; here that server is the dump's own, so the
+	// dump loads into new databases beside the primary's.
+	t.Run("not the primary, on the operator's word", func(t *testing.T) {
+		prefix := mariadbtest.DBName(t)
+		opts := p.options(targets(t, srv, prefix), false, nil)
+		opts.NotThePrimary = true
+		res, err := restore.Failover(ctx, opts)
+		must(t, err)
+		checkFailedOver(t, srv, prefix, res, p.set)
 	})
 
 	t.Run("no dump", func(t *testing.T) {
