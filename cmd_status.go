@@ -160,6 +160,13 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 			lines = append(lines, "full\t"+errorLine(err[i:]))
 			return
 		}
+		// An unreachable primary names whichever request gave up last (a block id, a
+		// count of restarts), which differs at each retry of a flaky server: one line
+		// per library, or cron mailed every retry.
+		if strings.Contains(firstLine(err), primary.ErrUnreachable.Error()) {
+			lines = append(lines, "failed\t"+repoID+"\t"+primary.ErrUnreachable.Error())
+			return
+		}
 		lines = append(lines, "failed\t"+repoID+"\t"+errorLine(err))
 	}
 	for _, f := range rep.FailedList {

@@ -8,6 +8,7 @@ import (
 
 	"seafbak/internal/seafgen"
 	"seafbak/internal/testenv"
+	"seafbak/scan"
 	"seafbak/state"
 	"seafbak/sync/object"
 )
@@ -154,5 +155,26 @@ func TestStatusIfChangedErrorLine(t *testing.T) {
 		if errorLine(c.a) == errorLine(c.b) {
 			t.Errorf("errorLine the same for %q and %q", c.a, c.b)
 		}
+	}
+}
+
+// An unreachable primary is one health per library, whichever request gave up last: a
+// flaky file server fails a different block (with a different count of restarts) at
+// each retry, and cron mailed each one.
+func TestStatusIfChangedUnreachableIsOneHealth(t *testing.T) {
+	line := func(err string) string {
+		h, err2 := health(&scan.Report{FailedList: []scan.Entry{{RepoID: "r", Error: err}}}, nil)
+		if err2 != nil {
+			t.Fatal(err2)
+		}
+		return h
+	}
+	a := line(`sync r (x): block 1111111111111111111111111111111111111111 at "/a.bin" in commit c: primary unreachable: GET /repo/r/block/1111111111111111111111111111111111111111, 3 restarts: connection reset by peer`)
+	b := line(`sync r (x): block 2222222222222222222222222222222222222222 at "/b.bin" in commit c: primary unreachable: GET /repo/r/block/2222222222222222222222222222222222222222, 5 restarts: connection reset by peer`)
+	if a != b {
+		t.Errorf("two retries against a flaky primary are two healths:\n%s%s", a, b)
+	}
+	if c := line(`sync r (x): block 1111111111111111111111111111111111111111 at "/a.bin": corrupt on the primary: hash mismatch`); c == a {
+		t.Errorf("a corrupt block is the same health as an unreachable primary: %s", c)
 	}
 }
