@@ -2,6 +2,8 @@ package scan_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +46,29 @@ func TestAFailedLibraryBeingRetriedIsNotHealthy(t *testing.T) {
 	}
 	if rep.Syncing != 1 || rep.RetryingFailed != 1 || rep.Healthy() || rep.SyncingList[0].Error == "" {
 		t.Fatalf("syncing %d, retrying failed %d, healthy %v, list %+v", rep.Syncing, rep.RetryingFailed, rep.Healthy(), rep.SyncingList)
+	}
+}
+
+// A damaged record of the last dump says nothing of the libraries: status reports them,
+// with a line for the dump's record, rather than failing whole.
+func TestADamagedDumpRecordIsALineOfTheStatus(t *testing.T) {
+	dir := t.TempDir()
+	st, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dump.json"), []byte("{not json"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := scan.Status(context.Background(), nil, st)
+	if err != nil {
+		t.Fatalf("status with a damaged dump record: %v", err)
+	}
+	var out strings.Builder
+	if err := rep.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastDump != nil || !strings.Contains(out.String(), "Last database dump: unknown: ") || !rep.Healthy() {
+		t.Errorf("report %+v:\n%s", rep, out.String())
 	}
 }

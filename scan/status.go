@@ -35,6 +35,9 @@ type Report struct {
 	Truncated []Entry     `json:"truncated"`
 	Deleted   []Entry     `json:"deleted"`
 	LastDump  *state.Dump `json:"last_dump,omitempty"`
+	// LastDumpError says why the last dump's record could not be read (the next dump
+	// rewrites it).
+	LastDumpError string `json:"last_dump_error,omitempty"`
 	// ScanFailed: the last scan could not run at all (see state.ScanFailure). The
 	// backup is then standing still, whatever the libraries' own standing says.
 	ScanFailed *state.ScanFailure `json:"scan_failed,omitempty"`
@@ -108,7 +111,9 @@ func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTi
 		Truncated: []Entry{}, Deleted: []Entry{}, Libraries: []LibraryState{}}
 	now := time.Now()
 	if r.LastDump, err = st.LastDump(); err != nil {
-		return nil, err
+		// The dump's record says nothing of the libraries: a damaged one is a line of
+		// the report, not a report that cannot be made.
+		r.LastDumpError = err.Error()
 	}
 	if r.ScanFailed, err = st.LastScanFailure(); err != nil {
 		return nil, err
@@ -315,6 +320,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if d := r.LastDump; d != nil {
 		fmt.Fprintf(w, "Last database dump: %s (%s)\n", d.Finished.Format(time.RFC3339), d.Dir)
+	} else if r.LastDumpError != "" {
+		fmt.Fprintf(w, "Last database dump: unknown: %s\n", oneLine(r.LastDumpError))
 	}
 	if f := r.ScanFailed; f != nil {
 		fmt.Fprintf(w, "The last scan could not run (%s): %s\n", f.At.Format(time.RFC3339), oneLine(f.Error))
