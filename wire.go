@@ -44,10 +44,8 @@ func wire(e *env, force bool) (*wiring, error) {
 func wireState(e *env, st *state.Dir, force bool) (*wiring, error) {
 	cfg := e.cfg
 	// Every command wired here can move the backup database's rows.
-	if f, err := st.LastFailover(); err != nil {
+	if err := st.RefuseIfFailedOver(); err != nil {
 		return nil, err
-	} else if f != nil {
-		return nil, &failedOverError{rec: *f, path: st.FailedOverPath()}
 	}
 	pdb, err := dbconn.Open(e.ctx, "primary", cfg.Primary.DB)
 	if err != nil {
@@ -110,22 +108,6 @@ func wireState(e *env, st *state.Dir, force bool) (*wiring, error) {
 	}
 	return &wiring{engine: eng, catalog: source, state: st, closeAll: closeAll}, nil
 }
-
-// failedOverError is state.ErrFailedOver with when, and the record's file.
-type failedOverError struct {
-	rec  state.FailedOver
-	path string
-}
-
-func (e *failedOverError) Error() string {
-	when := ""
-	if !e.rec.At.IsZero() {
-		when = fmt.Sprintf(" on %s (dump %s)", e.rec.At.UTC().Format("2006-01-02 15:04:05 MST"), e.rec.DumpSet)
-	}
-	return fmt.Sprintf("%s%s: recorded in %s", state.ErrFailedOver, when, e.path)
-}
-
-func (e *failedOverError) Is(target error) bool { return target == state.ErrFailedOver }
 
 // sameDatabase reports whether a and b, databases of one name, are one database: the
 // same server, by the rule restore server's never-over-the-primary guard uses.

@@ -539,17 +539,19 @@ func Latest(dir string) (Set, error) {
 // snapshot) is named in the future, sorts first for ever, and is no newer than the
 // others for that. ErrNoSet if none was made by t.
 func LatestBefore(dir string, t time.Time) (Set, []Set, error) {
-	sets, err := List(dir)
+	all, err := scan(dir)
 	if err != nil {
 		return Set{}, nil, err
 	}
 	var ahead []Set
-	for _, s := range sets {
-		if when, err := time.Parse(nameLayout, setName.FindStringSubmatch(s.Name)[1]); err == nil && when.After(t) {
-			ahead = append(ahead, s)
-			continue
+	for _, s := range all {
+		switch {
+		case !s.complete:
+		case s.when.After(t):
+			ahead = append(ahead, s.Set)
+		default:
+			return s.Set, ahead, nil
 		}
-		return s, ahead, nil
 	}
 	return Set{}, ahead, fmt.Errorf("%w made by %s in %s", ErrNoSet, t.UTC().Format(time.RFC3339), dir)
 }

@@ -22,6 +22,36 @@ func (d *Dir) failedOverPath() string { return filepath.Join(d.root, "failed-ove
 // made for a test, with the primary still serving).
 func (d *Dir) FailedOverPath() string { return d.failedOverPath() }
 
+// RefuseIfFailedOver is the one check of the record for everything that moves the
+// backup database's rows (the commands before they start, the engine before each
+// move): a *FailedOverError if it is there.
+func (d *Dir) RefuseIfFailedOver() error {
+	f, err := d.LastFailover()
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		return &FailedOverError{Rec: *f, Path: d.failedOverPath()}
+	}
+	return nil
+}
+
+// FailedOverError is ErrFailedOver with when, from which dump, and the record's file.
+type FailedOverError struct {
+	Rec  FailedOver
+	Path string
+}
+
+func (e *FailedOverError) Error() string {
+	when := ""
+	if !e.Rec.At.IsZero() {
+		when = fmt.Sprintf(" on %s (dump %s)", e.Rec.At.UTC().Format("2006-01-02 15:04:05 MST"), e.Rec.DumpSet)
+	}
+	return fmt.Sprintf("%s%s: recorded in %s", ErrFailedOver, when, e.Path)
+}
+
+func (e *FailedOverError) Is(target error) bool { return target == ErrFailedOver }
+
 // SaveFailedOver records a failover, durably, before its rows are written.
 func (d *Dir) SaveFailedOver(f FailedOver) error {
 	return saveJSON(d.failedOverPath(), f, "record the failover")

@@ -282,7 +282,7 @@ func (e *Engine) markDeletedLocked(ctx context.Context, repoID string) (Result, 
 		return res, nil
 	}
 	if e.Rows != nil {
-		if err := e.rowsMayMove(); err != nil {
+		if err := e.State.RefuseIfFailedOver(); err != nil {
 			return res, fmt.Errorf("sync %s: %w", repoID, err)
 		}
 		if err := e.Rows.Delete(ctx, repoID); err != nil {
@@ -629,7 +629,9 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	}
 	// Every object of the new head is durable: now the metadata may move (invariant 2).
 	if e.Rows != nil {
-		if err := e.rowsMayMove(); err != nil {
+		// Once a failover made the rows Seafile's, none moves: a watch started before
+		// it would put the libraries its users now edit back to the old primary's heads.
+		if err := e.State.RefuseIfFailedOver(); err != nil {
 			return res, failMeta(err)
 		}
 		if err := e.Rows.SetHead(ctx, lib.ID, lib.Head); err != nil {
@@ -710,18 +712,4 @@ func unionHoles(old, found []state.Hole) []state.Hole {
 		}
 	}
 	return out
-}
-
-// rowsMayMove refuses to move the backup database's rows once a failover made them
-// Seafile's (state.FailedOver): a watch started before it, or a hook still set, would
-// otherwise put the libraries its users now edit back to the old primary's heads.
-func (e *Engine) rowsMayMove() error {
-	f, err := e.State.LastFailover()
-	if err != nil {
-		return err
-	}
-	if f != nil {
-		return fmt.Errorf("%w (recorded in %s): the backup database's rows stay as they are", state.ErrFailedOver, e.State.FailedOverPath())
-	}
-	return nil
 }
