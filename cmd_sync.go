@@ -14,7 +14,7 @@ type syncCmd struct {
 	Repos    []string      `arg:"" name:"repo-id" help:"Library ids to back up."`
 	Force    bool          `help:"Skip objects the primary answered are missing or sent corrupt, back up the rest and record the holes; later syncs retry them. Never skips the head commit or what the primary did not answer."`
 	LockWait time.Duration `help:"How long to wait for another seafbak syncing the same library (0: as long as it takes)." default:"0" placeholder:"DURATION" env:"SEAFBAK_LOCK_WAIT"`
-	NoWait   bool          `help:"Do not wait for another seafbak syncing the same library: fail that library at once." xor:"wait"`
+	NoWait   bool          `help:"Do not wait for another seafbak syncing the same library: fail that library at once. Overrides --lock-wait and SEAFBAK_LOCK_WAIT." xor:"wait"`
 }
 
 func (c *syncCmd) Run(e *env) error {

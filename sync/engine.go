@@ -566,7 +566,15 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	}
 	// Whatever happened, make what was written durable so the marker can go: the objects
 	// written are complete (each was named only when whole).
-	if err := e.Store.Sync(ctx); err != nil {
+	flush := e.Store.Sync
+	if recheck {
+		// What a dead attempt wrote can still be only in the page cache (killed, the
+		// machine up): the re-check read it back from there, found it whole and wrote
+		// nothing, so flushing only its own writes would let the marker go, and the
+		// head be recorded, over objects a power loss still empties.
+		flush = e.Store.SyncAll
+	}
+	if err := flush(ctx); err != nil {
 		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, errors.Join(runErr, err)))
 	}
 	res.Commits, res.FSObjects, res.Blocks, res.Bytes = r.stats.commits, r.stats.fs, r.stats.blocks, r.stats.bytes
