@@ -62,3 +62,14 @@ func ListPageKeys(t interface{ Cleanup(func()) }, n int) {
 	listPageKeys = n
 	t.Cleanup(func() { listPageKeys = old })
 }
+
+// HookPlaced makes every Commit of s call hook once its object is named, before it is
+// pending for the next Sync.
+func HookPlaced(s *FS, hook func(path string)) { s.placedHook = hook }
+
+// Pending is how many objects wait for the next Sync of s by name.
+func Pending(s *FS) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pendingFiles)
+}

@@ -182,3 +182,42 @@ func TestFSStoreFinalFlushWaitsForTheFlushAhead(t *testing.T) {
 		t.Fatalf("Sync: %v, want the flush-ahead's error", err)
 	}
 }
+
+// An object is visible from its name on: another sync of this process may find it
+// present and trust it, then Sync before its writer has queued it. That Sync must
+// wait for the writer and flush the object, or the other sync would record a head over
+// it unflushed.
+func TestSyncFlushesObjectsNamedBeforeItWasCalled(t *testing.T) {
+	s, err := NewFS(t.TempDir(), Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, release := make(chan string, 1), make(chan struct{})
+	HookPlaced(s, func(path string) { named <- path; <-release })
+	data := []byte("named but not yet pending")
+	sum := sha1.Sum(data)
+	id := hex.EncodeToString(sum[:])
+	put := make(chan error, 1)
+	go func() { put <- Put(context.Background(), s, object.KindBlock, repo, id, data) }()
+	<-named
+	if has, err := s.Has(context.Background(), object.KindBlock, repo, id); err != nil || !has {
+		t.Fatalf("the named object is not present to another sync: %v %v", has, err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- s.Sync(context.Background()) }()
+	select {
+	case err := <-synced:
+		t.Fatalf("Sync returned (%v) while an object it could have been trusted for was not yet pending", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	if n := Pending(s); n != 0 {
+		t.Fatalf("%d objects left pending after a Sync called once the object was named", n)
+	}
+}

@@ -90,6 +90,9 @@ type FS struct {
 	// the other (a final flush beside a flush-ahead, or SyncAll beside a Sync) could
 	// succeed before the first has recorded flushErr.
 	syncfsMu gosync.Mutex
+	// placing is read-held by each Commit from naming its object to adding it to
+	// pendingFiles; Sync takes it for writing before it takes the pending list.
+	placing gosync.RWMutex
 	// flushErr is the first flush that failed. It fails every later Sync: Linux
 	// marks pages whose writeback failed clean, so a later flush would succeed
 	// without their bytes on disk.
@@ -97,7 +100,8 @@ type FS struct {
 	// Bytes committed since the last flush, and whether a flush-ahead is running.
 	unflushed     atomic.Int64
 	flushingAhead atomic.Bool
-	syncfsHook    func() error // tests fail syncfs through it
+	syncfsHook    func() error      // tests fail syncfs through it
+	placedHook    func(path string) // tests pause a Commit between name and pending
 }
 
 // syncfsAbove is how many pending objects and directories make one syncfs(2) cheaper
@@ -490,6 +494,8 @@ func (s *FS) Sync(context.Context) error {
 		if err := s.checkHeldDirs(); err != nil {
 			return err
 		}
+		s.placing.Lock() // objects named before this Sync are pending by now
+		s.placing.Unlock()
 		s.mu.Lock()
 		files, dirs, many := s.pendingFiles, s.pendingDirs, s.pendingMany
 		s.pendingFiles, s.pendingDirs, s.pendingMany = nil, map[string]struct{}{}, false
@@ -717,38 +723,56 @@ func (w *fsWriter) Commit() (err error) {
 			unix.Close(w.fd)
 			return err
 		}
-	}
-	if w.tmp == "" {
-		err = w.linkIntoPlace()
-	} else {
-		err = w.renameIntoPlace()
-	}
-	if err != nil {
-		return err
-	}
-	if w.s.durability == PerObject {
+		if _, err := w.place(); err != nil {
+			return err
+		}
 		return fsutil.SyncDir(w.dir)
 	}
-	unflushed := w.s.unflushed.Add(w.n)
-	w.s.mu.Lock()
-	if w.s.pendingMany || len(w.s.pendingFiles)+len(w.s.pendingDirs) >= syncfsAbove {
+	// From its name until it is pending, an object is one another sync of this process
+	// may find present and trust, yet a Sync would not flush: Sync waits for placings
+	// under way before it takes the pending list.
+	w.s.placing.RLock()
+	defer w.s.placing.RUnlock()
+	placed, err := w.place()
+	if placed && w.s.placedHook != nil {
+		w.s.placedHook(w.path)
+	}
+	if placed {
+		// Even when a close after the name failed: the object is there to be trusted.
+		w.s.pend(w.path, w.dir, w.n)
+	}
+	return err
+}
+
+// place names the object: placed once its name is there, even if closing fails after.
+func (w *fsWriter) place() (placed bool, err error) {
+	if w.tmp == "" {
+		return w.linkIntoPlace()
+	}
+	return w.renameIntoPlace()
+}
+
+// pend adds an object put in place to what the next Sync flushes.
+func (s *FS) pend(path, dir string, n int64) {
+	unflushed := s.unflushed.Add(n)
+	s.mu.Lock()
+	if s.pendingMany || len(s.pendingFiles)+len(s.pendingDirs) >= syncfsAbove {
 		// One syncfs will flush them all: their names need not be kept (a first
 		// backup writes millions).
-		w.s.pendingMany, w.s.pendingFiles, w.s.pendingDirs = true, nil, map[string]struct{}{}
-		w.s.mu.Unlock()
-		w.s.flushAhead(unflushed)
-		return nil
+		s.pendingMany, s.pendingFiles, s.pendingDirs = true, nil, map[string]struct{}{}
+		s.mu.Unlock()
+		s.flushAhead(unflushed)
+		return
 	}
-	w.s.pendingFiles = append(w.s.pendingFiles, w.path)
-	w.s.pendingDirs[w.dir] = struct{}{}
-	w.s.mu.Unlock()
-	return nil
+	s.pendingFiles = append(s.pendingFiles, path)
+	s.pendingDirs[dir] = struct{}{}
+	s.mu.Unlock()
 }
 
 // renameIntoPlace renames the named temp file to the object's name, then closes it. A
 // name already taken is replaced only by a flushed copy (see replace).
-func (w *fsWriter) renameIntoPlace() error {
-	err := w.s.inDir(w.dir, func() error {
+func (w *fsWriter) renameIntoPlace() (placed bool, err error) {
+	err = w.s.inDir(w.dir, func() error {
 		return fsutil.IgnoringEINTR(func() error {
 			return unix.Renameat2(unix.AT_FDCWD, w.tmp, unix.AT_FDCWD, w.path, unix.RENAME_NOREPLACE)
 		})
@@ -763,11 +787,12 @@ func (w *fsWriter) renameIntoPlace() error {
 	if err == unix.EEXIST {
 		err = w.replace()
 	}
+	placed = err == nil
 	// close(2) must not be retried on EINTR: the descriptor is gone either way.
 	if cerr := unix.Close(w.fd); err == nil {
 		err = cerr
 	}
-	return err
+	return placed, err
 }
 
 var fsyncReplacement = func(fd int) error { // tests count it
@@ -806,14 +831,15 @@ func (s *FS) inDir(dir string, put func() error) error {
 // linkIntoPlace gives the unnamed temp file the object's name. A link never replaces,
 // so when the name is taken (a repair replacing a damaged object, or another writer of
 // the same object) the file is named in the temp directory and renamed over it.
-func (w *fsWriter) linkIntoPlace() error {
-	err := w.link()
+func (w *fsWriter) linkIntoPlace() (placed bool, err error) {
+	err = w.link()
+	placed = err == nil
 	// Closed only now: an unnamed file closed before its link is gone. close(2) is
 	// never retried on EINTR; the descriptor is gone either way.
 	if cerr := unix.Close(w.fd); err == nil {
 		err = cerr
 	}
-	return err
+	return placed, err
 }
 
 func (w *fsWriter) link() error {
