@@ -34,7 +34,7 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if err := object.CheckRepoID(c.Repo); err != nil {
 		return cantRun(err)
 	}
-	fs, st, err := openBackup(e)
+	fs, st, err := openBackup(e, false, nil)
 	if err != nil {
 		return cantRun(err)
 	}

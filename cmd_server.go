@@ -50,7 +50,7 @@ func (c *restoreServerCmd) Run(e *env) error {
 	if e.cfg.Dump.Dir == "" {
 		return usagef("config %s: dump.dir is not set: where seafbak dump wrote its dumps", e.cfg.Path)
 	}
-	if c.Sample <= 0 || c.Sample > 1 {
+	if !(c.Sample > 0 && c.Sample <= 1) { // NaN too
 		return usagef("--sample %g: give a share of blocks above 0 and at most 1, e.g. 0.05", c.Sample)
 	}
 	// The identity check (against the server the dump came from) can miss the primary's
@@ -60,7 +60,7 @@ func (c *restoreServerCmd) Run(e *env) error {
 		return cantRun(fmt.Errorf("%w: backup.db and primary.db in %s name the same server (%s %s); point backup.db at the backup host's database server",
 			restore.ErrRefusedPrimary, e.cfg.Path, b.Net, b.Addr))
 	}
-	fs, st, err := openBackup(e)
+	fs, st, err := openBackup(e, false, nil)
 	if err != nil {
 		return cantRun(err)
 	}

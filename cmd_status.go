@@ -34,7 +34,7 @@ type statusCmd struct {
 const healthFile = "status-if-changed"
 
 func (c *statusCmd) Run(e *env) error {
-	st, err := state.Open(e.cfg.State)
+	st, err := state.OpenExisting(e.cfg.State)
 	if err != nil {
 		return cantRun(err)
 	}
@@ -67,6 +67,11 @@ func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 	rep, err := scan.StatusTimed(e.ctx, cat, st, backedUpHeadTime(e.ctx, e.cfg))
 	if err != nil {
 		return nil, cantRun(err)
+	}
+	if c.Offline && rep.Total == 0 && len(rep.Deleted) == 0 {
+		// Step 1 of a failover must not say "0 libraries, all healthy" for a state
+		// directory made anew on a disk that did not mount.
+		return nil, cantRun(fmt.Errorf("the state %s records no library: nothing to report from it (is this your backup's state directory, and is its disk mounted?)", st.Root()))
 	}
 	return rep, nil
 }
@@ -138,7 +143,8 @@ func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr erro
 		}
 	}
 	if err := fsutil.WriteFileAtomic(path, []byte(now), 0o640); err != nil {
-		return cantRun(fmt.Errorf("status --if-changed: record the health in %s: %w (the next run reports again)", path, err))
+		// The report's own error first: it is why the admin is mailed.
+		return cantRun(errors.Join(rerr, fmt.Errorf("status --if-changed: record the health in %s: %w (the next run reports again)", path, err)))
 	}
 	if rerr != nil {
 		return rerr

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
+	"seafbak/config"
 	"seafbak/internal/dbconn"
 	"seafbak/internal/jsonout"
 	"seafbak/restore"
@@ -18,18 +23,26 @@ type verifyCmd struct {
 	Repair bool     `help:"Fetch again from the primary every object found missing or damaged in the backup (verified as always, across the whole history and the old heads), then verify those libraries again. What the primary no longer has is reported."`
 }
 
-// openBackup opens what restore and verify read: the backup store and the state. A
-// backup disk not mounted is an error naming the path (checkStoreThere), not an empty
-// store made there that verify would report every library missing from.
-func openBackup(e *env) (store.Store, *state.Dir, error) {
-	st, err := state.Open(e.cfg.State)
+// openBackup opens what restore and verify read: the backup store and the state,
+// creating neither (repair writes objects into a store that is there). A backup disk
+// not mounted is an error naming the path, not an empty state or store made on the
+// mount point: that would hide the mount point from the next scan's check, which
+// would then copy every library onto the wrong disk. rows, when the backup database is
+// configured, lets that check see heads the database holds.
+func openBackup(e *env, repair bool, rows *store.Rows) (store.Store, *state.Dir, error) {
+	st, err := state.OpenExisting(e.cfg.State)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkStoreThere(e.ctx, e.cfg, st, nil); err != nil {
+	if err := checkStoreThere(e.ctx, e.cfg, st, rows); err != nil {
 		return nil, nil, err
 	}
-	bs, err := openStore(e.ctx, e.cfg, false)
+	if e.cfg.Backup.Store != config.StoreS3 {
+		if _, err := os.Stat(filepath.Join(e.cfg.Backup.DataDir, "storage")); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("backup store %s: %w", e.cfg.Backup.DataDir, errStoreEmpty)
+		}
+	}
+	bs, err := openStore(e.ctx, e.cfg, !repair)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -37,11 +50,7 @@ func openBackup(e *env) (store.Store, *state.Dir, error) {
 }
 
 func (c *verifyCmd) Run(e *env) error {
-	fs, st, err := openBackup(e)
-	if err != nil {
-		return cantRun(err)
-	}
-	if c.Sample <= 0 || c.Sample > 1 {
+	if !(c.Sample > 0 && c.Sample <= 1) { // NaN too
 		return usagef("--sample must be more than 0 and at most 1")
 	}
 	for _, id := range c.Repos {
@@ -49,17 +58,24 @@ func (c *verifyCmd) Run(e *env) error {
 			return cantRun(err)
 		}
 	}
-	opts := restore.VerifyOptions{Store: fs, State: st, Log: e.log, Libraries: c.Repos, Sample: c.Sample, Parallel: 0}
+	var rows *store.Rows
+	var dbHeads map[string]string
 	if e.cfg.Backup.DB != nil {
 		bdb, err := dbconn.Open(e.ctx, "backup", e.cfg.Backup.DB)
 		if err != nil {
 			return cantRun(err)
 		}
 		defer bdb.Close()
-		if opts.DBHeads, err = store.NewRows(bdb).Heads(e.ctx); err != nil {
+		rows = store.NewRows(bdb)
+		if dbHeads, err = rows.Heads(e.ctx); err != nil {
 			return cantRun(err)
 		}
 	}
+	bs, st, err := openBackup(e, c.Repair, rows)
+	if err != nil {
+		return cantRun(err)
+	}
+	opts := restore.VerifyOptions{Store: bs, State: st, Log: e.log, Libraries: c.Repos, Sample: c.Sample, Parallel: 0, DBHeads: dbHeads}
 	if f := terminal(e); f != nil {
 		opts.Progress = newByteBar(f, "verify")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"seafbak/internal/mariadbtest"
 	"seafbak/internal/testenv"
+	"seafbak/state"
 )
 
 // A backup disk that is not mounted (backup.data_dir empty, or a wrong path) beside a
@@ -51,15 +52,46 @@ func TestCommandsRefuseAStoreThatIsNotThere(t *testing.T) {
 	// database's heads tell (found by review: the scan copied everything again onto the
 	// mount point).
 	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cfgBoth := writeStoreConfig(t, env, "  data_dir: "+filepath.Join(mnt, "seafile-data"), filepath.Join(mnt, "state"))
+	// What an admin looking into it runs first reads, and makes nothing there: a
+	// storage/ made by verify or a restore would let the next scan through (found by
+	// review: the scan then copied every library onto the root filesystem).
+	readers := [][]string{
+		{"verify"},
+		{"restore", "library", testenv.RealLibraryID, "--list"},
+		{"restore", "library", testenv.RealLibraryID, "--to", filepath.Join(t.TempDir(), "out2")},
+		{"status", "--offline"},
+	}
+	for _, args := range readers {
+		code, out, errs := seafbak(append([]string{"--config", cfgBoth}, args...)...)
+		if code != 2 || !strings.Contains(errs, "no seafbak state there") {
+			t.Errorf("%v with the store and the state not there: %d\n%s%s", args, code, out, errs)
+		}
+		if ents, err := os.ReadDir(mnt); err != nil || len(ents) != 0 {
+			t.Errorf("%v made %v in the empty mount point (%v)", args, ents, err)
+		}
+	}
 	for _, args := range [][]string{{"scan"}, {"sync", testenv.RealLibraryID}} {
 		code, out, errs := seafbak(append([]string{"--config", cfgBoth}, args...)...)
 		if code != 2 || !strings.Contains(errs, "the backup database says libraries were backed up") {
 			t.Errorf("%v with the store and the state not there: %d\n%s%s", args, code, out, errs)
 		}
 	}
+	// scan made the state anew (empty) before it refused: the readers still refuse.
+	for _, args := range readers {
+		code, out, errs := seafbak(append([]string{"--config", cfgBoth}, args...)...)
+		if code != 2 || !strings.Contains(errs, "mounted") {
+			t.Errorf("%v with the store not there and the state empty: %d\n%s%s", args, code, out, errs)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(mnt, "seafile-data", "storage")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a store was made on the mount point: %v", err)
+	}
+	if code, out, errs := seafbak("--config", cfgBoth, "scan"); code != 2 {
+		t.Errorf("scan after the readers: %d\n%s%s", code, out, errs)
 	}
 	// A state that has backed up nothing makes its store, as on the first day (a
 	// backup database of its own, with no head yet).
@@ -171,6 +203,17 @@ func TestVerifyAndCopyRefuseAnEmptyState(t *testing.T) {
 	env := testenv.New(t, srv) // nothing backed up: the backup database has no head
 	empty := filepath.Join(t.TempDir(), "state")
 	cfg := writeStoreConfig(t, env, "  data_dir: "+env.BackupDir, empty)
+	// No state directory at all: verify makes none (a state made on the mount point
+	// would hide it from the next scan's check).
+	if code, out, errs := seafbak("--config", cfg, "verify"); code != 2 || !strings.Contains(errs, "no seafbak state there") || !strings.Contains(errs, empty) {
+		t.Errorf("verify, no state: %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(empty); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("verify made the state directory: %v", err)
+	}
+	if _, err := state.Open(empty); err != nil {
+		t.Fatal(err)
+	}
 	if code, out, errs := seafbak("--config", cfg, "verify"); code != 2 || !strings.Contains(errs, "records no library") || !strings.Contains(errs, empty) {
 		t.Errorf("verify: %d\n%s%s", code, out, errs)
 	}

@@ -165,6 +165,10 @@ func checkStoreThere(ctx context.Context, cfg *config.Config, st *state.Dir, row
 	return nil
 }
 
+// errStoreEmpty: a command that reads the store found no storage/ directory, and the
+// state records nothing either (else errStoreNotThere).
+var errStoreEmpty = errors.New("no storage/ directory: nothing has been backed up into it (is backup.data_dir right, and its disk mounted?)")
+
 // errNothingThere: neither the store nor the state holds anything, but the backup
 // database holds heads seafbak's syncs wrote.
 var errNothingThere = errors.New("the backup store has no storage/ directory and the state records no library, but the backup database says libraries were backed up: are the disks of the store and the state mounted? (to start over from nothing on purpose, empty the backup database's Repo, Branch and RepoHead tables first)")

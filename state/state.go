@@ -133,6 +133,34 @@ func Open(root string) (*Dir, error) {
 	return &Dir{root: root, rootFile: rootFile}, nil
 }
 
+// ErrNoState: the state directory, or its libraries/, does not exist.
+var ErrNoState = errors.New("no seafbak state there")
+
+// OpenExisting opens the state directory at root for a command that reads the backup
+// (status, verify, restore), creating nothing: a state made anew on a disk not mounted
+// would show an empty backup as a healthy one, and leave a directory that hides the
+// mount point from the next check.
+func OpenExisting(root string) (*Dir, error) {
+	if root == "" {
+		return nil, errors.New("state: no state directory configured")
+	}
+	fi, err := os.Stat(filepath.Join(root, "libraries"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("state %s: %w (is the state's disk mounted, and state: in the config right? seafbak scan or sync makes a new one)", root, ErrNoState)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("state %s: libraries is not a directory", root)
+	}
+	rootFile, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", root, err)
+	}
+	return &Dir{root: root, rootFile: rootFile}, nil
+}
+
 // Root is the state directory.
 func (d *Dir) Root() string { return d.root }
 
