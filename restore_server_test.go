@@ -141,6 +141,10 @@ func TestDumpAndRestoreServer(t *testing.T) {
 	if code, _, errs := seafbak("--config", failover, "restore", "server", "--yes", "--sample", "0"); code != 2 || !strings.Contains(errs, "--sample 0") {
 		t.Fatalf("restore --sample 0: %d %s", code, errs)
 	}
+	// NaN passed a check of <= 0 || > 1: every database was loaded before it failed.
+	if code, _, errs := seafbak("--config", failover, "restore", "server", "--yes", "--sample", "NaN"); code != 2 || !strings.Contains(errs, "--sample NaN") {
+		t.Fatalf("restore --sample NaN: %d %s", code, errs)
+	}
 	code, out, errs = seafbak("--config", failover, "restore", "server", "--yes", "--sample", "0.5")
 	if code != 0 || !strings.Contains(out, "(sample 50%)") {
 		t.Fatalf("restore --yes --sample 0.5: %d %s %s", code, out, errs)
