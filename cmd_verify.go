@@ -90,9 +90,12 @@ func (c *verifyCmd) Run(e *env) error {
 	}
 	e.run.Bytes, e.run.Objects = rep.Bytes, rep.Commits+rep.FSObjects+rep.Blocks
 	var repairs []repairOutcome
+	var repairErr error
 	if c.Repair && !rep.OK() {
+		// A repair that could not run (the primary unreachable) still prints the
+		// report: it is what names the damage.
 		if repairs, err = repair(e, opts, rep); err != nil {
-			return cantRun(fmt.Errorf("--repair: %w", err))
+			repairErr = fmt.Errorf("--repair: %w", err)
 		}
 	}
 	holes := withHoles(rep)
@@ -104,11 +107,16 @@ func (c *verifyCmd) Run(e *env) error {
 		if libs == nil {
 			libs = []restore.LibraryReport{} // [], not null
 		}
+		repairError := ""
+		if repairErr != nil {
+			repairError = repairErr.Error()
+		}
 		err := jsonout.WriteIndented(e.stdout, struct {
 			*restore.VerifyReport
-			Repairs   []repairOutcome `json:"repairs,omitempty"`
-			WithHoles int             `json:"with_holes"`
-		}{&rest, repairs, holes}, "libraries", libs)
+			Repairs     []repairOutcome `json:"repairs,omitempty"`
+			RepairError string          `json:"repair_error,omitempty"`
+			WithHoles   int             `json:"with_holes"`
+		}{&rest, repairs, repairError, holes}, "libraries", libs)
 		if err != nil {
 			return cantRun(err)
 		}
@@ -128,7 +136,10 @@ func (c *verifyCmd) Run(e *env) error {
 				bad++
 			}
 		}
-		return failed(fmt.Errorf("%d libraries with objects missing or damaged in the backup, %d with holes (the report on stdout names them; seafbak verify --repair fetches what the primary still has)", bad, holes))
+		return failed(errors.Join(repairErr, fmt.Errorf("%d libraries with objects missing or damaged in the backup, %d with holes (the report on stdout names them; seafbak verify --repair fetches what the primary still has)", bad, holes)))
+	}
+	if repairErr != nil {
+		return failed(repairErr)
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,6 +43,26 @@ func TestCLIVerifyRepair(t *testing.T) {
 	code, out, errs := seafbak("--config", cfg, "verify")
 	if code != 1 || !strings.Contains(out, lib.ID+" Rot: FAILED") || !strings.Contains(out, blocks[0]) {
 		t.Fatalf("verify of a damaged store: %d\n%s%s", code, out, errs)
+	}
+	// The primary unreachable: the repair cannot run, and the report that names the
+	// damage is still printed (valid JSON with --json), exit 1.
+	text, err := os.ReadFile(cfg)
+	must(t, err)
+	noPrimary := filepath.Join(t.TempDir(), "seafbak.yml")
+	must(t, os.WriteFile(noPrimary, []byte(strings.Replace(string(text), "root@unix("+srv.Socket+")/"+env.PrimaryDBName, "root@unix(/nonexistent/mysqld.sock)/"+env.PrimaryDBName, 1)), 0o600))
+	code, out, errs = seafbak("--config", noPrimary, "verify", "--repair", "--json")
+	var doc struct {
+		RepairError string `json:"repair_error"`
+		Libraries   []struct {
+			RepoID string `json:"repo_id"`
+		} `json:"libraries"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &doc); code != 1 || jerr != nil || !strings.Contains(doc.RepairError, "nonexistent") || len(doc.Libraries) != 1 || doc.Libraries[0].RepoID != lib.ID {
+		t.Fatalf("verify --repair --json, the primary unreachable: %d (%v)\n%s%s", code, jerr, out, errs)
+	}
+	code, out, errs = seafbak("--config", noPrimary, "verify", "--repair")
+	if code != 1 || !strings.Contains(out, lib.ID+" Rot: FAILED") || !strings.Contains(errs, "--repair") || !strings.Contains(errs, "1 libraries with objects missing or damaged") {
+		t.Fatalf("verify --repair, the primary unreachable: %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = seafbak("--config", cfg, "verify", "--repair")
 	if code != 0 || !strings.Contains(out, lib.ID+" Rot: repaired from the primary (2 objects fetched again)") || !strings.Contains(out, "1 libraries, 0 failed") {
