@@ -30,8 +30,9 @@ func TestSignalsStopSync(t *testing.T) {
 	for _, c := range []struct {
 		sig  syscall.Signal
 		code int
-	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
-		t.Run(sigName(c.sig), func(t *testing.T) {
+		cmd  string
+	}{{syscall.SIGINT, 130, "sync"}, {syscall.SIGTERM, 143, "sync"}, {syscall.SIGTERM, 143, "scan"}} {
+		t.Run(c.cmd+" "+sigName(c.sig), func(t *testing.T) {
 			env, cfg := newSourceEnv(t, "dir")
 			g := seafgen.New(env.PrimaryDir)
 			g.BlockSize = 64 << 10
@@ -42,7 +43,11 @@ func TestSignalsStopSync(t *testing.T) {
 			must(t, lib.InsertRows(context.Background(), env.PrimaryDB))
 			blocksDir := filepath.Join(env.BackupDir, "storage", "blocks", lib.StoreID)
 
-			cmd := exec.Command(bin, "--config", cfg, "sync", lib.ID)
+			args := []string{"--config", cfg, c.cmd}
+			if c.cmd == "sync" {
+				args = append(args, lib.ID)
+			}
+			cmd := exec.Command(bin, args...)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			must(t, cmd.Start())
@@ -68,6 +73,9 @@ func TestSignalsStopSync(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), "interrupted by "+sigName(c.sig)) {
 				t.Errorf("stderr does not say it was interrupted:\n%s", stderr.String())
+			}
+			if strings.Contains(stderr.String(), "level=ERROR") {
+				t.Errorf("an interrupted %s logs a failure:\n%s", c.cmd, stderr.String())
 			}
 			rec, _, err := env.State.Load(lib.ID)
 			must(t, err)

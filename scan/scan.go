@@ -127,6 +127,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// Stopped (a signal): the engine recorded nothing half done, and the
+			// library is no failure; the command says it was interrupted.
 		case errors.Is(err, state.ErrLocked):
 			sum.Busy++
 		case errors.Is(err, store.ErrNoSpace):
