@@ -53,6 +53,11 @@ func (c *syncCmd) Run(e *env) error {
 		fmt.Fprintln(e.stdout, describe(res, time.Since(start)))
 	}
 	if len(errs) > 0 {
+		if allSetupErrors(errs) {
+			// The hook's sync meets a missing schema or grant as scan does: as
+			// configuration, not as libraries that failed.
+			return cantRun(errors.Join(errs...))
+		}
 		return failed(errors.Join(errs...))
 	}
 	return nil
@@ -84,4 +89,13 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func allSetupErrors(errs []error) bool {
+	for _, err := range errs {
+		if !setupError(err) {
+			return false
+		}
+	}
+	return true
 }

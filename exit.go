@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/minio/minio-go/v7"
 
 	"seafbak/state"
@@ -186,6 +187,10 @@ func hint(err error) string {
 			"if that store lost objects, seafbak verify --repair <repo-id> fetches them again from the primary"
 	case errors.Is(err, state.ErrFailedOver):
 		return "this host is the primary now: stop seafbak's cron job, hook and watch here. If the failover was a test and the old primary still serves, remove that file to let backups run again"
+	case mysqlNumber(err) == mysqlNoSuchTable:
+		return "a table seafbak uses is not there: the backup's database needs Seafile's own schema loaded once (README, \"The backup's database\"), and primary.db must name the primary's seafile database (not ccnet's or seahub's)"
+	case mysqlNumber(err) == mysqlTableDenied, mysqlNumber(err) == mysqlColumnDenied, mysqlNumber(err) == mysqlDBDenied:
+		return "the database user lacks a privilege seafbak needs: give it the grants in the README's \"MySQL grants\" section, and run again"
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library; it was asked to read the primary's head again before it finishes, so this change is not lost. Wait for it with --lock-wait to see the result"
 	}
@@ -262,4 +267,32 @@ func commandName(path string) string {
 		words = append(words, w)
 	}
 	return strings.Join(words, " ")
+}
+
+// MariaDB's error numbers for a database set up short of what seafbak needs: a
+// missing schema, or missing grants.
+const (
+	mysqlDBDenied     = 1044 // ER_DBACCESS_DENIED_ERROR
+	mysqlTableDenied  = 1142 // ER_TABLEACCESS_DENIED_ERROR
+	mysqlColumnDenied = 1143 // ER_COLUMNACCESS_DENIED_ERROR
+	mysqlNoSuchTable  = 1146 // ER_NO_SUCH_TABLE
+)
+
+// mysqlNumber is the MariaDB error number err carries, 0 for none.
+func mysqlNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}
+
+// setupError: err is a database set up short of what seafbak needs (schema, grants),
+// the same for every library: the command could not run, however far it got.
+func setupError(err error) bool {
+	switch mysqlNumber(err) {
+	case mysqlDBDenied, mysqlTableDenied, mysqlColumnDenied, mysqlNoSuchTable:
+		return true
+	}
+	return false
 }

@@ -76,3 +76,51 @@ func readmeGrants(t *testing.T, source string) {
 		t.Fatalf("wrong password: %d %s", code, errs)
 	}
 }
+
+// A backup database without Seafile's schema, or a primary user short of a grant:
+// sync (the hook) and scan exit 2, as for any configuration error, and the hint names
+// the README section with the fix (found by review: sync exited 1 with a bare "Error
+// 1146", as if the library had failed).
+func TestMissingSchemaOrGrantNamesTheFix(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	noSchema := env.BackupDBName + "_bare"
+	if err := srv.CreateDatabase(noSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "seafbak.yml")
+	write := func(primaryUser, backupDB string) {
+		text := fmt.Sprintf("primary:\n  db: \"%[1]s@unix(%[2]s)/%[3]s\"\n  data_dir: %[4]s\nbackup:\n  data_dir: %[5]s\n  db: \"root@unix(%[2]s)/%[6]s\"\nstate: %[7]s\n",
+			primaryUser, srv.Socket, env.PrimaryDBName, env.PrimaryDir, env.BackupDir, backupDB, env.StateDir)
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("root", noSchema)
+	for _, args := range [][]string{{"sync", testenv.RealLibraryID}, {"scan"}} {
+		code, out, errs := seafbak(append([]string{"--config", cfg}, args...)...)
+		if code != 2 || !strings.Contains(errs, "Seafile's own schema") {
+			t.Errorf("%v, the backup database without Seafile's schema: %d\n%s%s", args, code, out, errs)
+		}
+	}
+
+	user := strings.ToLower(strings.ReplaceAll(env.PrimaryDBName, "_", ""))
+	if len(user) > 30 {
+		user = user[len(user)-30:]
+	}
+	var grants []string // the README's, but for VirtualRepo
+	for _, table := range []string{"Repo", "Branch", "RepoInfo", "RepoOwner", "OrgRepo", "RepoValidSince"} {
+		grants = append(grants, fmt.Sprintf("SELECT ON `%s`.`%s`", env.PrimaryDBName, table))
+	}
+	if err := srv.CreateUser(user+"g", "pw-g", grants...); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SEAFBAK_PRIMARY_DB_PASSWORD", "pw-g")
+	write(user+"g", env.BackupDBName)
+	for _, args := range [][]string{{"sync", testenv.RealLibraryID}, {"scan"}} {
+		code, out, errs := seafbak(append([]string{"--config", cfg}, args...)...)
+		if code != 2 || !strings.Contains(errs, `"MySQL grants"`) {
+			t.Errorf("%v, the primary user without a grant: %d\n%s%s", args, code, out, errs)
+		}
+	}
+}
