@@ -22,8 +22,8 @@ type restoreCmd struct {
 type restoreLibraryCmd struct {
 	Repo   string `arg:"" name:"repo-id" help:"The library."`
 	To     string `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR" type:"path"`
-	Commit string `help:"Restore this commit (see --list)." placeholder:"ID"`
-	At     string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
+	Commit *string `help:"Restore this commit (see --list)." placeholder:"ID"`
+	At     *string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
 	Path   string `help:"Restore only this folder or file, a path from the library's top (/Projects/2026, '/Reports/Q3 plan.xlsx'): a folder's contents go into the --to DIR itself, a file goes to DIR/<its name>." placeholder:"PATH"`
 	List   bool   `help:"List the library's backed-up history (commit, time, author, description) instead of restoring."`
 	Force  bool   `help:"Write into a non-empty directory, replacing files of the same name."`
@@ -54,22 +54,37 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if c.To == "" {
 		return usagef("give --to DIR (or --list to see the history)")
 	}
-	if c.Commit != "" && c.At != "" {
+	if c.Commit != nil && c.At != nil {
 		return usagef("give --commit or --at, not both")
+	}
+	// Given but empty is a script's unset variable: restoring the latest version
+	// instead of the one asked for would go unnoticed.
+	if c.Commit != nil && *c.Commit == "" {
+		return usagef("--commit is empty: give a commit id (see --list), or leave --commit out for the latest backed-up version")
+	}
+	if c.At != nil && *c.At == "" {
+		return usagef("--at is empty: give a time, or leave --at out for the latest backed-up version")
+	}
+	if c.JSON {
+		return usagef("--json goes with --list: a restore prints one line")
 	}
 	if _, err := restore.SplitPath(c.Path); err != nil {
 		return usagef("--path: %w", err)
 	}
-	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Commit: c.Commit, Path: c.Path, Dir: c.To, Force: c.Force}
-	if c.At != "" {
-		if opts.At, err = parseTime(c.At); err != nil {
+	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Path: c.Path, Dir: c.To, Force: c.Force}
+	if c.At != nil {
+		if opts.At, err = parseTime(*c.At); err != nil {
 			return cantRun(err)
+		}
+		if opts.At.After(time.Now().Add(time.Minute)) {
+			return usagef("--at %q is %s, in the future: give a time the library was backed up at (unix seconds, not milliseconds)", *c.At, opts.At.Format(time.RFC3339))
 		}
 	}
-	if c.Commit != "" {
-		if err := object.CheckID(c.Commit); err != nil {
+	if c.Commit != nil {
+		if err := object.CheckID(*c.Commit); err != nil {
 			return cantRun(err)
 		}
+		opts.Commit = *c.Commit
 	}
 	if f := terminal(e); f != nil {
 		opts.Progress = newByteBar(f, "restore")

@@ -53,6 +53,12 @@ func TestCLIRestorePath(t *testing.T) {
 		{[]string{"--path", "data/table.csv"}, 2, []string{"--path", "starting with /"}},
 		{[]string{"--path", "/data/../notes.md"}, 2, []string{"--path", ".."}},
 		{[]string{"--path", "/data//table.csv"}, 2, []string{"empty component"}},
+		// A script's unset variable, milliseconds for seconds, --json where it does
+		// nothing: refused, not the latest version restored as if asked for.
+		{[]string{"--at", ""}, 2, []string{"--at is empty"}},
+		{[]string{"--commit", ""}, 2, []string{"--commit is empty"}},
+		{[]string{"--at", "9999999999999"}, 2, []string{"in the future", "not milliseconds"}},
+		{[]string{"--json"}, 2, []string{"--json goes with --list"}},
 	} {
 		dir := filepath.Join(t.TempDir(), "out")
 		code, out, errs := seafbak(append([]string{"--config", cfg, "restore", "library", id, "--to", dir}, c.args...)...)
