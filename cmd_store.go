@@ -129,7 +129,13 @@ func sameStore(a, b *config.Config) bool {
 	if sa == config.StoreFS {
 		pa, err1 := filepath.Abs(a.Backup.DataDir)
 		pb, err2 := filepath.Abs(b.Backup.DataDir)
-		return err1 == nil && err2 == nil && filepath.Clean(pa) == filepath.Clean(pb)
+		if err1 == nil && err2 == nil && filepath.Clean(pa) == filepath.Clean(pb) {
+			return true
+		}
+		// The same directory by another name: a symlink, a bind mount.
+		fa, err1 := os.Stat(a.Backup.DataDir)
+		fb, err2 := os.Stat(b.Backup.DataDir)
+		return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 	}
 	x, y := a.Backup.S3, b.Backup.S3
 	return x.Endpoint == y.Endpoint && x.CommitBucket == y.CommitBucket && x.FSBucket == y.FSBucket && x.BlockBucket == y.BlockBucket

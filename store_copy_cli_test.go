@@ -148,6 +148,14 @@ func TestCLIStoreCopy(t *testing.T) {
 	if code, out, errs := seafbak("--config", cfgFS, "store", "copy", "--to", cfgFS); code != 2 || !strings.Contains(errs, "names the backup store this config already uses") {
 		t.Fatalf("copy onto itself: %d\n%s%s", code, out, errs)
 	}
+	// The same store through a symlink (found by review: "4 objects already there").
+	link := filepath.Join(t.TempDir(), "linked-seafile-data")
+	if err := os.Symlink(env.BackupDir, link); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := seafbak("--config", cfgFS, "store", "copy", "--to", writeStoreConfig(t, env, "  data_dir: "+link, env.StateDir)); code != 2 || !strings.Contains(errs, "names the backup store this config already uses") {
+		t.Fatalf("copy onto itself through a symlink: %d\n%s%s", code, out, errs)
+	}
 
 	// A corrupt block in the source: named, not copied, exit 1; the other library copied.
 	var victim string
