@@ -30,7 +30,7 @@ func primaryDatabases(e *env) map[dump.Role]*mysql.Config {
 
 func (c *dumpCmd) Run(e *env) error {
 	if e.cfg.Dump.Dir == "" {
-		return cantRun(fmt.Errorf("config %s: dump.dir: not set; add e.g.\n  dump:\n    dir: /var/backups/seafbak\n    keep: 7", e.cfg.Path))
+		return cantRun(fmt.Errorf("config %s: dump.dir: not set; add e.g. this line: dump: {dir: /var/backups/seafbak, keep: 7}", e.cfg.Path))
 	}
 	st, err := state.Open(e.cfg.State)
 	if err != nil {

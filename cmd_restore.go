@@ -20,14 +20,14 @@ type restoreCmd struct {
 }
 
 type restoreLibraryCmd struct {
-	Repo   string `arg:"" name:"repo-id" help:"The library."`
-	To     string `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR" type:"path"`
+	Repo   string  `arg:"" name:"repo-id" help:"The library."`
+	To     string  `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR" type:"path"`
 	Commit *string `help:"Restore this commit (see --list)." placeholder:"ID"`
 	At     *string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
-	Path   string `help:"Restore only this folder or file, a path from the library's top (/Projects/2026, '/Reports/Q3 plan.xlsx'): a folder's contents go into the --to DIR itself, a file goes to DIR/<its name>." placeholder:"PATH"`
-	List   bool   `help:"List the library's backed-up history (commit, time, author, description) instead of restoring."`
-	Force  bool   `help:"Write into a non-empty directory, replacing files of the same name."`
-	JSON   bool   `name:"json" help:"With --list: print JSON."`
+	Path   string  `help:"Restore only this folder or file, a path from the library's top (/Projects/2026, '/Reports/Q3 plan.xlsx'): a folder's contents go into the --to DIR itself, a file goes to DIR/<its name>." placeholder:"PATH"`
+	List   bool    `help:"List the library's backed-up history (commit, time, author, description) instead of restoring."`
+	Force  bool    `help:"Write into a non-empty directory, replacing files of the same name."`
+	JSON   bool    `name:"json" help:"With --list: print JSON."`
 }
 
 func (c *restoreLibraryCmd) Run(e *env) error {

@@ -146,6 +146,12 @@ func interrupted(cmd string) string {
 		return "the files written so far stay; run the same restore again to finish it"
 	case "dump":
 		return "the unfinished dump set is not used (the last complete one is); run seafbak dump again"
+	case "verify":
+		return "verify changes nothing (libraries a --repair was syncing keep their previous backed-up head); run it again"
+	case "status":
+		return "status changes nothing; run it again"
+	case "store copy":
+		return "what was copied stays; run the same copy again to finish it"
 	}
 	return "libraries not finished keep their previous backed-up head"
 }

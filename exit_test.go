@@ -44,6 +44,9 @@ func TestInterruptedSaysWhatTheCommandLeft(t *testing.T) {
 		"restore library": "run the same restore again",
 		"dump":            "run seafbak dump again",
 		"sync":            "keep their previous backed-up head",
+		"verify":          "verify changes nothing",
+		"status":          "status changes nothing",
+		"store copy":      "run the same copy again",
 	} {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(interrupt{sig: syscall.SIGINT})

@@ -8,8 +8,10 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -129,6 +131,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cmd := commandName(kctx.Command())
 	log := newLogger(stderr, &c)
 	cfg, err := config.Load(config.Resolve(c.Config))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		err = fmt.Errorf("%w (give one with --config or SEAFBAK_CONFIG)", err)
+	}
 	if err != nil {
 		return reportAs(stderr, ctx, cmd, cantRun(err), c.LogFormat == "json")
 	}

@@ -224,7 +224,7 @@ func TestCLIFailures(t *testing.T) {
 		t.Fatalf("bad config: %d %s", code, errs)
 	}
 	code, _, errs = seafbak("--config", filepath.Join(t.TempDir(), "none.yml"), "status")
-	if code != 2 || !strings.Contains(errs, "no such file") {
+	if code != 2 || !strings.Contains(errs, "no such file") || !strings.Contains(errs, "SEAFBAK_CONFIG") {
 		t.Fatalf("missing config: %d %s", code, errs)
 	}
 	// An unreachable primary: status cannot tell (2) unless --offline.
@@ -233,9 +233,19 @@ func TestCLIFailures(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "--offline") {
 		t.Fatalf("unreachable primary: %d %s", code, errs)
 	}
-	code, out, _ := seafbak("--config", bad, "status", "--offline")
-	if code != 0 || !strings.Contains(out, "Total number of libraries: 0") {
-		t.Fatalf("offline: %d %s", code, out)
+	// --offline reports from the state alone; a state that records nothing is no
+	// report (a state directory made anew on a disk that did not mount).
+	code, out, errs := seafbak("--config", bad, "status", "--offline")
+	if code != 2 || !strings.Contains(errs, "records no library") {
+		t.Fatalf("offline, nothing recorded: %d %s%s", code, out, errs)
+	}
+	env.LoadRealLibrary()
+	if code, out, errs := seafbak("--config", cfg, "sync", testenv.RealLibraryID); code != 0 {
+		t.Fatalf("sync: %d %s%s", code, out, errs)
+	}
+	code, out, errs = seafbak("--config", bad, "status", "--offline")
+	if code != 0 || !strings.Contains(out, "Total number of libraries: 1") {
+		t.Fatalf("offline: %d %s%s", code, out, errs)
 	}
 	// Usage errors exit 2.
 	if code, _, _ := seafbak("frobnicate"); code != 2 {

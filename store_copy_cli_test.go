@@ -221,7 +221,7 @@ func TestCLIStoreCopySIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(out.String(), "interrupted by SIGTERM") {
+	if code := cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(out.String(), "interrupted by SIGTERM; what was copied stays") {
 		t.Fatalf("SIGTERM: exit %d (%v)\n%s", code, err, out.String())
 	}
 	mid := fsStoreObjects(t, dest)

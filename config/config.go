@@ -215,7 +215,7 @@ type field struct {
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w (give one with --config or SEAFBAK_CONFIG)", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	return Parse(path, data)
 }
@@ -587,6 +587,9 @@ func walk(path, prefix string, n *yaml.Node, fields map[string]field, seen map[s
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		for v.Kind == yaml.AliasNode && v.Alias != nil { // "ccnet_db: *db": the anchored value
+			v = v.Alias
+		}
 		key := prefix + k.Value
 		if _, dup := seen[key]; dup {
 			return &Error{File: path, Line: k.Line, Key: key, Msg: "given twice"}
@@ -604,7 +607,7 @@ func walk(path, prefix string, n *yaml.Node, fields map[string]field, seen map[s
 			}
 			continue
 		}
-		return &Error{File: path, Line: k.Line, Key: key, Msg: "unknown key (known: " + strings.Join(sortedKeys(fields), ", ") + ")"}
+		return &Error{File: path, Line: k.Line, Key: key, Msg: unknownKey(key, fields)}
 	}
 	return nil
 }
@@ -657,6 +660,63 @@ func parseDSN(dsn, env string, timeout time.Duration) (*mysql.Config, error) {
 	c.ParseTime = false
 	c.InterpolateParams = false
 	return c, nil
+}
+
+// unknownKey says what a key not known may have meant: the known key closest to it
+// if one is close (a typo), and the keys known beside it, in its own section (all of
+// them on one line was 40 keys, 950 characters).
+func unknownKey(key string, fields map[string]field) string {
+	best, bestDist := "", len(key)/3+1
+	for k := range fields {
+		if d := editDistance(key, k); d < bestDist || (d == bestDist && k < best) {
+			best, bestDist = k, d
+		}
+	}
+	section := ""
+	if i := strings.LastIndex(key, "."); i >= 0 {
+		section = key[:i+1]
+	}
+	beside := map[string]bool{}
+	for k := range fields {
+		if rest, ok := strings.CutPrefix(k, section); ok {
+			if name, _, sub := strings.Cut(rest, "."); sub {
+				beside[name+".*"] = true
+			} else {
+				beside[name] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(beside))
+	for n := range beside {
+		names = append(names, section+n)
+	}
+	sort.Strings(names)
+	msg := "unknown key"
+	if best != "" {
+		msg += "; did you mean " + best + "?"
+	}
+	return msg + " (known here: " + strings.Join(names, ", ") + ")"
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func sortedKeys(m map[string]field) []string {
