@@ -92,12 +92,13 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	start := time.Now()
 	res, err := restore.RestoreLibrary(e.ctx, opts)
 	if err != nil {
-		err = fmt.Errorf("%s: %w", c.Repo, err)
 		switch {
 		case errors.Is(err, restore.ErrNotEmpty):
 			return cantRun(fmt.Errorf("%w (choose an empty directory, or add --force)", err))
-		case errors.Is(err, restore.ErrTargetBusy), errors.Is(err, restore.ErrNotADirectory):
+		case errors.Is(err, restore.ErrTargetBusy), errors.Is(err, restore.ErrNotADirectory), errors.Is(err, restore.ErrTargetUnusable):
 			return cantRun(err)
+		case errors.Is(err, store.ErrNotExist) && c.Commit != nil:
+			return failed(fmt.Errorf("%w; see which commits the backup holds with: seafbak restore library %s --list", err, c.Repo))
 		case errors.Is(err, restore.ErrBadPath):
 			return usagef("--path: %w", err)
 		case errors.Is(err, restore.ErrPathNotFound):

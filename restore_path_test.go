@@ -77,4 +77,29 @@ func TestCLIRestorePath(t *testing.T) {
 	if code, _, errs := seafbak("--config", cfg, "restore", "library", id, "--list", "--path", "/data"); code != 2 || !strings.Contains(errs, "--path") {
 		t.Fatalf("--list --path: %d %s", code, errs)
 	}
+
+	// Targets that cannot be used exit 2 naming the directory, whether the target is a
+	// file, below a file or not writable; a commit not in the backup exits 1 pointing at
+	// --list, naming the commit once (found by review: exit 1 with "stat ...: not a
+	// directory", an unnamed probe file, "restore library: <id>: restore <id>: commit
+	// X: commits X: ...").
+	file := filepath.Join(t.TempDir(), "file")
+	must(t, os.WriteFile(file, []byte("x"), 0o644))
+	readOnly := filepath.Join(t.TempDir(), "read-only")
+	must(t, os.Mkdir(readOnly, 0o555))
+	targets := map[string]string{file: "not a directory", filepath.Join(file, "sub"): "a name above it is a file"}
+	if os.Getuid() != 0 { // root writes anyway
+		targets[readOnly] = "cannot be written"
+	}
+	for dir, says := range targets {
+		code, out, errs := seafbak("--config", cfg, "restore", "library", id, "--to", dir)
+		if code != 2 || !strings.Contains(errs, says) || !strings.Contains(errs, dir) {
+			t.Errorf("--to %s: %d\n%s%s", dir, code, out, errs)
+		}
+	}
+	missing := strings.Repeat("ab", 20)
+	code, out, errs = seafbak("--config", cfg, "restore", "library", id, "--commit", missing, "--to", filepath.Join(t.TempDir(), "m"))
+	if code != 1 || strings.Count(errs, missing) != 1 || strings.Count(errs, id) != 2 || !strings.Contains(errs, "--list") {
+		t.Errorf("--commit not in the backup: %d\n%s%s", code, out, errs)
+	}
 }

@@ -40,6 +40,10 @@ var ErrNameCollision = errors.New("the target filesystem takes two names of this
 
 var ErrNotEmpty = errors.New("target directory is not empty (force writing into it, replacing what is in the way)")
 
+// ErrTargetUnusable: the target directory cannot be made or written (permissions, a
+// read-only filesystem): refused before anything is restored.
+var ErrTargetUnusable = errors.New("the target directory cannot be written")
+
 // ErrNotADirectory: the target names a file; refused as a non-empty directory is.
 var ErrNotADirectory = errors.New("the target is not a directory (give a new or empty directory)")
 
@@ -213,7 +217,8 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	}
 	c, err := readCommit(ctx, opts.Store, lib, commitID)
 	if err != nil {
-		return fail(fmt.Errorf("commit %s: %w", commitID, err))
+		// The store's error names the commit already.
+		return fail(err)
 	}
 	if c.Encrypted {
 		return fail(fmt.Errorf("commit %s: %w", commitID, ErrEncrypted))
@@ -351,7 +356,7 @@ func ignoresCase(root *os.Root) (bool, error) {
 	lower, upper := strings.ToLower(name), strings.ToUpper(name)
 	f, err := root.OpenFile(lower, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return false, fmt.Errorf("probe the target directory: %w", err)
+		return false, fmt.Errorf("%w: %s: make a file in it: %w", ErrTargetUnusable, root.Name(), err)
 	}
 	f.Close()
 	defer root.Remove(lower)
@@ -666,11 +671,15 @@ func openTargetLocked(dir string, force bool, want unfinished) (_ *os.Root, resu
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, false, nil, err
+		if err := os.MkdirAll(dir, 0o755); errors.Is(err, unix.ENOTDIR) {
+			return nil, false, nil, fmt.Errorf("%s: a name above it is a file: %w", dir, ErrNotADirectory)
+		} else if err != nil {
+			return nil, false, nil, fmt.Errorf("%w: %w", ErrTargetUnusable, err)
 		}
+	case errors.Is(err, unix.ENOTDIR):
+		return nil, false, nil, fmt.Errorf("%s: a name above it is a file: %w", dir, ErrNotADirectory)
 	case err != nil:
-		return nil, false, nil, err
+		return nil, false, nil, fmt.Errorf("%w: %w", ErrTargetUnusable, err)
 	case !fi.IsDir():
 		return nil, false, nil, fmt.Errorf("%s: %w", dir, ErrNotADirectory)
 	}
