@@ -342,7 +342,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	progress(FailoverProgress{Stage: FailoverVerifying, Set: set})
 	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads, DBStoreIDs: storeIDs, Sample: opts.Sample})
 	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+		return nil, err // Verify's errors say "verify:"
 	}
 	// A library no sync completed has nothing to serve and no rows: not a problem of
 	// the store, only something the admin must hear of.

@@ -43,6 +43,9 @@ func Open(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
+		if c.DBName == "" { // a connection to the server, to create databases
+			return nil, fmt.Errorf("%s database server at %s: %w", what, c.Addr, err)
+		}
 		return nil, fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)
 	}
 	return db, nil
