@@ -438,6 +438,14 @@ func checkStore(path string, cfg *Config, seen map[string]int) error {
 			return &Error{File: path, Line: seen["backup.s3.endpoint"], Key: "backup.s3.endpoint", Msg: fmt.Sprintf("%q is not a host[:port]", s.Endpoint)}
 		}
 	}
+	host := s.Endpoint
+	if h, _, err := net.SplitHostPort(s.Endpoint); err == nil {
+		host = h
+	}
+	if net.ParseIP(strings.Trim(host, "[]")) != nil && !s.PathStyle {
+		// Virtual-host style asks for <bucket>.<endpoint>: no such name for an address.
+		return &Error{File: path, Line: seen["backup.s3.endpoint"], Key: "backup.s3.endpoint", Msg: fmt.Sprintf("%q is an IP address, which cannot take a bucket name in front of it: add backup.s3.path_style: true (or give the endpoint's host name)", s.Endpoint)}
+	}
 	buckets := map[string]string{}
 	for _, k := range []struct{ key, v string }{{"backup.s3.commit_bucket", s.CommitBucket}, {"backup.s3.fs_bucket", s.FSBucket}, {"backup.s3.block_bucket", s.BlockBucket}} {
 		if !validBucket(k.v) {

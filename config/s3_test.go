@@ -37,6 +37,9 @@ func TestS3StoreKeys(t *testing.T) {
 		{backup(noDir, s3+"    ca_file: etc/ca.pem\n"), "must be an absolute path"},
 		{backup(noDir, s3+"    access_key: AK\n"), "go together"},
 		{backup(noDir, s3+"    bukkit: x\n"), "backup.s3.bukkit: unknown key"},
+		// An address cannot carry <bucket>. in front (found by review: "no such host").
+		{backup(noDir, strings.Replace(s3, "minio.internal:9000", "10.0.0.5:9000", 1)), "add backup.s3.path_style: true"},
+		{backup(noDir, strings.Replace(s3, "minio.internal:9000", `"[fd00::5]:9000"`, 1)), "add backup.s3.path_style: true"},
 	} {
 		c, err := Parse("seafbak.yml", []byte(tc.text))
 		switch {
@@ -47,6 +50,9 @@ func TestS3StoreKeys(t *testing.T) {
 		case err == nil && strings.Contains(tc.text, "store: s3") && (c.Backup.Store != StoreS3 || c.Backup.S3.Endpoint != "minio.internal:9000"):
 			t.Errorf("%q: parsed %+v", tc.text, c.Backup)
 		}
+	}
+	if _, err := Parse("seafbak.yml", []byte(backup(noDir, strings.Replace(s3, "minio.internal:9000", "10.0.0.5:9000", 1)+"    path_style: true\n"))); err != nil {
+		t.Errorf("an IP endpoint with path_style: %v", err)
 	}
 	c, err := Parse("seafbak.yml", []byte(backup(noDir, s3)))
 	if err != nil {
