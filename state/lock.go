@@ -534,6 +534,17 @@ func (d *Dir) AskAgain(repoID string) error {
 	return nil
 }
 
+// Asked reports whether repoID has a request for another sync waiting, without taking
+// it: a holder that just let go looks once more for one made after its last TakeAgain.
+func (d *Dir) Asked(repoID string) bool {
+	p, err := d.againPath(repoID)
+	if err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(p, &st) == nil
+}
+
 // TakeAgain removes repoID's request for another sync, reporting whether there was
 // one. The lock holder asks before it lets go, and again after each sync it made for a
 // request, until none is left.

@@ -121,6 +121,33 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 	if err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
+	res, err := e.syncThenUnlock(ctx, lock, repoID)
+	return e.askedAsItLetGo(ctx, repoID, res, err)
+}
+
+// askedAsItLetGo syncs again for a request made between the holder's last look and its
+// unlock (its maker's last try at the lock failed just before), which would otherwise
+// wait for the next scan. If another invocation holds the lock by now, that one read
+// the head after the request, and takes it when done.
+func (e *Engine) askedAsItLetGo(ctx context.Context, repoID string, res Result, err error) (Result, error) {
+	for err == nil && ctx.Err() == nil && e.State.Asked(repoID) {
+		l, terr := e.State.TryLock(repoID)
+		if terr != nil {
+			break
+		}
+		e.State.TakeAgain(repoID)
+		e.log().Info("another invocation asked for this library as this sync let go: reading its head again", "repo", repoID)
+		again, aerr := e.syncThenUnlock(ctx, l, repoID)
+		if aerr != nil || !again.UpToDate {
+			res, err = again, aerr
+		}
+	}
+	return res, err
+}
+
+// syncThenUnlock syncs repoID's head and the requests made meanwhile, then lets go of
+// the lock the caller took.
+func (e *Engine) syncThenUnlock(ctx context.Context, lock *state.Lock, repoID string) (Result, error) {
 	defer lock.Unlock()
 	res, err := e.syncHead(ctx, lock, repoID)
 	return e.syncAgainIfAsked(ctx, lock, repoID, res, err)
@@ -187,9 +214,12 @@ func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, e
 	if err != nil {
 		return Result{RepoID: lib.ID, Name: lib.Name}, err
 	}
-	defer lock.Unlock()
-	res, err := e.syncLocked(ctx, lock, lib, true)
-	return e.syncAgainIfAsked(ctx, lock, lib.ID, res, err)
+	res, err := func() (Result, error) {
+		defer lock.Unlock()
+		res, err := e.syncLocked(ctx, lock, lib, true)
+		return e.syncAgainIfAsked(ctx, lock, lib.ID, res, err)
+	}()
+	return e.askedAsItLetGo(ctx, lib.ID, res, err)
 }
 
 // relisted is the primary's library now, asked again under the lock, when lib came from
