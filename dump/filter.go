@@ -42,6 +42,9 @@ type sqlFilter struct {
 	dropped int64  // bytes of the dropped sandbox line
 	tail    []byte // the last bytes read
 	err     error
+	// collations are those the dump's CREATE TABLEs name (columns, table options), as
+	// far as each line's head shows: a server without one cannot load the dump.
+	collations map[string]bool
 }
 
 func newSQLFilter(w io.Writer, protect []string) *sqlFilter {
@@ -124,8 +127,12 @@ var guarded = []string{
 // check refuses a line that switches database or touches a protected table.
 func (f *sqlFilter) check(line []byte) error {
 	s := strings.TrimLeft(string(line), " \t")
-	if s == "" || s[0] == '(' || s[0] == '-' || s[0] == ')' || s[0] == '`' {
-		return nil // a row of an INSERT, a comment, a column of a CREATE TABLE
+	if s != "" && (s[0] == ')' || s[0] == '`') {
+		f.noteCollations(s) // a column of a CREATE TABLE, or its options
+		return nil
+	}
+	if s == "" || s[0] == '(' || s[0] == '-' {
+		return nil // a row of an INSERT, a comment
 	}
 	// A versioned comment: /*!40000 ALTER TABLE `x` DISABLE KEYS */ or /*M!100101 ...
 	if rest, ok := strings.CutPrefix(s, "/*!"); ok {
@@ -161,6 +168,33 @@ func (f *sqlFilter) check(line []byte) error {
 		return nil
 	}
 	return nil
+}
+
+// maxCollations bounds what one dump can make the filter keep.
+const maxCollations = 64
+
+// noteCollations keeps the collation names a CREATE TABLE line gives: "COLLATE
+// utf8mb4_bin" on a column, "COLLATE=utf8mb4_uca1400_ai_ci" in the table's options.
+// Only names of letters, digits and '_' are kept; they go into a query later.
+func (f *sqlFilter) noteCollations(s string) {
+	for {
+		i := strings.Index(s, "COLLATE")
+		if i < 0 {
+			return
+		}
+		s = strings.TrimLeft(s[i+len("COLLATE"):], " =")
+		n := 0
+		for n < len(s) && (s[n] == '_' || s[n] >= 'a' && s[n] <= 'z' || s[n] >= 'A' && s[n] <= 'Z' || s[n] >= '0' && s[n] <= '9') {
+			n++
+		}
+		if n > 0 && n <= 64 && len(f.collations) < maxCollations {
+			if f.collations == nil {
+				f.collations = map[string]bool{}
+			}
+			f.collations[strings.ToLower(s[:n])] = true
+		}
+		s = s[n:]
+	}
 }
 
 func hasPrefixFold(s, prefix string) bool {

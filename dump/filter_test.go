@@ -2,8 +2,10 @@ package dump
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -112,4 +114,32 @@ func TestFreeName(t *testing.T) {
 	os.Remove(filepath.Join(dir, n))
 	os.Remove(filepath.Join(dir, n+"-2"))
 	next(n + "-4")
+}
+
+// The collations a dump's tables are created with are collected from its CREATE TABLE
+// lines (columns and table options), never from rows, which could hold any text.
+func TestFilterCollectsCollations(t *testing.T) {
+	in := "CREATE TABLE `Repo` (\n" +
+		"  `repo_id` char(37) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n" +
+		"  `name` varchar(255) COLLATE=utf8mb4_unicode_ci DEFAULT NULL,\n" +
+		"  PRIMARY KEY (`repo_id`)\n" +
+		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci;\n" +
+		"INSERT INTO `RepoOwner` VALUES (1,'COLLATE evil_one'),\n(2,') COLLATE=evil_two');\n" +
+		"-- Dump completed on 2026-11-25 15:04:05\n"
+	for _, chunk := range []int{1, 5, 1 << 20} {
+		var out bytes.Buffer
+		f := newSQLFilter(&out, nil)
+		for i := 0; i < len(in); i += chunk {
+			if _, err := f.Write([]byte(in[i:min(i+chunk, len(in))])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(slices.Sorted(maps.Keys(f.collations)), " ")
+		if want := "utf8mb4_0900_ai_ci utf8mb4_bin utf8mb4_unicode_ci"; got != want {
+			t.Errorf("chunk %d: collations %q, want %q", chunk, got, want)
+		}
+	}
 }

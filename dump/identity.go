@@ -100,3 +100,28 @@ func (a Identity) String() string {
 	}
 	return b.String()
 }
+
+// MissingCollations returns those of names the server behind db does not know. Each
+// is asked of the server itself, which also resolves its aliases (MariaDB 11.4 knows
+// MySQL 8's utf8mb4_0900_ai_ci as one). names must be letters, digits and '_', as
+// VerifyCollations gives them.
+func MissingCollations(ctx context.Context, db *sql.DB, names []string) ([]string, error) {
+	var missing []string
+	for _, name := range names {
+		if name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+			return nil, fmt.Errorf("collation %q: not a collation name", name)
+		}
+		var v sql.NullString
+		err := db.QueryRowContext(ctx, "SELECT _utf8mb4'' COLLATE "+name).Scan(&v)
+		var me *mysql.MySQLError
+		switch {
+		case err == nil:
+		case errors.As(err, &me) && me.Number == 1253: // ER_COLLATION_CHARSET_MISMATCH: known, for another charset
+		case errors.As(err, &me) && me.Number == 1273: // ER_UNKNOWN_COLLATION
+			missing = append(missing, name)
+		default:
+			return nil, fmt.Errorf("collation %s: %w", name, err)
+		}
+	}
+	return missing, nil
+}

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -19,28 +21,40 @@ import (
 // decompresses to a whole dump (closing comment present, no database switch, no live
 // table in the seafile dump).
 func (s Set) Verify() error {
+	_, err := s.VerifyCollations()
+	return err
+}
+
+// VerifyCollations is Verify, also listing (sorted, lower case) the collations the
+// set's tables are created with: a server that lacks one cannot load the set, and a
+// failover should know that before it loads anything.
+func (s Set) VerifyCollations() ([]string, error) {
+	all := map[string]bool{}
 	for _, role := range s.Roles() {
 		f, err := os.Open(s.Path(role))
 		if err != nil {
-			return fmt.Errorf("dump: set %s: %w", s.Name, err)
+			return nil, fmt.Errorf("dump: set %s: %w", s.Name, err)
 		}
-		err = checkFile(f, role, s.Manifest.Files[role])
+		collations, err := checkFile(f, role, s.Manifest.Files[role])
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("dump: set %s: %w", s.Name, err)
+			return nil, fmt.Errorf("dump: set %s: %w", s.Name, err)
+		}
+		for c := range collations {
+			all[c] = true
 		}
 	}
-	return nil
+	return slices.Sorted(maps.Keys(all)), nil
 }
 
 // checkFile reads r (at its start) once: its size and SHA-256 must be the manifest's and
-// its SQL must pass the filter Load uses.
-func checkFile(r io.Reader, role Role, want File) error {
+// its SQL must pass the filter Load uses. It returns the collations the SQL names.
+func checkFile(r io.Reader, role Role, want File) (map[string]bool, error) {
 	h := sha256.New()
 	cr := &countReader{r: r}
 	zr, err := gzip.NewReader(bufio.NewReaderSize(io.TeeReader(cr, h), 256<<10))
 	if err != nil {
-		return fmt.Errorf("%s: %w", want.Name, err)
+		return nil, fmt.Errorf("%s: %w", want.Name, err)
 	}
 	filt := newSQLFilter(io.Discard, protected(role))
 	_, err = io.Copy(filt, zr)
@@ -52,15 +66,15 @@ func checkFile(r io.Reader, role Role, want File) error {
 		err = cerr
 	}
 	if cr.n != want.Size {
-		return fmt.Errorf("%s is %d bytes, the manifest says %d", want.Name, cr.n, want.Size)
+		return nil, fmt.Errorf("%s is %d bytes, the manifest says %d", want.Name, cr.n, want.Size)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want.SHA256 {
-		return fmt.Errorf("%s has SHA-256 %s, the manifest says %s", want.Name, got, want.SHA256)
+		return nil, fmt.Errorf("%s has SHA-256 %s, the manifest says %s", want.Name, got, want.SHA256)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", want.Name, err)
+		return nil, fmt.Errorf("%s: %w", want.Name, err)
 	}
-	return nil
+	return filt.collations, nil
 }
 
 func protected(role Role) []string {
@@ -113,7 +127,7 @@ func Load(ctx context.Context, set Set, role Role, target *mysql.Config) error {
 		return errf(err)
 	}
 	defer f.Close()
-	if err := checkFile(f, role, want); err != nil {
+	if _, err := checkFile(f, role, want); err != nil {
 		return errf(err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

@@ -79,6 +79,31 @@ func (e *RefusedNotEmptyError) Is(target error) bool {
 	return target == ErrRefusedNotEmpty || target == ErrHoldsData
 }
 
+// MissingCollationError: the dump's tables use collations the backup's database server
+// does not have (a primary on a newer MariaDB, or on MySQL); nothing was loaded.
+type MissingCollationError struct {
+	Collations []string
+	Server     dump.Identity
+	Set        dump.Set
+}
+
+func (e *MissingCollationError) Error() string {
+	var from []string
+	for _, role := range e.Set.Roles() {
+		if v := e.Set.Manifest.Files[role].Server.Version; v != "" && !slices.Contains(from, v) {
+			from = append(from, v)
+		}
+	}
+	primary := ""
+	if len(from) > 0 {
+		primary = " (the primary ran " + strings.Join(from, ", ") + ")"
+	}
+	return fmt.Sprintf("dump %s: its tables use collation %s, which the backup's database server %s does not have: run a server there as new as the primary's%s, of the same kind (MariaDB or MySQL), then run restore server again; nothing was loaded",
+		e.Set.Name, strings.Join(e.Collations, ", "), e.Server, primary)
+}
+
+func (e *MissingCollationError) Is(target error) bool { return target == ErrNotStarted }
+
 // MissingDatabaseError says the chosen set holds a database FailoverOptions.Databases
 // gives no target for. Nothing was loaded; it matches ErrNotStarted.
 type MissingDatabaseError struct {
@@ -235,7 +260,8 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	if err != nil {
 		return nil, tag(err, ErrNoDump, ErrNotStarted)
 	}
-	if err := set.Verify(); err != nil {
+	collations, err := set.VerifyCollations()
+	if err != nil {
 		return nil, tag(fmt.Errorf("dump %s is damaged: %w", set.Name, err), ErrDumpDamaged)
 	}
 
@@ -246,9 +272,18 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 		return nil, notStarted(err)
 	}
 	here, err := dump.ServerIdentity(ctx, sdb)
+	var missing []string
+	if err == nil {
+		// A collation the server lacks fails the load at the first table using it,
+		// with the tables before it loaded: refused before anything is.
+		missing, err = dump.MissingCollations(ctx, sdb, collations)
+	}
 	sdb.Close()
 	if err != nil {
 		return nil, notStarted(err)
+	}
+	if len(missing) > 0 {
+		return nil, &MissingCollationError{Collations: missing, Server: here, Set: set}
 	}
 	for _, role := range set.Roles() {
 		from := set.Manifest.Files[role].Server
