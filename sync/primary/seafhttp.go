@@ -258,7 +258,12 @@ func (h *HTTP) once(ctx context.Context, r request) (*http.Response, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		// The error's body is bounded in time as in size: a server (or proxy) that
+		// sent the status and then nothing would hold this request, its slot and the
+		// library's lock for good.
+		stall := time.AfterFunc(h.opts.StallTimeout, func() { cancel(fmt.Errorf("%w for %s", errStalled, h.opts.StallTimeout)) })
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		stall.Stop()
 		resp.Body.Close()
 		cancel(nil)
 		err := &statusError{method: r.method, route: r.path, code: resp.StatusCode, body: strings.TrimSpace(string(msg))}
