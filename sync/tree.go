@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
+	"slices"
+	"strings"
 	gosync "sync"
 
 	"seafbak/sync/object"
@@ -33,8 +34,12 @@ const window = 512
 // tnode is an fs object of the tree being copied, from when an entry names it until it
 // is whole in the backup (or known not to be).
 type tnode struct {
-	id   string
-	path string
+	id string
+	// name and up (the dir whose entry first named it; nil for the root) give its
+	// path, built only for a message or a hole: a full path in every node made a deep
+	// tree of long names cost memory in its depth squared.
+	name string
+	up   *tnode
 	dir  bool // what the entry that first named it says it is
 
 	raw []byte // as received, to be written once whole
@@ -53,6 +58,19 @@ type tnode struct {
 	ok      bool // false once one of them cannot be made whole
 	// parents are the dirs waiting for this object; a nil one is the commit itself.
 	parents []*tnode
+}
+
+// path is n's path in the commit's tree, "/" for the root.
+func (n *tnode) path() string {
+	if n.up == nil {
+		return "/"
+	}
+	var names []string
+	for x := n; x.up != nil; x = x.up {
+		names = append(names, x.name)
+	}
+	slices.Reverse(names)
+	return "/" + strings.Join(names, "/")
 }
 
 // job is one unit of work for the workers: copying a block, or writing a whole fs object.
@@ -187,7 +205,7 @@ func (r *run) walkTree(ctx context.Context, w *workers, c *object.Commit) (_ boo
 		return true, nil
 	}
 	t := &tree{r: r, c: c, w: w, waiting: map[string]*tnode{}, copying: map[string][]*tnode{}}
-	rootNode := &tnode{id: root, path: "/", dir: true, parents: []*tnode{nil}}
+	rootNode := &tnode{id: root, dir: true, parents: []*tnode{nil}}
 	if ok, settled, err := t.known(ctx, rootNode); err != nil || settled {
 		return ok, err
 	}
@@ -245,7 +263,7 @@ func (t *tree) known(ctx context.Context, n *tnode) (ok, settled bool, err error
 		perr = fmt.Errorf("%w: dir entry and object disagree on being a directory", object.ErrInvalid)
 	}
 	if perr != nil {
-		r.log.Warn("backup copy of an fs object is damaged; fetching it again", "id", n.id, "path", n.path, "err", perr)
+		r.log.Warn("backup copy of an fs object is damaged; fetching it again", "id", n.id, "path", n.path(), "err", perr)
 		return false, false, nil
 	}
 	n.fromStore = true
@@ -382,7 +400,7 @@ func (t *tree) listSome(ctx context.Context) {
 			if ref.has(e.ID) {
 				continue // whole in the backup: the reference dir holds it
 			}
-			n := &tnode{id: e.ID, path: path.Join(d.path, e.Name), dir: e.IsDir(), parents: []*tnode{d}}
+			n := &tnode{id: e.ID, name: e.Name, up: d, dir: e.IsDir(), parents: []*tnode{d}}
 			if e.IsDir() {
 				n.ref = ref.subdir(e.Name)
 			}
@@ -451,7 +469,7 @@ func (t *tree) fetch(ctx context.Context, batch []*tnode) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if herr := r.badObject("fs object", id, n.path, t.c, err); herr != nil {
+			if herr := r.badObject("fs object", id, n.path(), t.c, err); herr != nil {
 				return herr
 			}
 			t.settle(n, false)
@@ -465,7 +483,7 @@ func (t *tree) fetch(ctx context.Context, batch []*tnode) {
 	if err != nil && !errors.As(err, &oe) && ctx.Err() == nil && t.err == nil {
 		// The batch as a whole got no answer: name its first object and where it was met.
 		first := batch[0]
-		err = &ObjectError{Kind: "fs object", ID: first.id, Path: first.path, Commit: t.c.ID, Class: classify(err),
+		err = &ObjectError{Kind: "fs object", ID: first.id, Path: first.path(), Commit: t.c.ID, Class: classify(err),
 			Err: fmt.Errorf("fetching it with %d other objects: %w", len(batch)-1, err)}
 	}
 	if err != nil {
@@ -474,7 +492,7 @@ func (t *tree) fetch(ctx context.Context, batch []*tnode) {
 	}
 	for id, n := range asked {
 		err := &primary.NotFoundError{Kind: "fs object", ID: id}
-		if herr := r.badObject("fs object", id, n.path, t.c, fmt.Errorf("primary did not answer it: %w", err)); herr != nil {
+		if herr := r.badObject("fs object", id, n.path(), t.c, fmt.Errorf("primary did not answer it: %w", err)); herr != nil {
 			t.fail(herr)
 			return
 		}
@@ -530,7 +548,7 @@ func (t *tree) release(n *tnode) {
 	}
 	if !n.dir && n.ok {
 		if err := object.CheckFileSize(n.id, n.size, n.blocks, n.stored, t.r.lib.Encrypted || t.c.Encrypted); err != nil {
-			if herr := t.r.badObject("fs object", n.id, n.path, t.c, err); herr != nil {
+			if herr := t.r.badObject("fs object", n.id, n.path(), t.c, err); herr != nil {
 				t.fail(herr)
 				return
 			}
@@ -627,7 +645,7 @@ func (t *tree) done(res result) {
 	ok := res.srcErr == nil
 	if !ok {
 		from := files[0]
-		if err := r.badObject("block", res.block, from.path, t.c, res.srcErr); err != nil {
+		if err := r.badObject("block", res.block, from.path(), t.c, res.srcErr); err != nil {
 			t.fail(err)
 			return
 		}
@@ -660,7 +678,7 @@ func (t *tree) fail(err error) {
 
 // blockPresent says whether the backup has block id, and its size. During a re-check
 // the copy is read and hashed (once per run): after a crash it may be present but empty.
-func (r *run) blockPresent(ctx context.Context, id, where string) (int64, bool, error) {
+func (r *run) blockPresent(ctx context.Context, id string, where func() string) (int64, bool, error) {
 	if r.recheck {
 		if size, ok := r.verified.blockSize(id); ok {
 			return size, true, nil
@@ -695,7 +713,7 @@ func (r *run) blockPresent(ctx context.Context, id, where string) (int64, bool, 
 		}
 	}
 	if err := h.Check(); err != nil {
-		r.log.Warn("backup copy of a block is damaged; fetching it again", "id", id, "path", where, "err", err)
+		r.log.Warn("backup copy of a block is damaged; fetching it again", "id", id, "path", where(), "err", err)
 		return 0, false, nil
 	}
 	r.verified.addBlock(id, h.Size())
