@@ -20,3 +20,17 @@ func AssumeCaseInsensitive() (undo func()) {
 
 // IgnoresCase and FoldCase are ignoresCase and foldCase.
 var IgnoresCase, FoldCase = ignoresCase, foldCase
+
+// MarkUnfinished leaves in dir the marker of a restore of repo at commit (the whole
+// library) that stopped at collision, as a run on a normalising filesystem would.
+func MarkUnfinished(dir, repo, commit, collision string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return writeMarker(root, unfinished{RepoID: repo, Commit: commit, Collision: collision})
+}

@@ -247,8 +247,14 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	// A library holding an entry of the marker's own name at its root gets no marker:
 	// writing it would clobber the marker, and removing the marker would delete it.
 	marked := !p.rootHas(MarkerName)
+	if marked && resumed && !opts.Force {
+		if m, err := readMarker(root); err == nil && m.Collision != "" {
+			return fail(fmt.Errorf("the run that left this restore unfinished stopped at: %s; writing over it now would let one name replace the other (add --force to accept that)", m.Collision))
+		}
+	}
+	mark := unfinished{RepoID: lib.RepoID, Commit: c.ID, Path: path, Started: time.Now().UTC()}
 	if marked {
-		if err := writeMarker(root, unfinished{RepoID: lib.RepoID, Commit: c.ID, Path: path, Started: time.Now().UTC()}); err != nil {
+		if err := writeMarker(root, mark); err != nil {
 			return fail(fmt.Errorf("%s: %w", MarkerName, err))
 		}
 	}
@@ -264,6 +270,12 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	w.prog.todo(int64(len(p.dirs)-1+p.files), p.bytes)
 	log.Info("restoring", "repo", lib.RepoID, "commit", c.ID, "path", displayPath(path), "dirs", len(p.dirs)-1, "files", p.files, "bytes", p.bytes, "dir", opts.Dir, "resumed", resumed)
 	if err := w.writeTree(ctx, root, max(opts.Parallel, 0)); err != nil {
+		if marked && errors.Is(err, ErrNameCollision) {
+			mark.Collision = err.Error()
+			if merr := writeMarker(root, mark); merr != nil {
+				err = errors.Join(err, fmt.Errorf("%s: %w", MarkerName, merr))
+			}
+		}
 		return fail(err)
 	}
 	// The marker goes only once every file is on disk: were its removal written first,
@@ -579,6 +591,9 @@ type unfinished struct {
 	Commit  string    `json:"commit"`
 	Path    string    `json:"path,omitempty"` // JoinPath's form; "" for the whole library
 	Started time.Time `json:"started"`
+	// Collision is the ErrNameCollision this restore stopped at: a rerun, which
+	// writes over what is there, would let one of the two names replace the other.
+	Collision string `json:"collision,omitempty"`
 }
 
 // writeMarker puts the marker in place under a temp name and a rename, so a kill never

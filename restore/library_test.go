@@ -438,6 +438,31 @@ func TestVerifyFindsAFileEntryNamingADirectoryMetBefore(t *testing.T) {
 	}
 }
 
+// Two names the target takes as one and found only as they are written (Unicode forms
+// on a normalising filesystem, which no filesystem here is) stop a restore with its
+// marker left, saying so. A rerun, which writes over what is there, refuses rather than
+// letting one name replace the other and reporting success (found by review); --force
+// accepts it.
+func TestRerunOfARestoreStoppedAtACollisionRefuses(t *testing.T) {
+	base := t.TempDir()
+	h := newHostileStore(t, filepath.Join(base, "backup"), func(fileID string) string {
+		return fmt.Sprintf(`{"dirents": [{"id": "%s", "mode": 33188, "modifier": "m", "mtime": 1, "name": "é.txt", "size": 5}], "type": 3, "version": 1}`, fileID)
+	})
+	opts := restore.LibraryOptions{Store: h.s, RepoID: h.repo, Commit: h.commit, Dir: filepath.Join(base, "out")}
+	must(t, restore.MarkUnfinished(opts.Dir, h.repo, h.commit, "sub/é.txt and sub/é.txt: "+restore.ErrNameCollision.Error()))
+	_, err := restore.RestoreLibrary(context.Background(), opts)
+	if err == nil || !strings.Contains(err.Error(), "stopped at: sub/é.txt") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("rerun: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(opts.Dir, "sub")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the rerun wrote: %v", err)
+	}
+	opts.Force = true
+	if _, err := restore.RestoreLibrary(context.Background(), opts); err != nil {
+		t.Fatalf("rerun with --force: %v", err)
+	}
+}
+
 // A library may hold "Report.txt" beside "report.txt" (Seafile compares names exactly).
 // Restored to a filesystem that ignores case, one replaced the other and the restore
 // said it was done: it is refused before anything is written, naming both.
