@@ -120,6 +120,7 @@ type attribution struct {
 	problems []*Problem
 
 	holes       map[string]state.Hole
+	holeCommits map[string]bool // the commits the state records a hole against
 	truncated   map[string]bool
 	truncBefore int64 // commits at or before this ctime may be truncated
 }
@@ -140,11 +141,12 @@ func newAttribution(v *verifier, l *libCheck, rep *LibraryReport) *attribution {
 	a := &attribution{
 		v: v, l: l, rep: rep,
 		clean: map[walkKey]struct{}{}, memo: map[walkKey]summary{}, recorded: map[string]*Problem{},
-		holes: map[string]state.Hole{}, truncated: map[string]bool{},
+		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, truncated: map[string]bool{},
 		truncBefore: math.MinInt64,
 	}
 	for _, h := range l.rec.Holes {
 		a.holes[h.ID] = h
+		a.holeCommits[h.Commit] = true
 	}
 	// Truncation removes trees of commits older than the library's valid-since time; the
 	// state lists the commits where the engine met it. Any commit not newer than one of
@@ -284,7 +286,7 @@ func (a *attribution) problem(kind object.Kind, id string, missing bool, p, comm
 	pr := a.recorded[k]
 	if pr == nil {
 		pr = &Problem{Kind: kind, ID: id, Missing: missing, Path: p, Commit: commit, Error: err.Error()}
-		pr.Reason = a.explain(kind, id, missing, p, truncated)
+		pr.Reason = a.explain(kind, id, missing, p, commit, truncated)
 		a.recorded[k] = pr
 		a.problems = append(a.problems, pr)
 	}
@@ -296,7 +298,7 @@ func (a *attribution) problem(kind object.Kind, id string, missing bool, p, comm
 
 // explain says why the state expects an object to be missing, or "" if it does not.
 // Damaged objects are never expected: the engine writes only verified objects.
-func (a *attribution) explain(kind object.Kind, id string, missing bool, p string, truncated bool) string {
+func (a *attribution) explain(kind object.Kind, id string, missing bool, p, commit string, truncated bool) string {
 	if !missing {
 		return ""
 	}
@@ -308,6 +310,11 @@ func (a *attribution) explain(kind object.Kind, id string, missing bool, p strin
 	}
 	if truncated {
 		return "history truncated by the primary's GC: the commit is older than the library's valid-since time"
+	}
+	if !a.holeCommits[commit] {
+		// A commit with no hole recorded against it was synced whole: a hole under
+		// another commit explains nothing in its tree, not even at a path above it.
+		return ""
 	}
 	for _, h := range a.l.rec.Holes {
 		if h.Path == "" {

@@ -27,7 +27,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -692,18 +691,10 @@ func (t *treeRun) explained(id, p string) bool {
 	}
 	// The engine records a hole against every commit whose tree it could not complete
 	// (kind "tree" for those above a hole met under another commit).
-	if t.truncated || t.l.holeCommits[t.c.ID] || t.c.Ctime <= t.l.truncLimit() {
-		return true
-	}
-	for _, h := range t.l.rec.Holes {
-		if h.Path == "" {
-			continue
-		}
-		if p == "/" || h.Path == p || strings.HasPrefix(h.Path, p+"/") {
-			return true
-		}
-	}
-	return false
+	// A commit with none recorded has a whole tree in the backup: a hole under another
+	// commit explains nothing here, not even at a path above it (found by review: a
+	// head's lost root passed as "above" an old, unrelated hole).
+	return t.truncated || t.l.holeCommits[t.c.ID] || t.c.Ctime <= t.l.truncLimit()
 }
 
 // group runs a dir's entries, each in a goroutine of its own while tokens last and in
