@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -57,14 +58,17 @@ func TestWatchAfterRound(t *testing.T) {
 	go func() { done <- w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor(t, "first backup and its hook", func() bool { return env.BackupHead(l.ID) == l.Head && count() == 1 })
+	// A first backup holds no comparison back (the metrics count a library current
+	// only once backed up), so the hook may run during it as well as after it.
+	waitFor(t, "first backup and its hook", func() bool { return env.BackupHead(l.ID) == l.Head && lastHead() == l.Head })
 	if c := w.Copied(); c.Bytes == 0 || c.Objects == 0 {
 		t.Fatalf("copied %+v after a first backup", c)
 	}
 	// Nothing changes: no call, for many polls.
+	before := count()
 	time.Sleep(every + 300*time.Millisecond)
-	if n := count(); n != 1 {
-		t.Fatalf("%d calls while nothing changed", n)
+	if n := count(); n != before {
+		t.Fatalf("%d calls while nothing changed", n-before)
 	}
 	// Two changes in quick succession: each is backed up, and the hook runs after the
 	// last one, but never within every of its previous call.
@@ -82,8 +86,8 @@ func TestWatchAfterRound(t *testing.T) {
 			t.Fatalf("calls %s apart, want at least %s", d, every)
 		}
 	}
-	if len(calls) > 3 {
-		t.Fatalf("%d calls for three changes", len(calls))
+	if len(calls)-before > 2 {
+		t.Fatalf("%d calls for two changes", len(calls)-before)
 	}
 }
 
@@ -125,6 +129,9 @@ func TestAfterRoundGetsTheLastFullComparison(t *testing.T) {
 	for i := range 3 {
 		id := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
 		libs = append(libs, primary.Library{ID: id, StoreID: id, Name: "lib", Head: fmt.Sprintf("%040x", i+1)})
+	}
+	for _, lib := range libs { // backed up before, at older heads: each is behind
+		must(t, st.Save(state.Library{ID: lib.ID, StoreID: lib.StoreID, Name: lib.Name, Head: strings.Repeat("e", 40), LastSuccess: time.Now().Add(-time.Hour)}))
 	}
 	eng := &comparedEngine{st: st, held: libs[1].ID, release: make(chan struct{}), fail: map[string]bool{libs[2].ID: true}}
 	var calls []time.Time

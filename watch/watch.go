@@ -711,10 +711,19 @@ func (w *Watcher) addComparison(at time.Time, changed []primary.Library, gone []
 		behind[rec.ID] = true
 	}
 	// A failed library is no current library: the metrics leave it out whatever the
-	// comparison's time, so it need not hold the comparison back until its retry.
+	// comparison's time, so it need not hold the comparison back until its retry. Nor
+	// does one never backed up (its first backup may take hours): the metrics count it
+	// current at no time, and its alert is its own.
+	known := make(map[string]bool, len(recs))
 	for i := range recs {
-		if recs[i].Failed() {
+		known[recs[i].ID] = true
+		if recs[i].Failed() || recs[i].LastSuccess.IsZero() {
 			delete(behind, recs[i].ID)
+		}
+	}
+	for id := range behind {
+		if !known[id] {
+			delete(behind, id)
 		}
 	}
 	w.mu.Lock()
@@ -723,6 +732,15 @@ func (w *Watcher) addComparison(at time.Time, changed []primary.Library, gone []
 		w.compares = slices.Delete(w.compares, 0, 1)
 	}
 	w.compares = append(w.compares, comparison{at: at, behind: behind})
+}
+
+// failureRecorded reports whether library id's record says it failed (or is damaged,
+// which status counts as failed). A failure the engine could not record (the state's
+// disk read-only or full) leaves the record at its old head, not failed: the library
+// must keep holding the comparison back, or the metrics would count it current.
+func (w *Watcher) failureRecorded(id string) bool {
+	rec, found, err := w.State.Load(id)
+	return errors.Is(err, state.ErrDamaged) || err == nil && found && rec.Failed()
 }
 
 // caughtUp notes that a job of library id ended after the comparisons noted so far:
@@ -826,7 +844,7 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 	case ctx.Err() == nil:
 		w.setUnsettled(j.lib.ID, true)
 	}
-	if ctx.Err() == nil && !errors.Is(err, state.ErrLocked) {
+	if ctx.Err() == nil && !errors.Is(err, state.ErrLocked) && (err == nil || w.failureRecorded(j.lib.ID)) {
 		w.caughtUp(j.lib.ID) // its record now says when it was backed up, or that it failed
 	}
 	log := w.log().With("repo", j.lib.ID, "name", j.lib.Name)
