@@ -140,6 +140,10 @@ type Options struct {
 const DefaultStallAfter = 10 * time.Minute
 
 // ErrStalled is a dump whose tool sent nothing for Options.StallAfter: it was killed.
+// beforeReadBack is called with a new set's directory before it is read back; tests
+// damage the set through it.
+var beforeReadBack = func(string) {}
+
 var ErrStalled = errors.New("the primary's database server sent nothing")
 
 // Set is one complete dump set.
@@ -305,8 +309,19 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	log.Info("dump set complete", "set", final, "seconds", m.Finished.Sub(started).Seconds())
 	// Read back from the disk before older sets go on its account: with keep 1 the last
 	// good set would otherwise be deleted for one only known to have the right sizes.
+	beforeReadBack(set.Dir)
 	if err := set.Verify(); err != nil {
-		return set, fmt.Errorf("dump: set %s made, but reading it back failed (older sets kept): %w", final, err)
+		// Not a set any more: List, LatestBefore, a failover and prune's count of
+		// keep would all take it for a good one. Moved aside, it goes with the next
+		// dump's sweep of .tmp- directories.
+		aside := ".tmp-unverified-" + final
+		if rerr := os.Rename(set.Dir, filepath.Join(opts.Dir, aside)); rerr != nil {
+			return Set{}, fmt.Errorf("dump: set %s made, but reading it back failed (%w), and moving it aside failed: %w; delete it, older sets are kept", final, err, rerr)
+		}
+		if serr := fsutil.SyncDir(opts.Dir); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return Set{}, fmt.Errorf("dump: set %s made, but reading it back failed, so it is not used (moved aside as %s) and older sets are kept: %w", final, aside, err)
 	}
 	if err := prune(opts.Dir, opts.Keep, final, log); err != nil {
 		return set, fmt.Errorf("dump: set %s made, but deleting older sets failed: %w", final, err)

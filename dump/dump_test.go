@@ -444,6 +444,44 @@ func TestKeep(t *testing.T) {
 	t.Logf("set names: %v", made)
 }
 
+// A set that fails its read-back (the disk returned other bytes, or an error) is no set:
+// it was left listed, so status and the metrics showed it as the last dump, a failover
+// picked it as the latest, and the next prune counted it among the sets kept, deleting
+// a good one in its place (found by review). It is moved aside, reported, and the older
+// sets stay.
+func TestSetThatFailsItsReadBackIsNotASet(t *testing.T) {
+	db := mariadbtest.DBName(t)
+	must(t, srv.CreateDatabase(db, mariadbtest.SchemaFile("seafile.sql")))
+	fillAll(t, db, 2, "r")
+	dir := t.TempDir()
+	opts := Options{Dir: dir, Keep: 1, Databases: map[Role]*mysql.Config{Seafile: rootConfig(db)}}
+	good, err := Run(context.Background(), opts)
+	must(t, err)
+	beforeReadBack = func(setDir string) {
+		p := filepath.Join(setDir, fileName(Seafile))
+		data, err := os.ReadFile(p)
+		must(t, err)
+		data[len(data)/2] ^= 0xff // same size, other bytes
+		must(t, os.WriteFile(p, data, 0o600))
+	}
+	defer func() { beforeReadBack = func(string) {} }()
+	set, err := Run(context.Background(), opts)
+	if err == nil || set.Name != "" || !strings.Contains(err.Error(), "reading it back failed") {
+		t.Fatalf("a set damaged before its read-back: %+v, %v", set, err)
+	}
+	sets, err := List(dir)
+	must(t, err)
+	if len(sets) != 1 || sets[0].Name != good.Name {
+		t.Fatalf("sets after the damaged one: %v, want only %s", sets, good.Name)
+	}
+	beforeReadBack = func(string) {}
+	next, err := Run(context.Background(), opts)
+	must(t, err)
+	if got := dirNames(t, dir); !slices.Equal(got, []string{next.Name}) {
+		t.Errorf("after the next dump the directory holds %v, want only %s (the damaged set swept)", got, next.Name)
+	}
+}
+
 // TestBusy refuses a second dump into a directory another is writing to.
 func TestBusy(t *testing.T) {
 	dir := t.TempDir()
