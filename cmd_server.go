@@ -113,9 +113,27 @@ func (c *restoreServerCmd) Run(e *env) error {
 	for _, l := range res.NeverBackedUp {
 		fmt.Fprintf(e.stdout, "%s %s: never backed up (%s): NOT SERVED\n", l.RepoID, l.Name, l.Error)
 	}
+	unowned := 0
+	for _, n := range res.NewerThanDump {
+		switch {
+		case n.Withdrawn:
+			fmt.Fprintf(e.stdout, "%s %s: a shared folder made after dump %s: NOT SERVED (Seafile needs its VirtualRepo row; its files are in library %s)\n", n.RepoID, n.Name, res.Set.Name, n.StoreID)
+		case n.OwnerSet:
+			fmt.Fprintf(e.stdout, "%s %s: made after dump %s: owner %s written from seafbak's record (had it belonged to an organisation, it is now that user's own: move it in Seahub's admin panel)\n", n.RepoID, n.Name, res.Set.Name, n.Owner)
+		default:
+			unowned++
+			fmt.Fprintf(e.stdout, "%s %s: made after dump %s: served with NO OWNER (seafbak recorded none), so no one's library list shows it: give it one in Seahub's admin panel\n", n.RepoID, n.Name, res.Set.Name)
+		}
+	}
 	printStartSteps(e.stdout, res.Start)
-	if n := notServed(res.Rows) + len(res.NeverBackedUp); n > 0 {
-		return reported(fmt.Sprintf("%d libraries not served (listed above)", n))
+	withdrawn := 0
+	for _, n := range res.NewerThanDump {
+		if n.Withdrawn {
+			withdrawn++
+		}
+	}
+	if n := notServed(res.Rows) + len(res.NeverBackedUp) + withdrawn; n > 0 || unowned > 0 {
+		return reported(fmt.Sprintf("%d libraries not served, %d served without an owner (listed above)", n, unowned))
 	}
 	return nil
 }

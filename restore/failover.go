@@ -207,6 +207,9 @@ type FailoverResult struct {
 	// NeverBackedUp are the libraries the state knows but no sync of them completed
 	// (created just before the primary went, or failing): they are not served.
 	NeverBackedUp []LibraryReport
+	// NewerThanDump are the libraries served that the dump does not know (made after
+	// it): given their recorded owner, or, for a shared folder, not served.
+	NewerThanDump []NewerThanDump
 	// Start is what Seafile on the backup host must be pointed at.
 	Start StartSteps
 }
@@ -362,6 +365,9 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	}
 	res.Rows, err = writeLiveRows(ctx, opts.Store, recs, bdb, opts.Log)
 	if err != nil {
+		return nil, err
+	}
+	if res.NewerThanDump, err = adoptNewerThanDump(ctx, bdb, recs); err != nil {
 		return nil, err
 	}
 	progress(FailoverProgress{Stage: FailoverRowsWritten, Set: set, Rows: res.Rows})

@@ -208,3 +208,92 @@ func HoldsSeafileData(ctx context.Context, db *sql.DB, role dump.Role) (bool, er
 	}
 	return false, nil
 }
+
+// NewerThanDump is a library the failover serves from seafbak's state that the loaded
+// dump does not know: made (or shared) after the dump was taken, so the dump has no
+// RepoOwner (or OrgRepo) row for it, and for a shared folder no VirtualRepo row.
+// Without an owner no one's library list in Seahub shows it.
+type NewerThanDump struct {
+	RepoID, Name, Owner string
+	// OwnerSet: RepoOwner was written with the owner seafbak recorded from the primary.
+	OwnerSet bool
+	// Withdrawn: a shared folder (a virtual library) whose VirtualRepo row the dump
+	// lacks. Seafile would look for its files under its own id, where there are none,
+	// so its rows were removed; its files are in StoreID, the library it was shared from.
+	Withdrawn bool
+	StoreID   string
+}
+
+// adoptNewerThanDump finds the libraries with live rows that the loaded dump does not
+// own, gives each the owner seafbak recorded (a library of an organisation becomes its
+// user's own: the state does not keep the organisation), and withdraws the rows of
+// shared folders the dump has no VirtualRepo row for.
+func adoptNewerThanDump(ctx context.Context, db *sql.DB, recs []state.Library) ([]NewerThanDump, error) {
+	rows := store.NewRows(db)
+	heads, err := rows.Heads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	owned := map[string]bool{}
+	virtual := map[string]bool{}
+	for q, into := range map[string]map[string]bool{
+		"SELECT repo_id FROM RepoOwner":   owned,
+		"SELECT repo_id FROM OrgRepo":     owned,
+		"SELECT repo_id FROM VirtualRepo": virtual,
+	} {
+		if err := readIDs(ctx, db, q, into); err != nil {
+			return nil, err
+		}
+	}
+	var newer []NewerThanDump
+	var withdraw []string
+	for _, rec := range recs {
+		if _, served := heads[rec.ID]; !served || rec.Deleted != nil {
+			continue
+		}
+		n := NewerThanDump{RepoID: rec.ID, Name: rec.Name, Owner: rec.Owner, StoreID: rec.StoreID}
+		switch {
+		case rec.StoreID != "" && rec.StoreID != rec.ID:
+			if virtual[rec.ID] {
+				continue
+			}
+			n.Withdrawn = true
+			withdraw = append(withdraw, rec.ID)
+		case owned[rec.ID]:
+			continue
+		case rec.Owner != "":
+			if _, err := db.ExecContext(ctx, "INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, ?)", rec.ID, rec.Owner); err != nil {
+				return nil, fmt.Errorf("backup db: owner of %s: %w", rec.ID, err)
+			}
+			n.OwnerSet = true
+		}
+		newer = append(newer, n)
+	}
+	if err := rows.DeleteMany(ctx, withdraw); err != nil {
+		return nil, err
+	}
+	return newer, nil
+}
+
+// readIDs adds the ids query returns to into; a table the schema lacks adds none.
+func readIDs(ctx context.Context, db *sql.DB, query string, into map[string]bool) error {
+	r, err := db.QueryContext(ctx, query)
+	if isNoSuchTable(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("backup db: %s: %w", query, err)
+	}
+	defer r.Close()
+	for r.Next() {
+		var id string
+		if err := r.Scan(&id); err != nil {
+			return fmt.Errorf("backup db: %s: %w", query, err)
+		}
+		into[id] = true
+	}
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("backup db: %s: %w", query, err)
+	}
+	return nil
+}
