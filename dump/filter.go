@@ -120,11 +120,19 @@ func (f *sqlFilter) flushHead(ended bool) error {
 // guarded are the statement starts that name a table first; the dump writes each of
 // them at the start of a line (ALTER TABLE inside /*!40000 ... */).
 var guarded = []string{
-	"DROP TABLE", "CREATE TABLE", "INSERT INTO", "REPLACE INTO", "LOCK TABLES",
-	"ALTER TABLE", "TRUNCATE", "RENAME TABLE",
+	"DROP TABLE", "CREATE OR REPLACE TABLE", "CREATE TABLE", "INSERT IGNORE INTO", "INSERT INTO", "REPLACE INTO",
+	"LOCK TABLES", "ALTER TABLE", "TRUNCATE TABLE", "TRUNCATE", "RENAME TABLE", "DELETE FROM", "UPDATE",
 }
 
 // check refuses a line that switches database or touches a protected table.
+//
+// What it can see is each line's head, as mariadb-dump and mysqldump write it: one
+// statement a line, names in backticks, rows on the line of their INSERT. A line it is
+// not sure of (a name unquoted or qualified, a guarded statement without its name,
+// several statements) is refused; what a row's strings hold is not looked at. It is a
+// guard against a dump of the wrong database or tables, not against a set rewritten on
+// purpose: that is the SHA-256s of the manifest, in a directory only seafbak's user
+// can write.
 func (f *sqlFilter) check(line []byte) error {
 	s := strings.TrimLeft(string(line), " \t")
 	if s != "" && (s[0] == ')' || s[0] == '`') {
@@ -134,40 +142,80 @@ func (f *sqlFilter) check(line []byte) error {
 	if s == "" || s[0] == '(' || s[0] == '-' {
 		return nil // a row of an INSERT, a comment
 	}
+	if hasPrefixFold(s, "INSERT") || hasPrefixFold(s, "REPLACE") {
+		return f.checkStatement(s) // its rows follow on the line, strings and all
+	}
+	for part := range strings.SplitSeq(s, ";") {
+		if err := f.checkStatement(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkStatement checks one statement of a line (see check).
+func (f *sqlFilter) checkStatement(s string) error {
+	s = strings.TrimLeft(s, " \t\r\n")
 	// A versioned comment: /*!40000 ALTER TABLE `x` DISABLE KEYS */ or /*M!100101 ...
 	if rest, ok := strings.CutPrefix(s, "/*!"); ok {
 		s = strings.TrimLeft(rest, "0123456789 ")
 	} else if rest, ok := strings.CutPrefix(s, "/*M!"); ok {
 		s = strings.TrimLeft(rest, "0123456789 ")
 	}
-	if hasPrefixFold(s, "USE ") || hasPrefixFold(s, "USE`") || hasPrefixFold(s, "CREATE DATABASE") {
+	if hasPrefixFold(s, "USE") && (len(s) == 3 || !isNameByte(s[3])) || hasPrefixFold(s, "CREATE DATABASE") || hasPrefixFold(s, "CREATE SCHEMA") {
 		return fmt.Errorf("line %d switches database (%.60q); a dump must load into the database it is given", f.lines, strings.TrimSpace(s))
 	}
 	if len(f.protect) == 0 {
 		return nil
 	}
 	for _, g := range guarded {
-		if !hasPrefixFold(s, g) {
+		if !hasPrefixFold(s, g) || len(s) > len(g) && isNameByte(s[len(g)]) {
 			continue
 		}
-		rest := s[len(g):]
-		i := strings.IndexByte(rest, '`')
-		if i < 0 {
-			return nil
+		rest := strings.TrimLeft(s[len(g):], " \t")
+		for _, skip := range []string{"IF EXISTS", "IF NOT EXISTS", "IGNORE"} {
+			if hasPrefixFold(rest, skip) {
+				rest = strings.TrimLeft(rest[len(skip):], " \t")
+			}
 		}
-		j := strings.IndexByte(rest[i+1:], '`')
-		if j < 0 {
-			return nil
+		unsure := func(why string) error {
+			return fmt.Errorf("line %d: %s (%.60q), which mariadb-dump does not write; a dump must not touch Repo, Branch or RepoHead, and this line may", f.lines, why, strings.TrimSpace(s))
 		}
-		table := rest[i+1 : i+1+j]
-		for _, p := range f.protect {
-			if strings.EqualFold(table, p) {
-				return fmt.Errorf("line %d touches the live table %s (%.60q); Repo, Branch and RepoHead must never be in a dump", f.lines, table, strings.TrimSpace(s))
+		if rest == "" || rest[0] != '`' {
+			return unsure("a table name not in backticks, or not on the line")
+		}
+		// Every name in backticks on the line: RENAME TABLE names several.
+		for q := rest; ; {
+			i := strings.IndexByte(q, '`')
+			if i < 0 {
+				break
+			}
+			j := strings.IndexByte(q[i+1:], '`')
+			if j < 0 {
+				break
+			}
+			table := q[i+1 : i+1+j]
+			q = q[i+1+j+1:]
+			if strings.HasPrefix(q, ".") {
+				return unsure("a name qualified by its database")
+			}
+			for _, p := range f.protect {
+				if strings.EqualFold(table, p) {
+					return fmt.Errorf("line %d touches the live table %s (%.60q); Repo, Branch and RepoHead must never be in a dump", f.lines, table, strings.TrimSpace(s))
+				}
+			}
+			if g != "RENAME TABLE" {
+				break
 			}
 		}
 		return nil
 	}
 	return nil
+}
+
+// isNameByte reports whether b can continue an unquoted SQL name.
+func isNameByte(b byte) bool {
+	return b == '_' || b == '$' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b >= 0x80
 }
 
 // maxCollations bounds what one dump can make the filter keep.
