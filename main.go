@@ -41,7 +41,7 @@ type cli struct {
 	Sync    syncCmd    `cmd:"" help:"Back up libraries now (the primary's change hook runs this); waits for a sync of the same library already running."`
 	Scan    scanCmd    `cmd:"" help:"Back up every new or changed library (run from cron every few minutes)."`
 	Status  statusCmd  `cmd:"" help:"Show where every library's backup stands. Exit 0 all healthy, 1 some failed or have holes, 2 could not tell."`
-	Dump    dumpCmd    `cmd:"" help:"Dump the primary's ccnet, seafile (all but the three tables sync keeps live) and seahub databases, consistently, into dump.dir; keep the last dump.keep."`
+	Dump    dumpCmd    `cmd:"" help:"Dump the primary's ccnet, seafile (all but the three tables sync keeps live) and seahub databases, each in one consistent snapshot, into dump.dir; keep the last dump.keep."`
 	Verify  verifyCmd  `cmd:"" help:"Check the backup store: every object of every backed-up head's full history present and matching its id. Exit 0 ok, 1 problems or holes found."`
 	Restore restoreCmd `cmd:"" help:"Get backed-up data back: one library at any point of its history, or the whole server (failover)."`
 	Watch   watchCmd   `cmd:"" help:"Run as the primary's change hook (a systemd service): poll the primary's heads and back up each library that changed, until SIGTERM or SIGINT (exit 0)."`
