@@ -158,7 +158,9 @@ func writeMetrics(path string, cfg *config.Config, run *metrics.Run) error {
 		// is as its exit code says.
 		return fmt.Errorf("%q (--metrics-file or SEAFBAK_METRICS_FILE) is not an absolute path: give one ending in .prom", path)
 	}
-	st, err := state.Open(cfg.State)
+	// The state is read, never made: a command that refused a state directory not
+	// there (its disk not mounted) must not leave one behind through its metrics.
+	st, err := state.OpenExisting(cfg.State)
 	if err != nil {
 		return err
 	}

@@ -140,10 +140,6 @@ type Options struct {
 const DefaultStallAfter = 10 * time.Minute
 
 // ErrStalled is a dump whose tool sent nothing for Options.StallAfter: it was killed.
-// beforeReadBack is called with a new set's directory before it is read back; tests
-// damage the set through it.
-var beforeReadBack = func(string) {}
-
 var ErrStalled = errors.New("the primary's database server sent nothing")
 
 // Set is one complete dump set.
@@ -328,6 +324,10 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	}
 	return set, nil
 }
+
+// beforeReadBack is called with a new set's directory before it is read back; tests
+// damage the set through it.
+var beforeReadBack = func(string) {}
 
 func checkDatabases(dbs map[Role]*mysql.Config) error {
 	if dbs[Seafile] == nil {

@@ -106,7 +106,7 @@ func (f *sqlFilter) flushHead(ended bool) error {
 		f.head = f.head[:0]
 		return nil
 	}
-	if err := f.check(line); err != nil {
+	if err := f.check(line, !ended); err != nil {
 		return err
 	}
 	if _, err := f.out.Write(line); err != nil {
@@ -133,10 +133,10 @@ var guarded = []string{
 // guard against a dump of the wrong database or tables, not against a set rewritten on
 // purpose: that is the SHA-256s of the manifest, in a directory only seafbak's user
 // can write.
-func (f *sqlFilter) check(line []byte) error {
+func (f *sqlFilter) check(line []byte, cut bool) error {
 	s := strings.TrimLeft(string(line), " \t")
 	if s != "" && (s[0] == ')' || s[0] == '`') {
-		f.noteCollations(s) // a column of a CREATE TABLE, or its options
+		f.noteCollations(s, cut) // a column of a CREATE TABLE, or its options
 		return nil
 	}
 	if s == "" || s[0] == '(' || s[0] == '-' {
@@ -181,8 +181,24 @@ func (f *sqlFilter) checkStatement(s string) error {
 		unsure := func(why string) error {
 			return fmt.Errorf("line %d: %s (%.60q), which mariadb-dump does not write; a dump must not touch Repo, Branch or RepoHead, and this line may", f.lines, why, strings.TrimSpace(s))
 		}
-		if rest == "" || rest[0] != '`' {
-			return unsure("a table name not in backticks, or not on the line")
+		if rest == "" {
+			return unsure("a table name not on the line")
+		}
+		if rest[0] != '`' {
+			// Unquoted: trigger and routine bodies are dumped as they were written.
+			n := 0
+			for n < len(rest) && isNameByte(rest[n]) {
+				n++
+			}
+			if n < len(rest) && rest[n] == '.' {
+				return unsure("a name qualified by its database")
+			}
+			for _, p := range f.protect {
+				if strings.EqualFold(rest[:n], p) {
+					return fmt.Errorf("line %d touches the live table %s (%.60q); Repo, Branch and RepoHead must never be in a dump", f.lines, rest[:n], strings.TrimSpace(s))
+				}
+			}
+			return nil
 		}
 		// Every name in backticks on the line: RENAME TABLE names several.
 		for q := rest; ; {
@@ -223,17 +239,31 @@ const maxCollations = 64
 
 // noteCollations keeps the collation names a CREATE TABLE line gives: "COLLATE
 // utf8mb4_bin" on a column, "COLLATE=utf8mb4_uca1400_ai_ci" in the table's options.
-// Only names of letters, digits and '_' are kept; they go into a query later.
-func (f *sqlFilter) noteCollations(s string) {
+// Only names of letters, digits and '_' are kept; they go into a query later. It reads
+// up to the line's first string (a COMMENT or DEFAULT may say anything), and when the
+// head it sees is cut short (cut), not a name that runs into its end: a failover
+// refused for a collation "utf8mb4_un" could never be mended.
+func (f *sqlFilter) noteCollations(s string, cut bool) {
+	if i := strings.IndexByte(s, '\''); i >= 0 {
+		s, cut = s[:i], false
+	}
 	for {
 		i := strings.Index(s, "COLLATE")
 		if i < 0 {
 			return
 		}
-		s = strings.TrimLeft(s[i+len("COLLATE"):], " =")
+		after := s[i+len("COLLATE"):]
+		if i > 0 && s[i-1] != ' ' || after != "" && after[0] != ' ' && after[0] != '=' {
+			s = after // part of another word
+			continue
+		}
+		s = strings.TrimLeft(after, " =")
 		n := 0
 		for n < len(s) && (s[n] == '_' || s[n] >= 'a' && s[n] <= 'z' || s[n] >= 'A' && s[n] <= 'Z' || s[n] >= '0' && s[n] <= '9') {
 			n++
+		}
+		if cut && n == len(s) {
+			return
 		}
 		if n > 0 && n <= 64 && len(f.collations) < maxCollations {
 			if f.collations == nil {

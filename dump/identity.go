@@ -112,7 +112,7 @@ func MissingCollations(ctx context.Context, db *sql.DB, names []string) ([]strin
 			return nil, fmt.Errorf("collation %q: not a collation name", name)
 		}
 		var v sql.NullString
-		err := db.QueryRowContext(ctx, "SELECT _utf8mb4'' COLLATE "+name).Scan(&v)
+		err := db.QueryRowContext(ctx, "SELECT _utf8mb4'' COLLATE `"+name+"`").Scan(&v) // quoted: binary is a keyword
 		var me *mysql.MySQLError
 		switch {
 		case err == nil:

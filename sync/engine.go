@@ -135,7 +135,12 @@ func (e *Engine) askedAsItLetGo(ctx context.Context, repoID string, res Result, 
 		if terr != nil {
 			break
 		}
-		e.State.TakeAgain(repoID)
+		if _, terr := e.State.TakeAgain(repoID); terr != nil {
+			// A request that cannot be taken would be seen again at every look.
+			l.Unlock()
+			e.log().Warn("cannot take a request for another sync", "repo", repoID, "err", terr)
+			break
+		}
 		e.log().Info("another invocation asked for this library as this sync let go: reading its head again", "repo", repoID)
 		again, aerr := e.syncThenUnlock(ctx, l, repoID)
 		if aerr != nil || !again.UpToDate {

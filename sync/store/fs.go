@@ -90,9 +90,9 @@ type FS struct {
 	// the other (a final flush beside a flush-ahead, or SyncAll beside a Sync) could
 	// succeed before the first has recorded flushErr.
 	syncfsMu gosync.Mutex
-	// placing is read-held by each Commit from naming its object to adding it to
-	// pendingFiles; Sync takes it for writing before it takes the pending list.
-	placing gosync.RWMutex
+	// placing counts each Commit from naming its object to adding it to pendingFiles;
+	// a flush waits for those under way before it takes the pending list.
+	placing placements
 	// flushErr is the first flush that failed. It fails every later Sync: Linux
 	// marks pages whose writeback failed clean, so a later flush would succeed
 	// without their bytes on disk.
@@ -494,8 +494,7 @@ func (s *FS) Sync(context.Context) error {
 		if err := s.checkHeldDirs(); err != nil {
 			return err
 		}
-		s.placing.Lock() // objects named before this Sync are pending by now
-		s.placing.Unlock()
+		s.placing.wait() // objects named before this Sync are pending by now
 		s.mu.Lock()
 		files, dirs, many := s.pendingFiles, s.pendingDirs, s.pendingMany
 		s.pendingFiles, s.pendingDirs, s.pendingMany = nil, map[string]struct{}{}, false
@@ -731,8 +730,8 @@ func (w *fsWriter) Commit() (err error) {
 	// From its name until it is pending, an object is one another sync of this process
 	// may find present and trust, yet a Sync would not flush: Sync waits for placings
 	// under way before it takes the pending list.
-	w.s.placing.RLock()
-	defer w.s.placing.RUnlock()
+	e := w.s.placing.begin()
+	defer w.s.placing.end(e)
 	placed, err := w.place()
 	if placed && w.s.placedHook != nil {
 		w.s.placedHook(w.path)
