@@ -9,9 +9,9 @@ import (
 // placements lets a flush wait for the objects being put in place when it starts,
 // without making a Commit ever wait for a flush. From its name until it is pending, an
 // object is one another sync of the process may find present and trust, yet a flush
-// that took the pending list meanwhile would not cover it. A read-write lock did this
-// too, but a first scan over HTTP runs 32 copies at once, and each flush queued them
-// behind it: 4% more CPU.
+// that took the pending list meanwhile would not cover it. A read-write lock would do
+// too, but a flush waiting for it stops every new write (a first scan over HTTP runs
+// 32 copies at once) until the ones under way are done.
 //
 // Placements count in one of two slots, by the parity of the epoch they began in; a
 // flush moves the epoch on and waits for the old epoch's slot to empty. Flushes run
