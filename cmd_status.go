@@ -52,7 +52,7 @@ func (c *statusCmd) report(e *env, st *state.Dir) (*scan.Report, error) {
 	// A backup disk that did not mount leaves the state saying all is backed up; the
 	// store itself must be there for that to be true (and step 1 of a failover is
 	// status --offline).
-	if err := checkStoreThere(e.ctx, e.cfg, st, nil); err != nil {
+	if err := checkStoreThere(e.ctx, e.cfg, st, nil, true); err != nil {
 		return nil, cantRun(err)
 	}
 	var cat primary.Catalog

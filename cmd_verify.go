@@ -3,11 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
-	"seafbak/config"
 	"seafbak/internal/dbconn"
 	"seafbak/internal/jsonout"
 	"seafbak/restore"
@@ -34,13 +30,8 @@ func openBackup(e *env, repair bool, rows *store.Rows) (store.Store, *state.Dir,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkStoreThere(e.ctx, e.cfg, st, rows); err != nil {
+	if err := checkStoreThere(e.ctx, e.cfg, st, rows, false); err != nil {
 		return nil, nil, err
-	}
-	if e.cfg.Backup.Store != config.StoreS3 {
-		if _, err := os.Stat(filepath.Join(e.cfg.Backup.DataDir, "storage")); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("backup store %s: %w", e.cfg.Backup.DataDir, errStoreEmpty)
-		}
 	}
 	bs, err := openStore(e.ctx, e.cfg, !repair)
 	if err != nil {

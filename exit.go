@@ -14,9 +14,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/minio/minio-go/v7"
 
+	"seafbak/internal/dbconn"
 	"seafbak/state"
 	seafsync "seafbak/sync"
 	"seafbak/sync/primary"
@@ -193,9 +193,9 @@ func hint(err error) string {
 			"if that store lost objects, seafbak verify --repair <repo-id> fetches them again from the primary"
 	case errors.Is(err, state.ErrFailedOver):
 		return "this host is the primary now: stop seafbak's cron job, hook and watch here. If the failover was a test and the old primary still serves, remove that file to let backups run again"
-	case mysqlNumber(err) == mysqlNoSuchTable:
+	case dbconn.NoSuchTable(err):
 		return "a table seafbak uses is not there: the backup's database needs Seafile's own schema loaded once (README, \"The backup's database\"), and primary.db must name the primary's seafile database (not ccnet's or seahub's)"
-	case mysqlNumber(err) == mysqlTableDenied, mysqlNumber(err) == mysqlColumnDenied, mysqlNumber(err) == mysqlDBDenied:
+	case deniedByGrants(err):
 		return "the database user lacks a privilege seafbak needs: give it the grants in the README's \"MySQL grants\" section, and run again"
 	case errors.Is(err, state.ErrLocked):
 		return "another seafbak is syncing this library; it was asked to read the primary's head again before it finishes, so this change is not lost. Wait for it with --lock-wait to see the result"
@@ -275,30 +275,15 @@ func commandName(path string) string {
 	return strings.Join(words, " ")
 }
 
-// MariaDB's error numbers for a database set up short of what seafbak needs: a
-// missing schema, or missing grants.
-const (
-	mysqlDBDenied     = 1044 // ER_DBACCESS_DENIED_ERROR
-	mysqlTableDenied  = 1142 // ER_TABLEACCESS_DENIED_ERROR
-	mysqlColumnDenied = 1143 // ER_COLUMNACCESS_DENIED_ERROR
-	mysqlNoSuchTable  = 1146 // ER_NO_SUCH_TABLE
-)
-
-// mysqlNumber is the MariaDB error number err carries, 0 for none.
-func mysqlNumber(err error) uint16 {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number
-	}
-	return 0
-}
-
-// setupError: err is a database set up short of what seafbak needs (schema, grants),
-// the same for every library: the command could not run, however far it got.
-func setupError(err error) bool {
-	switch mysqlNumber(err) {
-	case mysqlDBDenied, mysqlTableDenied, mysqlColumnDenied, mysqlNoSuchTable:
+// deniedByGrants: the database user lacks a privilege (a table, a column, a database).
+func deniedByGrants(err error) bool {
+	switch dbconn.ErrorNumber(err) {
+	case dbconn.ErDBAccessDenied, dbconn.ErTableAccessDenied, dbconn.ErColumnAccessDenied:
 		return true
 	}
 	return false
 }
+
+// setupError: err is a database set up short of what seafbak needs (schema, grants),
+// the same for every library: the command could not run, however far it got.
+func setupError(err error) bool { return dbconn.NoSuchTable(err) || deniedByGrants(err) }

@@ -85,7 +85,7 @@ func wireState(e *env, st *state.Dir, force bool) (*wiring, error) {
 		}
 		rows = store.NewRows(bdb)
 	}
-	if err := checkStoreThere(e.ctx, cfg, st, rows); err != nil {
+	if err := checkStoreThere(e.ctx, cfg, st, rows, true); err != nil {
 		closeAll()
 		return nil, err
 	}
@@ -134,8 +134,10 @@ var errStoreNotThere = errors.New("the backup store has no storage/ directory, b
 //
 // The state may be on the same disk, not mounted either, and so as new as the store:
 // then the backup database (rows, when configured) tells, holding the heads only
-// seafbak's syncs write there.
-func checkStoreThere(ctx context.Context, cfg *config.Config, st *state.Dir, rows *store.Rows) error {
+// seafbak's syncs write there. A command that only reads the store (mayMake false)
+// refuses one with no storage/ in any case: there is nothing to read, and what it made
+// there would let the next scan through.
+func checkStoreThere(ctx context.Context, cfg *config.Config, st *state.Dir, rows *store.Rows, mayMake bool) error {
 	if cfg.Backup.Store == config.StoreS3 {
 		return nil
 	}
@@ -152,15 +154,17 @@ func checkStoreThere(ctx context.Context, cfg *config.Config, st *state.Dir, row
 			return fmt.Errorf("backup store %s (state %s): %w", cfg.Backup.DataDir, st.Root(), errStoreNotThere)
 		}
 	}
-	if rows == nil || len(recs) > 0 || len(damaged) > 0 {
-		return nil
+	if rows != nil && len(recs) == 0 && len(damaged) == 0 {
+		heads, err := rows.Heads(ctx)
+		if err != nil {
+			return err
+		}
+		if len(heads) > 0 {
+			return fmt.Errorf("backup store %s, state %s: %w (it holds %d libraries' heads)", cfg.Backup.DataDir, st.Root(), errNothingThere, len(heads))
+		}
 	}
-	heads, err := rows.Heads(ctx)
-	if err != nil {
-		return err
-	}
-	if len(heads) > 0 {
-		return fmt.Errorf("backup store %s, state %s: %w (it holds %d libraries' heads)", cfg.Backup.DataDir, st.Root(), errNothingThere, len(heads))
+	if !mayMake {
+		return fmt.Errorf("backup store %s: %w", cfg.Backup.DataDir, errStoreEmpty)
 	}
 	return nil
 }

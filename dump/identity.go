@@ -3,11 +3,10 @@ package dump
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
+	"seafbak/internal/dbconn"
 )
 
 // Identity is what tells one MariaDB/MySQL server from another. A restore compares the
@@ -57,8 +56,7 @@ func ServerIdentity(ctx context.Context, db *sql.DB) (Identity, error) {
 func optionalVariable(ctx context.Context, db *sql.DB, name string) (string, error) {
 	var v sql.NullString
 	err := db.QueryRowContext(ctx, "SELECT @@GLOBAL."+name).Scan(&v)
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == 1193 { // ER_UNKNOWN_SYSTEM_VARIABLE
+	if dbconn.ErrorNumber(err) == dbconn.ErUnknownSystemVariable {
 		return "", nil
 	}
 	if err != nil {
@@ -113,11 +111,13 @@ func MissingCollations(ctx context.Context, db *sql.DB, names []string) ([]strin
 		}
 		var v sql.NullString
 		err := db.QueryRowContext(ctx, "SELECT _utf8mb4'' COLLATE `"+name+"`").Scan(&v) // quoted: binary is a keyword
-		var me *mysql.MySQLError
-		switch {
-		case err == nil:
-		case errors.As(err, &me) && me.Number == 1253: // ER_COLLATION_CHARSET_MISMATCH: known, for another charset
-		case errors.As(err, &me) && me.Number == 1273: // ER_UNKNOWN_COLLATION
+		switch dbconn.ErrorNumber(err) {
+		case 0:
+			if err != nil {
+				return nil, fmt.Errorf("collation %s: %w", name, err)
+			}
+		case dbconn.ErCollationCharsetMismatch: // known, for another charset
+		case dbconn.ErUnknownCollation:
 			missing = append(missing, name)
 		default:
 			return nil, fmt.Errorf("collation %s: %w", name, err)

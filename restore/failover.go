@@ -363,23 +363,22 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	if err := EnsureLiveTables(ctx, bdb); err != nil {
 		return nil, err
 	}
-	res.Rows, err = writeLiveRows(ctx, opts.Store, recs, bdb, opts.Log)
-	if err != nil {
-		return nil, err
-	}
-	if res.NewerThanDump, err = adoptNewerThanDump(ctx, bdb, recs); err != nil {
-		return nil, err
-	}
-	progress(FailoverProgress{Stage: FailoverRowsWritten, Set: set, Rows: res.Rows})
-
-	heads, err := store.NewRows(bdb).Heads(ctx)
-	if err != nil {
-		return nil, err
-	}
 	storeIDs, err := virtualOrigins(ctx, bdb)
 	if err != nil {
 		return nil, err
 	}
+	res.Rows, err = writeLiveRows(ctx, opts.Store, recs, bdb, storeIDs, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	heads := res.Rows.heads
+	owners, err := adoptOwners(ctx, bdb, recs, heads)
+	if err != nil {
+		return nil, err
+	}
+	res.NewerThanDump = append(res.Rows.sharedAfterDump, owners...)
+	progress(FailoverProgress{Stage: FailoverRowsWritten, Set: set, Rows: res.Rows})
+
 	progress(FailoverProgress{Stage: FailoverVerifying, Set: set})
 	res.Verify, err = Verify(ctx, VerifyOptions{Store: opts.Store, State: opts.State, Log: opts.Log, DBHeads: heads, DBStoreIDs: storeIDs, Sample: opts.Sample})
 	if err != nil {
@@ -489,8 +488,7 @@ func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump
 		name := targets[role].DBName
 		q := "CREATE DATABASE IF NOT EXISTS `" + strings.ReplaceAll(name, "`", "``") + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
 		if _, err := db.ExecContext(ctx, q); err != nil {
-			var me *mysql.MySQLError
-			if errors.As(err, &me) && (me.Number == 1044 || me.Number == 1045) {
+			if n := dbconn.ErrorNumber(err); n == dbconn.ErDBAccessDenied || n == dbconn.ErAccessDenied {
 				return fmt.Errorf("create the %s database %s: %w (create it, or grant seafbak CREATE on the backup server)", role, name, err)
 			}
 			return fmt.Errorf("create the %s database %s: %w", role, name, err)
@@ -504,7 +502,7 @@ func createDatabases(ctx context.Context, server *mysql.Config, targets map[dump
 func virtualOrigins(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	ids := map[string]string{}
 	rows, err := db.QueryContext(ctx, "SELECT repo_id, origin_repo FROM VirtualRepo")
-	if isNoSuchTable(err) {
+	if dbconn.NoSuchTable(err) {
 		return ids, nil // a dump of a server that never had one
 	}
 	if err != nil {
@@ -524,10 +522,4 @@ func virtualOrigins(ctx context.Context, db *sql.DB) (map[string]string, error) 
 		return nil, fmt.Errorf("backup db: read VirtualRepo: %w", err)
 	}
 	return ids, nil
-}
-
-// isNoSuchTable reports MySQL's ER_NO_SUCH_TABLE.
-func isNoSuchTable(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == 1146
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 
 	"seafbak/dump"
+	"seafbak/internal/dbconn"
 	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/store"
@@ -40,6 +42,9 @@ type RowsResult struct {
 	// Earlier are the libraries whose backed-up head Seafile could not serve (it holds
 	// holes), with the commit their rows name instead.
 	Earlier []ServedEarlier
+
+	heads           map[string]string // every library's head in the rows, as written
+	sharedAfterDump []NewerThanDump   // shared folders given no rows (see writeLiveRows)
 }
 
 // ServedEarlier is a library whose backed-up head holds holes: objects a sync --force
@@ -64,11 +69,14 @@ func WriteLiveRows(ctx context.Context, s store.Store, st *state.Dir, db *sql.DB
 	if err != nil {
 		return RowsResult{}, err
 	}
-	return writeLiveRows(ctx, s, recs, db, log)
+	return writeLiveRows(ctx, s, recs, db, nil, log)
 }
 
-// writeLiveRows is WriteLiveRows from records already read.
-func writeLiveRows(ctx context.Context, s store.Store, recs []state.Library, db *sql.DB, log *slog.Logger) (RowsResult, error) {
+// writeLiveRows is WriteLiveRows from records already read. shared, when not nil, is
+// the databases' VirtualRepo (shared folder → its origin): a shared folder it lacks was
+// shared after the dump, and Seafile would look for its files under its own id, where
+// there are none, so it gets no rows (its files are in its origin).
+func writeLiveRows(ctx context.Context, s store.Store, recs []state.Library, db *sql.DB, shared map[string]string, log *slog.Logger) (RowsResult, error) {
 	var res RowsResult
 	rows := store.NewRows(db)
 	heads, err := rows.Heads(ctx)
@@ -86,6 +94,13 @@ func writeLiveRows(ctx context.Context, s store.Store, recs []state.Library, db 
 		}
 		if rec.Head == "" {
 			continue // never completed a sync: nothing to serve
+		}
+		if shared != nil && rec.StoreID != "" && rec.StoreID != rec.ID && shared[rec.ID] == "" {
+			res.sharedAfterDump = append(res.sharedAfterDump, NewerThanDump{RepoID: rec.ID, Name: rec.Name, Owner: rec.Owner, StoreID: rec.StoreID, Withdrawn: true})
+			if _, ok := heads[rec.ID]; ok {
+				withdrawn = append(withdrawn, rec.ID)
+			}
+			continue
 		}
 		head := rec.Head
 		if len(rec.Holes) > 0 {
@@ -120,6 +135,11 @@ func writeLiveRows(ctx context.Context, s store.Store, recs []state.Library, db 
 		return res, err
 	}
 	res.Set = len(set)
+	for _, id := range append(deleted, withdrawn...) {
+		delete(heads, id)
+	}
+	maps.Copy(heads, set)
+	res.heads = heads
 	if log != nil {
 		log.Info("live rows written from state", "set", res.Set, "deleted", res.Deleted, "unchanged", res.Unchanged)
 	}
@@ -224,44 +244,25 @@ type NewerThanDump struct {
 	StoreID   string
 }
 
-// adoptNewerThanDump finds the libraries with live rows that the loaded dump does not
-// own, gives each the owner seafbak recorded (a library of an organisation becomes its
-// user's own: the state does not keep the organisation), and withdraws the rows of
-// shared folders the dump has no VirtualRepo row for.
-func adoptNewerThanDump(ctx context.Context, db *sql.DB, recs []state.Library) ([]NewerThanDump, error) {
-	rows := store.NewRows(db)
-	heads, err := rows.Heads(ctx)
-	if err != nil {
-		return nil, err
-	}
+// adoptOwners gives each library with live rows (heads) that the loaded databases
+// own in neither RepoOwner nor OrgRepo, made after the dump, the owner seafbak
+// recorded: without one no one's library list shows it. A library of an organisation
+// becomes its user's own: the state does not keep the organisation. Shared folders are
+// writeLiveRows' to leave out.
+func adoptOwners(ctx context.Context, db *sql.DB, recs []state.Library, heads map[string]string) ([]NewerThanDump, error) {
 	owned := map[string]bool{}
-	virtual := map[string]bool{}
-	for q, into := range map[string]map[string]bool{
-		"SELECT repo_id FROM RepoOwner":   owned,
-		"SELECT repo_id FROM OrgRepo":     owned,
-		"SELECT repo_id FROM VirtualRepo": virtual,
-	} {
-		if err := readIDs(ctx, db, q, into); err != nil {
+	for _, q := range []string{"SELECT repo_id FROM RepoOwner", "SELECT repo_id FROM OrgRepo"} {
+		if err := readIDs(ctx, db, q, owned); err != nil {
 			return nil, err
 		}
 	}
 	var newer []NewerThanDump
-	var withdraw []string
 	for _, rec := range recs {
-		if _, served := heads[rec.ID]; !served || rec.Deleted != nil {
+		if _, served := heads[rec.ID]; !served || rec.Deleted != nil || owned[rec.ID] || rec.StoreID != "" && rec.StoreID != rec.ID {
 			continue
 		}
 		n := NewerThanDump{RepoID: rec.ID, Name: rec.Name, Owner: rec.Owner, StoreID: rec.StoreID}
-		switch {
-		case rec.StoreID != "" && rec.StoreID != rec.ID:
-			if virtual[rec.ID] {
-				continue
-			}
-			n.Withdrawn = true
-			withdraw = append(withdraw, rec.ID)
-		case owned[rec.ID]:
-			continue
-		case rec.Owner != "":
+		if rec.Owner != "" {
 			if _, err := db.ExecContext(ctx, "INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, ?)", rec.ID, rec.Owner); err != nil {
 				return nil, fmt.Errorf("backup db: owner of %s: %w", rec.ID, err)
 			}
@@ -269,16 +270,13 @@ func adoptNewerThanDump(ctx context.Context, db *sql.DB, recs []state.Library) (
 		}
 		newer = append(newer, n)
 	}
-	if err := rows.DeleteMany(ctx, withdraw); err != nil {
-		return nil, err
-	}
 	return newer, nil
 }
 
 // readIDs adds the ids query returns to into; a table the schema lacks adds none.
 func readIDs(ctx context.Context, db *sql.DB, query string, into map[string]bool) error {
 	r, err := db.QueryContext(ctx, query)
-	if isNoSuchTable(err) {
+	if dbconn.NoSuchTable(err) {
 		return nil
 	}
 	if err != nil {

@@ -121,7 +121,7 @@ func (e *Engine) Sync(ctx context.Context, repoID string) (Result, error) {
 	if err != nil {
 		return Result{RepoID: repoID}, fmt.Errorf("sync %s: %w", repoID, err)
 	}
-	res, err := e.syncThenUnlock(ctx, lock, repoID)
+	res, err := e.syncThenUnlock(ctx, lock, repoID, func() (Result, error) { return e.syncHead(ctx, lock, repoID) })
 	return e.askedAsItLetGo(ctx, repoID, res, err)
 }
 
@@ -142,7 +142,7 @@ func (e *Engine) askedAsItLetGo(ctx context.Context, repoID string, res Result, 
 			break
 		}
 		e.log().Info("another invocation asked for this library as this sync let go: reading its head again", "repo", repoID)
-		again, aerr := e.syncThenUnlock(ctx, l, repoID)
+		again, aerr := e.syncThenUnlock(ctx, l, repoID, func() (Result, error) { return e.syncHead(ctx, l, repoID) })
 		if aerr != nil || !again.UpToDate {
 			res, err = again, aerr
 		}
@@ -150,11 +150,11 @@ func (e *Engine) askedAsItLetGo(ctx context.Context, repoID string, res Result, 
 	return res, err
 }
 
-// syncThenUnlock syncs repoID's head and the requests made meanwhile, then lets go of
-// the lock the caller took.
-func (e *Engine) syncThenUnlock(ctx context.Context, lock *state.Lock, repoID string) (Result, error) {
+// syncThenUnlock runs first, the sync the caller took the lock for, then those asked
+// for meanwhile, then lets go of the lock.
+func (e *Engine) syncThenUnlock(ctx context.Context, lock *state.Lock, repoID string, first func() (Result, error)) (Result, error) {
 	defer lock.Unlock()
-	res, err := e.syncHead(ctx, lock, repoID)
+	res, err := first()
 	return e.syncAgainIfAsked(ctx, lock, repoID, res, err)
 }
 
@@ -219,11 +219,7 @@ func (e *Engine) SyncListed(ctx context.Context, lib primary.Library) (Result, e
 	if err != nil {
 		return Result{RepoID: lib.ID, Name: lib.Name}, err
 	}
-	res, err := func() (Result, error) {
-		defer lock.Unlock()
-		res, err := e.syncLocked(ctx, lock, lib, true)
-		return e.syncAgainIfAsked(ctx, lock, lib.ID, res, err)
-	}()
+	res, err := e.syncThenUnlock(ctx, lock, lib.ID, func() (Result, error) { return e.syncLocked(ctx, lock, lib, true) })
 	return e.askedAsItLetGo(ctx, lib.ID, res, err)
 }
 
@@ -657,13 +653,16 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		rec.Holes = unionHoles(rec.Holes, holes)
 		return e.fail(ctx, rec, lib, fmt.Errorf("sync %s (%s): %w", lib.ID, lib.Name, err))
 	}
-	// Objects another process wrote and this sync trusted may not be durable yet.
-	if others, err := e.State.OtherWriters(lib.StoreID, lib.ID); err != nil || others {
-		if err == nil {
-			err = e.Store.SyncAll(ctx)
-		}
-		if err != nil {
-			return res, failMeta(err)
+	// Objects another process wrote and this sync trusted may not be durable yet; a
+	// re-check flushed the whole store above, after everything it trusted was there.
+	if !recheck {
+		if others, err := e.State.OtherWriters(lib.StoreID, lib.ID); err != nil || others {
+			if err == nil {
+				err = e.Store.SyncAll(ctx)
+			}
+			if err != nil {
+				return res, failMeta(err)
+			}
 		}
 	}
 	if err := r.proveRecordable(ctx, holes, truncated); err != nil {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"seafbak/internal/dbconn"
 )
 
 // InsertRows writes the rows of Seafile's database (MySQL/MariaDB schema of
@@ -197,8 +197,4 @@ func deleteRepoRows(ctx context.Context, tx *sql.Tx, id string) error {
 	return nil
 }
 
-// noSuchTable reports MySQL/MariaDB error 1146 (ER_NO_SUCH_TABLE).
-func noSuchTable(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == 1146
-}
+var noSuchTable = dbconn.NoSuchTable

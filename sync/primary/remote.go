@@ -8,8 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/go-sql-driver/mysql"
-
+	"seafbak/internal/dbconn"
 	"seafbak/sync/object"
 )
 
@@ -162,8 +161,7 @@ func (r *Remote) Prepare(ctx context.Context, lib Library) error {
 		return nil
 	}
 	stale, err := r.prepareBatch(ctx, []Library{lib})
-	var me *mysql.MySQLError
-	if len(stale) > 0 || errors.As(err, &me) && me.Number == 1062 {
+	if len(stale) > 0 || dbconn.ErrorNumber(err) == dbconn.ErDupEntry {
 		// The row names a former owner, or another seafbak inserted it between the two
 		// statements: the unique key is (repo_id, token).
 		err = r.setTokenOwner(ctx, lib)
@@ -288,8 +286,7 @@ func (r *Remote) prepareBatch(ctx context.Context, libs []Library) (stale []Libr
 }
 
 func grantHint(err error) string {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && (me.Number == 1142 || me.Number == 1143 || me.Number == 1044) {
+	if n := dbconn.ErrorNumber(err); n == dbconn.ErTableAccessDenied || n == dbconn.ErColumnAccessDenied || n == dbconn.ErDBAccessDenied {
 		return " (grant seafbak SELECT and INSERT on RepoUserToken: see the README's MySQL grants)"
 	}
 	if strings.Contains(err.Error(), "denied") {
