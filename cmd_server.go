@@ -118,8 +118,10 @@ func (c *restoreServerCmd) Run(e *env) error {
 		switch {
 		case n.Withdrawn:
 			fmt.Fprintf(e.stdout, "%s %s: a shared folder made after dump %s: NOT SERVED (Seafile needs its VirtualRepo row; its files are in library %s)\n", n.RepoID, n.Name, res.Set.Name, n.StoreID)
+		case n.OwnerSet && n.OrgID != 0:
+			fmt.Fprintf(e.stdout, "%s %s: made after dump %s: given back to organisation %d, owner %s, from seafbak's record\n", n.RepoID, n.Name, res.Set.Name, n.OrgID, n.Owner)
 		case n.OwnerSet:
-			fmt.Fprintf(e.stdout, "%s %s: made after dump %s: owner %s written from seafbak's record (had it belonged to an organisation, it is now that user's own: move it in Seahub's admin panel)\n", n.RepoID, n.Name, res.Set.Name, n.Owner)
+			fmt.Fprintf(e.stdout, "%s %s: made after dump %s: owner %s written from seafbak's record (an organisation's library last synced before seafbak kept organisations is now its user's own: move it in Seahub's admin panel)\n", n.RepoID, n.Name, res.Set.Name, n.Owner)
 		default:
 			unowned++
 			fmt.Fprintf(e.stdout, "%s %s: made after dump %s: served with NO OWNER (seafbak recorded none), so no one's library list shows it: give it one in Seahub's admin panel\n", n.RepoID, n.Name, res.Set.Name)

@@ -41,6 +41,16 @@ func TestLibraryMadeAfterTheDumpGetsItsOwner(t *testing.T) {
 	must(t, err)
 	env.Publish(virt)
 	testenv.SyncOK(t, env.Engine(false), virt.ID)
+	// An organisation's library, also made after the dump: owned through OrgRepo only.
+	orgLib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Org's", Owner: "org-user@example.com"})
+	must(t, err)
+	testenv.Commit(t, orgLib, "files", seafgen.Put("b.txt", []byte("b")))
+	env.Publish(orgLib)
+	for _, stmt := range []string{"DELETE FROM RepoOwner WHERE repo_id = ?", "INSERT INTO OrgRepo (org_id, repo_id, user) VALUES (7, ?, 'org-user@example.com')"} {
+		_, err := env.PrimaryDB.Exec(stmt, orgLib.ID)
+		must(t, err)
+	}
+	testenv.SyncOK(t, env.Engine(false), orgLib.ID)
 	var primaryOwner string
 	must(t, env.PrimaryDB.QueryRow("SELECT owner_id FROM RepoOwner WHERE repo_id = ?", testenv.RealLibraryID).Scan(&primaryOwner))
 
@@ -68,16 +78,28 @@ func TestLibraryMadeAfterTheDumpGetsItsOwner(t *testing.T) {
 	want := map[string]restore.NewerThanDump{
 		testenv.RealLibraryID: {RepoID: testenv.RealLibraryID, Name: "Shared", Owner: primaryOwner, OwnerSet: true, StoreID: testenv.RealLibraryID},
 		virt.ID:               {RepoID: virt.ID, Name: "Shared", Owner: "ann@example.com", Withdrawn: true, StoreID: origin.ID},
+		orgLib.ID:             {RepoID: orgLib.ID, Name: "Org's", Owner: "org-user@example.com", OrgID: 7, OwnerSet: true, StoreID: orgLib.ID},
 	}
 	if len(res.NewerThanDump) != len(want) {
 		t.Errorf("newer than the dump: %+v", res.NewerThanDump)
 	}
 	for _, n := range res.NewerThanDump {
-		if w := want[n.RepoID]; n.OwnerSet != w.OwnerSet || n.Withdrawn != w.Withdrawn || n.StoreID != w.StoreID {
+		if w := want[n.RepoID]; n.OwnerSet != w.OwnerSet || n.Withdrawn != w.Withdrawn || n.StoreID != w.StoreID || n.OrgID != w.OrgID || n.Owner != w.Owner {
 			t.Errorf("newer than the dump: %+v, want %+v", n, w)
 		}
 	}
+	// The organisation's library goes back to its organisation, not to its user.
+	var org int64
+	var user string
+	must(t, db.QueryRow("SELECT org_id, user FROM OrgRepo WHERE repo_id = ?", orgLib.ID).Scan(&org, &user))
+	if org != 7 || user != "org-user@example.com" {
+		t.Errorf("the organisation's library is in organisation %d of %q, want 7 of org-user@example.com", org, user)
+	}
 	var rows int
+	must(t, db.QueryRow("SELECT COUNT(*) FROM RepoOwner WHERE repo_id = ?", orgLib.ID).Scan(&rows))
+	if rows != 0 {
+		t.Errorf("the organisation's library was also made its user's own")
+	}
 	must(t, db.QueryRow("SELECT COUNT(*) FROM Branch WHERE repo_id = ?", virt.ID).Scan(&rows))
 	if rows != 0 {
 		t.Errorf("the shared folder made after the dump is served without its VirtualRepo row")

@@ -235,7 +235,10 @@ func HoldsSeafileData(ctx context.Context, db *sql.DB, role dump.Role) (bool, er
 // Without an owner no one's library list in Seahub shows it.
 type NewerThanDump struct {
 	RepoID, Name, Owner string
-	// OwnerSet: RepoOwner was written with the owner seafbak recorded from the primary.
+	// OrgID is the organisation it was given back to (an OrgRepo row), 0 for none.
+	OrgID int64
+	// OwnerSet: RepoOwner (OrgRepo for an organisation's library) was written with the
+	// owner seafbak recorded from the primary.
 	OwnerSet bool
 	// Withdrawn: a shared folder (a virtual library) whose VirtualRepo row the dump
 	// lacks. Seafile would look for its files under its own id, where there are none,
@@ -246,8 +249,9 @@ type NewerThanDump struct {
 
 // adoptOwners gives each library with live rows (heads) that the loaded databases
 // own in neither RepoOwner nor OrgRepo, made after the dump, the owner seafbak
-// recorded: without one no one's library list shows it. A library of an organisation
-// becomes its user's own: the state does not keep the organisation. Shared folders are
+// recorded: without one no one's library list shows it. An organisation's library goes
+// back to its organisation (OrgRepo), where Seahub lists it; one recorded by a seafbak
+// that did not yet keep the organisation becomes its user's own. Shared folders are
 // writeLiveRows' to leave out.
 func adoptOwners(ctx context.Context, db *sql.DB, recs []state.Library, heads map[string]string) ([]NewerThanDump, error) {
 	owned := map[string]bool{}
@@ -261,9 +265,15 @@ func adoptOwners(ctx context.Context, db *sql.DB, recs []state.Library, heads ma
 		if _, served := heads[rec.ID]; !served || rec.Deleted != nil || owned[rec.ID] || rec.StoreID != "" && rec.StoreID != rec.ID {
 			continue
 		}
-		n := NewerThanDump{RepoID: rec.ID, Name: rec.Name, Owner: rec.Owner, StoreID: rec.StoreID}
+		n := NewerThanDump{RepoID: rec.ID, Name: rec.Name, Owner: rec.Owner, OrgID: rec.OrgID, StoreID: rec.StoreID}
 		if rec.Owner != "" {
-			if _, err := db.ExecContext(ctx, "INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, ?)", rec.ID, rec.Owner); err != nil {
+			var err error
+			if rec.OrgID != 0 {
+				_, err = db.ExecContext(ctx, "INSERT INTO OrgRepo (org_id, repo_id, user) VALUES (?, ?, ?)", rec.OrgID, rec.ID, rec.Owner)
+			} else {
+				_, err = db.ExecContext(ctx, "INSERT INTO RepoOwner (repo_id, owner_id) VALUES (?, ?)", rec.ID, rec.Owner)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("backup db: owner of %s: %w", rec.ID, err)
 			}
 			n.OwnerSet = true

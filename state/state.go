@@ -28,6 +28,9 @@ type Library struct {
 	StoreID string `json:"store_id,omitempty"`
 	Name    string `json:"name,omitempty"`
 	Owner   string `json:"owner,omitempty"`
+	// OrgID is the organisation the library belongs to (Seafile's OrgRepo), 0 for
+	// none. Records written before it was kept have 0 for every library.
+	OrgID int64 `json:"org_id,omitempty"`
 	// Head is the last head whose every object is durable in the backup store.
 	Head        string    `json:"head,omitempty"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`

@@ -696,7 +696,7 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		log.Info("library is back on the primary", "deleted_since", rec.Deleted)
 		rec.Deleted = nil
 	}
-	rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
+	rec.StoreID, rec.Name, rec.Owner, rec.OrgID = lib.StoreID, lib.Name, lib.Owner, lib.OrgID
 	rec.Head = lib.Head
 	rec.LastAttempt, rec.LastSuccess, rec.LastError = now, now, ""
 	rec.Recheck = stillRecheck
@@ -732,7 +732,7 @@ func (e *Engine) fail(ctx context.Context, rec state.Library, lib primary.Librar
 		rec.LastError = err.Error()
 	}
 	if rec.StoreID == "" {
-		rec.StoreID, rec.Name, rec.Owner = lib.StoreID, lib.Name, lib.Owner
+		rec.StoreID, rec.Name, rec.Owner, rec.OrgID = lib.StoreID, lib.Name, lib.Owner, lib.OrgID
 	}
 	if serr := e.State.Save(rec); serr != nil {
 		return errors.Join(err, serr)

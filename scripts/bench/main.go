@@ -258,11 +258,17 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticks
 }
 
-// seafbaks are the binaries measured: -seafbak, and -baseline under its own label.
-func seafbaks() []struct{ label, bin string } {
+// seafbaks are the binaries measured in run number run: -seafbak, and -baseline under
+// its own label. The order alternates from run to run: whichever ran second in a pair
+// met a host warmed (page cache, MariaDB's buffers, the CPU's clock) by the first, and a
+// fixed order put that in every before/after figure.
+func seafbaks(run int) []struct{ label, bin string } {
 	out := []struct{ label, bin string }{{"", *seafbakBin}}
 	if *baseline != "" {
 		out = append(out, struct{ label, bin string }{", baseline", *baseline})
+		if run%2 == 1 {
+			out[0], out[1] = out[1], out[0]
+		}
 	}
 	return out
 }
@@ -279,7 +285,7 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 		must(os.RemoveAll(dst))
 		e.rsyncs(group, dir)
 		for _, src := range e.sources {
-			for _, b := range seafbaks() {
+			for _, b := range seafbaks(i) {
 				cfg, backupDir := e.backup(src, db, dir, "batch")
 				e.settle()
 				before := selfCPU()
@@ -297,7 +303,7 @@ func (e *env) firstBackups(group, db, dir, repoID string, files int) {
 		return
 	}
 	for _, src := range e.sources {
-		for _, b := range seafbaks() {
+		for _, b := range seafbaks(0) {
 			cfg, backupDir := e.backup(src, db, dir, "batch")
 			out := filepath.Join(e.root, "strace.txt")
 			timed("strace", "-c", "-f", "-o", out, b.bin, "--config", cfg, "sync", repoID)
@@ -522,7 +528,7 @@ func (e *env) firstBackup(first, readback bool) {
 		record("read back "+label+": seafbak verify --sample 0.05", timed(*seafbakBin, "--config", cfg, "verify", "--sample", "0.05"))
 		record("read back "+label+": sha1sum of every block file", timed("sh", "-c", "find \"$1\" -type f -print0 | xargs -0 sha1sum >/dev/null", "sh", blocks))
 		record("read back "+label+": cat of every block file", timed("sh", "-c", "find \"$1\" -type f -print0 | xargs -0 cat >/dev/null", "sh", blocks))
-		for j, b := range seafbaks() { // interleaved with -baseline's
+		for j, b := range seafbaks(i) { // interleaved with -baseline's
 			what := "seafbak restore library"
 			if b.label != "" {
 				what += " [baseline]"
@@ -707,7 +713,7 @@ func (e *env) firstScans() {
 		// directories and 5 files for each one-file library), in the same run.
 		e.rsyncs(name, dir)
 		for _, src := range e.sources {
-			for _, b := range seafbaks() {
+			for _, b := range seafbaks(i) {
 				cfg, backupDir := e.freshBackup(src, db, dir)
 				e.settle()
 				// On a small host the scan shares the cores with the test file server
@@ -744,7 +750,7 @@ func (e *env) firstScans() {
 		return
 	}
 	for _, src := range e.sources {
-		for _, b := range seafbaks() {
+		for _, b := range seafbaks(0) {
 			cfg, backupDir := e.backup(src, db, dir, "batch")
 			out := filepath.Join(e.root, "strace.txt")
 			timed("strace", "-c", "-f", "-o", out, b.bin, "--config", cfg, "scan")
@@ -765,7 +771,7 @@ func (e *env) scanStatus() {
 			e.dumpAndFailover(cfg, *libraries)
 		}
 		for i := 0; i < *runs; i++ {
-			for _, b := range seafbaks() {
+			for _, b := range seafbaks(i) {
 				label := src + b.label
 				record(fmt.Sprintf("scan, %d unchanged libraries: seafbak scan [%s]", *libraries, label), timed(b.bin, "--config", cfg, "scan"))
 				record(fmt.Sprintf("status, %d libraries: seafbak status [%s]", *libraries, label), timed(b.bin, "--config", cfg, "status"))
@@ -789,7 +795,7 @@ func (e *env) dumpAndFailover(cfg string, libs int) {
 	for i := 0; i < *runs; i++ {
 		record(fmt.Sprintf("seafbak dump, seafile db of %d libraries", libs), timed(*seafbakBin, "--config", cfg, "dump"))
 	}
-	for _, b := range seafbaks() {
+	for _, b := range seafbaks(0) {
 		other, err := mariadbtest.Start()
 		must(err)
 		failover := strings.Replace(withDump, "root@unix("+e.srv.Socket+")/bench_b", "root@unix("+other.Socket+")/bench_b", 1)

@@ -35,7 +35,8 @@ const libraryQuery = `SELECT r.repo_id, b.commit_id,
 	COALESCE(vs.timestamp, 0),
 	COALESCE(i.is_encrypted, 0),
 	COALESCE(i.version, 1),
-	COALESCE(i.update_time, 0)
+	COALESCE(i.update_time, 0),
+	CASE WHEN o.owner_id IS NULL AND org.user IS NOT NULL THEN COALESCE(org.org_id, 0) ELSE 0 END
 FROM Repo r
 JOIN Branch b ON b.repo_id = r.repo_id AND b.name = 'master'
 LEFT JOIN VirtualRepo v ON v.repo_id = r.repo_id
@@ -66,7 +67,7 @@ func scanLibrary(s scanner) (Library, error) {
 	var origin string
 	var encrypted int
 	var updated int64
-	if err := s.Scan(&lib.ID, &lib.Head, &origin, &lib.Name, &lib.Owner, &lib.ValidSince, &encrypted, &lib.Version, &updated); err != nil {
+	if err := s.Scan(&lib.ID, &lib.Head, &origin, &lib.Name, &lib.Owner, &lib.ValidSince, &encrypted, &lib.Version, &updated, &lib.OrgID); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return lib, err
 		}

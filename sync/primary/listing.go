@@ -103,7 +103,7 @@ func (d *DB) list(ctx context.Context) ([]Library, Print, error) {
 		{"VirtualRepo", "SELECT repo_id, origin_repo FROM VirtualRepo", j.virtual},
 		{"RepoInfo", "SELECT repo_id, name, is_encrypted, version, update_time FROM RepoInfo", j.info},
 		{"RepoOwner", "SELECT repo_id, owner_id FROM RepoOwner", j.owner},
-		{"OrgRepo", "SELECT repo_id, user FROM OrgRepo", j.orgOwner},
+		{"OrgRepo", "SELECT repo_id, user, org_id FROM OrgRepo", j.orgOwner},
 		{"RepoValidSince", "SELECT repo_id, timestamp FROM RepoValidSince", j.validSince},
 	} {
 		if err := eachRow(ctx, tx, t.query, t.row); err != nil {
@@ -120,6 +120,7 @@ func (d *DB) list(ctx context.Context) ([]Library, Print, error) {
 type owners struct {
 	owner, orgUser       string
 	hasOwner, hasOrgUser bool
+	org                  int64 // OrgRepo's org_id, with orgUser
 }
 
 // first is the owner libraryQuery's COALESCE gives: RepoOwner's, else OrgRepo's.
@@ -232,7 +233,11 @@ func (j *listJoin) owner(c []sql.RawBytes) error {
 }
 
 func (j *listJoin) orgOwner(c []sql.RawBytes) error {
-	return j.setOwner(c, func(o *owners, v string) { o.orgUser, o.hasOrgUser = v, true })
+	org, err := intOr(c[2], 0)
+	if err != nil {
+		return fmt.Errorf("OrgRepo row of %s: org_id: %w", c[0], err)
+	}
+	return j.setOwner(c, func(o *owners, v string) { o.orgUser, o.hasOrgUser, o.org = v, true, org })
 }
 
 func (j *listJoin) setOwner(c []sql.RawBytes, set func(*owners, string)) error {
@@ -287,6 +292,9 @@ func (j *listJoin) libraries() ([]Library, error) {
 			owner, _ = r.owners.first()
 		}
 		lib.Owner = owner
+		if !r.owners.hasOwner && r.owners.hasOrgUser {
+			lib.OrgID = r.owners.org
+		}
 		lib, err := checkLibrary(lib)
 		if err != nil {
 			// Not a library Seafile could serve either: left out, not the listing.

@@ -154,8 +154,8 @@ func TestLibrariesJoinsAsTheQueryDoes(t *testing.T) {
 		return l.Name == "Plain" && l.Owner == "alice@example.com" && l.Head == commitID(1) && !l.Virtual() && l.HeadTime.Unix() == 1764300001
 	})
 	check(2, func(l Library) bool { return l.Encrypted && l.Version == 2 && l.ValidSince == 1700000000 })
-	check(3, func(l Library) bool { return l.Owner == "carol@org.example.com" })
-	check(4, func(l Library) bool { return l.Owner == "dave@example.com" })
+	check(3, func(l Library) bool { return l.Owner == "carol@org.example.com" && l.OrgID == 3 })
+	check(4, func(l Library) bool { return l.Owner == "dave@example.com" && l.OrgID == 0 })
 	check(7, func(l Library) bool { return l.StoreID == repoID(1) && l.Owner == "alice@example.com" })
 	check(8, func(l Library) bool { return l.StoreID == repoID(3) && l.Owner == "carol@org.example.com" })
 	check(9, func(l Library) bool { return l.StoreID == repoID(20) && l.Owner == "gone@example.com" })
@@ -164,7 +164,8 @@ func TestLibrariesJoinsAsTheQueryDoes(t *testing.T) {
 	check(12, func(l Library) bool {
 		return l.Name == "Nulls" && l.Version == 1 && !l.Encrypted && l.HeadTime.IsZero()
 	})
-	check(13, func(l Library) bool { return l.Owner == "frank@org.example.com" })
+	check(13, func(l Library) bool { return l.Owner == "frank@org.example.com" && l.OrgID == 13 })
+	check(8, func(l Library) bool { return l.OrgID == 0 }) // its owner is its origin's
 	check(14, func(l Library) bool { return l.StoreID == l.ID })
 
 	// The Print the database computes is the one the listing computed from the rows;

@@ -42,7 +42,11 @@ type Library struct {
 	StoreID string // where fs objects and blocks live: the origin's id for a virtual library
 	Name    string
 	Owner   string
-	Head    string // master branch head commit
+	// OrgID is the organisation whose OrgRepo row gives the library its owner (no
+	// RepoOwner row of its own); 0 for none. A failover needs it to give a library made
+	// after the dump back to its organisation rather than to its user.
+	OrgID int64
+	Head  string // master branch head commit
 	// HeadTime is when the library last changed (RepoInfo.update_time: the file server
 	// sets it to the head commit's time); zero when unknown. For status only.
 	HeadTime   time.Time
