@@ -515,6 +515,11 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		why = "the last sync that re-checked this library did not finish"
 	case e.Recheck:
 		why = "repair requested"
+	case found && rec.Deleted != nil:
+		// While it was deleted, the marker a dead sync into its store left may have
+		// been swept (SweepDeletedMarkers waits only for the store's live libraries):
+		// nothing else would say that presence is not to be trusted.
+		why = "it is back from the primary's trash"
 	case !found:
 		// No record, but the store has this library's commits: the record was lost or
 		// moved aside, and with it the holes that say which present commits lack part
