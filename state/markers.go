@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"seafbak/internal/fsutil"
 )
 
 // markerView keeps the names in dirty/ in memory, told of every change by inotify, so
@@ -25,13 +27,14 @@ import (
 // queue that overflowed drops events, so the view lists the directory again.
 //
 // Where inotify is unavailable (no instance left: the kernel allows each user 128 by
-// default) or dirty/ is removed or replaced under the watch, questions list dirty/ as
-// before, through the shared listing of markersOn. So they do on any filesystem not
+// default) or dirty/ is removed, replaced or moved under the watch (also with the state
+// directory around it, which tells the watch nothing), questions list dirty/ as before, through the shared listing of markersOn. So they do on any filesystem not
 // known to be local (localFilesystem): on NFS, CIFS or FUSE, inotify reports only this
 // machine's changes, and a state directory shared between hosts would hide the other
 // host's markers.
 type markerView struct {
-	dir string
+	dir      string
+	dev, ino uint64 // the directory watched: still the one at dir?
 
 	mu     gosync.Mutex
 	fd     int                            // the inotify instance; -1 once given up
@@ -82,7 +85,12 @@ func newMarkerView(dir string) *markerView {
 		unix.Close(fd)
 		return nil
 	}
-	v := &markerView{dir: dir, fd: fd, buf: make([]byte, 64<<10)}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	v := &markerView{dir: dir, dev: st.Dev, ino: st.Ino, fd: fd, buf: make([]byte, 64<<10)}
 	if err := v.relist(); err != nil {
 		v.stop()
 		return nil
@@ -153,7 +161,7 @@ func (v *markerView) writers(store string) (writers []string, ok bool) {
 	if v.fd < 0 {
 		return nil, false
 	}
-	if !v.drain() {
+	if !v.stillAt() || !v.drain() {
 		// A view that cannot follow is stale: listings answer from now on, and
 		// report their own errors.
 		v.stop()
@@ -163,6 +171,15 @@ func (v *markerView) writers(store string) (writers []string, ok bool) {
 		writers = append(writers, w)
 	}
 	return writers, true
+}
+
+// stillAt reports whether the directory watched is still the one at the view's path. A
+// state directory moved as a whole (to a new disk, under a running watch) sends the
+// watch of its dirty/ no event, and markers other processes make in the new one would
+// go unseen: one stat per question costs far less than the listing it saves.
+func (v *markerView) stillAt() bool {
+	var st unix.Stat_t
+	return fsutil.IgnoringEINTR(func() error { return unix.Stat(v.dir, &st) }) == nil && st.Dev == v.dev && st.Ino == v.ino
 }
 
 // drain applies every queued event. It reports false when the view can no longer

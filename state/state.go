@@ -6,17 +6,22 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"seafbak/internal/fsutil"
 	"seafbak/sync/object"
@@ -57,6 +62,11 @@ type Library struct {
 	// of its history read back and verified. A dead attempt's marker left by a
 	// library since deleted binds this one only if it is newer (see DeadDirty).
 	RecheckedAt time.Time `json:"rechecked_at,omitzero"`
+
+	// unknown are the fields of a record this seafbak does not know (a newer one wrote
+	// them), kept through a Save: run side by side, or downgraded, an older seafbak
+	// would otherwise drop what a newer one relies on.
+	unknown map[string]json.RawMessage
 }
 
 // Failed reports whether the last attempt failed.
@@ -184,16 +194,92 @@ func (d *Dir) Load(repoID string) (rec Library, ok bool, err error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return Library{ID: repoID}, false, nil
 	}
+	if passing(err) {
+		// Nothing wrong with the record: the command fails, and the next one reads it.
+		return rec, false, fmt.Errorf("state: library %s: read %s: %w", repoID, p, err)
+	}
 	if err != nil {
 		return rec, false, &DamagedError{RepoID: repoID, Path: p, Err: err, Unreadable: true}
 	}
-	if err := json.Unmarshal(data, &rec); err != nil {
+	if rec, err = decodeRecord(data); err != nil {
 		return Library{}, false, &DamagedError{RepoID: repoID, Path: p, Err: err}
 	}
 	if rec.ID != repoID {
 		return Library{}, false, &DamagedError{RepoID: repoID, Path: p, Err: fmt.Errorf("it records library %q", rec.ID)}
 	}
 	return rec, true, nil
+}
+
+// decodeRecord parses a record, keeping the fields it does not know apart. The strict
+// pass is the usual one (1 µs more than a plain Unmarshal); only a record with
+// fields of a newer seafbak, or a bad one, is read twice more.
+func decodeRecord(data []byte) (Library, error) {
+	var rec Library
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err == nil {
+		if _, err := dec.Token(); err == io.EOF {
+			return rec, nil
+		}
+	}
+	rec = Library{}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return Library{}, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return Library{}, err
+	}
+	for _, k := range knownFields {
+		delete(all, k)
+	}
+	if len(all) > 0 {
+		rec.unknown = all
+	}
+	return rec, nil
+}
+
+// knownFields are the JSON names of Library's fields.
+var knownFields = func() []string {
+	t := reflect.TypeFor[Library]()
+	var names []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}()
+
+// encodeRecord is the record's JSON, with the fields decodeRecord did not know.
+func encodeRecord(rec Library) ([]byte, error) {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil || len(rec.unknown) == 0 {
+		return data, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range rec.unknown {
+		if _, known := all[k]; !known {
+			all[k] = v
+		}
+	}
+	return json.MarshalIndent(all, "", "  ")
+}
+
+// passing reports whether a read failed for a reason of this process or this moment
+// (descriptors or memory ran out, a signal) rather than of the record: calling it
+// damaged would fail the library with advice to move a good record aside, and the
+// rebuild that follows drops its old heads, deletion and truncation.
+func passing(err error) bool {
+	for _, e := range []error{unix.EMFILE, unix.ENFILE, unix.ENOMEM, unix.ENOBUFS, unix.EINTR, unix.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrDamaged matches (errors.Is) every *DamagedError.
@@ -243,7 +329,7 @@ func (d *Dir) Save(rec Library) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(rec, "", "  ")
+	data, err := encodeRecord(rec)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -303,6 +389,25 @@ func (d *Dir) syncfs() error {
 	return fsutil.SyncfsFile(d.rootFile)
 }
 
+// staleTempAge is how old a record's temp file must be to be taken as a killed save's
+// rather than one being written: a save takes milliseconds.
+const staleTempAge = time.Hour
+
+// staleTemp reports whether e is the temp file of a record's save (fsutil's
+// .<id>.json.<random>) left for over staleTempAge.
+func staleTemp(dir string, e fs.DirEntry) bool {
+	name, ok := strings.CutPrefix(e.Name(), ".")
+	if !ok || e.IsDir() {
+		return false
+	}
+	id, rest, ok := strings.Cut(name, ".json.")
+	if !ok || rest == "" || !object.ValidRepoID(id) {
+		return false
+	}
+	fi, err := e.Info()
+	return err == nil && time.Since(fi.ModTime()) > staleTempAge
+}
+
 // allReaders is how many records All reads at once: the CPUs of a small host, and a
 // disk's queue when the records are not cached.
 const allReaders = 4
@@ -321,7 +426,11 @@ func (d *Dir) All() (recs []Library, damaged []*DamagedError, err error) {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if ok && object.ValidRepoID(id) {
 			ids = append(ids, id)
-		} // else temp files, strays, records moved aside
+		} else if staleTemp(dir, e) {
+			// A save killed between its temp file and the rename (kill -9, the OOM
+			// killer) left it: nothing else would ever remove it.
+			os.Remove(filepath.Join(dir, e.Name()))
+		} // else strays, records moved aside
 	}
 	// Records are read several at a time: each is a file to open and JSON to decode
 	// (30 µs), and a server of 100 000 libraries has that many.
@@ -352,7 +461,7 @@ func (d *Dir) All() (recs []Library, damaged []*DamagedError, err error) {
 		case errors.As(errs[i], &de):
 			damaged = append(damaged, de)
 		case errs[i] != nil:
-			return nil, nil, errs[i] // not reached: Load's other errors are bad ids
+			return nil, nil, errs[i] // a passing read error (see passing): the state, not the record
 		case found[i]:
 			recs[n] = recs[i]
 			n++
