@@ -43,8 +43,8 @@ func (c *scanCmd) Run(e *env) error {
 	// Not when some that had changed were left to another seafbak still syncing them
 	// (busy) or to the next run (the store full): the metrics would count those
 	// current as of this scan, and their lag alert would never fire while, say, a hung
-	// sync held a lock for days.
-	e.run.ComparedAll = sum.Busy == 0 && sum.NotTried == 0
+	// sync held a lock for days. Nor when a failure could not be recorded.
+	e.run.ComparedAll = sum.Busy == 0 && sum.NotTried == 0 && sum.Unrecorded == 0
 	fmt.Fprintln(e.stdout, sum.String())
 	if sum.StoreFull {
 		return failed(fmt.Errorf("%w; %d libraries were left for the next run", store.ErrNoSpace, sum.NotTried))

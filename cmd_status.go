@@ -158,29 +158,39 @@ func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr erro
 // with its recorded error, so a retry does not look like a change of health.
 func health(rep *scan.Report, st *state.Dir) (string, error) {
 	var lines []string
-	failed := func(repoID, err string) {
-		// A full backup store fails every library it meets, and each scan meets more of
-		// them (it stops starting syncs at the first): one line for the store, so the
-		// health changes when it fills and when it has room again, not at every scan.
-		if i := strings.Index(err, store.ErrNoSpace.Error()); i >= 0 {
-			lines = append(lines, "full\t"+errorLine(err[i:]))
-			return
+	failed := func(f scan.Entry) {
+		class := f.ErrorClass
+		if class == "" {
+			// A record from before classes were kept: told by its text.
+			switch {
+			case strings.Contains(f.Error, store.ErrNoSpace.Error()):
+				class = state.FailureStoreFull
+			case strings.Contains(firstLine(f.Error), primary.ErrUnreachable.Error()):
+				class = state.FailurePrimaryUnreachable
+			}
 		}
-		// An unreachable primary names whichever request gave up last (a block id, a
-		// count of restarts), which differs at each retry of a flaky server: one line
-		// per library, or cron mailed every retry.
-		if strings.Contains(firstLine(err), primary.ErrUnreachable.Error()) {
-			lines = append(lines, "failed\t"+repoID+"\t"+primary.ErrUnreachable.Error())
-			return
+		switch class {
+		case state.FailureStoreFull:
+			// A full backup store fails every library it meets, and each scan meets
+			// more of them (it stops starting syncs at the first): one line for the
+			// store, so the health changes when it fills and when it has room again,
+			// not at every scan.
+			lines = append(lines, "full\t"+store.ErrNoSpace.Error())
+		case state.FailurePrimaryUnreachable, state.FailureStoreUnavailable:
+			// An outage names whichever request gave up last (a block id, an object's
+			// key, a count of restarts), which differs at each retry: one line per
+			// library, or cron mailed every retry.
+			lines = append(lines, "failed\t"+f.RepoID+"\t"+class)
+		default:
+			lines = append(lines, "failed\t"+f.RepoID+"\t"+errorLine(f.Error))
 		}
-		lines = append(lines, "failed\t"+repoID+"\t"+errorLine(err))
 	}
 	for _, f := range rep.FailedList {
-		failed(f.RepoID, f.Error)
+		failed(f)
 	}
 	for _, s := range rep.SyncingList {
 		if s.Error != "" { // failed, being retried
-			failed(s.RepoID, s.Error)
+			failed(s)
 		}
 	}
 	if f := rep.ScanFailed; f != nil {
@@ -203,8 +213,9 @@ func health(rep *scan.Report, st *state.Dir) (string, error) {
 }
 
 // localPort matches the local end of a Go network error ("read tcp
-// 10.0.0.2:41234->10.0.0.3:8082: ..."), whose port is new on every connection.
-var localPort = regexp.MustCompile(`(tcp[46]? \S+):\d+->`)
+// 10.0.0.2:41234->10.0.0.3:8082: ...", or a resolver's "read udp ..."), whose port is
+// new on every connection.
+var localPort = regexp.MustCompile(`((?:tcp|udp)[46]? \S+):\d+->`)
 
 // errorLine is the part of an error that tells a change of health: its first line,
 // without what differs on every attempt of the same failure (a connection's local port).

@@ -25,6 +25,9 @@ type Summary struct {
 	Busy     int           `json:"busy"`      // libraries another seafbak was already syncing
 	Deleted  int           `json:"deleted"`   // libraries newly seen deleted on the primary
 	NotTried int           `json:"not_tried"` // libraries left for the next run: the backup store filled up
+	// Unrecorded are failed libraries whose records do not say so (the state's disk
+	// failing too): the scan may not count them current.
+	Unrecorded int `json:"unrecorded"`
 	Bytes    int64         `json:"bytes"`     // bytes of objects copied
 	Elapsed  time.Duration `json:"elapsed"`   //
 	Failures []Failure     `json:"failures"`  //
@@ -139,6 +142,9 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 			sum.Failed++
 			sum.Failures = append(sum.Failures, Failure{RepoID: res.RepoID, Name: res.Name, Error: err.Error()})
 			s.log().Error("library failed to sync", "repo", res.RepoID, "name", res.Name, "err", err)
+			if !s.State.FailureRecorded(res.RepoID) {
+				sum.Unrecorded++
+			}
 		case res.Deleted:
 			sum.Deleted++
 		case !res.UpToDate:

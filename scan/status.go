@@ -78,13 +78,15 @@ type HeadTimer func(repoID, commitID string) (time.Time, bool)
 
 // Entry is one library in a list of the report.
 type Entry struct {
-	RepoID      string       `json:"repo_id"`
-	Name        string       `json:"name"`
-	LastAttempt *time.Time   `json:"last_attempt,omitempty"`
-	Error       string       `json:"error,omitempty"`
-	Holes       []state.Hole `json:"holes,omitempty"`
-	Truncated   int          `json:"truncated_commits,omitempty"`
-	DeletedAt   *time.Time   `json:"deleted_at,omitempty"`
+	RepoID      string     `json:"repo_id"`
+	Name        string     `json:"name"`
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	// ErrorClass is the error's class (state.Failure*), where the record keeps one.
+	ErrorClass string       `json:"error_class,omitempty"`
+	Holes      []state.Hole `json:"holes,omitempty"`
+	Truncated  int          `json:"truncated_commits,omitempty"`
+	DeletedAt  *time.Time   `json:"deleted_at,omitempty"`
 }
 
 // Healthy reports whether every library is fully backed up: none failed, none has
@@ -198,14 +200,14 @@ func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTi
 				// every retry of a watch.
 				r.RetryingFailed++
 				t := rec.LastAttempt
-				e.LastAttempt, e.Error = &t, rec.LastError
+				e.LastAttempt, e.Error, e.ErrorClass = &t, rec.LastError, rec.FailedBecause
 			}
 			r.SyncingList = append(r.SyncingList, e)
 		case rec != nil && rec.Failed():
 			ls.State = "failed"
 			r.FailedCount++
 			t := rec.LastAttempt
-			r.FailedList = append(r.FailedList, Entry{RepoID: l.id, Name: name, LastAttempt: &t, Error: rec.LastError})
+			r.FailedList = append(r.FailedList, Entry{RepoID: l.id, Name: name, LastAttempt: &t, Error: rec.LastError, ErrorClass: rec.FailedBecause})
 		default:
 			ls.State = "waiting"
 			r.Waiting++

@@ -42,6 +42,10 @@ type Library struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	// LastError is the error of the last attempt; empty when it succeeded.
 	LastError string `json:"last_error,omitempty"`
+	// FailedBecause is LastError's class (the Failure* constants): one outage fails
+	// each attempt at another object, and its text names that object, so a change of
+	// health is told by the class. Empty in records from before it was kept.
+	FailedBecause string `json:"failed_because,omitempty"`
 	// Holes are objects the primary could not give (missing or corrupt), skipped under
 	// --force. Every later sync asks for them again.
 	Holes []Hole `json:"holes,omitempty"`
@@ -69,8 +73,26 @@ type Library struct {
 	unknown map[string]json.RawMessage
 }
 
+// Classes of failure (Library.FailedBecause).
+const (
+	FailurePrimaryUnreachable = "primary_unreachable"
+	FailureStoreUnavailable   = "store_unavailable"
+	FailureStoreFull          = "store_full"
+	FailureOther              = "other"
+)
+
 // Failed reports whether the last attempt failed.
 func (l *Library) Failed() bool { return l.LastError != "" }
+
+// FailureRecorded reports whether library id's record says it failed (or is damaged,
+// which status counts as failed). A failure the engine could not record (the state's
+// disk read-only or full) leaves the record at its old head, not failed: a scan or
+// watch must not then count the library current, or the metrics would never show it
+// behind.
+func (d *Dir) FailureRecorded(id string) bool {
+	rec, found, err := d.Load(id)
+	return errors.Is(err, ErrDamaged) || err == nil && found && rec.Failed()
+}
 
 // UpToDate reports whether the backup of this library is complete at head, so that a
 // sync to head has nothing to do. It is the one rule for "does this library need a

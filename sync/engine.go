@@ -481,7 +481,7 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	// as this attempt holds the lock (see state.Dir.DeadDirty).
 	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID, rec.RecheckedAt)
 	if err != nil {
-		return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
 	}
 	// Only now are this library's markers live to the others of its store: a dead
 	// attempt's are renamed dead, and the ones this attempt makes are its own.
@@ -492,7 +492,9 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		case errors.Is(err, primary.ErrLibraryGone):
 			return e.markDeletedLocked(ctx, lib.ID)
 		case err != nil:
-			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+			// Recorded, as every failure from here on: status, --if-changed and the
+			// metrics read the record, and an error only returned looked healthy there.
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
 		case asked && now.Head != lib.Head:
 			e.log().Info("the listed head is already backed up and the primary has moved on: syncing its head now",
 				"repo", lib.ID, "name", lib.Name, "listed_head", lib.Head, "head", now.Head, "recorded_head", rec.Head)
@@ -526,7 +528,7 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		// of their tree. Presence proves nothing until every object is re-read.
 		has, err := e.Store.HasLibrary(ctx, object.KindCommit, object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}.For(object.KindCommit))
 		if err != nil {
-			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
 		}
 		if has {
 			why = "the store has objects of this library but the state has no record of it"
@@ -578,7 +580,7 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	// above, and cleared by the re-check they cause.
 	if !store.DurableOnCommit(e.Store) {
 		if err := e.State.MarkDirty(lib.StoreID, lib.ID); err != nil {
-			return res, fmt.Errorf("sync %s: %w", lib.ID, err)
+			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
 		}
 	}
 	log.Info("syncing", "name", lib.Name, "from", rec.Head, "to", lib.Head)
@@ -703,7 +705,7 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	}
 	rec.StoreID, rec.Name, rec.Owner, rec.OrgID = lib.StoreID, lib.Name, lib.Owner, lib.OrgID
 	rec.Head = lib.Head
-	rec.LastAttempt, rec.LastSuccess, rec.LastError = now, now, ""
+	rec.LastAttempt, rec.LastSuccess, rec.LastError, rec.FailedBecause = now, now, "", ""
 	rec.Recheck = stillRecheck
 	rec.Holes = holes
 	rec.Truncated = truncated
@@ -735,6 +737,7 @@ func (e *Engine) fail(ctx context.Context, rec state.Library, lib primary.Librar
 	if ctx.Err() == nil {
 		rec.LastAttempt = e.now()
 		rec.LastError = err.Error()
+		rec.FailedBecause = failureClass(err)
 	}
 	if rec.StoreID == "" {
 		rec.StoreID, rec.Name, rec.Owner, rec.OrgID = lib.StoreID, lib.Name, lib.Owner, lib.OrgID
@@ -743,6 +746,19 @@ func (e *Engine) fail(ctx context.Context, rec state.Library, lib primary.Librar
 		return errors.Join(err, serr)
 	}
 	return err
+}
+
+// failureClass is err's state.Failure* class.
+func failureClass(err error) string {
+	switch {
+	case errors.Is(err, store.ErrNoSpace):
+		return state.FailureStoreFull
+	case errors.Is(err, primary.ErrUnreachable):
+		return state.FailurePrimaryUnreachable
+	case errors.Is(err, store.ErrUnavailable):
+		return state.FailureStoreUnavailable
+	}
+	return state.FailureOther
 }
 
 // unionHoles adds the holes a failed sync found to those already recorded, by object id.

@@ -172,6 +172,10 @@ func runFault(t *testing.T, source string, tg target, f faultKind) {
 		if rec.LastError == "" {
 			t.Error("failure not recorded in the state")
 		}
+		// status --if-changed tells one outage as one health by the class recorded.
+		if wantFailed := map[bool]string{true: state.FailurePrimaryUnreachable, false: state.FailureOther}[f == midTransfer || f == serverDown]; rec.FailedBecause != wantFailed {
+			t.Errorf("failure recorded as %q, want %q", rec.FailedBecause, wantFailed)
+		}
 		var oe *seafsync.ObjectError
 		wantClass := map[faultKind]seafsync.Class{absent: seafsync.Absent, wrongBytes: seafsync.Corrupt, oversize: seafsync.Corrupt,
 			midTransfer: seafsync.Unreachable, serverDown: seafsync.Unreachable}[f]

@@ -734,15 +734,6 @@ func (w *Watcher) addComparison(at time.Time, changed []primary.Library, gone []
 	w.compares = append(w.compares, comparison{at: at, behind: behind})
 }
 
-// failureRecorded reports whether library id's record says it failed (or is damaged,
-// which status counts as failed). A failure the engine could not record (the state's
-// disk read-only or full) leaves the record at its old head, not failed: the library
-// must keep holding the comparison back, or the metrics would count it current.
-func (w *Watcher) failureRecorded(id string) bool {
-	rec, found, err := w.State.Load(id)
-	return errors.Is(err, state.ErrDamaged) || err == nil && found && rec.Failed()
-}
-
 // caughtUp notes that a job of library id ended after the comparisons noted so far:
 // its record says when it was backed up (or that it failed), newer than any of them.
 func (w *Watcher) caughtUp(id string) {
@@ -844,7 +835,7 @@ func (w *Watcher) do(ctx context.Context, j job) error {
 	case ctx.Err() == nil:
 		w.setUnsettled(j.lib.ID, true)
 	}
-	if ctx.Err() == nil && !errors.Is(err, state.ErrLocked) && (err == nil || w.failureRecorded(j.lib.ID)) {
+	if ctx.Err() == nil && !errors.Is(err, state.ErrLocked) && (err == nil || w.State.FailureRecorded(j.lib.ID)) {
 		w.caughtUp(j.lib.ID) // its record now says when it was backed up, or that it failed
 	}
 	log := w.log().With("repo", j.lib.ID, "name", j.lib.Name)

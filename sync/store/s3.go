@@ -262,8 +262,17 @@ func (s *S3) key(kind object.Kind, storeID, id string) (bucket, key string, err 
 }
 
 func (s *S3) errorf(op, bucket, key string, err error) error {
-	return fmt.Errorf("s3 store %s: %s %s/%s: %w", s.endpoint, op, bucket, key, s3Cause(err))
+	e := fmt.Errorf("s3 store %s: %s %s/%s: %w", s.endpoint, op, bucket, key, s3Cause(err))
+	if errors.Is(err, ErrS3Stalled) || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && retryable(err) {
+		return &unavailable{e}
+	}
+	return e
 }
+
+// unavailable is an S3 error that matches ErrUnavailable.
+type unavailable struct{ error }
+
+func (u *unavailable) Unwrap() []error { return []error{u.error, ErrUnavailable} }
 
 // isNoSuchKey says whether an S3 error answers that the object does not exist. Only
 // NoSuchKey says so: a 404 may also be NoSuchBucket (a bucket deleted or misnamed

@@ -17,6 +17,11 @@ import (
 // ErrNotExist is returned for an object that is not in the store.
 var ErrNotExist = errors.New("object not in backup store")
 
+// ErrUnavailable marks a store request that failed for a reason that may pass (S3
+// throttling, a server error, no answer, a stalled transfer) after its retries: the
+// store's outage, not the library's fault.
+var ErrUnavailable = errors.New("the backup store is unavailable")
+
 // ErrNoSpace is a write the backup store's filesystem refused for want of room: no
 // space or no inodes left (ENOSPC), or a quota reached (EDQUOT). Every other library
 // would meet it too, so a scan stops starting syncs when one meets it.
