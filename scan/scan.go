@@ -19,18 +19,18 @@ import (
 
 // Summary is what one scan did.
 type Summary struct {
-	Checked  int           `json:"checked"`   // libraries on the primary
-	Synced   int           `json:"synced"`    // libraries brought up to date
-	Failed   int           `json:"failed"`    // libraries whose sync failed
-	Busy     int           `json:"busy"`      // libraries another seafbak was already syncing
-	Deleted  int           `json:"deleted"`   // libraries newly seen deleted on the primary
-	NotTried int           `json:"not_tried"` // libraries left for the next run: the backup store filled up
+	Checked  int `json:"checked"`   // libraries on the primary
+	Synced   int `json:"synced"`    // libraries brought up to date
+	Failed   int `json:"failed"`    // libraries whose sync failed
+	Busy     int `json:"busy"`      // libraries another seafbak was already syncing
+	Deleted  int `json:"deleted"`   // libraries newly seen deleted on the primary
+	NotTried int `json:"not_tried"` // libraries left for the next run: the backup store filled up
 	// Unrecorded are failed libraries whose records do not say so (the state's disk
 	// failing too): the scan may not count them current.
-	Unrecorded int `json:"unrecorded"`
-	Bytes    int64         `json:"bytes"`     // bytes of objects copied
-	Elapsed  time.Duration `json:"elapsed"`   //
-	Failures []Failure     `json:"failures"`  //
+	Unrecorded int           `json:"unrecorded"`
+	Bytes      int64         `json:"bytes"`    // bytes of objects copied
+	Elapsed    time.Duration `json:"elapsed"`  //
+	Failures   []Failure     `json:"failures"` //
 	// StoreFull: a sync met the backup store's filesystem full (store.ErrNoSpace), so
 	// the scan started no more: each would have failed the same way.
 	StoreFull bool `json:"store_full"`
