@@ -35,7 +35,7 @@ func (c *scanCmd) Run(e *env) error {
 	defer w.closeAll()
 	s := &scan.Scanner{Engine: w.engine, Catalog: w.catalog, State: w.state, Log: e.log, Parallel: e.cfg.Parallel}
 	sum, err := s.Run(e.ctx)
-	e.run.Bytes = sum.Bytes
+	e.run.Bytes, e.run.Objects = sum.Bytes, sum.Objects
 	if err != nil {
 		return recordScanFailure(e, st, cantRun(err))
 	}
@@ -50,6 +50,15 @@ func (c *scanCmd) Run(e *env) error {
 		return failed(fmt.Errorf("%w; %d libraries were left for the next run", store.ErrNoSpace, sum.NotTried))
 	}
 	if sum.Failed > 0 {
+		// A database set up short of what seafbak needs (schema, grants) fails every
+		// library alike: a configuration error, exit 2 with its fix, as sync does.
+		var errs []error
+		for _, f := range sum.Failures {
+			errs = append(errs, f.Err)
+		}
+		if errs[0] != nil && allSetupErrors(errs) {
+			return cantRun(errs[0])
+		}
 		// Each failure was logged with its library; the summary line says how many.
 		return reported("some libraries failed")
 	}

@@ -149,6 +149,7 @@ func (c *statusCmd) ifChanged(e *env, st *state.Dir, rep *scan.Report, rerr erro
 	if rerr != nil {
 		return rerr
 	}
+	e.run.ChangeTold = true
 	return reported("the libraries' health changed since the last status --if-changed")
 }
 

@@ -31,7 +31,16 @@ type watchCmd struct {
 // monitoring alerts after minutes, not seconds.
 var watchMetricsEvery = watch.DefaultAfterRoundEvery
 
-func (c *watchCmd) Run(e *env, cl *cli) error {
+func (c *watchCmd) Run(e *env, cl *cli) (err error) {
+	defer func() {
+		// A signal is watch's normal stop at any point, while it starts too (its
+		// primary's database slow to answer: systemd stopping a unit it restarts):
+		// exit 0, or systemctl stop left the unit failed.
+		var sig interrupt
+		if err != nil && !errors.Is(err, store.ErrFlushFailed) && errors.As(context.Cause(e.ctx), &sig) {
+			err = errStoppedAsAsked
+		}
+	}()
 	poll := e.cfg.Watch.Poll
 	if c.Poll != nil {
 		poll = *c.Poll

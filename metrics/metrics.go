@@ -63,7 +63,7 @@
 //
 //	seafbak_run_timestamp_seconds{command}    gauge  when it started
 //	seafbak_run_duration_seconds{command}     gauge  how long it took
-//	seafbak_run_exit_code{command}            gauge  its exit code (0 ok, 1 failed, 2 could not run)
+//	seafbak_run_exit_code{command}            gauge  its exit code (0 ok, 1 failed, 2 could not run; status --if-changed telling a change: 0)
 //	seafbak_run_bytes{command}                gauge  bytes of objects it copied (or dumped)
 //	seafbak_run_objects{command}              gauge  objects it copied (or checked)
 //
@@ -146,6 +146,10 @@ type Run struct {
 	// ComparedAt, if set with ComparedAll, is when that comparison started instead of
 	// Start: watch compares every library again each minute, long after it started.
 	ComparedAt time.Time
+	// ChangeTold: the run's exit 1 told a change (status --if-changed: the health
+	// changed, a recovery too), not a failure: ExitCode is written as 0, or an alert on
+	// failed runs fired at every recovery.
+	ChangeTold bool
 }
 
 // Snapshot is everything one metrics file is rendered from.
@@ -352,7 +356,7 @@ var (
 		nLastDumpBytes:  prometheus.NewDesc(nLastDumpBytes, "Size of the last complete database dump in bytes.", nil, nil),
 		nRunTimestamp:   prometheus.NewDesc(nRunTimestamp, "Unix time the command's last run started.", runLabels, nil),
 		nRunDuration:    prometheus.NewDesc(nRunDuration, "How long the command's last run took, in seconds.", runLabels, nil),
-		nRunExitCode:    prometheus.NewDesc(nRunExitCode, "Exit code of the command's last run: 0 ok, 1 failed, 2 could not run.", runLabels, nil),
+		nRunExitCode:    prometheus.NewDesc(nRunExitCode, "Exit code of the command's last run: 0 ok, 1 failed, 2 could not run (status --if-changed telling a change of health: 0).", runLabels, nil),
 		nRunBytes:       prometheus.NewDesc(nRunBytes, "Bytes of objects the command's last run copied (or dumped).", runLabels, nil),
 		nRunObjects:     prometheus.NewDesc(nRunObjects, "Objects the command's last run copied (or checked).", runLabels, nil),
 	}

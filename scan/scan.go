@@ -25,10 +25,14 @@ type Summary struct {
 	Busy     int `json:"busy"`      // libraries another seafbak was already syncing
 	Deleted  int `json:"deleted"`   // libraries newly seen deleted on the primary
 	NotTried int `json:"not_tried"` // libraries left for the next run: the backup store filled up
+	// Retried are libraries with holes or a pending re-check tried again at an
+	// unchanged head (see RetryOnly): not counted synced.
+	Retried int `json:"retried"`
 	// Unrecorded are failed libraries whose records do not say so (the state's disk
 	// failing too): the scan may not count them current.
 	Unrecorded int           `json:"unrecorded"`
 	Bytes      int64         `json:"bytes"`    // bytes of objects copied
+	Objects    int64         `json:"objects"`  // objects copied (commits, fs objects, blocks)
 	Elapsed    time.Duration `json:"elapsed"`  //
 	Failures   []Failure     `json:"failures"` //
 	// StoreFull: a sync met the backup store's filesystem full (store.ErrNoSpace), so
@@ -41,12 +45,18 @@ type Failure struct {
 	RepoID string `json:"repo_id"`
 	Name   string `json:"name"`
 	Error  string `json:"error"`
+	// Err is the error itself, for the command to tell its cause (nil for a damaged
+	// record's).
+	Err error `json:"-"`
 }
 
 // String is the one-line summary cron mails.
 func (s Summary) String() string {
 	line := fmt.Sprintf("seafbak scan: %d libraries checked, %d synced, %d failed, %d busy, %d deleted on the primary, %s copied in %.1fs",
 		s.Checked, s.Synced, s.Failed, s.Busy, s.Deleted, HumanBytes(s.Bytes), s.Elapsed.Seconds())
+	if s.Retried > 0 {
+		line += fmt.Sprintf(", %d with holes or a re-check tried again (nothing changed)", s.Retried)
+	}
 	if s.StoreFull {
 		line += fmt.Sprintf("; the backup store is full: %d libraries not tried", s.NotTried)
 	}
@@ -117,8 +127,25 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 	}
 	var todo []primary.Library
 	changed, gone := Compare(libs, recs, dbHeads)
+	known := make(map[string]*state.Library, len(recs))
+	for i := range recs {
+		known[recs[i].ID] = &recs[i]
+	}
+	retries := map[string]bool{}
+	now := time.Now()
 	for _, lib := range changed {
-		if !isDamaged[lib.ID] {
+		rec := known[lib.ID]
+		switch {
+		case isDamaged[lib.ID]:
+		case rec != nil && RetryOnly(rec, lib, dbHeads):
+			// Holes or a pending re-check at an unchanged head: a retry re-reads the
+			// library's history (every object, for a re-check), so cron's scan every
+			// few minutes tries it once an hour, as watch does.
+			if now.Sub(rec.LastAttempt) >= RetryEvery {
+				retries[lib.ID] = true
+				todo = append(todo, lib)
+			}
+		default:
 			todo = append(todo, lib)
 		}
 	}
@@ -140,17 +167,20 @@ func (s *Scanner) Run(ctx context.Context) (Summary, error) {
 			fallthrough
 		case err != nil:
 			sum.Failed++
-			sum.Failures = append(sum.Failures, Failure{RepoID: res.RepoID, Name: res.Name, Error: err.Error()})
+			sum.Failures = append(sum.Failures, Failure{RepoID: res.RepoID, Name: res.Name, Error: err.Error(), Err: err})
 			s.log().Error("library failed to sync", "repo", res.RepoID, "name", res.Name, "err", err)
 			if !s.State.FailureRecorded(res.RepoID) {
 				sum.Unrecorded++
 			}
 		case res.Deleted:
 			sum.Deleted++
+		case retries[res.RepoID] && res.Head == res.OldHead && res.Bytes == 0:
+			sum.Retried++ // holes or a re-check tried again: nothing was there to copy
 		case !res.UpToDate:
 			sum.Synced++
 		}
 		sum.Bytes += res.Bytes
+		sum.Objects += int64(res.Commits + res.FSObjects + res.Blocks)
 	}
 	for _, rec := range gone {
 		record(s.Engine.MarkDeleted(ctx, rec.ID))
@@ -233,6 +263,19 @@ func RealTimeConcurrency(ctx context.Context, eng Engine, parallel int) (_ conte
 
 // inFlightPerSlot is how many syncs run at once per copy slot.
 const inFlightPerSlot = 64
+
+// RetryEvery is how often a library that needs a sync only for its holes or a pending
+// re-check (RetryOnly) is tried again while its head stays put.
+const RetryEvery = time.Hour
+
+// RetryOnly reports whether lib, found changed by Compare, is backed up at its listed
+// head (and in the backup database, when dbHeads is given) and needs a sync only for its
+// holes (synced with --force) or a pending re-check: no change, failure or deletion to
+// record.
+func RetryOnly(rec *state.Library, lib primary.Library, dbHeads map[string]string) bool {
+	return rec.Head == lib.Head && !rec.Failed() && rec.Deleted == nil && (len(rec.Holes) > 0 || rec.Recheck) &&
+		(dbHeads == nil || dbHeads[lib.ID] == lib.Head)
+}
 
 // Compare is the one comparison of the primary's listing with the backup: changed are
 // the listed libraries not backed up at their head (new, moved, failed, with holes, or

@@ -315,8 +315,19 @@ func TestStatusShowsHoles(t *testing.T) {
 		t.Fatalf("status json: %s", js)
 	}
 
-	// The primary is repaired: the next scan fills the hole and status is healthy.
+	// The primary is repaired: a scan right away leaves the hole to the hourly retry
+	// (scan.RetryEvery: each retry walks the library), the first scan an hour on fills
+	// it and status is healthy.
 	must(t, os.WriteFile(blockPath, block, 0o644))
+	sum, err = f.scanner(false).Run(ctx)
+	must(t, err)
+	if sum.Synced != 0 || sum.Retried != 0 {
+		t.Fatalf("scan right after the sync that recorded the hole: %+v", sum)
+	}
+	rec, _, err := f.env.State.Load(lib.ID)
+	must(t, err)
+	rec.LastAttempt = rec.LastAttempt.Add(-scan.RetryEvery)
+	must(t, f.env.State.Save(rec))
 	sum, err = f.scanner(false).Run(ctx)
 	must(t, err)
 	if sum.Synced != 1 || sum.Failed != 0 {

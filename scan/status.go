@@ -311,6 +311,16 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "%s %s %s, first: %s %s%s\n", e.RepoID, e.Name, n, h.Kind, h.ID, at)
 	}
+	if r.RetryingFailed > 0 {
+		// Failed, and syncing again right now: Seafile's lines count them syncing, but
+		// the exit code and --if-changed count them failed, and the mail must say why.
+		fmt.Fprintf(w, "Number of failed libraries being retried: %d\nList of failed libraries being retried:\n", r.RetryingFailed)
+		for _, e := range r.SyncingList {
+			if e.Error != "" {
+				fmt.Fprintf(w, "%s %s %s %s\n", e.RepoID, e.Name, e.LastAttempt.Format(time.RFC3339), oneLine(e.Error))
+			}
+		}
+	}
 	if b := r.Behind; b != nil {
 		fmt.Fprintf(w, "Longest behind the primary: %s %s, last backed up %s (%s ago)", b.RepoID, b.Name,
 			b.LastSuccess.Format(time.RFC3339), seconds(*b.LagSeconds))

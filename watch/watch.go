@@ -56,7 +56,7 @@ const (
 	// syncing it each minute re-read its history (every object, for a re-check), warned
 	// about the same holes and rewrote the metrics on an idle server. An hour lets a
 	// primary repaired meanwhile be noticed; a new head is synced at once, as any.
-	holesRetry = time.Hour
+	holesRetry = scan.RetryEvery
 	// warnAfter failed polls in a row, the failures are logged as warnings (then at
 	// every doubling of the count), not at info.
 	warnAfter = 5
@@ -625,15 +625,13 @@ func (w *Watcher) putOffRetries(changed []primary.Library, recs []state.Library,
 		if !ok {
 			continue
 		}
-		lib := changed[k]
-		if rec.Head != lib.Head || rec.Failed() || rec.Deleted != nil || len(rec.Holes) == 0 && !rec.Recheck ||
-			dbHeads != nil && dbHeads[lib.ID] != lib.Head {
+		if !scan.RetryOnly(rec, changed[k], dbHeads) {
 			continue // a change, a failure or a deletion to record: not a retry
 		}
 		if retries == nil {
 			retries = map[string]int{}
 		}
-		retries[lib.ID] = len(rec.Holes)
+		retries[rec.ID] = len(rec.Holes)
 	}
 	if full {
 		for id := range w.holesTried {
