@@ -224,7 +224,12 @@ func StatusTimed(ctx context.Context, cat primary.Catalog, st *state.Dir, headTi
 			t := l.headTime
 			ls.PrimaryHeadTime = &t
 		}
-		if headTime != nil && ls.Head != "" {
+		switch {
+		case rec != nil && !rec.HeadTime.IsZero():
+			t := rec.HeadTime
+			ls.HeadTime = &t
+		case headTime != nil && ls.Head != "":
+			// A record from before head times were kept: read from the store.
 			if t, ok := headTime(l.id, ls.Head); ok {
 				ls.HeadTime = &t
 			}

@@ -37,7 +37,11 @@ type Library struct {
 	// none. Records written before it was kept have 0 for every library.
 	OrgID int64 `json:"org_id,omitempty"`
 	// Head is the last head whose every object is durable in the backup store.
-	Head        string    `json:"head,omitempty"`
+	Head string `json:"head,omitempty"`
+	// HeadTime is when Head was committed (its ctime), so that status needs no read of
+	// the store for it (on S3, a GET per library); zero where unknown (records from
+	// before it was kept, a head only its rows moved to).
+	HeadTime    time.Time `json:"head_time,omitzero"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	// LastError is the error of the last attempt; empty when it succeeded.

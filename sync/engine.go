@@ -704,6 +704,9 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		rec.Deleted = nil
 	}
 	rec.StoreID, rec.Name, rec.Owner, rec.OrgID = lib.StoreID, lib.Name, lib.Owner, lib.OrgID
+	if rec.Head != lib.Head || !r.headTime.IsZero() {
+		rec.HeadTime = r.headTime // zero when the head's commit was not walked: unknown
+	}
 	rec.Head = lib.Head
 	rec.LastAttempt, rec.LastSuccess, rec.LastError, rec.FailedBecause = now, now, "", ""
 	rec.Recheck = stillRecheck

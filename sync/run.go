@@ -50,10 +50,11 @@ type run struct {
 	// what the new head's history holds.
 	walkedOldHeads bool
 
-	commits map[string]*object.Commit // commits to write, fetched in this run
-	toWalk  []*object.Commit          // commits whose trees are walked
-	reached map[string]bool           // commits met by the walk, new or already present
-	whole   map[string]bool           // walked commits whose tree is now whole in the backup
+	commits  map[string]*object.Commit // commits to write, fetched in this run
+	toWalk   []*object.Commit          // commits whose trees are walked
+	headTime time.Time                 // the head commit's ctime, when it was walked
+	reached  map[string]bool           // commits met by the walk, new or already present
+	whole    map[string]bool           // walked commits whose tree is now whole in the backup
 
 	// Per-object memory is kept to what presence in the store cannot answer, so it does
 	// not grow with the library: ids the primary could not give, fs objects not whole
@@ -109,6 +110,11 @@ func (r *run) transfer(ctx context.Context) error {
 	// object missing on the primary is truncation only if no commit newer than the
 	// history limit needs it.
 	sort.SliceStable(r.toWalk, func(i, j int) bool { return r.toWalk[i].Ctime > r.toWalk[j].Ctime })
+	for _, c := range r.toWalk {
+		if c.ID == r.lib.Head && c.Ctime > 0 {
+			r.headTime = time.Unix(c.Ctime, 0).UTC()
+		}
+	}
 	r.markGCKept()
 	if err := r.skipTrimmedTrees(ctx); err != nil {
 		return err
