@@ -97,7 +97,7 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 			return cantRun(fmt.Errorf("%w (choose an empty directory, or add --force)", err))
 		case errors.Is(err, restore.ErrTargetBusy), errors.Is(err, restore.ErrNotADirectory), errors.Is(err, restore.ErrTargetUnusable):
 			return cantRun(err)
-		case errors.Is(err, store.ErrNotExist) && c.Commit != nil:
+		case errors.Is(err, store.ErrNotExist) && c.Commit != nil && !errors.Is(err, restore.ErrBackupDamaged):
 			return failed(fmt.Errorf("%w; see which commits the backup holds with: seafbak restore library %s --list", err, c.Repo))
 		case errors.Is(err, restore.ErrBadPath):
 			return usagef("--path: %w", err)
@@ -124,6 +124,7 @@ func (c *restoreLibraryCmd) list(e *env, fs store.Store, rec state.Library) erro
 	if err != nil {
 		return failed(fmt.Errorf("--list: %w", err))
 	}
+	restore.MarkHeads(hist, rec)
 	if c.JSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -132,18 +133,14 @@ func (c *restoreLibraryCmd) list(e *env, fs store.Store, rec state.Library) erro
 	if rec.Deleted != nil {
 		fmt.Fprintf(e.stdout, "# %s %s was deleted on the primary (first seen %s); its backup is kept.\n", rec.ID, rec.Name, rec.Deleted.Format(time.RFC3339))
 	}
-	old := map[string]bool{}
-	for _, h := range rec.OldHeads {
-		old[h.Head] = true
-	}
 	var tw table
 	tw.row("COMMIT", "TIME", "AUTHOR", "DESCRIPTION", "NOTE")
 	for _, h := range hist {
 		var note []string
 		switch {
-		case h.ID == rec.Head:
+		case h.BackedUpHead:
 			note = append(note, "backed-up head")
-		case old[h.ID]:
+		case h.OldHead:
 			note = append(note, "old head (left the primary's history)")
 		}
 		if h.Error != "" {
@@ -153,24 +150,50 @@ func (c *restoreLibraryCmd) list(e *env, fs store.Store, rec state.Library) erro
 		}
 		t := ""
 		if !h.Time.IsZero() {
-			t = h.Time.Local().Format("2006-01-02 15:04:05")
+			// With its offset: in the hour a DST change repeats, the local time alone
+			// names two instants, and --at takes the form back as it is.
+			t = h.Time.Local().Format(listTime)
 		}
 		tw.row(h.ID, t, h.Author, firstLine(h.Description), strings.Join(note, "; "))
 	}
 	return tw.write(e.stdout)
 }
 
-// parseTime reads the --at forms.
+// listTime is how --list shows a commit's time, one of the forms --at reads.
+const listTime = "2006-01-02 15:04:05 -0700"
+
+// parseTime reads the --at forms. A local time without an offset is refused where it
+// names no instant or two (the hour a DST change skips or repeats): taken as one of
+// them, --at would restore a commit of the other.
 func parseTime(s string) (time.Time, error) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Unix(n, 0), nil
 	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+	for _, layout := range []string{time.RFC3339, listTime, "2006-01-02 15:04 -0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("--at %q: give a time like 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local) or unix seconds", s)
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		t, err := time.ParseInLocation(layout, s, time.Local)
+		if err != nil {
+			continue
+		}
+		twice := func(a, b time.Time) error {
+			return fmt.Errorf("--at %q: that local time happened twice (the clocks went back); give its offset as --list shows it: %q or %q", s, a.Format(listTime), b.Format(listTime))
+		}
+		const wall = "2006-01-02 15:04:05"
+		switch {
+		case t.Format(layout) != s:
+			return time.Time{}, fmt.Errorf("--at %q: there was no such local time (the clocks went forward); give another, or an offset as --list shows it", s)
+		case t.Add(-time.Hour).Format(wall) == t.Format(wall):
+			return time.Time{}, twice(t.Add(-time.Hour), t)
+		case t.Add(time.Hour).Format(wall) == t.Format(wall):
+			return time.Time{}, twice(t, t.Add(time.Hour))
+		}
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--at %q: give a time like 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local), '2026-11-24 18:00:00 +0100' (as --list shows it) or unix seconds", s)
 }
 
 func firstLine(s string) string {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"sort"
 	gosync "sync"
 	"time"
 
+	"seafbak/state"
 	"seafbak/sync/object"
 	"seafbak/sync/store"
 )
@@ -22,6 +24,11 @@ type HistoryEntry struct {
 	Parents     []string  `json:"parents,omitempty"` // first parent first; two for a merge
 	// Head says the commit is one of the heads History was asked about.
 	Head bool `json:"head,omitempty"`
+	// BackedUpHead and OldHead tell which head (see MarkHeads): the library's backed-up
+	// head, or one the primary moved away from (a revert, a repair), and when.
+	BackedUpHead bool       `json:"backed_up_head,omitempty"`
+	OldHead      bool       `json:"old_head,omitempty"`
+	Replaced     *time.Time `json:"replaced,omitempty"`
 	// Complete says the commit's whole tree is in the backup, so it can be restored: its
 	// root dir is present, and the engine writes a dir only once everything below it is
 	// (present means complete). False for a commit whose tree the primary's GC truncated
@@ -65,6 +72,27 @@ func History(ctx context.Context, s store.Store, lib Library, heads []string) ([
 	return out, nil
 }
 
+// MarkHeads tells, in hist, the library's backed-up head from its old heads, as rec
+// records them.
+func MarkHeads(hist []HistoryEntry, rec state.Library) {
+	old := make(map[string]time.Time, len(rec.OldHeads))
+	for _, o := range rec.OldHeads {
+		old[o.Head] = o.Replaced
+	}
+	for i := range hist {
+		h := &hist[i]
+		switch replaced, ok := old[h.ID]; {
+		case h.ID == rec.Head:
+			h.BackedUpHead = true
+		case ok:
+			h.OldHead = true
+			if !replaced.IsZero() {
+				h.Replaced = &replaced
+			}
+		}
+	}
+}
+
 func checkLibrary(lib Library) error {
 	if err := object.CheckRepoID(lib.RepoID); err != nil {
 		return err
@@ -96,7 +124,8 @@ type dag struct {
 // loadDAG reads every commit reachable from heads, up to parallel at once. With
 // checkRoots it also checks that each commit's root dir is present. onCommit, if not nil,
 // is called for every commit read (from several goroutines) as soon as it is parsed.
-// Missing or damaged commits become nodes with err set; only ctx ends the walk early.
+// Missing or damaged commits become nodes with err set; a store that fails (an I/O error,
+// S3 not answering) or ctx ends the walk with an error.
 func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, parallel int, checkRoots bool, onCommit func(*object.Commit)) (*dag, error) {
 	d := &dag{nodes: map[string]*dagNode{}}
 	var frontier []string
@@ -116,6 +145,15 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 		}
 		sem := make(chan struct{}, parallel)
 		var wg gosync.WaitGroup
+		var failMu gosync.Mutex
+		var failed error
+		fail := func(err error) {
+			failMu.Lock()
+			defer failMu.Unlock()
+			if failed == nil {
+				failed = fmt.Errorf("history of %s: %w", lib.RepoID, err)
+			}
+		}
 		for _, id := range frontier {
 			n := d.nodes[id]
 			sem <- struct{}{}
@@ -125,6 +163,9 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 				n.c, n.err = readCommit(ctx, s, lib, n.id)
 				if n.err != nil {
 					n.missing = errors.Is(n.err, store.ErrNotExist)
+					if storeFailed(n.err) {
+						fail(n.err)
+					}
 					return
 				}
 				n.c.Raw = nil // only the parsed fields are needed; long histories add up
@@ -132,7 +173,10 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 					n.rootPresent = n.c.RootID == object.EmptyID
 					if !n.rootPresent {
 						has, err := s.Has(ctx, object.KindFS, lib.For(object.KindFS), n.c.RootID)
-						n.rootPresent = err == nil && has
+						if err != nil {
+							fail(err) // not an answer about the root: the store failing
+						}
+						n.rootPresent = has
 					}
 				}
 				if onCommit != nil {
@@ -143,6 +187,11 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 		wg.Wait()
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if failed != nil {
+			// A store that cannot answer tells nothing of what it holds: an error,
+			// not commits listed as missing or trees as not whole.
+			return nil, failed
 		}
 		var next []string
 		for _, id := range frontier {
@@ -165,6 +214,14 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 	}
 	d.computeGen()
 	return d, nil
+}
+
+// storeFailed reports whether reading one object failed for a reason of the store as a
+// whole (S3 not answering, a context), not of that object: absent, damaged, or a file of
+// it the filesystem cannot read (a bad sector fails its commit, listed with its error).
+func storeFailed(err error) bool {
+	var pe *fs.PathError
+	return !errors.Is(err, store.ErrNotExist) && !errors.Is(err, object.ErrInvalid) && !errors.As(err, &pe)
 }
 
 func readCommit(ctx context.Context, s store.Store, lib Library, id string) (*object.Commit, error) {

@@ -207,7 +207,10 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 		if err != nil {
 			return fail(err)
 		}
-		if commitID = pickAt(hist, rec, opts.At); commitID == "" {
+		if commitID, err = pickAt(hist, rec, opts.At); err != nil {
+			return fail(err)
+		}
+		if commitID == "" {
 			return fail(fmt.Errorf("%w (%s)", ErrNoCommit, opts.At.UTC().Format(time.RFC3339)))
 		}
 	default:
@@ -231,7 +234,18 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 	p, err := planPath(ctx, opts.Store, lib, c, comps, wantDir)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
-			err = fmt.Errorf("the tree of commit %s is not whole in the backup (history truncated by the primary's GC, or a hole; --list shows which commits are whole): %w", c.ID, err)
+			rootThere := c.RootID == object.EmptyID
+			if !rootThere {
+				rootThere, _ = opts.Store.Has(ctx, object.KindFS, lib.For(object.KindFS), c.RootID)
+			}
+			if !rootThere {
+				// As --list shows it: the commit's tree never came whole.
+				err = fmt.Errorf("the tree of commit %s is not in the backup (history truncated by the primary's GC, or a hole; --list shows which commits are whole): %w", c.ID, err)
+			} else {
+				err = damaged(lib.RepoID, err, false)
+			}
+		} else if errors.Is(err, object.ErrInvalid) {
+			err = damaged(lib.RepoID, err, false)
 		}
 		return fail(err)
 	}
@@ -275,6 +289,9 @@ func RestoreLibrary(ctx context.Context, opts LibraryOptions) (*LibraryResult, e
 			if merr := writeMarker(root, mark); merr != nil {
 				err = errors.Join(err, fmt.Errorf("%s: %w", MarkerName, merr))
 			}
+		}
+		if errors.Is(err, store.ErrNotExist) || errors.Is(err, object.ErrInvalid) {
+			err = damaged(lib.RepoID, err, true)
 		}
 		return fail(err)
 	}
@@ -1146,24 +1163,55 @@ func (w *writer) mkdir(r *os.Root, s int) error {
 	return nil
 }
 
-// pickAt chooses the commit the library was at, at time at: the newest commit made by
-// then on the line of heads the primary served. That line is the first-parent chain
-// from the head: when a client uploads a commit on a stale parent, the file server
-// merges it with the primary's head as the first parent and the upload as the second,
-// so the upload's own commits were never served, though their ctimes (the client's
-// clock, taken offline perhaps) may fall in the time asked for. An old head's line
-// counts only if the primary moved away from it after at. hist is newest first.
-func pickAt(hist []HistoryEntry, rec state.Library, at time.Time) string {
+// ErrBackupDamaged is an object of a commit's tree missing or damaged in the backup
+// store where the backup had it whole: bit rot, a lost sector, a hand's rm.
+var ErrBackupDamaged = errors.New("missing or damaged in the backup")
+
+// damaged says what to do about an object of a whole tree the backup lost: fetch it
+// again, then run the restore again (begun: it finishes what this one wrote).
+func damaged(repoID string, err error, begun bool) error {
+	again := "run this restore again"
+	if begun {
+		again = "run this restore again: it finishes what this one began"
+	}
+	return fmt.Errorf("%w (%w): seafbak verify --repair %s fetches it again from the primary; then %s", err, ErrBackupDamaged, repoID, again)
+}
+
+// pickAt chooses the commit the library was at, at time at, on the line of heads the
+// primary served: the first-parent chain from the head. When a client uploads a commit
+// on a stale parent, the file server merges it with the primary's head as the first
+// parent and the upload as the second, so the upload's own commits were never served,
+// though their ctimes (the client's clock, taken offline perhaps) may fall in the time
+// asked for. Each line is walked from its head to its first commit made by then: a
+// commit's ctime is its client's clock, and a laptop's running fast made a parent look
+// newer than the child that replaced it before at. An old head's line counts only if
+// the primary moved away from it after at; of the lines' commits, the newest is taken.
+// A line cut by a commit the backup cannot read before such a commit is met gives that
+// commit's error when no line gives an answer.
+func pickAt(hist []HistoryEntry, rec state.Library, at time.Time) (string, error) {
 	byID := make(map[string]*HistoryEntry, len(hist))
 	for i := range hist {
 		byID[hist[i].ID] = &hist[i]
 	}
-	served := map[string]bool{}
+	var best *HistoryEntry
+	var cut error
 	line := func(head string) {
-		for id := head; id != "" && !served[id]; {
-			served[id] = true
+		for id, steps := head, 0; id != "" && steps <= len(hist); steps++ {
 			e := byID[id]
-			if e == nil || len(e.Parents) == 0 {
+			switch {
+			case e == nil:
+				return
+			case e.Error != "":
+				if cut == nil {
+					cut = fmt.Errorf("commit %s, on the line of heads before %s: %s", id, at.UTC().Format(time.RFC3339), e.Error)
+				}
+				return
+			case !e.Time.After(at):
+				if best == nil || e.Time.After(best.Time) {
+					best = e
+				}
+				return
+			case len(e.Parents) == 0:
 				return
 			}
 			id = e.Parents[0]
@@ -1175,12 +1223,10 @@ func pickAt(hist []HistoryEntry, rec state.Library, at time.Time) string {
 			line(o.Head)
 		}
 	}
-	for _, e := range hist {
-		if e.Error == "" && served[e.ID] && !e.Time.After(at) {
-			return e.ID
-		}
+	if best != nil {
+		return best.ID, nil
 	}
-	return ""
+	return "", cut
 }
 
 // writeFile writes one file under a temp name in its directory, verifying every block,
