@@ -182,9 +182,12 @@ func parseTime(s string) (time.Time, error) {
 		twice := func(a, b time.Time) error {
 			return fmt.Errorf("--at %q: that local time happened twice (the clocks went back); give its offset as --list shows it: %q or %q", s, a.Format(listTime), b.Format(listTime))
 		}
+		// The clock's fields as written, whatever form (a one-digit hour, a fraction of
+		// a second): where the zone moved them, that local time never was.
 		const wall = "2006-01-02 15:04:05"
+		asWritten, _ := time.ParseInLocation(layout, s, time.UTC)
 		switch {
-		case t.Format(layout) != s:
+		case t.Format(wall) != asWritten.Format(wall):
 			return time.Time{}, fmt.Errorf("--at %q: there was no such local time (the clocks went forward); give another, or an offset as --list shows it", s)
 		case t.Add(-time.Hour).Format(wall) == t.Format(wall):
 			return time.Time{}, twice(t.Add(-time.Hour), t)

@@ -31,6 +31,12 @@ func TestParseTimeAroundDST(t *testing.T) {
 		{"2026-11-24T18:00:00Z", time.Date(2026, 11, 24, 18, 0, 0, 0, time.UTC), ""},
 		{"1764007200", time.Unix(1764007200, 0), ""},
 		{"yesterday", time.Time{}, "give a time like"},
+		// Forms Go's parser takes beyond its layouts (found by review).
+		{"2026-11-24 9:00", time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC), ""},
+		{"2026-11-24 9:05:00", time.Date(2026, 11, 24, 8, 5, 0, 0, time.UTC), ""},
+		{"2026-11-24 18:00:00.5", time.Date(2026, 11, 24, 17, 0, 0, 5e8, time.UTC), ""},
+		{"2026-11-24T18:00:00.250", time.Date(2026, 11, 24, 17, 0, 0, 25e7, time.UTC), ""},
+		{"2026-03-29 2:30", time.Time{}, "no such local time"},
 	} {
 		got, err := parseTime(c.in)
 		switch {

@@ -77,7 +77,7 @@ func TestUnknownRecordFieldsSurviveASave(t *testing.T) {
 	d, _ := Open(root)
 	id := repoID(7)
 	p := filepath.Join(root, "libraries", id+".json")
-	newer := `{"id": "` + id + `", "head": "` + strings.Repeat("a", 40) + `", "recheck_scope": ["fs"], "format": 2}` + "\n"
+	newer := `{"id": "` + id + `", "head": "` + strings.Repeat("a", 40) + `", "recheck_scope": ["fs"], "format": 1, "future": {"a": 1}}` + "\n"
 	if err := os.WriteFile(p, []byte(newer), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestUnknownRecordFieldsSurviveASave(t *testing.T) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"recheck_scope", "format"} {
+	for _, k := range []string{"recheck_scope", "format", "future"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("field %q of a newer seafbak's record dropped by this one's Save:\n%s", k, raw)
 		}
@@ -241,5 +241,29 @@ func TestAllLeavesYoungTempFiles(t *testing.T) {
 		if _, err := os.Stat(p); (err == nil) != want {
 			t.Errorf("%s: present %v, want %v", filepath.Base(p), err == nil, want)
 		}
+	}
+}
+
+// A record a newer seafbak marked with a higher format (what it changed may be inside
+// holes or old heads, which are not kept field by field) is read, but this one refuses
+// to save over it rather than drop what it does not know.
+func TestNewerRecordFormatIsNotSavedOver(t *testing.T) {
+	root := t.TempDir()
+	d, _ := Open(root)
+	id := repoID(8)
+	p := filepath.Join(root, "libraries", id+".json")
+	newer := `{"id": "` + id + `", "head": "` + strings.Repeat("a", 40) + `", "format": 2, "holes": [{"kind": "block", "id": "` + strings.Repeat("b", 40) + `", "commit": "` + strings.Repeat("c", 40) + `", "error": "x", "first_seen": "2026-11-29T00:00:00Z", "scope": "all"}]}` + "\n"
+	if err := os.WriteFile(p, []byte(newer), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rec, found, err := d.Load(id)
+	if err != nil || !found || rec.Head != strings.Repeat("a", 40) || len(rec.Holes) != 1 {
+		t.Fatalf("load: %+v %v %v", rec, found, err)
+	}
+	if err := d.Save(rec); err == nil || !strings.Contains(err.Error(), "newer seafbak") {
+		t.Fatalf("save over a newer format: %v", err)
+	}
+	if raw, _ := os.ReadFile(p); string(raw) != newer {
+		t.Errorf("the newer record was changed:\n%s", raw)
 	}
 }

@@ -73,9 +73,17 @@ type Library struct {
 
 	// unknown are the fields of a record this seafbak does not know (a newer one wrote
 	// them), kept through a Save: run side by side, or downgraded, an older seafbak
-	// would otherwise drop what a newer one relies on.
+	// would otherwise drop what a newer one relies on. Only the record's own fields are
+	// kept, not those inside its holes or old heads: a newer seafbak that adds any there,
+	// or changes what a field means, sets format above recordFormat, and this one then
+	// refuses to save the record (see Save).
 	unknown map[string]json.RawMessage
+	format  int // the record's "format", when above recordFormat
 }
+
+// recordFormat is the newest record format this seafbak writes and can save over. A
+// record without "format" is of format 1.
+const recordFormat = 1
 
 // Classes of failure (Library.FailedBecause).
 const (
@@ -262,6 +270,15 @@ func decodeRecord(data []byte) (Library, error) {
 	if len(all) > 0 {
 		rec.unknown = all
 	}
+	if raw, ok := all["format"]; ok {
+		var f int
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return Library{}, fmt.Errorf("format: %w", err)
+		}
+		if f > recordFormat {
+			rec.format = f
+		}
+	}
 	return rec, nil
 }
 
@@ -354,6 +371,9 @@ func (d *Dir) Save(rec Library) error {
 	p, err := d.recordPath(rec.ID)
 	if err != nil {
 		return err
+	}
+	if rec.format > recordFormat {
+		return fmt.Errorf("state: library %s: its record %s is of format %d, written by a newer seafbak (this one writes format %d): run that version, or move the record aside to let this one rebuild it", rec.ID, p, rec.format, recordFormat)
 	}
 	data, err := encodeRecord(rec)
 	if err != nil {

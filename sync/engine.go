@@ -481,11 +481,28 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	// as this attempt holds the lock (see state.Dir.DeadDirty).
 	dead, err := e.State.DeadDirty(lib.StoreID, lib.ID, rec.RecheckedAt)
 	if err != nil {
-		return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
+		err = fmt.Errorf("sync %s: %w", lib.ID, err)
+		if !found {
+			return res, err // see lostRecord: nothing may be recorded before it is known
+		}
+		return res, e.fail(ctx, rec, lib, err)
 	}
 	// Only now are this library's markers live to the others of its store: a dead
 	// attempt's are renamed dead, and the ones this attempt makes are its own.
 	lock.Announce()
+	// No record, but the store has this library's commits: the record was lost or moved
+	// aside, and with it the holes that say which present commits lack part of their
+	// tree. Presence proves nothing until every object is re-read. Known before any
+	// failure is recorded: the record a failure writes carries the re-check, or the next
+	// sync, finding a record, would trust presence.
+	lostRecord := false
+	if !found {
+		has, err := e.Store.HasLibrary(ctx, object.KindCommit, object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}.For(object.KindCommit))
+		if err != nil {
+			return res, fmt.Errorf("sync %s: %w", lib.ID, err) // recorded nothing: the next sync asks again
+		}
+		lostRecord, rec.Recheck = has, has
+	}
 	if listed && found {
 		now, asked, err := e.relisted(ctx, rec, lib)
 		switch {
@@ -513,6 +530,8 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	switch {
 	case dead:
 		why = "a previous sync into this store died"
+	case lostRecord:
+		why = "the store has objects of this library but the state has no record of it"
 	case rec.Recheck:
 		why = "the last sync that re-checked this library did not finish"
 	case e.Recheck:
@@ -522,17 +541,6 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		// been swept (SweepDeletedMarkers waits only for the store's live libraries):
 		// nothing else would say that presence is not to be trusted.
 		why = "it is back from the primary's trash"
-	case !found:
-		// No record, but the store has this library's commits: the record was lost or
-		// moved aside, and with it the holes that say which present commits lack part
-		// of their tree. Presence proves nothing until every object is re-read.
-		has, err := e.Store.HasLibrary(ctx, object.KindCommit, object.Keys{RepoID: lib.ID, StoreID: lib.StoreID}.For(object.KindCommit))
-		if err != nil {
-			return res, e.fail(ctx, rec, lib, fmt.Errorf("sync %s: %w", lib.ID, err))
-		}
-		if has {
-			why = "the store has objects of this library but the state has no record of it"
-		}
 	}
 	recheck := why != ""
 	// Until a re-check completes, a failure must leave the next sync re-checking too:
