@@ -1163,6 +1163,12 @@ func (w *writer) mkdir(r *os.Root, s int) error {
 	return nil
 }
 
+// oldHeadKey names an old head's entry by head and time, as its HeadMove does.
+type oldHeadKey struct {
+	Head string
+	At   time.Time
+}
+
 // ErrBackupDamaged is an object of a commit's tree missing or damaged in the backup
 // store where the backup had it whole: bit rot, a lost sector, a hand's rm.
 var ErrBackupDamaged = errors.New("missing or damaged in the backup")
@@ -1217,9 +1223,21 @@ func pickAt(hist []HistoryEntry, rec state.Library, at time.Time) (string, error
 			id = e.Parents[0]
 		}
 	}
-	line(rec.Head)
+	// The head served at at: the backed-up one, unless moves the lines do not show
+	// (a reset, its undo) came after at; then the one they moved from.
+	head := rec.Head
+	moved := map[oldHeadKey]bool{}
+	for i := len(rec.HeadMoves) - 1; i >= 0; i-- {
+		m := rec.HeadMoves[i]
+		moved[oldHeadKey{m.From, m.At}] = true
+		if m.At.After(at) && m.To == head {
+			head = m.From
+		}
+	}
+	line(head)
+	// Old heads recorded before moves were kept: each counts if it was replaced after at.
 	for _, o := range rec.OldHeads {
-		if o.Replaced.IsZero() || o.Replaced.After(at) {
+		if !moved[oldHeadKey{o.Head, o.Replaced}] && (o.Replaced.IsZero() || o.Replaced.After(at)) {
 			line(o.Head)
 		}
 	}

@@ -146,3 +146,38 @@ func TestRestoreAtReportsAStoreError(t *testing.T) {
 		t.Fatalf("--at with the store not answering: %v; want the store's error", err)
 	}
 }
+
+// Found by review: the primary's head is reset from c2 back to c1 (kept as an old head,
+// replaced at T1), then the reset is undone: the head is c2 again. For a time between
+// the reset and the undo, the primary served c1; --at restores c2, because the current
+// head's line counted as served at every time, and the old head's record (c2, replaced
+// T1) was read as "c2's line was served until T1" without knowing it came back. The
+// record keeps the head's moves now.
+func TestRestoreAtBetweenAResetAndItsUndo(t *testing.T) {
+	env, g := primaryWithGenerator(t)
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Reset"})
+	must(t, err)
+	c1 := testenv.Commit(t, lib, "one", seafgen.Put("f.txt", []byte("1")))
+	c2 := testenv.Commit(t, lib, "two", seafgen.Put("bad.txt", []byte("2")))
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	lib.SetHead(c1)
+	env.Publish(lib)
+	if res := testenv.SyncOK(t, env.Engine(false), lib.ID); !res.OldHeadKept {
+		t.Fatalf("old head not kept: %+v", res)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	between := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	lib.SetHead(c2)
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
+	rec, _, err := env.State.Load(lib.ID)
+	must(t, err)
+	t.Logf("head %s, old heads %+v", rec.Head, rec.OldHeads)
+	res, err := restore.RestoreLibrary(context.Background(), restore.LibraryOptions{Store: env.Store, State: env.State, RepoID: lib.ID, Dir: filepath.Join(t.TempDir(), "out"), At: between})
+	must(t, err)
+	if res.Commit != c1 {
+		t.Errorf("--at %s (after the reset to c1, before its undo): restored %s (%q), want c1 %s", between.UTC().Format(time.RFC3339), res.Commit, res.Description, c1)
+	}
+}

@@ -62,6 +62,9 @@ type Library struct {
 	// OldHeads are heads the primary moved away from without keeping them in history
 	// (a revert, a seaf-fsck repair); their objects stay restorable.
 	OldHeads []OldHead `json:"old_heads,omitempty"`
+	// HeadMoves are the moves of the head the first-parent lines do not show, oldest
+	// first (see HeadMove). Records from before they were kept have none.
+	HeadMoves []HeadMove `json:"head_moves,omitempty"`
 	// Recheck says presence of this library's objects must not be trusted until a sync
 	// completes: a sync that had to re-check every object (after an attempt died, a lost
 	// record, a repair) failed before it finished.
@@ -131,6 +134,16 @@ type Hole struct {
 type OldHead struct {
 	Head     string    `json:"head"`
 	Replaced time.Time `json:"replaced"`
+}
+
+// HeadMove is a move of the backed-up head that its first-parent line does not show: a
+// head leaving the primary's history (a reset, a repair), or coming back to a head that
+// had left it (the reset undone). With them, which head the primary served at a time
+// is known (restore --at); fast-forwards need no record, the line shows them.
+type HeadMove struct {
+	From string    `json:"from"`
+	To   string    `json:"to"`
+	At   time.Time `json:"at"`
 }
 
 // Dir is a state directory:

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -700,11 +701,15 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		if err != nil {
 			return res, failMeta(err)
 		}
+		returning := slices.ContainsFunc(rec.OldHeads, func(o state.OldHead) bool { return o.Head == lib.Head })
 		if kept {
 			rec.OldHeads = append(rec.OldHeads, state.OldHead{Head: rec.Head, Replaced: now})
 			res.OldHeadKept = true
 			log.Warn("the primary's head left the backed-up history (revert or repair); the old head stays restorable",
 				"old_head", rec.Head, "new_head", lib.Head)
+		}
+		if kept || returning {
+			rec.HeadMoves = append(rec.HeadMoves, state.HeadMove{From: rec.Head, To: lib.Head, At: now})
 		}
 	}
 	if rec.Deleted != nil {
