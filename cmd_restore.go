@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ type restoreCmd struct {
 
 type restoreLibraryCmd struct {
 	Repo   string  `arg:"" name:"repo-id" help:"The library."`
-	To     string  `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR" type:"path"`
+	To     *string `help:"Directory to write the files into (must be empty unless --force, or hold an interrupted restore of the same commit, which is then finished)." placeholder:"DIR"`
 	Commit *string `help:"Restore this commit (see --list)." placeholder:"ID"`
 	At     *string `help:"Restore the library as it was at this time: 2026-11-24T18:00:00Z, '2026-11-24 18:00' (local time) or unix seconds." placeholder:"TIME"`
 	Path   string  `help:"Restore only this folder or file, a path from the library's top (/Projects/2026, '/Reports/Q3 plan.xlsx'): a folder's contents go into the --to DIR itself, a file goes to DIR/<its name>." placeholder:"PATH"`
@@ -46,13 +47,33 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 		return failed(fmt.Errorf("library %s was never backed up (see seafbak status)", c.Repo))
 	}
 	if c.List {
-		if c.Path != "" {
-			return usagef("--list lists the whole library's history; leave out --path")
+		for _, f := range []struct {
+			flag  string
+			given bool
+		}{{"--path", c.Path != ""}, {"--to", c.To != nil}, {"--commit", c.Commit != nil}, {"--at", c.At != nil}, {"--force", c.Force}} {
+			if f.given {
+				return usagef("--list lists the whole library's history and restores nothing; leave out %s", f.flag)
+			}
 		}
 		return c.list(e, fs, rec)
 	}
-	if c.To == "" {
+	if c.To == nil {
 		return usagef("give --to DIR (or --list to see the history)")
+	}
+	// Given but empty is a script's unset variable: not the current directory.
+	if *c.To == "" {
+		return usagef("--to is empty: give the directory to restore into")
+	}
+	to, err := filepath.Abs(*c.To)
+	if err != nil {
+		return usagef("--to %s: %v", *c.To, err)
+	}
+	// Never into (or around) what seafbak reads and writes: with --force a restore
+	// replaces what is in its way.
+	for _, d := range []struct{ key, dir string }{{"backup.data_dir", e.cfg.Backup.DataDir}, {"primary.data_dir", e.cfg.Primary.DataDir}, {"state", e.cfg.State}} {
+		if d.dir != "" && overlap(to, d.dir) {
+			return usagef("--to %s is, or is inside or around, %s (%s): restore into a directory apart from it", to, d.dir, d.key)
+		}
 	}
 	if c.Commit != nil && c.At != nil {
 		return usagef("give --commit or --at, not both")
@@ -71,7 +92,7 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if _, err := restore.SplitPath(c.Path); err != nil {
 		return usagef("--path: %w", err)
 	}
-	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Path: c.Path, Dir: c.To, Force: c.Force}
+	opts := restore.LibraryOptions{Store: fs, State: st, Log: e.log, RepoID: c.Repo, Path: c.Path, Dir: to, Force: c.Force}
 	if c.At != nil {
 		if opts.At, err = parseTime(*c.At); err != nil {
 			return cantRun(err)

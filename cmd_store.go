@@ -18,7 +18,7 @@ type storeCmd struct {
 }
 
 type storeCopyCmd struct {
-	To      string   `required:"" placeholder:"CONFIG" type:"path" predictor:"file" help:"A seafbak config file whose backup store (backup.store, backup.data_dir or backup.s3) receives the copy; nothing else of it is used."`
+	To      string   `required:"" placeholder:"CONFIG" predictor:"file" help:"A seafbak config file whose backup store (backup.store, backup.data_dir or backup.s3) receives the copy; nothing else of it is used."`
 	Repos   []string `arg:"" optional:"" name:"repo-id" help:"Libraries to copy (default: every library in the state)."`
 	Full    bool     `help:"Do not trust a commit already in the destination to have its history below it: walk every commit's tree (dirs present are still trusted). For a destination written by something else."`
 	Recheck bool     `help:"Trust nothing already in the destination: read every object back and compare it (blocks hashed), writing again what is missing or damaged. A copy into a filesystem store that a power loss or OS crash interrupted is re-checked this way by itself on its next run. Implies --full."`
@@ -26,6 +26,10 @@ type storeCopyCmd struct {
 }
 
 func (c *storeCopyCmd) Run(e *env) error {
+	if c.To == "" {
+		// A script's unset variable, not the current directory.
+		return usagef("--to is empty: give the config file of the store to copy into")
+	}
 	to, err := config.Load(c.To)
 	if err != nil {
 		return cantRun(fmt.Errorf("--to: %w", err))
@@ -44,9 +48,17 @@ func (c *storeCopyCmd) Run(e *env) error {
 			return cantRun(err)
 		}
 	}
-	st, err := state.Open(e.cfg.State)
+	// The copy reads the state; it must not make one on a disk that did not mount.
+	st, err := state.OpenExisting(e.cfg.State)
 	if err != nil {
 		return cantRun(err)
+	}
+	// --to's own primary.data_dir is a placeholder (nothing else of that file is used):
+	// the destination must stay apart from this config's primary.
+	if to.Backup.Store != config.StoreS3 && e.cfg.Primary.DataDir != "" {
+		if err := checkApart(e.cfg.Primary.DataDir, to.Backup.DataDir); err != nil {
+			return cantRun(fmt.Errorf("destination store (%s): %w", c.To, err))
+		}
 	}
 	from, err := openStore(e.ctx, e.cfg, true)
 	if err != nil {

@@ -141,9 +141,17 @@ func checkStoreThere(ctx context.Context, cfg *config.Config, st *state.Dir, row
 	if cfg.Backup.Store == config.StoreS3 {
 		return nil
 	}
-	_, err := os.Stat(filepath.Join(cfg.Backup.DataDir, "storage"))
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil // there, or unreadable: NewFS reports that
+	storage := filepath.Join(cfg.Backup.DataDir, "storage")
+	fi, err := os.Stat(storage)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("backup store %s: %s is not a directory (is backup.data_dir right?)", cfg.Backup.DataDir, storage)
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		// Unreadable, or backup.data_dir a file: status, which does not open the
+		// store, would report every library whole over it.
+		return fmt.Errorf("backup store %s (backup.data_dir): %w", cfg.Backup.DataDir, err)
 	}
 	recs, damaged, err := st.All()
 	if err != nil {
@@ -184,13 +192,22 @@ var errNotApart = errors.New("the backup store would be written into the primary
 // around it, reached by another name: a symlink, or a bind mount of either (the config
 // already refused what the names alone show, see config.Nested).
 func checkApart(primaryDir, backupDir string) error {
+	if overlap(primaryDir, backupDir) {
+		return fmt.Errorf("backup.data_dir %s, primary.data_dir %s: %w", backupDir, primaryDir, errNotApart)
+	}
+	return nil
+}
+
+// overlap reports whether directories a and b are the same, or one is inside the other,
+// by name, through symlinks or under two names (a bind mount). Either may not exist yet.
+func overlap(a, b string) bool {
 	resolve := func(p string) string {
 		if r, err := filepath.EvalSymlinks(p); err == nil {
 			return r
 		}
 		return filepath.Clean(p)
 	}
-	p, b := resolve(primaryDir), resolve(backupDir)
+	p, q := resolve(a), resolve(b)
 	// Each directory, and every one above it, against the other: the same directory
 	// under two names (a bind mount) is the same file.
 	within := func(inner, outer string) bool {
@@ -207,10 +224,7 @@ func checkApart(primaryDir, backupDir string) error {
 			}
 		}
 	}
-	if config.Nested(p, b) || within(b, p) || within(p, b) {
-		return fmt.Errorf("backup.data_dir %s, primary.data_dir %s: %w", backupDir, primaryDir, errNotApart)
-	}
-	return nil
+	return config.Nested(p, q) || within(q, p) || within(p, q)
 }
 
 // openStore opens the backup store the config selects: the filesystem (backup.data_dir)

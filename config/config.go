@@ -381,6 +381,14 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, &Error{File: path, Line: seen["backup.data_dir"], Key: "backup.data_dir",
 			Msg: fmt.Sprintf("%q and primary.data_dir %q are the same directory, or one is inside the other: the backup would write into the primary's", cfg.Backup.DataDir, cfg.Primary.DataDir)}
 	}
+	// seafbak's own files (records, dumps holding password hashes) do not go into the
+	// primary's seafile-data either.
+	for _, k := range []struct{ key, dir string }{{"state", cfg.State}, {"dump.dir", cfg.Dump.Dir}, {"metrics.file", filepath.Dir(cfg.MetricsFile)}} {
+		if _, set := seen[k.key]; set && cfg.Primary.DataDir != "" && Nested(cfg.Primary.DataDir, k.dir) {
+			return nil, &Error{File: path, Line: seen[k.key], Key: k.key,
+				Msg: fmt.Sprintf("%q and primary.data_dir %q are the same directory, or one is inside the other: seafbak would write its own files into the primary's", k.dir, cfg.Primary.DataDir)}
+		}
+	}
 	return cfg, nil
 }
 
@@ -431,7 +439,11 @@ func checkStore(path string, cfg *Config, seen map[string]int) error {
 		}
 	}
 	if strings.Contains(s.Endpoint, "://") || strings.ContainsAny(s.Endpoint, "/ ?#@") {
-		return &Error{File: path, Line: seen["backup.s3.endpoint"], Key: "backup.s3.endpoint", Msg: fmt.Sprintf("%q is not a host[:port] (e.g. s3.eu-west-1.amazonaws.com or minio.internal:9000); give no scheme, https is backup.s3.use_https", s.Endpoint)}
+		shown := fmt.Sprintf("%q", s.Endpoint)
+		if strings.Contains(s.Endpoint, "@") {
+			shown = "an address with credentials in it" // never echoed: the keys go in access_key and secret_key
+		}
+		return &Error{File: path, Line: seen["backup.s3.endpoint"], Key: "backup.s3.endpoint", Msg: fmt.Sprintf("%s is not a host[:port] (e.g. s3.eu-west-1.amazonaws.com or minio.internal:9000); give no scheme, https is backup.s3.use_https", shown)}
 	}
 	if host, port, err := net.SplitHostPort(s.Endpoint); err == nil {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
@@ -570,8 +582,8 @@ func checkNotification(path string, cfg *Config, seen map[string]int) error {
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
 		(u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
 		shown := fmt.Sprintf("%q", p.NotificationURL)
-		if err == nil && u.User != nil {
-			shown = "an address with a user or password in it" // never echoed
+		if strings.Contains(p.NotificationURL, "@") {
+			shown = "an address with a user or password in it" // never echoed, parsed or not
 		}
 		return &Error{File: path, Line: seen["primary.notification_url"], Key: "primary.notification_url", Msg: fmt.Sprintf("%s is not a ws(s)://host[:port][/path] address (e.g. ws://seafile-host:8083/, or wss://seafile.example.com/notification behind Seafile's proxy)", shown)}
 	}

@@ -44,9 +44,26 @@ func Open(ctx context.Context, what string, c *mysql.Config) (*sql.DB, error) {
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
 		if c.DBName == "" { // a connection to the server, to create databases
-			return nil, fmt.Errorf("%s database server at %s: %w", what, c.Addr, err)
+			return nil, &ConnectError{What: what, Err: fmt.Errorf("%s database server at %s: %w", what, c.Addr, err)}
 		}
-		return nil, fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)
+		return nil, &ConnectError{What: what, Err: fmt.Errorf("%s database %s at %s: %w", what, c.DBName, c.Addr, err)}
 	}
 	return db, nil
+}
+
+// ConnectError is a database that could not be reached, or refused the account: What
+// names it ("primary", "backup") for the hint that names the config key to fix.
+type ConnectError struct {
+	What string
+	Err  error
+}
+
+func (e *ConnectError) Error() string { return e.Err.Error() }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// AccessDenied reports whether the server refused the account (a wrong user or
+// password; 1698: a socket-authenticated user given a password).
+func AccessDenied(err error) bool {
+	n := ErrorNumber(err)
+	return n == ErAccessDenied || n == ErAccessDeniedNoPassword
 }

@@ -10,6 +10,7 @@ import (
 const (
 	ErDBAccessDenied           = 1044 // ER_DBACCESS_DENIED_ERROR
 	ErAccessDenied             = 1045 // ER_ACCESS_DENIED_ERROR
+	ErAccessDeniedNoPassword   = 1698 // ER_ACCESS_DENIED_NO_PASSWORD_ERROR
 	ErDupEntry                 = 1062 // ER_DUP_ENTRY
 	ErTableAccessDenied        = 1142 // ER_TABLEACCESS_DENIED_ERROR
 	ErColumnAccessDenied       = 1143 // ER_COLUMNACCESS_DENIED_ERROR
