@@ -121,6 +121,11 @@ func inflate(compressed []byte, limit int64, fn func(plain []byte) error) error 
 	if int64(z.out.Len()) > limit {
 		return fmt.Errorf("%w: inflates to more than %d bytes", ErrInvalid, limit)
 	}
+	// zlib reads a bytes.Reader to the stream's end exactly: bytes after it are no
+	// part of the object its id names, and Seafile never writes them.
+	if n := z.src.Len(); n > 0 {
+		return fmt.Errorf("%w: %d bytes after the end of its zlib stream", ErrInvalid, n)
+	}
 	return fn(z.out.Bytes())
 }
 

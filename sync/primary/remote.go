@@ -83,6 +83,9 @@ func (r *Remote) agree(ctx context.Context, libs []Library) ([]Library, error) {
 	var ids []string
 	var ask []int // indexes in libs of the libraries asked about
 	for i, l := range libs {
+		if l.HeadError != nil {
+			continue // the database's row is bad already: nothing to compare
+		}
 		if head, ok := before[l.ID]; ok && head == l.Head {
 			agreed[l.ID] = head
 			continue
@@ -121,8 +124,12 @@ func (r *Remote) recheck(ctx context.Context, lib Library, httpHead string) Libr
 		again.HeadError = err
 		return again
 	}
-	if heads[lib.ID] != again.Head {
-		again.HeadError = fmt.Errorf("the primary's database says head %s but its file server says %q; if this persists, primary.db and primary.url point at different servers", again.Head, heads[lib.ID])
+	switch got := heads[lib.ID]; {
+	case got == again.Head:
+	case got == "":
+		again.HeadError = fmt.Errorf("the primary's database says head %s but its file server gives no valid head for the library; if this persists, primary.db and primary.url point at different servers, or its Branch row is damaged", again.Head)
+	default:
+		again.HeadError = fmt.Errorf("the primary's database says head %s but its file server says %q; if this persists, primary.db and primary.url point at different servers", again.Head, got)
 	}
 	return again
 }

@@ -385,7 +385,9 @@ func (h *HTTP) CheckProtocol(ctx context.Context) error {
 const headsBatch = 1000
 
 // Heads asks the master heads of many libraries, in batches. Libraries without a master
-// branch are absent from the answer, as the server leaves them out.
+// branch are absent from the answer, as the server leaves them out; so are those whose
+// head is not a commit id (a damaged Branch row, which the server passes on as it is):
+// that is the library's problem, told when its head is compared, not the batch's.
 func (h *HTTP) Heads(ctx context.Context, ids []string) (map[string]string, error) {
 	heads := make(map[string]string, len(ids))
 	for start := 0; start < len(ids); start += headsBatch {
@@ -408,10 +410,12 @@ func (h *HTTP) Heads(ctx context.Context, ids []string) (map[string]string, erro
 			asked[id] = true
 		}
 		for id, head := range got {
-			if !asked[id] || !object.ValidID(head) {
+			if !asked[id] {
 				return nil, fmt.Errorf("list heads: %w: unexpected entry %q: %q", object.ErrInvalid, truncate(id), truncate(head))
 			}
-			heads[id] = head
+			if object.ValidID(head) {
+				heads[id] = head
+			}
 		}
 	}
 	return heads, nil
@@ -773,7 +777,13 @@ func (b *blockReader) open() error {
 			// read right now: check-blocks tells which.
 			lacking, cerr := b.h.lacking(b.ctx, b.lib, "check-blocks", []string{b.id})
 			if cerr != nil {
-				return fmt.Errorf("block answered 500; asking check-blocks whether the server has it: %w", cerr)
+				if b.ctx.Err() != nil {
+					return b.ctx.Err()
+				}
+				// An answer that tells nothing (a proxy's page, ids not asked) says
+				// nothing of the block either: not corrupt (a hole under --force), the
+				// server not answering, as on the pack-fs route.
+				return fmt.Errorf("%w: block %s answered %d, and check-blocks could not say whether the server has it: %v", ErrUnreachable, b.id, se.code, cerr)
 			}
 			if len(lacking) == 1 {
 				return fmt.Errorf("%w (%v; check-blocks says the server lacks it)", &NotFoundError{Kind: "block", ID: b.id}, err)
