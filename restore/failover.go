@@ -387,7 +387,7 @@ func Failover(ctx context.Context, opts FailoverOptions) (*FailoverResult, error
 	// A library no sync completed has nothing to serve and no rows: not a problem of
 	// the store, only something the admin must hear of.
 	res.Verify.Libraries = slices.DeleteFunc(res.Verify.Libraries, func(l LibraryReport) bool {
-		if l.NeverBackedUp && heads[l.RepoID] == "" {
+		if l.NeverBackedUp && l.Deleted == nil && heads[l.RepoID] == "" {
 			res.NeverBackedUp = append(res.NeverBackedUp, l)
 			return true
 		}

@@ -194,10 +194,10 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	v := &verifier{
-		ctx: ctx, s: opts.Store, sample: sample, seed: seed,
+		ctx: ctx, cancel: cancel, s: opts.Store, sample: sample, seed: seed,
 		prog:   &progress{p: opts.Progress},
 		stores: map[string]*storeCheck{},
 		met:    &met{},
@@ -243,8 +243,8 @@ func Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 		wg.Wait()
 	})
 	workers.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx) // interrupted, or the store failed (storeDown)
 	}
 	// The sets of objects met served the first pass only; the second (placing what is
 	// bad) needs only the bad ones. On a library of two million files they are some
@@ -390,8 +390,14 @@ func selectLibraries(opts VerifyOptions) ([]*libCheck, []LibraryReport, error) {
 			continue
 		}
 		if len(l.heads()) == 0 {
-			done = append(done, LibraryReport{RepoID: rec.ID, StoreID: l.lib.StoreID, Name: rec.Name, Deleted: rec.Deleted,
-				Holes: rec.Holes, Truncated: rec.Truncated, NeverBackedUp: true, Error: "no head backed up yet: " + cmp.Or(rec.LastError, "never synced")})
+			r := LibraryReport{RepoID: rec.ID, StoreID: l.lib.StoreID, Name: rec.Name, Deleted: rec.Deleted,
+				Holes: rec.Holes, Truncated: rec.Truncated, NeverBackedUp: true}
+			if rec.Deleted == nil {
+				// Deleted on the primary before any sync of it completed: nothing of it
+				// is in the backup, and nothing ever will be; not a problem of the store.
+				r.Error = "no head backed up yet: " + cmp.Or(rec.LastError, "never synced")
+			}
+			done = append(done, r)
 			continue
 		}
 		libs = append(libs, l)

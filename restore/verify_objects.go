@@ -189,6 +189,8 @@ type verifier struct {
 	bufs   gosync.Pool
 	hiMark int // blocks queued beyond which workers hash before walking on
 
+	cancel context.CancelCauseFunc // ends the verify, with why (see storeDown)
+
 	mu        gosync.Mutex
 	cond      *gosync.Cond
 	fsQ       []job
@@ -274,12 +276,24 @@ func (v *verifier) commit(st *storeCheck, c *object.Commit) {
 	}
 }
 
+// storeDown ends the verify when err says the store itself failed (S3 down after its
+// retries), which tells nothing of the object: reported as damaged, every library the
+// outage met was listed as needing a repair, where verify could not run. It reports
+// whether it did.
+func (v *verifier) storeDown(err error, stream bool) bool {
+	down := errors.Is(err, store.ErrUnavailable) || !stream && storeFailed(err)
+	if down {
+		v.cancel(fmt.Errorf("verify: the backup store failed, so nothing can be said of what it holds: %w", err))
+	}
+	return down
+}
+
 func (v *verifier) checkFS(j job) {
 	defer v.prog.done(1, 0)
 	st := j.st
 	raw, err := v.s.Get(v.ctx, object.KindFS, st.id, j.id)
 	if err != nil {
-		if v.ctx.Err() == nil {
+		if v.ctx.Err() == nil && !v.storeDown(err, false) {
 			st.markBad(j.id, false, errors.Is(err, store.ErrNotExist), err)
 		}
 		return
@@ -336,7 +350,7 @@ func (v *verifier) blockSize(st *storeCheck, id string) int64 {
 		return size
 	}
 	if err != nil {
-		if v.ctx.Err() == nil {
+		if v.ctx.Err() == nil && !v.storeDown(err, false) {
 			st.markBad(id, true, errors.Is(err, store.ErrNotExist), err)
 		}
 		v.met.blocks.set(k, sizeAbsent)
@@ -376,7 +390,7 @@ func (v *verifier) hashBlock(j job) {
 	st := j.st
 	rc, err := v.s.Open(v.ctx, object.KindBlock, st.id, j.id)
 	if err != nil {
-		if v.ctx.Err() == nil {
+		if v.ctx.Err() == nil && !v.storeDown(err, false) {
 			st.markBad(j.id, true, errors.Is(err, store.ErrNotExist), err)
 		}
 		return
@@ -393,7 +407,7 @@ func (v *verifier) hashBlock(j job) {
 		err = fmt.Errorf("block %s changed size while being read (%d, then %d bytes)", j.id, j.size, h.Size())
 	}
 	if err != nil {
-		if v.ctx.Err() == nil {
+		if v.ctx.Err() == nil && !v.storeDown(err, true) {
 			st.markBad(j.id, true, false, err)
 		}
 		return

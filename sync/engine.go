@@ -545,9 +545,14 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 	}
 	recheck := why != ""
 	// Until a re-check completes, a failure must leave the next sync re-checking too:
-	// the marker goes with any failure after the objects are durable.
-	rec.Recheck = recheck
-	if rec.UpToDate(lib.Head) { // covers recheck too: rec.Recheck was just set to it
+	// the marker goes with any failure after the objects are durable. Not a re-check
+	// only asked for (verify --repair): presence was trusted before it and nothing it
+	// does makes it less so, and one that cannot finish (damage the primary lost too)
+	// re-checked, and failed, at every later sync, so the library's new commits were
+	// never backed up.
+	repairOnly := why == "repair requested"
+	rec.Recheck = recheck && !repairOnly
+	if !recheck && rec.UpToDate(lib.Head) {
 		// The backup database may lag the state: added to the config later, or restored
 		// from an older dump. Then only its rows need to move.
 		rowsBehind := false
