@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"sort"
 	gosync "sync"
@@ -286,6 +287,15 @@ func (r *run) walkCommits(ctx context.Context) error {
 	return nil
 }
 
+// unreadable reports whether err is one object of the store that the filesystem cannot
+// read (EIO: a lost sector), which a re-check fetches again and writes over, as it
+// does a damaged one. Anything else (the store as a whole failing) stops the sync.
+func (r *run) unreadable(err error) bool {
+	var pe *fs.PathError
+	return r.recheck && errors.As(err, &pe) && !errors.Is(err, store.ErrNotExist) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
 // loadCommit returns the commit to walk, or nil when the backup has it and it can be
 // trusted. descend says whether its parents must be walked too.
 func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.Commit, descend bool, err error) {
@@ -298,10 +308,14 @@ func (r *run) loadCommit(ctx context.Context, id string, retry bool) (c *object.
 	}
 	if has {
 		raw, err := r.e.Store.Get(ctx, object.KindCommit, r.keys.For(object.KindCommit), id)
-		if err != nil {
+		if err != nil && !r.unreadable(err) {
 			return nil, false, err
 		}
-		c, perr := object.ParseCommit(raw, id, r.lib.ID)
+		var c *object.Commit
+		perr := err
+		if err == nil {
+			c, perr = object.ParseCommit(raw, id, r.lib.ID)
+		}
 		if perr == nil {
 			// A retried commit's history was complete before; a re-check reads it all.
 			return c, r.recheck, nil

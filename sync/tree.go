@@ -255,10 +255,14 @@ func (t *tree) known(ctx context.Context, n *tnode) (ok, settled bool, err error
 		return true, true, nil
 	}
 	raw, err := r.e.Store.Get(ctx, object.KindFS, r.keys.For(object.KindFS), n.id)
-	if err != nil {
+	if err != nil && !r.unreadable(err) {
 		return false, false, err
 	}
-	fs, perr := object.ParseFS(n.id, raw)
+	var fs *object.FS
+	perr := err
+	if err == nil {
+		fs, perr = object.ParseFS(n.id, raw)
+	}
 	if perr == nil && fs.IsDir() != n.dir {
 		perr = fmt.Errorf("%w: dir entry and object disagree on being a directory", object.ErrInvalid)
 	}
@@ -693,6 +697,10 @@ func (r *run) blockPresent(ctx context.Context, id string, where func() string) 
 	}
 	rc, err := r.e.Store.Open(ctx, object.KindBlock, r.keys.For(object.KindBlock), id)
 	if err != nil {
+		if r.unreadable(err) {
+			r.log.Warn("backup copy of a block cannot be read; fetching it again", "id", id, "path", where(), "err", err)
+			return 0, false, nil
+		}
 		return 0, false, err
 	}
 	defer rc.Close()
@@ -709,6 +717,10 @@ func (r *run) blockPresent(ctx context.Context, id string, where func() string) 
 			break
 		}
 		if err != nil {
+			if r.unreadable(err) {
+				r.log.Warn("backup copy of a block cannot be read; fetching it again", "id", id, "path", where(), "err", err)
+				return 0, false, nil
+			}
 			return 0, false, err
 		}
 	}
