@@ -26,7 +26,7 @@ func (c *syncCmd) Run(e *env) error {
 		}
 	}
 	if c.LockWait < 0 {
-		return usagef("--lock-wait %s: give a duration like 30s or 5m, or 0 to wait as long as it takes", c.LockWait)
+		return usagef("--lock-wait (or SEAFBAK_LOCK_WAIT) %s: give a duration like 30s or 5m, or 0 to wait as long as it takes", c.LockWait)
 	}
 	w, err := wire(e, c.Force)
 	if err != nil {

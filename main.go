@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,7 +126,13 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exit
 	}
 	if perr != nil {
-		fmt.Fprintln(stderr, "seafbak:", perr)
+		// Parsing failed, so c may not hold --log-format: asked for by the arguments
+		// or the environment, a log shipper still gets JSON.
+		if jsonAsked(args) {
+			writeJSONError(stderr, "", perr.Error(), "")
+		} else {
+			fmt.Fprintln(stderr, "seafbak:", perr)
+		}
 		return exitCantRun
 	}
 	cmd := commandName(kctx.Command())
@@ -148,10 +155,30 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err := writeMetrics(path, cfg, e.run); err != nil {
 			// The backup itself is as the exit code says; monitoring will notice the
 			// stale file, and cron mails this line.
-			fmt.Fprintf(stderr, "seafbak %s: metrics file: %v\n", cmd, err)
+			if c.LogFormat == "json" {
+				writeJSONError(stderr, cmd, "metrics file: "+err.Error(), "")
+			} else {
+				fmt.Fprintf(stderr, "seafbak %s: metrics file: %v\n", cmd, err)
+			}
 		}
 	}
 	return code
+}
+
+// jsonAsked reports whether JSON logs were asked for, read from the arguments and the
+// environment as kong would.
+func jsonAsked(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "--log-format=json", a == "--log-format" && i+1 < len(args) && args[i+1] == "json":
+			return true
+		case strings.HasPrefix(a, "--log-format"):
+			return false
+		}
+	}
+	return os.Getenv("SEAFBAK_LOG_FORMAT") == "json"
 }
 
 func writeMetrics(path string, cfg *config.Config, run *metrics.Run) error {

@@ -156,3 +156,24 @@ func TestRestoreIntoTheBackupStoreIsRefused(t *testing.T) {
 		t.Fatalf("restore --to backup.data_dir --force: exit %d, store root %d entries -> %d\n%s%s", code, len(before), len(after), out, errs)
 	}
 }
+
+
+// --log-format json: every message on stderr is a JSON record, as the final error is
+// (a log shipper reads them): bad arguments and the metrics file's failure too.
+func TestLogFormatJSONForEveryError(t *testing.T) {
+	env := testenv.New(t, srv)
+	env.LoadRealLibrary()
+	cfg := writeConfig(t, env)
+	for _, args := range [][]string{
+		{"--log-format", "json", "--config", cfg, "sync"},
+		{"--log-format", "json", "--config", cfg, "verify", "--sample", "abc"},
+		{"--log-format", "json", "--config", cfg, "--metrics-file", "/nonexistent/dir/x.prom", "sync", testenv.RealLibraryID},
+	} {
+		_, _, errs := seafbak(args...)
+		for _, line := range strings.Split(strings.TrimSpace(errs), "\n") {
+			if !strings.HasPrefix(line, "{") {
+				t.Errorf("%v: a line on stderr that is not JSON: %q", args, line)
+			}
+		}
+	}
+}
