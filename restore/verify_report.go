@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"path"
 	"slices"
 	"strings"
@@ -122,7 +121,6 @@ type attribution struct {
 	holes       map[string]state.Hole
 	holeCommits map[string]bool // the commits the state records a hole against
 	truncated   map[string]bool
-	truncBefore int64 // commits at or before this ctime may be truncated
 }
 
 // summary is the first failure and the first expected problem at or below an object.
@@ -142,26 +140,24 @@ func newAttribution(v *verifier, l *libCheck, rep *LibraryReport) *attribution {
 		v: v, l: l, rep: rep,
 		clean: map[walkKey]struct{}{}, memo: map[walkKey]summary{}, recorded: map[string]*Problem{},
 		holes: map[string]state.Hole{}, holeCommits: map[string]bool{}, truncated: map[string]bool{},
-		truncBefore: math.MinInt64,
 	}
 	for _, h := range l.rec.Holes {
 		a.holes[h.ID] = h
 		a.holeCommits[h.Commit] = true
 	}
 	// Truncation removes trees of commits older than the library's valid-since time; the
-	// state lists the commits where the engine met it. Any commit not newer than one of
-	// those is older than valid-since too.
+	// state lists every commit whose tree the engine found trimmed. Not every commit older
+	// than one of them: Seafile's GC keeps the trees of some (a merge's parents, a
+	// client's commit made offline long ago), the engine backed those up whole, and
+	// damage to them is damage.
 	for _, id := range l.rec.Truncated {
 		a.truncated[id] = true
-		if n := l.dag.nodes[id]; n != nil && n.c != nil && n.c.Ctime > a.truncBefore {
-			a.truncBefore = n.c.Ctime
-		}
 	}
 	return a
 }
 
 func (a *attribution) isTruncated(c *object.Commit) bool {
-	return a.truncated[c.ID] || c.Ctime <= a.truncBefore
+	return a.truncated[c.ID]
 }
 
 // run places the bad objects and returns, per commit, what is bad in its tree. Commits

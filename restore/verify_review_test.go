@@ -221,3 +221,63 @@ func TestRepairLostSector(t *testing.T) {
 // outage while reading fs objects or blocks is reported as objects DAMAGED in the
 // backup (exit 1, and --repair re-checks every such library), not as verify could not
 // run (exit 2).
+
+
+// Found by review: a commit Seafile's GC keeps (the second parent of a merge, written by a
+// client offline for a while, so its ctime is older than a truncated commit on the main
+// line) is whole in the backup. Losing its root dir from the backup is damage, yet verify
+// takes every commit "not newer than" a truncated one as truncated and passes.
+func TestVerifyTruncationDoesNotMaskAKeptCommit(t *testing.T) {
+	env, g := primaryWithGenerator(t)
+	var now int64
+	g.Now = func() int64 { return now }
+	now = 1000
+	lib, err := g.NewLibrary(seafgen.LibraryOptions{Name: "Limited"})
+	must(t, err)
+	base := lib.Head
+	now = 1010
+	testenv.Commit(t, lib, "old", seafgen.Put("old.bin", testenv.RandomBytes(9000, 5)))
+	now = 1020
+	testenv.Commit(t, lib, "older edit", seafgen.Put("old.bin", testenv.RandomBytes(9000, 6)))
+	// The laptop, offline since base, commits at 1005 (its own clock, correct).
+	now = 1005
+	side, err := lib.CommitOn(base, "offline edit", seafgen.Put("side.txt", []byte("from the laptop")))
+	must(t, err)
+	now = 2000
+	limit := testenv.Commit(t, lib, "new", seafgen.Delete("old.bin"), seafgen.Put("new.txt", []byte("n")))
+	now = 2001
+	testenv.Commit(t, lib, "newest", seafgen.Put("new.txt", []byte("nn")))
+	now = 2002
+	_, err = lib.Merge(side) // the laptop comes back: the server merges its upload
+	must(t, err)
+	must(t, lib.TruncateBefore(limit))
+	env.Publish(lib)
+	testenv.SyncOK(t, env.Engine(false), lib.ID)
+
+	ctx := context.Background()
+	rep, err := restore.Verify(ctx, restore.VerifyOptions{Store: env.Store, State: env.State})
+	must(t, err)
+	if !rep.OK() {
+		t.Fatalf("clean backup: %+v", rep)
+	}
+	lr := libReport(t, rep, lib.ID)
+	if len(lr.Truncated) == 0 {
+		t.Fatalf("no truncation recorded: %+v", lr)
+	}
+	// The side commit is kept whole by the primary's GC (a parent of the merge), and the
+	// engine backed it up whole.
+	sideRoot, err := lib.RootID(side)
+	must(t, err)
+	if _, err := os.Stat(testenv.ObjectPath(env.PrimaryDir, object.KindFS, lib.StoreID, sideRoot)); err != nil {
+		t.Fatalf("primary's GC kept the side commit's tree: %v", err)
+	}
+	// Bit rot in the backup: the side commit's root dir is lost.
+	must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindFS, lib.StoreID, sideRoot)))
+	rep, err = restore.Verify(ctx, restore.VerifyOptions{Store: env.Store, State: env.State})
+	must(t, err)
+	lr = libReport(t, rep, lib.ID)
+	if rep.OK() {
+		js, _ := json.MarshalIndent(lr, "", " ")
+		t.Fatalf("the root of commit %s (kept by the primary's GC, backed up whole) was lost from the backup, yet verify passes:\n%s", side, js)
+	}
+}
