@@ -85,3 +85,55 @@ func TestFailedRepairDoesNotBlockLaterSyncs(t *testing.T) {
 // (here a block of the head) aborts the whole re-check at once, so damage elsewhere in
 // the library that the primary can still give (a block of an older commit) is not
 // repaired.
+
+
+// Found by review: verify --repair "fetches every missing or damaged object again from the
+// primary; what the primary no longer has is reported". One object the primary lost too
+// (here a block of the head) aborts the whole re-check at once, so damage elsewhere in
+// the library that the primary can still give (a block of an older commit) is not
+// repaired.
+func TestRepairGoesOnPastWhatItCannotFix(t *testing.T) {
+	bothSources(t, func(t *testing.T, env *testenv.Env, g *seafgen.Generator) {
+		lib := richLibrary(t, g)
+		env.Publish(lib)
+		testenv.SyncOK(t, env.Engine(false), lib.ID)
+		ctx := context.Background()
+		rl := restore.Library{RepoID: lib.ID, StoreID: lib.StoreID}
+		blocksAt := func(commit, path string) []string {
+			c, err := restore.Commit(ctx, env.Store, rl, commit)
+			must(t, err)
+			var bs []string
+			must(t, restore.Walk(ctx, env.Store, rl, c.RootID, func(e restore.Entry) error {
+				if e.Path == path {
+					bs = e.Blocks
+				}
+				return nil
+			}))
+			return bs
+		}
+		var first string
+		for _, c := range lib.Commits() {
+			r, err := lib.RootID(c)
+			must(t, err)
+			if r != object.EmptyID {
+				first = c
+				break
+			}
+		}
+		oldBlocks, headBlocks := blocksAt(first, "big.bin"), blocksAt(lib.Head, "big.bin")
+		old := oldBlocks[len(oldBlocks)-1] // only in the older versions of big.bin
+		lost := headBlocks[len(headBlocks)-1]
+		// The backup loses both; the primary has lost the head's block too.
+		must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, old)))
+		must(t, os.Remove(testenv.ObjectPath(env.BackupDir, object.KindBlock, lib.StoreID, lost)))
+		must(t, os.Remove(testenv.ObjectPath(env.PrimaryDir, object.KindBlock, lib.StoreID, lost)))
+
+		eng := env.Engine(false)
+		eng.Recheck = true
+		_, err := eng.Sync(ctx, lib.ID)
+		t.Logf("repair: %v", err)
+		if has, _ := env.Store.Has(ctx, object.KindBlock, lib.StoreID, old); !has {
+			t.Errorf("block %s, which the primary still has, was not repaired because block %s could not be", old, lost)
+		}
+	})
+}

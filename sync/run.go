@@ -51,6 +51,9 @@ type run struct {
 	// what the new head's history holds.
 	walkedOldHeads bool
 
+	// unrepaired are the objects a repair could not fetch again (see badObject).
+	unrepaired []*ObjectError
+
 	commits  map[string]*object.Commit // commits to write, fetched in this run
 	toWalk   []*object.Commit          // commits whose trees are walked
 	headTime time.Time                 // the head commit's ctime, when it was walked
@@ -130,6 +133,14 @@ func (r *run) transfer(ctx context.Context) error {
 		r.whole[c.ID] = ok
 	}
 	w.stop()
+	if len(r.unrepaired) > 0 {
+		// Before recordIncompleteTrees: the trees above these are not holes to record.
+		errs := make([]error, len(r.unrepaired))
+		for i, oe := range r.unrepaired {
+			errs[i] = oe
+		}
+		return fmt.Errorf("%d objects the primary cannot give again (the others found damaged were repaired): %w", len(errs), errors.Join(errs...))
+	}
 	r.recordIncompleteTrees()
 	return r.writeCommits(ctx)
 }
@@ -383,6 +394,14 @@ func (r *run) badObject(kind, id, where string, c *object.Commit, cause error) e
 	if class == Absent && c != nil && r.mayBeTrimmed(c) {
 		r.bad[id] = true
 		r.truncated[c.ID] = true
+		return nil
+	}
+	if class.Skippable() && !oe.Head && !r.e.Force && !r.knownHoles[id] && r.recheck && r.e.Recheck {
+		// A repair (verify --repair) goes on past what it cannot fix, so that every
+		// other damaged object is fetched again, and fails at the end naming them all
+		// (transfer): nothing is recorded, no hole made.
+		r.bad[id] = true
+		r.unrepaired = append(r.unrepaired, oe)
 		return nil
 	}
 	if !class.Skippable() || oe.Head || !r.e.Force && !r.knownHoles[id] {
