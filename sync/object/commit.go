@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 )
 
 // MaxCommitSize bounds a commit object. Real commits are well under 4 KiB; the bound
@@ -54,6 +56,35 @@ type commitJSON struct {
 	Encrypted      json.RawMessage `json:"encrypted"`
 }
 
+// commitKeys are commitJSON's keys.
+var commitKeys = func() []string {
+	t := reflect.TypeFor[commitJSON]()
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
+	}
+	return keys
+}()
+
+// caseVariantKey returns a key of the commit's JSON that equals one of commitKeys but
+// for case. encoding/json matches keys regardless of case and takes the last; Seafile's
+// C tools (jansson) match exactly: given "root_id" and "ROOT_ID", the two would read
+// different trees, and the backup would hold the one Seafile does not serve.
+func caseVariantKey(raw []byte) string {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(raw, &keys) != nil {
+		return ""
+	}
+	for k := range keys {
+		for _, known := range commitKeys {
+			if k != known && strings.EqualFold(k, known) {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
 // ParseCommit decodes and validates a commit that was asked for as wantID of library
 // wantRepo. Commit ids cannot be recomputed reliably (Seafile's C and Go writers hash
 // different bytes, and the stored bytes are not the hashed ones), so a commit is checked
@@ -71,6 +102,9 @@ func ParseCommit(raw []byte, wantID, wantRepo string) (*Commit, error) {
 	// Unmarshal) require: More is false before a stray '}' or ']'.
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: commit %s has trailing data after its JSON", ErrInvalid, wantID)
+	}
+	if k := caseVariantKey(raw); k != "" {
+		return nil, fmt.Errorf("%w: commit %s has a key %q that differs from one of its fields only in case", ErrInvalid, wantID, truncate(k))
 	}
 	c := &Commit{
 		CreatorName: j.CreatorName,
