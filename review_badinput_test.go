@@ -157,7 +157,6 @@ func TestRestoreIntoTheBackupStoreIsRefused(t *testing.T) {
 	}
 }
 
-
 // --log-format json: every message on stderr is a JSON record, as the final error is
 // (a log shipper reads them): bad arguments and the metrics file's failure too.
 func TestLogFormatJSONForEveryError(t *testing.T) {

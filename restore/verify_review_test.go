@@ -222,7 +222,6 @@ func TestRepairLostSector(t *testing.T) {
 // backup (exit 1, and --repair re-checks every such library), not as verify could not
 // run (exit 2).
 
-
 // Found by review: a commit Seafile's GC keeps (the second parent of a merge, written by a
 // client offline for a while, so its ctime is older than a truncated commit on the main
 // line) is whole in the backup. Losing its root dir from the backup is damage, yet verify

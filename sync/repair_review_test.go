@@ -86,7 +86,6 @@ func TestFailedRepairDoesNotBlockLaterSyncs(t *testing.T) {
 // the library that the primary can still give (a block of an older commit) is not
 // repaired.
 
-
 // Found by review: verify --repair "fetches every missing or damaged object again from the
 // primary; what the primary no longer has is reported". One object the primary lost too
 // (here a block of the head) aborts the whole re-check at once, so damage elsewhere in

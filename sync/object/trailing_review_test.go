@@ -25,7 +25,6 @@ func TestParseFSRefusesTrailingBytes(t *testing.T) {
 	}
 }
 
-
 // Review (wire): encoding/json matches keys case-insensitively, jansson (seaf-server,
 // seaf-fsck, seaf-gc) does not. A commit with both "root_id" and "ROOT_ID" names one
 // tree to seafbak (the last key) and another to Seafile's C code (the exact key), so
