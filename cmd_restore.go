@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"seafbak/restore"
 	"seafbak/state"
@@ -64,10 +65,9 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if *c.To == "" {
 		return usagef("--to is empty: give the directory to restore into")
 	}
-	to, err := filepath.Abs(*c.To)
-	if err != nil {
-		return usagef("--to %s: %v", *c.To, err)
-	}
+	// As kong's path type would: ~/ is the home directory (no shell expands it after
+	// --to=), and the path is made absolute.
+	to := kong.ExpandPath(*c.To)
 	// Never into (or around) what seafbak reads and writes: with --force a restore
 	// replaces what is in its way.
 	for _, d := range []struct{ key, dir string }{{"backup.data_dir", e.cfg.Backup.DataDir}, {"primary.data_dir", e.cfg.Primary.DataDir}, {"state", e.cfg.State}} {

@@ -383,8 +383,16 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	// seafbak's own files (records, dumps holding password hashes) do not go into the
 	// primary's seafile-data either.
-	for _, k := range []struct{ key, dir string }{{"state", cfg.State}, {"dump.dir", cfg.Dump.Dir}, {"metrics.file", filepath.Dir(cfg.MetricsFile)}} {
-		if _, set := seen[k.key]; set && cfg.Primary.DataDir != "" && Nested(cfg.Primary.DataDir, k.dir) {
+	for _, k := range []struct {
+		key, dir string
+		file     bool // a file in dir: only dir inside the primary's is refused
+	}{{"state", cfg.State, false}, {"dump.dir", cfg.Dump.Dir, false}, {"metrics.file", filepath.Dir(cfg.MetricsFile), true}} {
+		inside := Nested(cfg.Primary.DataDir, k.dir)
+		if k.file {
+			p, d := filepath.Clean(cfg.Primary.DataDir), filepath.Clean(k.dir)
+			inside = d == p || strings.HasPrefix(d, p+"/")
+		}
+		if _, set := seen[k.key]; set && cfg.Primary.DataDir != "" && inside {
 			return nil, &Error{File: path, Line: seen[k.key], Key: k.key,
 				Msg: fmt.Sprintf("%q and primary.data_dir %q are the same directory, or one is inside the other: seafbak would write its own files into the primary's", k.dir, cfg.Primary.DataDir)}
 		}

@@ -1223,15 +1223,16 @@ func pickAt(hist []HistoryEntry, rec state.Library, at time.Time) (string, error
 			id = e.Parents[0]
 		}
 	}
-	// The head served at at: the backed-up one, unless moves the lines do not show
-	// (a reset, its undo) came after at; then the one they moved from.
+	// The head served at at: the one the first move the lines do not show (a reset,
+	// its undo) made after at moved from, else the backed-up one. Between such moves the
+	// head only moved forward, so that head's line holds what was served.
 	head := rec.Head
 	moved := map[oldHeadKey]bool{}
-	for i := len(rec.HeadMoves) - 1; i >= 0; i-- {
-		m := rec.HeadMoves[i]
+	found := false
+	for _, m := range rec.HeadMoves {
 		moved[oldHeadKey{m.From, m.At}] = true
-		if m.At.After(at) && m.To == head {
-			head = m.From
+		if !found && m.At.After(at) {
+			head, found = m.From, true
 		}
 	}
 	line(head)

@@ -780,6 +780,9 @@ func (b *blockReader) open() error {
 				if b.ctx.Err() != nil {
 					return b.ctx.Err()
 				}
+				if errors.Is(cerr, ErrLibraryGone) || errors.Is(cerr, ErrUnauthorized) || errors.Is(cerr, ErrCorrupted) {
+					return fmt.Errorf("block answered %d; asking check-blocks whether the server has it: %w", se.code, cerr)
+				}
 				// An answer that tells nothing (a proxy's page, ids not asked) says
 				// nothing of the block either: not corrupt (a hole under --force), the
 				// server not answering, as on the pack-fs route.
