@@ -8,8 +8,8 @@ import (
 	"seafbak/internal/testenv"
 )
 
-// --to=~/DIR (no shell expands a tilde after "=") went to the home directory while --to
-// was kong's path type; since 1f0d731 it restores into ./~/DIR of the current directory.
+// Found by review: --to=~/DIR (no shell expands a tilde after "=") went to the home directory while --to
+// was kong's path type; after 1f0d731 it restored into ./~/DIR of the current directory.
 func TestRestoreToTildeIsTheHomeDir(t *testing.T) {
 	env := testenv.New(t, srv)
 	env.LoadRealLibrary()
@@ -22,8 +22,10 @@ func TestRestoreToTildeIsTheHomeDir(t *testing.T) {
 	t.Setenv("HOME", home)
 	t.Chdir(cwd)
 	code, out, errs := seafbak("--config", cfg, "restore", "library", id, "--to=~/restored")
-	_ = home
 	if _, err := os.Stat(filepath.Join(cwd, "~")); err == nil {
 		t.Fatalf("restore --to=~/restored (exit %d) made a directory literally named ~ in the current directory\n%s%s", code, out, errs)
+	}
+	if fi, err := os.Stat(filepath.Join(home, "restored")); code != 0 || err != nil || !fi.IsDir() {
+		t.Errorf("restore --to=~/restored: exit %d, %v: not restored into the home directory\n%s%s", code, err, out, errs)
 	}
 }
