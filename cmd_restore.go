@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/alecthomas/kong"
 
 	"seafbak/restore"
 	"seafbak/state"
@@ -65,9 +65,20 @@ func (c *restoreLibraryCmd) Run(e *env) error {
 	if *c.To == "" {
 		return usagef("--to is empty: give the directory to restore into")
 	}
-	// As kong's path type would: ~/ is the home directory (no shell expands it after
-	// --to=), and the path is made absolute.
-	to := kong.ExpandPath(*c.To)
+	// ~/ is the home directory ($HOME, as a shell's), which no shell expands after
+	// --to=; the path is made absolute.
+	to := *c.To
+	if rest, ok := strings.CutPrefix(to, "~/"); ok {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return usagef("--to %s: %v", to, err)
+		}
+		to = filepath.Join(home, rest)
+	}
+	to, err = filepath.Abs(to)
+	if err != nil {
+		return usagef("--to %s: %v", *c.To, err)
+	}
 	// Never into (or around) what seafbak reads and writes: with --force a restore
 	// replaces what is in its way.
 	for _, d := range []struct{ key, dir string }{{"backup.data_dir", e.cfg.Backup.DataDir}, {"primary.data_dir", e.cfg.Primary.DataDir}, {"state", e.cfg.State}} {
