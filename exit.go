@@ -172,6 +172,7 @@ func writeJSONError(w io.Writer, cmd, msg, hint string) {
 // too), so they get none here.
 func hint(err error) string {
 	var oe *seafsync.ObjectError
+	var ce *dbconn.ConnectError
 	switch {
 	case errors.As(err, &oe), errors.Is(err, seafsync.ErrInvariant):
 		return ""
@@ -196,13 +197,9 @@ func hint(err error) string {
 		return "this host is the primary now: stop seafbak's cron job, hook and watch here. If the failover was a test and the old primary still serves, remove that file to let backups run again"
 	case dbconn.NoSuchTable(err):
 		return "a table seafbak uses is not there: the backup's database needs Seafile's own schema loaded once (README, \"The backup's database\"), and primary.db must name the primary's seafile database (not ccnet's or seahub's)"
-	case errors.As(err, new(*dbconn.ConnectError)) && dbconn.AccessDenied(err):
-		var ce *dbconn.ConnectError
-		errors.As(err, &ce)
+	case errors.As(err, &ce) && dbconn.AccessDenied(err):
 		return fmt.Sprintf("the database refused seafbak's account: check the user and password in %s.db (or %s)", ce.What, map[string]string{"primary": config.EnvPrimaryPassword, "backup": config.EnvBackupPassword}[ce.What])
-	case errors.As(err, new(*dbconn.ConnectError)) && dbconn.ErrorNumber(err) == 0:
-		var ce *dbconn.ConnectError
-		errors.As(err, &ce)
+	case errors.As(err, &ce) && dbconn.ErrorNumber(err) == 0:
 		return fmt.Sprintf("the database server did not answer: check the address (unix socket or host:port) in %s.db, and that the server is up", ce.What)
 	case deniedByGrants(err):
 		return "the database user lacks a privilege seafbak needs: give it the grants in the README's \"MySQL grants\" section, and run again"

@@ -181,6 +181,14 @@ func (f *sqlFilter) checkStatement(s string) error {
 		unsure := func(why string) error {
 			return fmt.Errorf("line %d: %s (%.60q), which mariadb-dump does not write; a dump must not touch Repo, Branch or RepoHead, and this line may", f.lines, why, strings.TrimSpace(s))
 		}
+		live := func(table string) error {
+			for _, p := range f.protect {
+				if strings.EqualFold(table, p) {
+					return fmt.Errorf("line %d touches the live table %s (%.60q); Repo, Branch and RepoHead must never be in a dump", f.lines, table, strings.TrimSpace(s))
+				}
+			}
+			return nil
+		}
 		if rest == "" {
 			return unsure("a table name not on the line")
 		}
@@ -193,12 +201,7 @@ func (f *sqlFilter) checkStatement(s string) error {
 			if n < len(rest) && rest[n] == '.' {
 				return unsure("a name qualified by its database")
 			}
-			for _, p := range f.protect {
-				if strings.EqualFold(rest[:n], p) {
-					return fmt.Errorf("line %d touches the live table %s (%.60q); Repo, Branch and RepoHead must never be in a dump", f.lines, rest[:n], strings.TrimSpace(s))
-				}
-			}
-			return nil
+			return live(rest[:n])
 		}
 		// Every name in backticks on the line: RENAME TABLE names several.
 		for q := rest; ; {
@@ -215,10 +218,8 @@ func (f *sqlFilter) checkStatement(s string) error {
 			if strings.HasPrefix(q, ".") {
 				return unsure("a name qualified by its database")
 			}
-			for _, p := range f.protect {
-				if strings.EqualFold(table, p) {
-					return fmt.Errorf("line %d touches the live table %s (%.60q); Repo, Branch and RepoHead must never be in a dump", f.lines, table, strings.TrimSpace(s))
-				}
+			if err := live(table); err != nil {
+				return err
 			}
 			if g != "RENAME TABLE" {
 				break

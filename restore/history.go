@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"sort"
 	gosync "sync"
@@ -220,8 +219,7 @@ func loadDAG(ctx context.Context, s store.Store, lib Library, heads []string, pa
 // whole (S3 not answering, a context), not of that object: absent, damaged, or a file of
 // it the filesystem cannot read (a bad sector fails its commit, listed with its error).
 func storeFailed(err error) bool {
-	var pe *fs.PathError
-	return !errors.Is(err, store.ErrNotExist) && !errors.Is(err, object.ErrInvalid) && !errors.As(err, &pe)
+	return !errors.Is(err, store.ErrNotExist) && !errors.Is(err, object.ErrInvalid) && !store.Unreadable(err)
 }
 
 func readCommit(ctx context.Context, s store.Store, lib Library, id string) (*object.Commit, error) {

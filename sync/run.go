@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"sort"
 	gosync "sync"
@@ -298,14 +297,10 @@ func (r *run) walkCommits(ctx context.Context) error {
 	return nil
 }
 
-// unreadable reports whether err is one object of the store that the filesystem cannot
-// read (EIO: a lost sector), which a re-check fetches again and writes over, as it
-// does a damaged one. Anything else (the store as a whole failing) stops the sync.
-func (r *run) unreadable(err error) bool {
-	var pe *fs.PathError
-	return r.recheck && errors.As(err, &pe) && !errors.Is(err, store.ErrNotExist) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
-}
+// unreadable reports whether a re-check takes err as one object the filesystem cannot
+// read (store.Unreadable), to fetch again and write over as it does a damaged one.
+// Anything else (the store as a whole failing) stops the sync.
+func (r *run) unreadable(err error) bool { return r.recheck && store.Unreadable(err) }
 
 // loadCommit returns the commit to walk, or nil when the backup has it and it can be
 // trusted. descend says whether its parents must be walked too.

@@ -635,13 +635,19 @@ func (h *HTTP) lacking(ctx context.Context, lib Library, route string, ids []str
 	if err != nil {
 		return nil, h.libraryError(lib, err)
 	}
+	// An answer that cannot be used (a proxy's page, ids not asked) tells nothing of the
+	// objects asked about: never their fault (object.ErrInvalid would make them corrupt,
+	// a hole under --force), the server not answering.
+	unusable := func(format string, a ...any) error {
+		return &UnreachableError{What: "POST /repo/" + lib.ID + "/" + route + "/", Err: fmt.Errorf(format, a...)}
+	}
 	data, err := readAll(resp, 2*int64(len(body))+64)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", route, err)
+		return nil, unusable("%v", err)
 	}
 	var got []string
 	if err := json.Unmarshal(data, &got); err != nil {
-		return nil, fmt.Errorf("%s: %w: answer is not a JSON list of ids: %q", route, object.ErrInvalid, truncate(string(data)))
+		return nil, unusable("answer is not a JSON list of ids: %q", truncate(string(data)))
 	}
 	asked := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -649,7 +655,7 @@ func (h *HTTP) lacking(ctx context.Context, lib Library, route string, ids []str
 	}
 	for _, id := range got {
 		if !asked[id] {
-			return nil, fmt.Errorf("%s: %w: answered id %q, which was not asked for", route, object.ErrInvalid, truncate(id))
+			return nil, unusable("answered id %q, which was not asked for", truncate(id))
 		}
 		delete(asked, id) // and refuse it twice
 	}
@@ -780,13 +786,7 @@ func (b *blockReader) open() error {
 				if b.ctx.Err() != nil {
 					return b.ctx.Err()
 				}
-				if errors.Is(cerr, ErrLibraryGone) || errors.Is(cerr, ErrUnauthorized) || errors.Is(cerr, ErrCorrupted) {
-					return fmt.Errorf("block answered %d; asking check-blocks whether the server has it: %w", se.code, cerr)
-				}
-				// An answer that tells nothing (a proxy's page, ids not asked) says
-				// nothing of the block either: not corrupt (a hole under --force), the
-				// server not answering, as on the pack-fs route.
-				return fmt.Errorf("%w: block %s answered %d, and check-blocks could not say whether the server has it: %v", ErrUnreachable, b.id, se.code, cerr)
+				return fmt.Errorf("block answered %d; asking check-blocks whether the server has it: %w", se.code, cerr)
 			}
 			if len(lacking) == 1 {
 				return fmt.Errorf("%w (%v; check-blocks says the server lacks it)", &NotFoundError{Kind: "block", ID: b.id}, err)

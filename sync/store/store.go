@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,16 @@ var ErrNotExist = errors.New("object not in backup store")
 // throttling, a server error, no answer, a stalled transfer) after its retries: the
 // store's outage, not the library's fault.
 var ErrUnavailable = errors.New("the backup store is unavailable")
+
+// Unreadable reports whether err is one object's file that the filesystem could not
+// read (EIO on a lost sector, say): that object's fault, as a damaged one is, not the
+// store's. A re-check fetches such an object again; verify lists it. Any other error
+// but ErrNotExist and an object found invalid is the store failing as a whole.
+func Unreadable(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && !errors.Is(err, ErrNotExist) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
 
 // ErrNoSpace is a write the backup store's filesystem refused for want of room: no
 // space or no inodes left (ENOSPC), or a quota reached (EDQUOT). Every other library
