@@ -176,6 +176,12 @@ type Dir struct {
 	markers   atomic.Pointer[[]string]
 }
 
+func newDir(root string, rootFile *os.File) *Dir {
+	d := &Dir{root: root, rootFile: rootFile}
+	d.recordData.Linger, d.recordDir.Linger, d.dirtyDir.Linger = fsutil.FlushLinger, fsutil.FlushLinger, fsutil.FlushLinger
+	return d
+}
+
 // Open opens (creating if needed) the state directory at root.
 func Open(root string) (*Dir, error) {
 	if root == "" {
@@ -190,7 +196,7 @@ func Open(root string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", root, err)
 	}
-	return &Dir{root: root, rootFile: rootFile}, nil
+	return newDir(root, rootFile), nil
 }
 
 // ErrNoState: the state directory, or its libraries/, does not exist.
@@ -218,7 +224,7 @@ func OpenExisting(root string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", root, err)
 	}
-	return &Dir{root: root, rootFile: rootFile}, nil
+	return newDir(root, rootFile), nil
 }
 
 // Root is the state directory.

@@ -440,6 +440,9 @@ func (e *env) fsIDList(primaryDB, primaryDir, repoID, serverHead, clientHead str
 func (e *env) primary(name string) (db, dir string) {
 	must(e.srv.CreateDatabase(name, mariadbtest.SchemaFile("seafile.sql")))
 	dir = filepath.Join(e.root, name)
+	// A -dir given again still holds the last run's primary: the new one starts empty,
+	// or rsync would copy every earlier run's libraries too.
+	must(os.RemoveAll(dir))
 	must(os.MkdirAll(filepath.Join(dir, "storage"), 0o755))
 	return name, dir
 }

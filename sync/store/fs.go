@@ -133,7 +133,7 @@ const TempDirName = "seafbak-tmp"
 
 // NewFS opens (creating if needed) a backup store rooted at a seafile-data directory.
 func NewFS(root string, d Durability) (*FS, error) {
-	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{}, madeDirs: newDirCache(dirCacheLimit),
+	s := &FS{root: root, storage: filepath.Join(root, "storage"), tmp: filepath.Join(root, TempDirName), durability: d, pendingDirs: map[string]struct{}{}, madeDirs: newDirCache(dirCacheLimit), flushes: fsutil.Group{Linger: fsutil.FlushLinger},
 		tmpTag: strconv.FormatUint(rand.Uint64(), 36)}
 	for _, dir := range []string{s.storage, s.tmp} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
