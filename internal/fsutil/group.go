@@ -17,22 +17,30 @@ import (
 // backup store's objects all flush through it. The zero Group is ready to use.
 type Group struct {
 	// Linger, when set, spaces the rounds of a busy group: while a round that served
-	// several callers started less than busyFor(Linger) ago, a round waits until Linger
-	// after the one before it started, and the callers asking meanwhile join it. Each
-	// flush is a journal commit of the whole filesystem, which rewrites the directory,
-	// bitmap and inode blocks every library touched since the last one: a first scan
-	// of 10,000 small libraries made about 7,000 commits flushing as fast as it could
-	// (issue 10). Callers that only ever come one at a time (a hook's sync, a test's
-	// syncs one after another, a watcher's single change) never wait.
+	// several callers started less than busyFor(Linger) ago, a round waits until
+	// lingerFlushes times the last flush's duration, at most Linger, after the one
+	// before it started, and the callers asking meanwhile join it. Each flush is a
+	// journal commit of the whole filesystem, which rewrites the directory, bitmap and
+	// inode blocks every library touched since the last one: a first scan of 10,000
+	// small libraries made about 7,000 commits flushing as fast as it could (issue 10).
+	// Waiting is worth it only as long as a flush is dear: where flushes take
+	// microseconds (no journal, tmpfs) rounds hardly wait. Callers that only ever come
+	// one at a time (a hook's sync, syncs one after another, a watcher's single change)
+	// never wait.
 	Linger time.Duration
 
 	mu      gosync.Mutex
 	running bool
 	idle    *gosync.Cond // signalled when a round ends
 	next    *round       // the round that callers join now; nil until someone asks
-	// When the last round started, and the last that served several callers.
+	// When the last round started, and the last that served several callers; how
+	// long the last flush took.
 	lastStart, lastBusy time.Time
+	lastFlush           time.Duration
 }
+
+// lingerFlushes is how many of the last flush's durations a busy round may wait.
+const lingerFlushes = 10
 
 // busyFor is how long a group stays busy after a round that served several callers.
 // Remembering only the last round would trap a busy group in rounds of one: a round
@@ -81,22 +89,25 @@ func (g *Group) Do(item string, flush func(items []string) error) error {
 	}
 	g.running = true
 	if time.Since(g.lastBusy) < busyFor(g.Linger) {
-		if wait := time.Until(g.lastStart.Add(g.Linger)); wait > 0 {
+		if wait := time.Until(g.lastStart.Add(min(g.Linger, lingerFlushes*g.lastFlush))); wait > 0 {
 			g.mu.Unlock()
 			time.Sleep(wait) // callers arriving meanwhile join r too
 			g.mu.Lock()
 		}
 	}
 	g.next = nil // from here on, callers need a later round
-	g.lastStart = time.Now()
+	start := time.Now()
+	g.lastStart = start
 	if r.callers > 1 {
 		g.lastBusy = g.lastStart
 	}
 	items := r.items
 	g.mu.Unlock()
 	r.err = flush(items)
+	took := time.Since(start)
 	close(r.done)
 	g.mu.Lock()
+	g.lastFlush = took
 	g.running = false
 	g.idle.Broadcast()
 	g.mu.Unlock()

@@ -73,6 +73,7 @@ func TestGroupLingersOnlyWhenBusy(t *testing.T) {
 		if n == 2 {
 			<-release // hold the lone caller's second round while two others ask
 		}
+		time.Sleep(linger / 5) // a dear flush: worth waiting for Linger
 		return nil
 	}
 	t0 := time.Now()
@@ -90,7 +91,7 @@ func TestGroupLingersOnlyWhenBusy(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if waited := time.Since(t0); waited >= linger {
+	if waited := time.Since(t0); waited >= linger+linger/5 {
 		t.Fatalf("a lone caller waited %s for its flushes, want no lingering", waited)
 	}
 	var wg gosync.WaitGroup
@@ -125,5 +126,34 @@ func TestGroupLingersOnlyWhenBusy(t *testing.T) {
 		if gap := starts[i].Sub(starts[i-1]); gap < linger {
 			t.Fatalf("round %v started %s after the one before, want at least %s while busy", rounds[i], gap, linger)
 		}
+	}
+}
+
+// Where flushes cost next to nothing, a busy group hardly waits, whatever its Linger.
+func TestGroupLingersLittleForCheapFlushes(t *testing.T) {
+	g := Group{Linger: time.Hour}
+	release := make(chan struct{})
+	held := make(chan struct{})
+	var once gosync.Once
+	flush := func([]string) error {
+		once.Do(func() { close(held); <-release })
+		return nil
+	}
+	go g.Do("a", flush)
+	<-held
+	var wg gosync.WaitGroup
+	for _, item := range []string{"b1", "b2"} {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.Do(item, flush) }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait() // a round of two: busy
+	t0 := time.Now()
+	for _, item := range []string{"c", "d", "e"} {
+		g.Do(item, flush)
+	}
+	if took := time.Since(t0); took > time.Second {
+		t.Fatalf("three rounds of flushes that take microseconds took %s while busy", took)
 	}
 }
