@@ -57,34 +57,43 @@ type commitJSON struct {
 }
 
 // commitKeys are commitJSON's keys.
-var commitKeys = func() []string {
-	t := reflect.TypeFor[commitJSON]()
+var commitKeys = jsonKeys[commitJSON]()
+
+// jsonKeys lists the JSON keys of T's fields.
+func jsonKeys[T any]() []string {
+	t := reflect.TypeFor[T]()
 	keys := make([]string, t.NumField())
 	for i := range keys {
 		keys[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
 	}
 	return keys
-}()
+}
 
 // caseVariantKey returns a key of the commit's JSON that equals one of commitKeys but
-// for case. encoding/json matches keys regardless of case and takes the last; Seafile's
-// C tools (jansson) match exactly: given "root_id" and "ROOT_ID", the two would read
-// different trees, and the backup would hold the one Seafile does not serve.
+// for case. encoding/json matches keys regardless of case (Unicode's simple folding:
+// the Kelvin sign is a k, the long s an s) and takes the last; Seafile's C tools
+// (jansson) match exactly: given "root_id" and "ROOT_ID", the two would read different
+// trees, and the backup would hold the one Seafile does not serve.
 //
 // Every commit a sync, a re-check or verify reads passes here, and Seafile writes its
-// keys in lower case: the keys are decoded only when one has an upper-case letter (a
-// map of every commit's fields tripled the cost of parsing one).
+// keys in lower-case ASCII: the keys are decoded only when one might fold (a map of
+// every commit's fields tripled the cost of parsing one).
 func caseVariantKey(raw []byte) string {
-	if !upperCaseKey(raw) {
+	if !foldableKey(raw) {
 		return ""
 	}
 	var keys map[string]json.RawMessage
 	if json.Unmarshal(raw, &keys) != nil {
 		return ""
 	}
-	for k := range keys {
-		for _, known := range commitKeys {
-			if k != known && strings.EqualFold(k, known) {
+	return variantOf(keys, commitKeys)
+}
+
+// variantOf returns a key of obj that is not one of known but equals one but for case.
+func variantOf(obj map[string]json.RawMessage, known []string) string {
+	for k := range obj {
+		for _, want := range known {
+			if k != want && strings.EqualFold(k, want) {
 				return k
 			}
 		}
@@ -92,24 +101,27 @@ func caseVariantKey(raw []byte) string {
 	return ""
 }
 
-// upperCaseKey reports whether some key of the JSON raw (valid: decoded already) holds
-// an ASCII upper-case letter: one pass over its strings, each a key when a colon
+// foldableKey reports whether some key of the JSON raw (valid: decoded already), at
+// any depth, might be a case variant of a lower-case ASCII key: it holds an ASCII
+// upper-case letter, a byte past ASCII (the Kelvin sign and the long s fold onto k and
+// s) or an escape (\u0053 is an S). One pass over its strings, each a key when a colon
 // follows it.
-func upperCaseKey(raw []byte) bool {
+func foldableKey(raw []byte) bool {
 	for i := 0; i < len(raw); i++ {
 		if raw[i] != '"' {
 			continue
 		}
-		start, upper := i+1, false
+		start, foldable := i+1, false
 		for i = start; i < len(raw) && raw[i] != '"'; i++ {
 			switch b := raw[i]; {
 			case b == '\\':
+				foldable = true
 				i++ // the escaped byte
-			case 'A' <= b && b <= 'Z':
-				upper = true
+			case 'A' <= b && b <= 'Z', b >= 0x80:
+				foldable = true
 			}
 		}
-		if !upper {
+		if !foldable {
 			continue
 		}
 		j := i + 1

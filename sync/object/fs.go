@@ -148,6 +148,8 @@ func ParseFS(id string, compressed []byte) (*FS, error) {
 			bad = fmt.Errorf("%w: fs object %s: content hashes to %s", ErrInvalid, id, hex.EncodeToString(sum[:]))
 		} else if err := json.Unmarshal(plain, &j); err != nil {
 			bad = fmt.Errorf("%w: fs object %s is not valid JSON: %v", ErrInvalid, id, err)
+		} else if k := fsCaseVariantKey(plain); k != "" {
+			bad = fmt.Errorf("%w: fs object %s has a key %q that differs from one of its fields only in case", ErrInvalid, id, truncate(k))
 		}
 		return nil
 	})
@@ -191,6 +193,36 @@ func ParseFS(id string, compressed []byte) (*FS, error) {
 		return nil, fmt.Errorf("%w: fs object %s has unknown type %d", ErrInvalid, id, f.Type)
 	}
 	return f, nil
+}
+
+// The keys of an fs object and of a dir's entries.
+var fsKeys, direntKeys = jsonKeys[fsJSON](), jsonKeys[Dirent]()
+
+// fsCaseVariantKey is caseVariantKey for an fs object (plain, its inflated JSON, valid)
+// and its entries: an entry with "id" and "ID", or a file with "block_ids" and
+// "bloc\u212a_ids" (a Kelvin sign), would send seafbak after other objects than those
+// Seafile reads, and the backup would lack them.
+func fsCaseVariantKey(plain []byte) string {
+	if !foldableKey(plain) {
+		return ""
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(plain, &top) != nil {
+		return ""
+	}
+	if k := variantOf(top, fsKeys); k != "" {
+		return k
+	}
+	var dirents []map[string]json.RawMessage
+	if json.Unmarshal(top["dirents"], &dirents) != nil {
+		return "" // not objects: the decode into fsJSON has refused it already
+	}
+	for _, d := range dirents {
+		if k := variantOf(d, direntKeys); k != "" {
+			return k
+		}
+	}
+	return ""
 }
 
 func checkDirents(ds []Dirent) error {
