@@ -1356,6 +1356,12 @@ func (w *writer) copyBlocks(ctx context.Context, j fileJob, f *os.File, buf []by
 		for {
 			n, rerr := rc.Read(buf)
 			if n > 0 {
+				// Bounded by the file's size (restore refuses encrypted libraries, so
+				// blocks are the plain bytes): a store that keeps sending fills no disk.
+				if total+h.Size()+int64(n) > fo.Size {
+					rc.Close()
+					return fmt.Errorf("%w: file %s: its blocks hold more than the %d bytes it says (block %s)", object.ErrInvalid, e.id, fo.Size, b)
+				}
 				h.Write(buf[:n])
 				if _, err := f.Write(buf[:n]); err != nil {
 					rc.Close()

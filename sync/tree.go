@@ -692,6 +692,11 @@ func (r *run) blockPresent(ctx context.Context, id string, where func() string) 
 	if errors.Is(err, store.ErrNotExist) {
 		return 0, false, nil
 	}
+	if err == nil && size < 0 {
+		// The store's answer, not the primary's: left in, it would fail the file's
+		// size check and blame the primary's fs object.
+		err = fmt.Errorf("backup store: block %s: answered a size of %d bytes: %w", id, size, store.ErrUnavailable)
+	}
 	if err != nil || !r.recheck {
 		return size, err == nil, err
 	}

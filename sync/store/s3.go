@@ -263,7 +263,7 @@ func (s *S3) key(kind object.Kind, storeID, id string) (bucket, key string, err 
 
 func (s *S3) errorf(op, bucket, key string, err error) error {
 	e := fmt.Errorf("s3 store %s: %s %s/%s: %w", s.endpoint, op, bucket, key, s3Cause(err))
-	if errors.Is(err, ErrS3Stalled) || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && retryable(err) {
+	if errors.Is(err, ErrS3Stalled) || errors.Is(err, ErrS3BadAnswer) || !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && retryable(err) {
 		return &unavailable{e}
 	}
 	return e
@@ -296,16 +296,42 @@ func with404Note(ctx context.Context) (context.Context, *a404Note) {
 	return context.WithValue(ctx, a404NoteKey{}, n), n
 }
 
-// s3Answers reads the body of a 404 to a request that carries an a404Note (bounded: an
-// error document is small) to tell it whether the answer was an S3 error document
-// with a code, and hands the body on for minio-go to read.
+// s3Answers checks what minio-go takes on trust. Every request seafbak sends is
+// answered 200 when it succeeds (a DELETE, aborting a multipart upload, 204); minio-go
+// takes any 2xx as success, so a 202 or 206 (a gateway that queues, a proxy's partial
+// answer) was a PUT acknowledged that stored nothing, a GET with no body, an empty
+// listing. Such an answer becomes a 502 naming it, which minio-go retries and seafbak
+// classes as the store unavailable. A listing's body is bounded (maxListingBytes). The
+// body of a 404 to a request that carries an a404Note is read (bounded: an error
+// document is small) to tell it whether the answer was an S3 error document with a
+// code, and handed on for minio-go to read.
 type s3Answers struct{ rt http.RoundTripper }
+
+// maxListingBytes bounds a listing's answer: a page of 1000 keys is under 2 MiB.
+const maxListingBytes = 8 << 20
 
 func (t *s3Answers) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.rt.RoundTrip(req)
-	note, _ := req.Context().Value(a404NoteKey{}).(*a404Note)
-	if err != nil || note == nil || resp.StatusCode != http.StatusNotFound {
+	if err != nil {
 		return resp, err
+	}
+	if resp.StatusCode/100 == 2 && resp.StatusCode != http.StatusOK && !(req.Method == http.MethodDelete && resp.StatusCode == http.StatusNoContent) {
+		resp.Body.Close()
+		msg := fmt.Sprintf("the S3 server answered %s to a %s, not 200: nothing it says can be taken as done", resp.Status, req.Method)
+		var doc bytes.Buffer
+		xml.EscapeText(&doc, []byte(msg))
+		body := "<Error><Code>UnexpectedSuccessStatus</Code><Message>" + doc.String() + "</Message></Error>"
+		resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway"
+		resp.Header = http.Header{"Content-Type": {"application/xml"}}
+		resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+		return resp, nil
+	}
+	if req.Method == http.MethodGet && req.URL.Query().Has("list-type") {
+		resp.Body = &boundedBody{ReadCloser: resp.Body, left: maxListingBytes}
+	}
+	note, _ := req.Context().Value(a404NoteKey{}).(*a404Note)
+	if note == nil || resp.StatusCode != http.StatusNotFound {
+		return resp, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
@@ -324,6 +350,38 @@ func (t *s3Answers) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// boundedBody fails a read past its first left bytes.
+type boundedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("the S3 server's listing goes on past %d bytes: %w", maxListingBytes, ErrS3BadAnswer)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// ErrS3BadAnswer is an answer of the S3 server that cannot be what it claims (a size
+// below zero or past any object's, a listing without end): the store's, never the
+// primary's, and classed as the store unavailable.
+var ErrS3BadAnswer = errors.New("the S3 server's answer cannot be right")
+
+// checkedSize is an object's size as the S3 server gave it, refused when no object of
+// kind can have it.
+func checkedSize(kind object.Kind, size int64) error {
+	if size < 0 || size > object.MaxStoredSize(kind) {
+		return fmt.Errorf("%w: a %s of %d bytes", ErrS3BadAnswer, kind, size)
+	}
+	return nil
+}
+
 // Preload lists every object of kind under storeID once (ListObjectsV2, 1000 keys and
 // their sizes a request), so that Has and Size answer from memory for the rest of the
 // store's life instead of one HEAD per object. Objects this store commits afterwards
@@ -339,16 +397,23 @@ func (s *S3) Preload(ctx context.Context, kind object.Kind, storeID string) erro
 		return err
 	}
 	set := map[[20]byte]int64{}
+	var sizeErr error
 	err = s.list(ctx, bucket, prefix, listPageKeys, func(rest string, size int64) bool {
 		// Keys under the prefix that are not "<store>/<40 lower-case hex>" are someone
 		// else's; they are no object. ("ABCD..." decodes as hex too, and would answer
 		// for "abcd...": a sync would then skip writing the object a directory above it
 		// needs.)
 		if bin, ok := object.BinaryID(rest); ok {
+			if sizeErr = checkedSize(kind, size); sizeErr != nil {
+				return false
+			}
 			set[bin] = size
 		}
 		return true
 	})
+	if err == nil && sizeErr != nil {
+		err = s.errorf("list", bucket, prefix, sizeErr)
+	}
 	if err != nil {
 		return err
 	}
@@ -512,6 +577,9 @@ func (s *S3) Size(ctx context.Context, kind object.Kind, storeID, id string) (in
 	if err != nil {
 		return 0, s.errorf("head", bucket, key, err)
 	}
+	if err := checkedSize(kind, info.Size); err != nil { // -1: no Content-Length
+		return 0, s.errorf("head", bucket, key, err)
+	}
 	return info.Size, nil
 }
 
@@ -529,7 +597,7 @@ func (s *S3) Get(ctx context.Context, kind object.Kind, storeID, id string) ([]b
 	}
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return nil, s.errorf("get", r.bucket, r.key, err)
+		return nil, err // the store's failure, said by r
 	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("s3 store: %s %s: %w: larger than %d bytes", kind, id, object.ErrInvalid, limit)
@@ -544,8 +612,19 @@ func (s *S3) Open(ctx context.Context, kind object.Kind, storeID, id string) (io
 
 type s3Reader struct {
 	io.ReadCloser
+	s           *S3
 	bucket, key string
 	size        int64
+}
+
+// Read fails as the store's failure: a body cut or stalled midway is the store
+// unavailable, not an object damaged.
+func (r *s3Reader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.s.errorf("get", r.bucket, r.key, err)
+	}
+	return n, err
 }
 
 // open sends the GET now, so a missing object is ErrNotExist here and not at the first
@@ -569,7 +648,10 @@ func (s *S3) open(ctx context.Context, kind object.Kind, storeID, id string) (*s
 		}
 		return nil, s.errorf("get", bucket, key, err)
 	}
-	return &s3Reader{ReadCloser: body, bucket: bucket, key: key, size: info.Size}, nil
+	if body == nil { // minio-go's answer to a success without a body
+		return nil, s.errorf("get", bucket, key, fmt.Errorf("%w: no body", ErrS3BadAnswer))
+	}
+	return &s3Reader{ReadCloser: body, s: s, bucket: bucket, key: key, size: info.Size}, nil
 }
 
 // Create buffers the object (in memory, then in a temp file past s3MemLimit); Commit
