@@ -28,6 +28,18 @@ func primaryDatabases(e *env) map[dump.Role]*mysql.Config {
 	return dbs
 }
 
+// missingKeys names the config keys of the primary's databases a dump leaves out.
+func missingKeys(e *env) []string {
+	var missing []string
+	if e.cfg.Primary.CcnetDB == "" {
+		missing = append(missing, "primary.ccnet_db")
+	}
+	if e.cfg.Primary.SeahubDB == "" {
+		missing = append(missing, "primary.seahub_db")
+	}
+	return missing
+}
+
 func (c *dumpCmd) Run(e *env) error {
 	if e.cfg.Dump.Dir == "" {
 		return cantRun(fmt.Errorf("config %s: dump.dir: not set; add e.g. this line: dump: {dir: /var/backups/seafbak, keep: 7}", e.cfg.Path))
@@ -58,6 +70,12 @@ func (c *dumpCmd) Run(e *env) error {
 		return failed(serr)
 	}
 	fmt.Fprintf(e.stdout, "seafbak dump: %s (%s) in %.1fs\n", set.Dir, strings.Join(parts, ", "), time.Since(start).Seconds())
+	// Said at every dump, on stderr (what cron mails): a set without these is found
+	// wanting only at the failover, when Seafile on the backup host has no users.
+	if missing := missingKeys(e); len(missing) > 0 {
+		e.log.Warn("the dump set lacks databases a failover needs: Seafile restored from it has no users, groups, shares or Seahub data; set them in the config",
+			"set", set.Name, "unset", strings.Join(missing, ", "))
+	}
 	if err != nil { // the set is good; pruning older ones failed
 		return failed(err)
 	}

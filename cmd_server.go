@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,8 +179,23 @@ func printStartSteps(w io.Writer, s restore.StartSteps) {
 		}
 		return "(not in the dump)"
 	}
+	ready := "The backup host is ready to serve."
+	var lacking []string
+	for db, role := range map[string]string{s.CcnetDB: "ccnet", s.SeahubDB: "seahub"} {
+		if db == "" {
+			lacking = append(lacking, role)
+		}
+	}
+	if len(lacking) > 0 {
+		slices.Sort(lacking)
+		// Libraries alone are no server: without ccnet nobody can log in, without
+		// seahub the web interface does not start.
+		ready = fmt.Sprintf("The backup host holds the libraries, but the dump set has no %s database: load one\n"+
+			"(from an older dump, or the primary's) before users can log in. Dumps hold them once the\n"+
+			"config sets primary.ccnet_db and primary.seahub_db.", strings.Join(lacking, " or "))
+	}
 	fmt.Fprintf(w, `
-The backup host is ready to serve. To start Seafile on it:
+%s To start Seafile on it:
   1. Stop seafbak's cron job, watch and the primary's hook: from now on this host is the
      primary (seafbak here refuses to sync into these databases again; see the README).
   2. Point Seafile at the backup's databases on %s:
@@ -190,7 +206,7 @@ The backup host is ready to serve. To start Seafile on it:
   3. %s
   4. Start Seafile and Seahub: ./seafile.sh start && ./seahub.sh start
   5. Check: log in, open a few libraries; seafbak status --offline lists what was backed up.
-`, s.Addr, name(s.SeafileDB), name(s.CcnetDB), name(s.SeahubDB), dataStep(s))
+`, ready, s.Addr, name(s.SeafileDB), name(s.CcnetDB), name(s.SeahubDB), dataStep(s))
 }
 
 // dataStep says where Seafile finds the backed-up objects: a seafile-data directory, or

@@ -42,7 +42,7 @@ func TestRestoreServerOnS3(t *testing.T) {
 	}
 	check := func(stage, out, errs string) {
 		t.Helper()
-		if !strings.Contains(out, "The backup host is ready to serve") ||
+		if !strings.Contains(out, "To start Seafile on it:") ||
 			!strings.Contains(out, "Point Seafile at the backup's buckets (Seafile Pro's S3 backend)") ||
 			strings.Contains(out, "seafile-data directory") {
 			t.Fatalf("%s: restore server on S3 does not say how to serve the buckets:\n%s%s", stage, out, errs)

@@ -250,7 +250,7 @@ func Run(ctx context.Context, opts Options) (Set, error) {
 	name := started.Format(nameLayout)
 	tmp, err := os.MkdirTemp(opts.Dir, ".tmp-"+name+"-")
 	if err != nil {
-		return Set{}, fmt.Errorf("dump: %w", err)
+		return Set{}, notStarted(fmt.Errorf("dump: %w", err))
 	}
 	done := false
 	defer func() {
@@ -728,15 +728,15 @@ func prune(dir string, keep int, newest string, log *slog.Logger) error {
 	return errors.Join(errs...)
 }
 
-// sweepStale removes ".tmp-" directories older than age: dumps that died, prunes that
-// were interrupted. Run holds the directory's lock, so none is being written.
+// sweepStale removes its own ".tmp-" directories (ownTemp) older than age: dumps that
+// died, prunes that were interrupted. Run holds the directory's lock, so none is being written.
 func sweepStale(dir string, age time.Duration, log *slog.Logger) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".tmp-") {
+		if !e.IsDir() || !ownTemp(e.Name()) {
 			continue
 		}
 		fi, err := e.Info()
@@ -749,6 +749,28 @@ func sweepStale(dir string, age time.Duration, log *slog.Logger) {
 		}
 		log.Info("removed a stale partial dump", "dir", e.Name())
 	}
+}
+
+// ownTemp reports whether name is one of the ".tmp-" directories Run makes: a set being
+// written (".tmp-<set>-…"), pruned (".tmp-pruned-<set>-…") or that failed its read-back
+// (".tmp-unverified-<set>"). A dump directory may be shared (/var/backups): another
+// program's ".tmp-" directories are not the dump's to delete.
+func ownTemp(name string) bool {
+	rest, ok := strings.CutPrefix(name, ".tmp-")
+	if !ok {
+		return false
+	}
+	for _, kind := range []string{"pruned-", "unverified-"} {
+		if r, ok := strings.CutPrefix(rest, kind); ok {
+			rest = r
+			break
+		}
+	}
+	if len(rest) < len(nameLayout) {
+		return false
+	}
+	_, err := time.Parse(nameLayout, rest[:len(nameLayout)])
+	return err == nil
 }
 
 // lockDir takes an exclusive flock on dir itself (no lock file in it), released when

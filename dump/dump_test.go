@@ -415,7 +415,7 @@ func TestKeep(t *testing.T) {
 	stale := time.Now().Add(-7 * time.Hour)
 	must(t, os.Chtimes(old, stale, stale))
 	// A young one goes too: the dump holds the directory's lock, so none is writing it.
-	must(t, os.Mkdir(filepath.Join(dir, ".tmp-young"), 0o700))
+	must(t, os.Mkdir(filepath.Join(dir, ".tmp-"+time.Now().UTC().Format(nameLayout)+"-young"), 0o700))
 
 	opts := Options{Dir: dir, Keep: 2, Databases: map[Role]*mysql.Config{Seafile: rootConfig(db)}}
 	var made []string

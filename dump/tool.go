@@ -219,6 +219,13 @@ func defaultsText(cfg *mysql.Config, t *tool) (string, error) {
 	if cfg.Net != "unix" {
 		switch cfg.TLSConfig {
 		case "":
+			// Without tls= the Go driver, so seafbak's own checks, speak plain text.
+			// MariaDB's clients from 11.4 on ask for a verified TLS by default, and
+			// would fail every dump of a primary without it; MySQL's prefer TLS and
+			// fall back.
+			if mariadb {
+				b.WriteString("skip-ssl\n")
+			}
 		case "false":
 			if mariadb {
 				b.WriteString("skip-ssl\n")
