@@ -504,6 +504,16 @@ func (e *Engine) syncLocked(ctx context.Context, lock *state.Lock, lib primary.L
 		}
 		lostRecord, rec.Recheck = has, has
 	}
+	if listed && lib.HeadError != nil {
+		// The listing's word (the primary's database and file server disagreeing for a
+		// moment) may be over by now: a watcher retries with the listing it cached, and
+		// would fail on the same error until its next full comparison. The primary
+		// answers again; failing to, the listing's error stands.
+		if now, err := e.Source.Library(ctx, lib.ID); err == nil {
+			lib = now
+			res.Name = lib.Name
+		}
+	}
 	if listed && found {
 		now, asked, err := e.relisted(ctx, rec, lib)
 		switch {
