@@ -10,6 +10,7 @@ import (
 
 	"seafbak/state"
 	"seafbak/sync/primary"
+	"seafbak/sync/store"
 )
 
 // job is one piece of work on a library: bring it to lib's head, or (gone) record that
@@ -57,6 +58,12 @@ type scheduler struct {
 	running    int
 	ran        int // jobs finished, for tests
 	wg         gosync.WaitGroup
+	// storeFull counts the jobs in a row that met the backup store full, and heldUntil
+	// is when the next may start: every sync would fail the same way after reading the
+	// primary (as a scan, which stops), so none starts until the hold passes, and then
+	// one at a time until one succeeds.
+	storeFull int
+	heldUntil time.Time
 }
 
 // slot is one library the scheduler is busy with: running, pending or backing off.
@@ -143,7 +150,14 @@ func (s *scheduler) dispatchLocked(ctx context.Context) {
 		return // stopping: no new work
 	}
 	now := s.now()
-	for s.running < s.parallel {
+	if now.Before(s.heldUntil) {
+		return // the next poll's dispatch looks again
+	}
+	limit := s.parallel
+	if s.storeFull > 0 {
+		limit = 1 // a probe: is there room again?
+	}
+	for s.running < limit {
 		id, ok := s.nextDue(now)
 		if !ok {
 			return
@@ -170,6 +184,7 @@ func (s *scheduler) run(ctx context.Context, j job) {
 	switch {
 	case err == nil:
 		sl.failures, sl.retryAt = 0, time.Time{}
+		s.storeFull, s.heldUntil = 0, time.Time{}
 	case ctx.Err() != nil:
 		// Stopped: the engine recorded nothing half-done, and this is no failure.
 	case errors.Is(err, state.ErrLocked):
@@ -181,6 +196,15 @@ func (s *scheduler) run(ctx context.Context, j job) {
 		sl.retryAt = s.now().Add(wait)
 		s.log.Error("library failed to sync", "repo", id, "name", j.lib.Name, "err", err,
 			"failures_in_a_row", sl.failures, "retry_in", wait.String())
+		if errors.Is(err, store.ErrNoSpace) {
+			s.storeFull++
+			hold := s.backoff(s.storeFull)
+			if s.now().Add(hold).After(s.heldUntil) {
+				s.heldUntil = s.now().Add(hold)
+				s.log.Warn("the backup store is full: no sync starts until it may have room again, then one at a time until one succeeds",
+					"next_try_in", hold.String())
+			}
+		}
 	}
 	switch {
 	case sl.pending != nil:
