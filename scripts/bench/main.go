@@ -806,6 +806,9 @@ func (e *env) dumpAndFailover(cfg string, libs int) {
 		must(os.WriteFile(failoverCfg, []byte(failover), 0o600))
 		record(fmt.Sprintf("seafbak restore server, %d libraries, fresh database server%s", libs, b.label), timed(b.bin, "--config", failoverCfg, "restore", "server"))
 		must(other.Stop())
+		// The failover shares the state, which now refuses every sync: a test
+		// failover's mark goes, as restore server's hint says, for the runs below.
+		must(os.Remove(filepath.Join(filepath.Dir(cfg), "state", "failed-over.json")))
 	}
 }
 
