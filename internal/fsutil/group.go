@@ -50,9 +50,10 @@ const lingerFlushes = 10
 func busyFor(linger time.Duration) time.Duration { return 20 * linger }
 
 // FlushLinger is the Linger of the groups that flush the backup store and the state.
-// Rounds of the same busy group come at most this often; a sync under load waits for
-// up to this long at each of its flushes (its marker, its objects, its record), so a
-// watcher's burst of changes is recorded up to a few of these later.
+// Where flushes are dear, rounds of the same busy group come at most this often; a
+// sync under load waits for up to this long at each of its flushes (its marker, its
+// objects, its record), so a watcher's burst of changes is recorded up to a few of
+// these later.
 const FlushLinger = 50 * time.Millisecond
 
 type round struct {
