@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -181,13 +180,13 @@ func printStartSteps(w io.Writer, s restore.StartSteps) {
 	}
 	ready := "The backup host is ready to serve."
 	var lacking []string
-	for db, role := range map[string]string{s.CcnetDB: "ccnet", s.SeahubDB: "seahub"} {
-		if db == "" {
-			lacking = append(lacking, role)
-		}
+	if s.CcnetDB == "" {
+		lacking = append(lacking, "ccnet")
+	}
+	if s.SeahubDB == "" {
+		lacking = append(lacking, "seahub")
 	}
 	if len(lacking) > 0 {
-		slices.Sort(lacking)
 		// Libraries alone are no server: without ccnet nobody can log in, without
 		// seahub the web interface does not start.
 		ready = fmt.Sprintf("The backup host holds the libraries, but the dump set has no %s database: load one\n"+

@@ -41,6 +41,9 @@ func TestDumpWithoutCcnetAndSeahubWarns(t *testing.T) {
 	code, out, errs = seafbak("--config", failover, "restore", "server")
 	t.Logf("restore server: exit %d\n%s%s", code, out, errs)
 	failoverWarned := code != 0 || !strings.Contains(out, "The backup host is ready to serve")
+	if !strings.Contains(out, "no ccnet or seahub database") {
+		t.Errorf("restore server of a set with neither ccnet nor seahub does not name both:\n%s", out)
+	}
 
 	if !dumpWarned {
 		t.Errorf("dump without primary.ccnet_db/seahub_db: exit 0 and nothing on stderr; the set holds only the seafile database")

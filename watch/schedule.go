@@ -58,7 +58,7 @@ type scheduler struct {
 	running    int
 	ran        int // jobs finished, for tests
 	wg         gosync.WaitGroup
-	// storeFull counts the jobs in a row that met the backup store full, and heldUntil
+	// storeFull counts the holds in a row that the backup store full began, and heldUntil
 	// is when the next may start: every sync would fail the same way after reading the
 	// primary (as a scan, which stops), so none starts until the hold passes, and then
 	// one at a time until one succeeds.
@@ -196,14 +196,15 @@ func (s *scheduler) run(ctx context.Context, j job) {
 		sl.retryAt = s.now().Add(wait)
 		s.log.Error("library failed to sync", "repo", id, "name", j.lib.Name, "err", err,
 			"failures_in_a_row", sl.failures, "retry_in", wait.String())
-		if errors.Is(err, store.ErrNoSpace) {
+		// Syncs that were running when the store filled end during the hold: one
+		// finding, not one more failure each, or the first full disk would hold
+		// every sync for the longest backoff at once.
+		if errors.Is(err, store.ErrNoSpace) && !s.now().Before(s.heldUntil) {
 			s.storeFull++
 			hold := s.backoff(s.storeFull)
-			if s.now().Add(hold).After(s.heldUntil) {
-				s.heldUntil = s.now().Add(hold)
-				s.log.Warn("the backup store is full: no sync starts until it may have room again, then one at a time until one succeeds",
-					"next_try_in", hold.String())
-			}
+			s.heldUntil = s.now().Add(hold)
+			s.log.Warn("the backup store is full: no sync starts until it may have room again, then one at a time until one succeeds",
+				"next_try_in", hold.String())
 		}
 	}
 	switch {

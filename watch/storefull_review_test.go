@@ -120,3 +120,27 @@ func TestWatchBacksUpEverythingOnceTheStoreHasRoom(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The syncs already running when the store filled all fail within the first hold: one
+// finding, so the hold is the first backoff, not the longest one at once.
+func TestFullStoreHoldGrowsPerHoldNotPerSync(t *testing.T) {
+	release := make(chan struct{})
+	full := func(ctx context.Context, j job) error {
+		<-release
+		return fmt.Errorf("sync %s: %w", j.lib.ID, &store.NoSpaceError{Root: "/srv/backup", Errno: syscall.ENOSPC, Err: syscall.ENOSPC})
+	}
+	s := newScheduler(full, 8, time.Minute, time.Hour, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	for i := range 8 {
+		id := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
+		s.want(ctx, job{lib: primary.Library{ID: id, StoreID: id, Head: fmt.Sprintf("%040x", i+1)}})
+	}
+	close(release)
+	s.wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.storeFull != 1 || time.Until(s.heldUntil) > time.Minute {
+		t.Fatalf("8 syncs running when the store filled: %d holds, the next start in %s; want 1 hold of the first backoff (1m)",
+			s.storeFull, time.Until(s.heldUntil).Round(time.Second))
+	}
+}
